@@ -1,1 +1,1 @@
-
+"""asyncio listeners and sessions that bind the sans-IO protocols to sockets."""

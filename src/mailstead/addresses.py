@@ -1,0 +1,91 @@
+"""Canonical forms of mail addresses, for matching and for file names.
+
+The SMTP parser (``proto/smtp/address.py``) decides what is syntactically an
+address; this module decides when two addresses name the same mailbox:
+
+* the domain is case-insensitive (RFC 5321 §2.4) and an IDN is compared in
+  its ASCII form (RFC 5890 A-labels), so ``Bücher.Example`` and
+  ``xn--bcher-kva.example`` are one domain;
+* the local part is compared after removing RFC 5321 quoting that changes
+  nothing (``"alice"`` is ``alice``), in Unicode NFC (RFC 6531 §3.2) and
+  case-folded: RFC 5321 §2.4 lets the receiving host decide, and like Postfix
+  and Dovecot we treat ``Alice`` and ``alice`` as one user.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+
+class AddressError(ValueError):
+    """An address or domain that cannot be put in canonical form."""
+
+
+def normalize_domain(domain: str) -> str:
+    """Lower-case ASCII form of ``domain``; IDN labels become ``xn--`` A-labels."""
+    name = domain.strip().rstrip(".")
+    if not name or len(name) > 253:
+        raise AddressError(f"invalid domain {domain!r}")
+    if name.startswith("[") and name.endswith("]"):
+        return name.lower()  # address literal, RFC 5321 §4.1.3
+    labels = []
+    for label in name.split("."):
+        if label.isascii():
+            ascii_label = label.lower()
+        else:
+            try:
+                ascii_label = unicodedata.normalize("NFC", label).encode("idna").decode("ascii")
+            except UnicodeError as exc:
+                raise AddressError(f"invalid domain {domain!r}") from exc
+            ascii_label = ascii_label.lower()
+        if not ascii_label or len(ascii_label) > 63:
+            raise AddressError(f"invalid domain {domain!r}")
+        if not all(c.isalnum() or c == "-" for c in ascii_label) or ascii_label[0] == "-":
+            raise AddressError(f"invalid domain {domain!r}")
+        labels.append(ascii_label)
+    return ".".join(labels)
+
+
+def unquote_local_part(local: str) -> str:
+    """The content of an RFC 5321 quoted-string local part, escapes undone."""
+    if len(local) >= 2 and local[0] == '"' and local[-1] == '"':
+        out = []
+        chars = iter(local[1:-1])
+        for c in chars:
+            out.append(next(chars, "") if c == "\\" else c)
+        return "".join(out)
+    return local
+
+
+def canonical_local_part(local: str) -> str:
+    """The matching key of a local part: unquoted, NFC, case-folded."""
+    return unicodedata.normalize("NFC", unquote_local_part(local)).casefold()
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """Split at the last ``@``: a quoted local part may itself contain ``@``."""
+    local, at, domain = address.rpartition("@")
+    if not at or not domain:
+        raise AddressError(f"not an address: {address!r}")
+    return local, domain
+
+
+def canonical_address(address: str) -> str:
+    """``local@domain`` in the form used as a key in the directory and on disk."""
+    local, domain = split_address(address)
+    if not local:
+        raise AddressError(f"not an address: {address!r}")
+    return f"{canonical_local_part(local)}@{normalize_domain(domain)}"
+
+
+def is_safe_local_part(local: str) -> bool:
+    """True if ``local`` (canonical) can name one directory below the domain.
+
+    Refuses what could leave the mail root or confuse a shell or Maildir++:
+    separators, ``.``/``..``, a leading dot, control characters, NUL.
+    """
+    if not local or len(local.encode("utf-8")) > 64:
+        return False
+    if local.startswith(".") or "/" in local or "\\" in local:
+        return False
+    return all(unicodedata.category(c)[0] != "C" for c in local)

@@ -1,0 +1,52 @@
+"""Every size, count and time limit Mailstead enforces, in one place.
+
+Peers are hostile until proven otherwise: each limit here bounds memory,
+CPU or time that one connection can take. The defaults follow Postfix and
+Dovecot where they have a matching knob; tests pass smaller values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class SMTPLimits:
+    """Limits of one SMTP server session (MTA and MSA roles alike)."""
+
+    # RFC 5321 §4.5.3.1.4: a command line is at most 512 octets with CRLF.
+    # Extension parameters may make it longer (§4.5.3.1.2), so allow 4 KiB
+    # before answering 500 and discarding up to the next CRLF.
+    command_line: int = 4096
+    # Largest message accepted, advertised by SIZE (RFC 1870). Postfix: 10 MB.
+    message_size: int = 50 * 1024 * 1024
+    # RFC 5321 §4.5.3.1.8 requires room for at least 100 recipients.
+    recipients_per_message: int = 1000
+    # Messages per connection before 421; bounds a single session's work.
+    messages_per_session: int = 10_000
+    # Commands of any kind in one session before 421 (Postfix has no match;
+    # a session never needs more than a few per message).
+    commands_per_session: int = 100_000
+    # Syntax or sequence errors before the server says 421 and closes
+    # (Postfix smtpd_hard_error_limit = 20).
+    errors_per_session: int = 20
+    # Failed AUTH attempts before 421 (also slowed down by auth_failure_delay).
+    auth_failures_per_session: int = 3
+    # Seconds a failed AUTH waits before its reply, to slow guessing.
+    auth_failure_delay: float = 1.0
+    # Longest SASL exchange line (base64 of credentials), RFC 4954 §4.
+    sasl_line: int = 12288
+    # RFC 5321 §4.5.3.2.7: the server waits 5 minutes for the next command.
+    idle_timeout: float = 300.0
+    # RFC 5321 §4.5.3.2.5/6: at most 3 minutes between data blocks; the
+    # whole transfer may take as long as it keeps moving.
+    data_timeout: float = 180.0
+    # Seconds for the TLS handshake after STARTTLS or on an implicit-TLS port.
+    tls_handshake_timeout: float = 30.0
+    # Simultaneous connections from one IP address (Postfix anvil default 50).
+    connections_per_ip: int = 50
+    # Simultaneous connections to one listener in all.
+    connections_total: int = 1000
+    # Received headers counted before a message is refused as a loop
+    # (RFC 5321 §6.3; Postfix hopcount_limit = 50).
+    max_received_headers: int = 50

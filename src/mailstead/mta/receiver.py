@@ -1,0 +1,227 @@
+"""What an SMTP listener decides: who may send, to whom, and where mail goes.
+
+The protocol object knows the grammar; this module knows the directory,
+the relay rules of each listener role, and the durable hand-off of an
+accepted message to the local mailboxes (MDA) and the outbound queue.
+Its :meth:`Receiver.commit` returns only once every copy is fsynced, which
+is what the 250 to DATA/BDAT promises (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from mailstead.addresses import AddressError, split_address
+from mailstead.directory import Directory
+from mailstead.limits import SMTPLimits
+from mailstead.mta.queue import Queue, QueuedRecipient
+from mailstead.proto.smtp import replies as R
+from mailstead.proto.smtp.events import MailParams, Message, RcptParams
+from mailstead.proto.smtp.replies import Reply
+from mailstead.store import MailboxStore
+
+log = logging.getLogger("mailstead.smtp")
+
+
+class Role(enum.Enum):
+    """The three listener roles of DESIGN.md §3."""
+
+    MTA = "smtp"  # mail from other servers, for our domains only
+    MSA = "submission"  # our users, STARTTLS then AUTH
+    MSA_TLS = "submissions"  # our users over implicit TLS (RFC 8314)
+
+    @property
+    def is_submission(self) -> bool:
+        return self is not Role.MTA
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """What the session knows about the client, for policy and trace headers."""
+
+    ip: str
+    helo: str = ""
+    tls: bool = False
+    user: str | None = None
+    esmtp: bool = True
+
+
+class Receiver:
+    """Policy and hand-off for one listener role.
+
+    Owns no state across sessions; the directory, the store and the queue
+    are passed in so tests can use temporary ones.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        hostname: str,
+        domains: Sequence[str],
+        directory: Directory,
+        store: MailboxStore,
+        queue: Queue,
+        limits: SMTPLimits,
+    ) -> None:
+        self.role = role
+        self.hostname = hostname
+        self.primary_domain = domains[0] if domains else hostname
+        self.directory = directory
+        self.store = store
+        self.queue = queue
+        self.limits = limits
+
+    # -- MAIL FROM / RCPT TO --------------------------------------------------
+
+    def sender_reply(self, peer: Peer, sender: str, params: MailParams) -> Reply:
+        # RFC 6409 §6.1: the MSA checks the sender against the authenticated
+        # identity; nobody may send as somebody else.
+        if self.role.is_submission and not (
+            peer.user is not None and sender and self.directory.may_send_as(peer.user, sender)
+        ):
+            return Reply(553, "5.7.1", "Sender address not owned by authenticated user")
+        return R.SENDER_OK
+
+    def recipient_reply(self, peer: Peer, recipient: str, params: RcptParams) -> Reply:
+        if recipient == "postmaster":
+            recipient = f"postmaster@{self.primary_domain}"
+        try:
+            _, domain = split_address(recipient)
+            local = self.directory.is_local_domain(domain)
+        except AddressError:
+            return Reply(501, "5.1.3", "Bad recipient address syntax")
+        if local:
+            if self.directory.resolve(recipient) is None:
+                return R.NO_SUCH_USER
+            return R.RECIPIENT_OK
+        if self.role.is_submission and peer.user is not None:
+            return R.RECIPIENT_OK
+        # Never an open relay: strangers may only send to our own domains.
+        return R.RELAY_DENIED
+
+    # -- the message ------------------------------------------------------------
+
+    def commit(self, peer: Peer, message: Message) -> Reply:
+        """Store every copy durably, then say 250; runs in a worker thread."""
+        content = message.content
+        hops = _count_received(content)
+        if hops >= self.limits.max_received_headers:
+            # RFC 5321 §6.3: a message that has looped must not go round again.
+            return Reply(554, "5.4.6", "Too many Received headers: mail loop")
+        queue_id = secrets.token_hex(8).upper()
+        now = time.time()
+        sender = message.sender
+        mailboxes: dict[str, str] = {}  # final mailbox -> the recipient it came from
+        remote: dict[str, RcptParams] = {}
+        for rcpt in message.recipients:
+            address = rcpt.address
+            if address == "postmaster":
+                address = f"postmaster@{self.primary_domain}"
+            resolution = self.directory.resolve(address)
+            if resolution is None:
+                # A remote recipient of a submission, or a local one deleted
+                # since its RCPT got 250: either way the promise stands, so it
+                # goes to the queue (to be delivered or bounced), never lost.
+                remote.setdefault(address, rcpt.params)
+                continue
+            for mailbox in resolution.mailboxes:
+                mailboxes.setdefault(mailbox, address)
+            for target in resolution.remote:
+                remote.setdefault(target, rcpt.params)
+        stamp = datetime.fromtimestamp(now, UTC)
+        # Maildir and mbox files use the Unix line ending.
+        body_lf = content.replace(b"\r\n", b"\n") if mailboxes else b""
+        try:
+            for mailbox, original in mailboxes.items():
+                trace = self._trace_headers(peer, message, queue_id, original, mailbox, stamp)
+                self.store.deliver(mailbox, (trace, body_lf), sender, now)
+            if remote:
+                received = self._received(peer, message, queue_id, None, stamp)
+                recipients = [
+                    QueuedRecipient(address=a, notify=p.notify, orcpt=p.orcpt)
+                    for a, p in remote.items()
+                ]
+                self.queue.enqueue(
+                    sender,
+                    recipients,
+                    (received.replace(b"\n", b"\r\n"), content),
+                    envid=message.mail_params.envid,
+                    ret=message.mail_params.ret,
+                    received_at=now,
+                )
+        except Exception:
+            log.exception("%s: delivery failed", queue_id)
+            return R.LOCAL_ERROR
+        log.info(
+            "%s: from=<%s> to=%s size=%d client=[%s] user=%s",
+            queue_id,
+            sender,
+            ",".join(f"<{r.address}>" for r in message.recipients),
+            len(content),
+            peer.ip,
+            peer.user or "-",
+        )
+        return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")
+
+    def _is_local(self, address: str) -> bool:
+        try:
+            return self.directory.is_local_domain(split_address(address)[1])
+        except AddressError:
+            return False
+
+    def _trace_headers(
+        self,
+        peer: Peer,
+        message: Message,
+        queue_id: str,
+        original: str,
+        mailbox: str,
+        stamp: datetime,
+    ) -> bytes:
+        # RFC 5321 §4.4: the final delivery adds Return-Path; Delivered-To
+        # (Postfix/qmail practice) names the mailbox and lets loops be seen.
+        return (
+            f"Return-Path: <{message.sender}>\n".encode()
+            + f"Delivered-To: {mailbox}\n".encode()
+            + self._received(peer, message, queue_id, original, stamp)
+        )
+
+    def _received(
+        self,
+        peer: Peer,
+        message: Message,
+        queue_id: str,
+        recipient: str | None,
+        stamp: datetime,
+    ) -> bytes:
+        # RFC 3848 protocol names: ESMTP + S (TLS) + A (authenticated).
+        proto = "ESMTP" if peer.esmtp else "SMTP"
+        if message.mail_params.smtputf8:
+            proto = "UTF8" + proto
+        if peer.tls:
+            proto += "S"
+        if peer.user is not None:
+            proto += "A"
+        helo = peer.helo.replace("(", "").replace(")", "")[:255]
+        for_clause = f"\n\tfor <{recipient}>" if recipient else ""
+        return (
+            f"Received: from {helo} ([{peer.ip}])\n"
+            f"\tby {self.hostname} (Mailstead) with {proto} id {queue_id}"
+            f"{for_clause};\n\t{format_datetime(stamp)}\n"
+        ).encode()
+
+
+def _count_received(content: bytes) -> int:
+    """Received headers in the header section (up to the first blank line)."""
+    end = content.find(b"\r\n\r\n")
+    header = content[: end + 2] if end >= 0 else content
+    lowered = b"\r\n" + header.lower()
+    return lowered.count(b"\r\nreceived:")

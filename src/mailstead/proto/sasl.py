@@ -1,0 +1,118 @@
+"""Server side of the SASL mechanisms PLAIN and LOGIN, shared by SMTP, IMAP, POP3.
+
+A mechanism takes decoded client responses and answers with either the
+next challenge (bytes) or the finished :class:`Credentials`. Base64 framing
+and the ``*`` cancel line are the same in all three protocols (RFC 4954 §4,
+RFC 9051 §6.2.2, RFC 5034 §4), so they live here too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from mailstead.proto.errors import RemoteProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What the client claimed: who it is, who it wants to act as, its password."""
+
+    authcid: str
+    password: str
+    # RFC 4616 §2: an empty authzid means "act as authcid".
+    authzid: str = ""
+
+
+class SASLError(RemoteProtocolError):
+    """A malformed SASL exchange (bad base64, missing fields, bad UTF-8)."""
+
+
+class SASLCancelled(SASLError):
+    """The client sent ``*`` to abort the exchange."""
+
+
+def decode_response(line: bytes) -> bytes:
+    """Decode one base64 client response line; ``*`` cancels, ``=`` is empty."""
+    line = line.strip()
+    if line == b"*":
+        raise SASLCancelled("Authentication cancelled")
+    if line == b"=":
+        return b""
+    try:
+        return base64.b64decode(line, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise SASLError("Invalid base64 data") from exc
+
+
+def encode_challenge(challenge: bytes) -> bytes:
+    return base64.b64encode(challenge)
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SASLError("Credentials are not valid UTF-8") from exc
+
+
+class SASLMechanism:
+    """One exchange of one mechanism; create a new object per AUTH command."""
+
+    name = ""
+
+    def start(self, initial: bytes | None) -> bytes | Credentials:
+        """Begin, with the client's initial response if it sent one."""
+        raise NotImplementedError
+
+    def step(self, response: bytes) -> bytes | Credentials:
+        """Take the client's answer to the last challenge."""
+        raise NotImplementedError
+
+
+class Plain(SASLMechanism):
+    """RFC 4616: one message ``authzid NUL authcid NUL passwd``."""
+
+    name = "PLAIN"
+
+    def start(self, initial: bytes | None) -> bytes | Credentials:
+        return b"" if initial is None else self.step(initial)
+
+    def step(self, response: bytes) -> bytes | Credentials:
+        parts = response.split(b"\0")
+        if len(parts) != 3 or not parts[1] or not parts[2]:
+            raise SASLError("Malformed PLAIN response")
+        authzid, authcid, password = (_text(p) for p in parts)
+        return Credentials(authcid=authcid, password=password, authzid=authzid)
+
+
+class Login(SASLMechanism):
+    """The de-facto LOGIN mechanism (draft-murchison-sasl-login): user, then password."""
+
+    name = "LOGIN"
+
+    def __init__(self) -> None:
+        self._user: str | None = None
+
+    def start(self, initial: bytes | None) -> bytes | Credentials:
+        if initial is None:
+            return b"Username:"
+        return self.step(initial)
+
+    def step(self, response: bytes) -> bytes | Credentials:
+        if self._user is None:
+            if not response:
+                raise SASLError("Empty user name")
+            self._user = _text(response)
+            return b"Password:"
+        return Credentials(authcid=self._user, password=_text(response))
+
+
+MECHANISMS: dict[str, type[SASLMechanism]] = {"PLAIN": Plain, "LOGIN": Login}
+
+
+def server_mechanism(name: str) -> SASLMechanism | None:
+    """A fresh exchange for mechanism ``name`` (case-insensitive), or None."""
+    cls = MECHANISMS.get(name.upper())
+    return cls() if cls else None

@@ -1,0 +1,142 @@
+"""Syntax of SMTP paths and ESMTP parameters (RFC 5321 §4.1.2, RFC 6531 §3.3).
+
+Only syntax lives here: whether an address is ours, exists or may be used
+is decided by the session's policy.
+"""
+
+from __future__ import annotations
+
+import re
+
+from mailstead.proto.errors import RemoteProtocolError
+
+# RFC 5321 §4.5.3.1.1-3: size limits of the parts of a path, in octets.
+MAX_LOCAL_PART = 64
+MAX_DOMAIN = 255
+MAX_PATH = 256
+
+# RFC 5322 atext; RFC 6531 §3.3 extends it with any non-ASCII UTF-8 character.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_ATEXT_UTF8 = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\U0010ffff]"
+_QTEXT = r"[\x20\x21\x23-\x5b\x5d-\x7e]"
+_QTEXT_UTF8 = r"[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]"
+_QPAIR = r"\\[\x20-\x7e]"
+
+
+def _local_part_re(atext: str, qtext: str) -> re.Pattern[str]:
+    dot_string = rf"{atext}+(?:\.{atext}+)*"
+    quoted = rf'"(?:{qtext}|{_QPAIR})*"'
+    return re.compile(rf"(?:{dot_string}|{quoted})")
+
+
+_LOCAL_ASCII = _local_part_re(_ATEXT, _QTEXT)
+_LOCAL_UTF8 = _local_part_re(_ATEXT_UTF8, _QTEXT_UTF8)
+# A domain name (letters, digits, hyphens; U-labels with SMTPUTF8) or an
+# address literal such as [192.0.2.1] or [IPv6:2001:db8::1] (§4.1.3).
+_LABEL_ASCII = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_LABEL_UTF8 = (
+    r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\-\u0080-\U0010ffff]*[A-Za-z0-9\u0080-\U0010ffff])?"
+)
+_LITERAL = r"\[(?:[0-9.]+|IPv6:[0-9A-Fa-f:.]+)\]"
+_DOMAIN_ASCII = re.compile(rf"(?:{_LABEL_ASCII}(?:\.{_LABEL_ASCII})*|{_LITERAL})")
+_DOMAIN_UTF8 = re.compile(rf"(?:{_LABEL_UTF8}(?:\.{_LABEL_UTF8})*|{_LITERAL})")
+# Source routes (§4.1.2 A-d-l) are accepted and ignored, as §3.6.1 asks.
+_SOURCE_ROUTE = re.compile(r"@[^:,<>]+(?:,@[^:,<>]+)*:")
+# RFC 5321 §4.1.2: esmtp-keyword and esmtp-value.
+_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
+_VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+")
+
+
+class PathError(RemoteProtocolError):
+    """A path or parameter that breaks the RFC 5321 grammar."""
+
+    def __init__(self, enhanced: str, text: str) -> None:
+        super().__init__(text)
+        self.enhanced = enhanced
+        self.text = text
+
+
+def parse_path(text: str, *, utf8: bool, null_allowed: bool, enhanced: str) -> tuple[str, str]:
+    """Parse ``<path> params`` and return (address, rest-of-line).
+
+    ``address`` is ``local@domain`` as written (quoting kept), or ``""`` for the
+    null reverse-path ``<>``. ``enhanced`` is the RFC 3463 code for a bad
+    address: 5.1.7 for a sender, 5.1.3 for a recipient.
+    """
+    if not text.startswith("<"):
+        raise PathError(enhanced, "Address must be enclosed in <>")
+    end = _find_path_end(text)
+    if end < 0:
+        raise PathError(enhanced, "Unterminated address")
+    inner, rest = text[1:end], text[end + 1 :]
+    if rest and not rest.startswith(" "):
+        raise PathError("5.5.4", "Syntax error after address")
+    if len(inner.encode("utf-8")) > MAX_PATH - 2:
+        raise PathError(enhanced, "Path too long")
+    if not inner:
+        if not null_allowed:
+            raise PathError(enhanced, "Null address not allowed here")
+        return "", rest.strip(" ")
+    route = _SOURCE_ROUTE.match(inner)
+    if route:
+        inner = inner[route.end() :]
+    return validate_mailbox(inner, utf8=utf8, enhanced=enhanced), rest.strip(" ")
+
+
+def _find_path_end(text: str) -> int:
+    """Index of the ``>`` closing the path, skipping quoted strings."""
+    quoted = False
+    i = 1
+    while i < len(text):
+        c = text[i]
+        if quoted and c == "\\":
+            i += 2
+            continue
+        if c == '"':
+            quoted = not quoted
+        elif c == ">" and not quoted:
+            return i
+        i += 1
+    return -1
+
+
+def validate_mailbox(mailbox: str, *, utf8: bool, enhanced: str) -> str:
+    """Check ``local@domain`` against RFC 5321 §4.1.2 (and RFC 6531 with ``utf8``)."""
+    local, at, domain = mailbox.rpartition("@")
+    if not at:
+        raise PathError(enhanced, "Address must have a domain")
+    if not mailbox.isascii() and not utf8:
+        # RFC 6531 §3.4: non-ASCII needs the SMTPUTF8 parameter.
+        raise PathError("5.6.7", "Must declare SMTPUTF8 to use a non-ASCII address")
+    local_re, domain_re = (_LOCAL_UTF8, _DOMAIN_UTF8) if utf8 else (_LOCAL_ASCII, _DOMAIN_ASCII)
+    if not local_re.fullmatch(local):
+        raise PathError(enhanced, "Bad local part syntax")
+    if len(local.encode("utf-8")) > MAX_LOCAL_PART:
+        raise PathError(enhanced, "Local part too long")
+    if not domain_re.fullmatch(domain) or len(domain.encode("utf-8")) > MAX_DOMAIN:
+        raise PathError(enhanced, "Bad domain syntax")
+    return mailbox
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """ESMTP ``keyword[=value]`` parameters, keywords upper-cased (§4.1.2)."""
+    params: dict[str, str | None] = {}
+    for item in text.split():
+        key, eq, value = item.partition("=")
+        if not _KEYWORD.fullmatch(key) or (eq and not _VALUE.fullmatch(value)):
+            raise PathError("5.5.4", "Bad parameter syntax")
+        key = key.upper()
+        if key in params:
+            raise PathError("5.5.4", f"Duplicate parameter {key}")
+        params[key] = value if eq else None
+    return params
+
+
+_XTEXT_HEX = re.compile(r"\+([0-9A-F]{2})")
+
+
+def decode_xtext(value: str) -> str:
+    """Undo RFC 3461 §4 xtext (``+XX`` hex escapes); raise on a bad escape."""
+    if "+" in _XTEXT_HEX.sub("", value):
+        raise PathError("5.5.4", "Bad xtext encoding")
+    return _XTEXT_HEX.sub(lambda m: chr(int(m.group(1), 16)), value)
