@@ -52,6 +52,26 @@ from mailstead.proto.smtp.replies import Reply
 # used for cross-protocol attacks and hangs up (Postfix smtpd_forbidden_commands).
 _FORBIDDEN_VERBS = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS"})
 _DATA_END = b"\r\n.\r\n"
+_BARE_CR = Reply(550, "5.6.0", "Message contains a bare CR (RFC 5321 §2.3.8)")
+
+
+def _normalize_line_ends(data: bytes) -> bytes | None:
+    """CRLF line ends throughout, or None if a bare CR makes the text ambiguous.
+
+    RFC 5321 §2.3.8: CR and LF only travel as a pair. Bare LFs are common
+    in practice (Python's ``smtplib.sendmail`` of ``as_bytes()`` sends
+    them), so, as Postfix's ``smtpd_forbid_bare_newline = normalize`` does,
+    a bare LF ends a line of content but never the data: only CRLF.CRLF
+    does, which is what defeats SMTP smuggling (one message, never two).
+    A bare CR has no honest use and is what smuggling against CR-lenient
+    peers relies on, so such a message is refused.
+    """
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf:
+        return None
+    if data.count(b"\n") != crlf:
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,9 +312,12 @@ class SMTPServer:
         if oversize:
             self._reject_message(R.MESSAGE_TOO_BIG)
             return None
+        normalized = _normalize_line_ends(raw)
+        if normalized is None:
+            self._reject_message(_BARE_CR)
+            return None
         # RFC 5321 §4.5.2: drop the first "." of every line that starts with one.
-        content = raw.replace(b"\r\n.", b"\r\n")[2:]
-        return self._finish_message(content)
+        return self._finish_message(normalized.replace(b"\r\n.", b"\r\n")[2:])
 
     def _read_bdat_chunk(self) -> Event | None:
         """Consume the octets announced by BDAT (RFC 3030 §2): no dot-stuffing."""
@@ -328,22 +351,17 @@ class SMTPServer:
         if txn.bdat_failed is not None:
             self._reject_message(txn.bdat_failed)
             return None
-        return self._finish_message(bytes(txn.bdat))
+        normalized = _normalize_line_ends(bytes(txn.bdat))
+        if normalized is None:
+            self._reject_message(_BARE_CR)
+            return None
+        return self._finish_message(normalized)
 
     def _finish_message(self, content: bytes) -> Event | None:
         txn = self._txn
         assert txn is not None
         if len(content) > self.limits.message_size:
             self._reject_message(R.MESSAGE_TOO_BIG)
-            return None
-        # RFC 5321 §2.3.8: CR and LF only ever travel as a pair. A bare one
-        # is how SMTP smuggling hides a second message inside the first, so
-        # the whole message is refused, never split.
-        crlf = content.count(b"\r\n")
-        if content.count(b"\n") != crlf or content.count(b"\r") != crlf:
-            self._reject_message(
-                Reply(550, "5.6.0", "Message contains a bare CR or LF (RFC 5321 §2.3.8)")
-            )
             return None
         event = Message(txn.sender, txn.params, tuple(txn.recipients), content)
         return self._await("message", event)
