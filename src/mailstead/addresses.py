@@ -14,6 +14,7 @@ address; this module decides when two addresses name the same mailbox:
 
 from __future__ import annotations
 
+import ipaddress
 import unicodedata
 
 
@@ -27,7 +28,15 @@ def normalize_domain(domain: str) -> str:
     if not name or len(name) > 253:
         raise AddressError(f"invalid domain {domain!r}")
     if name.startswith("[") and name.endswith("]"):
-        return name.lower()  # address literal, RFC 5321 §4.1.3
+        # Address literal, RFC 5321 §4.1.3: checked as an IP address, so a
+        # literal can never carry a path such as "[../x]".
+        literal = name[1:-1]
+        is_v6 = literal[:5].lower() == "ipv6:"
+        try:
+            ip = ipaddress.IPv6Address(literal[5:]) if is_v6 else ipaddress.IPv4Address(literal)
+        except ValueError as exc:
+            raise AddressError(f"invalid address literal {domain!r}") from exc
+        return f"[IPv6:{ip}]" if is_v6 else f"[{ip}]"
     labels = []
     for label in name.split("."):
         if label.isascii():
@@ -40,7 +49,11 @@ def normalize_domain(domain: str) -> str:
             ascii_label = ascii_label.lower()
         if not ascii_label or len(ascii_label) > 63:
             raise AddressError(f"invalid domain {domain!r}")
-        if not all(c.isalnum() or c == "-" for c in ascii_label) or ascii_label[0] == "-":
+        # RFC 1123 §2.1: letters, digits and inner hyphens.
+        if not all(c.isalnum() or c == "-" for c in ascii_label) or "-" in (
+            ascii_label[0],
+            ascii_label[-1],
+        ):
             raise AddressError(f"invalid domain {domain!r}")
         labels.append(ascii_label)
     return ".".join(labels)
@@ -59,7 +72,9 @@ def unquote_local_part(local: str) -> str:
 
 def canonical_local_part(local: str) -> str:
     """The matching key of a local part: unquoted, NFC, case-folded."""
-    return unicodedata.normalize("NFC", unquote_local_part(local)).casefold()
+    # Case folding can undo NFC (e.g. for some Greek letters), so normalise again.
+    folded = unicodedata.normalize("NFC", unquote_local_part(local)).casefold()
+    return unicodedata.normalize("NFC", folded)
 
 
 def split_address(address: str) -> tuple[str, str]:

@@ -21,8 +21,12 @@ def test_mta_delivers_to_local_maildir(server: ServerHandle) -> None:
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"]) as smtp:
         smtp.send_message(_message("carol@remote.test", "alice@example.test"))
     (stored,) = server.new_messages("alice@example.test")
-    assert stored.startswith(b"Return-Path: <carol@remote.test>\nDelivered-To: alice@example.test\n")
-    assert b"\nReceived: from " in stored and b"by mx.example.test (Mailstead) with ESMTP id" in stored
+    assert stored.startswith(
+        b"Return-Path: <carol@remote.test>\nDelivered-To: alice@example.test\n"
+    )
+    assert (
+        b"\nReceived: from " in stored and b"by mx.example.test (Mailstead) with ESMTP id" in stored
+    )
     # Dot-stuffing undone, Unix line endings on disk.
     assert b"\n.leading dot\n..two dots\nFrom: not a header\n" in stored
     assert b"\r\n" not in stored
@@ -130,7 +134,10 @@ def test_smtputf8_address_and_body(server: ServerHandle) -> None:
         smtp.ehlo()
         assert smtp.has_extn("smtputf8")
         smtp.sendmail(
-            "josé@remote.test", ["alice@example.test"], body, mail_options=["SMTPUTF8", "BODY=8BITMIME"]
+            "josé@remote.test",
+            ["alice@example.test"],
+            body,
+            mail_options=["SMTPUTF8", "BODY=8BITMIME"],
         )
     (stored,) = server.new_messages("alice@example.test")
     assert "Return-Path: <josé@remote.test>".encode() in stored

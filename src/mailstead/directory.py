@@ -1,0 +1,546 @@
+"""The directory: which domains are local, who the users are, where aliases point.
+
+It answers the two questions asked on every SMTP transaction — "does this
+recipient exist, and where does its mail go?" (:meth:`Directory.resolve`,
+once per RCPT) and "may this authenticated user use this sender address?"
+(:meth:`Directory.may_send_as`) — and checks passwords for SMTP AUTH, IMAP
+and POP3 (:meth:`Directory.authenticate`).
+
+Addresses are stored in the canonical form of :mod:`mailstead.addresses`, so
+``Alice@Bücher.example`` and ``"alice"@xn--bcher-kva.example`` are one user.
+A local part that becomes a directory name on disk must be harmless there and
+in a shell; :func:`is_valid_mailbox_local_part` is the rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from mailstead.addresses import (
+    AddressError,
+    canonical_local_part,
+    is_safe_local_part,
+    normalize_domain,
+    split_address,
+)
+
+__all__ = ["Directory", "DirectoryError", "Resolution", "is_valid_mailbox_local_part"]
+
+# Bumped with every schema change; _migrate() upgrades older files.
+SCHEMA_VERSION = 1
+
+# Alias expansion: nesting deeper than this is ignored (Postfix stops at 1000
+# recursions, but ten levels of aliases is already a misconfiguration).
+MAX_ALIAS_DEPTH = 10
+# Targets of one alias; a mailing list belongs in a list manager, not here.
+MAX_ALIAS_TARGETS = 1000
+
+# scrypt cost (RFC 7914): N = 2**14, r = 8, p = 1 takes 16 MiB and ~50 ms,
+# the interactive-login parameters recommended by the scrypt paper and OWASP.
+_SCRYPT_LN = 14
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_SCRYPT_DKLEN = 32
+_SCRYPT_MAXMEM = 256 * 1024 * 1024  # ceiling for hashes made with higher costs
+_HASH_RE = re.compile(
+    r"\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]{22})\$([A-Za-z0-9+/]{43})"
+)
+
+# RFC 5322 §3.2.3 atext, less the characters a shell gives meaning to
+# (! # $ & ' * / ? ^ ` { | } ~ and, outside atext, everything else) and "%",
+# which old relays still treat as a routing operator (user%host@relay).
+_SAFE_ASCII = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-=_.")
+# RFC 5322 §3.2.3 atext and RFC 6531 §3.3 UTF8-non-ascii: what a remote
+# (unquoted) local part may contain.
+_ATEXT = frozenset("!#$%&'*+-/=?^_`{|}~.") | frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+)
+
+
+class DirectoryError(Exception):
+    """A directory operation that cannot be done as asked (one-line message)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Where mail for one recipient address goes."""
+
+    #: Canonical addresses of local users whose mailboxes get a copy.
+    mailboxes: tuple[str, ...]
+    #: Non-local addresses the message is relayed to (alias forwarding).
+    remote: tuple[str, ...]
+
+
+def is_valid_mailbox_local_part(local: str) -> bool:
+    """True if the canonical ``local`` may name a user or alias here.
+
+    Stricter than RFC 5322: ASCII letters, digits and ``+ - = _ .``,
+    plus non-ASCII letters, digits and combining marks (RFC 6531); no
+    leading, trailing or doubled dot (RFC 5322 §3.2.3 dot-atom). Everything
+    else — ``/``, NUL, whitespace, shell metacharacters — is refused, because
+    the local part becomes a directory name (DESIGN.md §3 mail paths) and may
+    reach scripts and logs.
+    """
+    if not is_safe_local_part(local):
+        return False
+    if local.endswith(".") or ".." in local:
+        return False
+    for c in local:
+        if c in _SAFE_ASCII:
+            continue
+        if c.isascii() or unicodedata.category(c)[0] not in "LNM":
+            return False
+    return unicodedata.category(local[0])[0] != "M"
+
+
+def _is_valid_remote_local_part(local: str) -> bool:
+    # RFC 5321 §4.1.2 Local-part = Dot-string / Quoted-string, with RFC 6531
+    # UTF-8; §4.5.3.1.1: at most 64 octets.
+    if not local or len(local.encode("utf-8")) > 64 or not local.isprintable():
+        return False
+    if len(local) >= 2 and local[0] == '"' and local[-1] == '"':
+        # RFC 5321 §4.1.2 Quoted-string: a bare '"' or a trailing '\' ends it early.
+        escaped = False
+        for c in local[1:-1]:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                return False
+        return not escaped
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return False
+    return all(c in _ATEXT or not c.isascii() for c in local)
+
+
+# --------------------------------------------------------------------------- passwords
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text + "=" * (-len(text) % 4))
+
+
+def _scrypt(password: bytes, salt: bytes, ln: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        password, salt=salt, n=1 << ln, r=r, p=p, maxmem=_SCRYPT_MAXMEM, dklen=_SCRYPT_DKLEN
+    )
+
+
+def hash_password(password: str) -> str:
+    """A self-describing scrypt hash: ``$scrypt$ln=14,r=8,p=1$<salt>$<hash>`` (base64)."""
+    salt = secrets.token_bytes(16)
+    ln, r, p = _SCRYPT_LN, _SCRYPT_R, _SCRYPT_P
+    digest = _scrypt(password.encode("utf-8"), salt, ln, r, p)
+    return f"$scrypt$ln={ln},r={r},p={p}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """True if ``password`` matches the hash ``encoded`` (constant-time compare)."""
+    m = _HASH_RE.fullmatch(encoded)
+    if m is None:
+        return False
+    ln, r, p = int(m[1]), int(m[2]), int(m[3])
+    if not (1 <= ln <= 20 and 1 <= r <= 32 and 1 <= p <= 16):
+        return False
+    digest = _scrypt(password.encode("utf-8"), _unb64(m[4]), ln, r, p)
+    return hmac.compare_digest(digest, _unb64(m[5]))
+
+
+# Verified against when the user does not exist, so that "no such user" costs
+# the same scrypt work as "wrong password" and timing reveals nothing.
+_DUMMY_HASH = (
+    f"$scrypt$ln={_SCRYPT_LN},r={_SCRYPT_R},p={_SCRYPT_P}$"
+    f"{_b64(bytes(16))}${_b64(bytes(_SCRYPT_DKLEN))}"
+)
+
+
+# --------------------------------------------------------------------------- schema
+
+# WITHOUT ROWID: every lookup is by primary key, so the table is the index.
+_SCHEMA = """
+CREATE TABLE users (
+    address  TEXT PRIMARY KEY,          -- canonical local@domain
+    domain   TEXT NOT NULL,
+    password TEXT NOT NULL               -- $scrypt$… hash, never plaintext
+) WITHOUT ROWID;
+CREATE TABLE alias_targets (
+    alias    TEXT NOT NULL,             -- canonical local@domain, or @domain (catch-all)
+    position INTEGER NOT NULL,          -- keeps the targets in the order given
+    target   TEXT NOT NULL,             -- local part as given, domain normalised
+    PRIMARY KEY (alias, position)
+) WITHOUT ROWID;
+"""
+
+
+class Directory:
+    """Owns the local domains, the users (with password hashes) and the aliases.
+
+    Backed by SQLite in WAL mode, so the CLI can change it while the server
+    runs; nothing is cached between calls, so a change is seen at the next
+    RCPT or login. One connection, shared by threads under a lock; password
+    hashing runs outside the lock so that logins do not serialise.
+    """
+
+    def __init__(self, path: Path, domains: Sequence[str]) -> None:
+        try:
+            self._domains = frozenset(normalize_domain(d) for d in domains)
+        except AddressError as exc:
+            raise DirectoryError(str(exc)) from None
+        self._path = path
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Password hashes live here: create the file private before SQLite
+            # opens it (its -wal and -shm files copy this mode).
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise DirectoryError(f"cannot open directory {path}: {exc}") from None
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")  # an added user survives a crash
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise DirectoryError(f"cannot open directory {path}: {exc}") from None
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        with self._write():
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise DirectoryError(
+                    f"{self._path} has schema version {version}; "
+                    f"this Mailstead supports up to {SCHEMA_VERSION}"
+                )
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Directory:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------- helpers
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction under the lock, rolled back if the body raises."""
+        with self._lock:
+            # IMMEDIATE takes SQLite's write lock now, so a concurrent writer
+            # (the CLI vs. the server) waits for it instead of failing mid-way.
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _domain(self, domain: str) -> str | None:
+        """The normalised ``domain`` if it is local, else None."""
+        try:
+            name = normalize_domain(domain)
+        except AddressError:
+            return None
+        return name if name in self._domains else None
+
+    def _local_address(self, address: str, what: str) -> str:
+        """Canonical form of an address in a local domain, or DirectoryError."""
+        try:
+            local, domain = split_address(address)
+            name = normalize_domain(domain)
+            if not local:
+                raise AddressError(address)
+        except AddressError:
+            raise DirectoryError(f"{what} {address!r} is not an address") from None
+        if name not in self._domains:
+            raise DirectoryError(f"{what} {address!r}: {name} is not a local domain")
+        canonical = canonical_local_part(local)
+        if not is_valid_mailbox_local_part(canonical):
+            raise DirectoryError(
+                f"{what} {address!r}: local part may contain only letters, digits, "
+                "+ - = _ and single dots inside"
+            )
+        return f"{canonical}@{name}"
+
+    def _alias_key(self, alias: str) -> str:
+        if alias.startswith("@"):
+            domain = self._domain(alias[1:])
+            if domain is None:
+                raise DirectoryError(f"alias {alias!r}: not a local domain")
+            return f"@{domain}"
+        return self._local_address(alias, "alias")
+
+    def _target(self, target: str) -> str:
+        """``target`` as stored: local part as given, domain normalised."""
+        try:
+            local, domain = split_address(target)
+            if not local or domain.startswith("["):
+                raise AddressError(target)  # literals would bypass MX routing
+            name = normalize_domain(domain)
+        except AddressError:
+            raise DirectoryError(f"alias target {target!r} is not an address") from None
+        if name in self._domains:
+            return self._local_address(target, "alias target")
+        if not _is_valid_remote_local_part(local):
+            raise DirectoryError(f"alias target {target!r} has an invalid local part")
+        return f"{local}@{name}"
+
+    def _user_exists(self, address: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM users WHERE address = ?", (address,)).fetchone()
+        return row is not None
+
+    def _alias_targets(self, alias: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT target FROM alias_targets WHERE alias = ? ORDER BY position", (alias,)
+        )
+        return [target for (target,) in rows]
+
+    @staticmethod
+    def _check_password(password: str) -> None:
+        if not password:
+            raise DirectoryError("empty password")
+        # SASL PLAIN (RFC 4616 §2) separates fields with NUL, and the line-based
+        # protocols end at CR LF: such a password could never be used to log in.
+        if any(c in password for c in "\0\r\n"):
+            raise DirectoryError("password contains NUL, CR or LF")
+
+    # ----------------------------------------------------------------------- domains
+
+    def is_local_domain(self, domain: str) -> bool:
+        """True if mail for ``domain`` (any case, U-label or A-label form) is ours."""
+        return self._domain(domain) is not None
+
+    # ----------------------------------------------------------------------- users
+
+    def add_user(self, address: str, password: str) -> str:
+        """Create a user with ``password``; returns its canonical address."""
+        key = self._local_address(address, "user")
+        self._check_password(password)
+        encoded = hash_password(password)  # outside the lock: ~50 ms of CPU
+        with self._write() as db:
+            if self._user_exists(key):
+                raise DirectoryError(f"user {key} already exists")
+            if self._alias_targets(key):
+                raise DirectoryError(f"{key} is an alias; delete it first")
+            db.execute(
+                "INSERT INTO users (address, domain, password) VALUES (?, ?, ?)",
+                (key, key.rpartition("@")[2], encoded),
+            )
+        return key
+
+    def set_password(self, address: str, password: str) -> None:
+        """Replace the password of an existing user."""
+        key = self._local_address(address, "user")
+        self._check_password(password)
+        encoded = hash_password(password)
+        with self._write() as db:
+            cur = db.execute("UPDATE users SET password = ? WHERE address = ?", (encoded, key))
+            if cur.rowcount == 0:
+                raise DirectoryError(f"no such user {key}")
+
+    def delete_user(self, address: str) -> None:
+        """Remove a user (its stored mail is left on disk)."""
+        key = self._local_address(address, "user")
+        with self._write() as db:
+            if db.execute("DELETE FROM users WHERE address = ?", (key,)).rowcount == 0:
+                raise DirectoryError(f"no such user {key}")
+
+    def users(self) -> list[str]:
+        """Canonical addresses of all users, sorted."""
+        with self._lock:
+            return [a for (a,) in self._db.execute("SELECT address FROM users ORDER BY address")]
+
+    def authenticate(self, username: str, password: str) -> str | None:
+        """The canonical address if ``username``/``password`` are right, else None.
+
+        Costs one scrypt computation whether or not the user exists. CPU-bound
+        (~50 ms): call it from a thread, not the event loop.
+        """
+        encoded, key = _DUMMY_HASH, self._recipient_key(username)
+        row = None
+        if key is not None:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT password FROM users WHERE address = ?", (key,)
+                ).fetchone()
+            if row is not None:
+                encoded = row[0]
+        ok = verify_password(password, encoded)
+        return key if ok and row is not None else None
+
+    # ----------------------------------------------------------------------- aliases
+
+    def add_alias(self, alias: str, targets: Sequence[str]) -> None:
+        """Make ``alias`` deliver to ``targets`` (in order, duplicates dropped).
+
+        ``alias`` is an address in a local domain, or ``@domain`` for that
+        domain's catch-all (used when neither a user nor an alias matches).
+        Targets are local or remote addresses. If the alias exists, its
+        targets are *replaced*, not extended.
+        """
+        key = self._alias_key(alias)
+        stored: list[str] = []
+        for target in targets:
+            t = self._target(target)
+            if t not in stored:
+                stored.append(t)
+        if not stored:
+            raise DirectoryError(f"alias {alias!r}: at least one target is required")
+        if len(stored) > MAX_ALIAS_TARGETS:
+            raise DirectoryError(f"alias {alias!r}: more than {MAX_ALIAS_TARGETS} targets")
+        with self._write() as db:
+            if self._user_exists(key):
+                raise DirectoryError(f"{key} is a user; an alias would never be used")
+            db.execute("DELETE FROM alias_targets WHERE alias = ?", (key,))
+            db.executemany(
+                "INSERT INTO alias_targets (alias, position, target) VALUES (?, ?, ?)",
+                [(key, i, t) for i, t in enumerate(stored)],
+            )
+
+    def delete_alias(self, alias: str) -> None:
+        """Remove ``alias`` and all its targets."""
+        key = self._alias_key(alias)
+        with self._write() as db:
+            if db.execute("DELETE FROM alias_targets WHERE alias = ?", (key,)).rowcount == 0:
+                raise DirectoryError(f"no such alias {key}")
+
+    def aliases(self) -> list[tuple[str, list[str]]]:
+        """Every alias with its targets in order, sorted by alias."""
+        out: dict[str, list[str]] = {}
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT alias, target FROM alias_targets ORDER BY alias, position"
+            )
+            for alias, target in rows:
+                out.setdefault(alias, []).append(target)
+        return list(out.items())
+
+    # ----------------------------------------------------------------------- routing
+
+    def resolve(self, address: str) -> Resolution | None:
+        """Where mail for ``address`` goes, or None if nobody here takes it.
+
+        For a local domain: an exact user wins, then an exact alias, then the
+        domain's catch-all. Alias targets are expanded recursively (a target
+        names a user or another exact alias; catch-alls are not applied to
+        targets), at most :data:`MAX_ALIAS_DEPTH` levels, each alias once, so
+        loops end; duplicates are dropped, order is kept. An alias whose
+        targets all name nobody resolves to None too. Never raises on bad
+        input: a malformed or hostile address simply matches nothing.
+        """
+        key = self._recipient_key(address)
+        if key is None:
+            return None
+        with self._lock:
+            return self._route(key)
+
+    def _recipient_key(self, address: str) -> str | None:
+        """Canonical ``local@domain`` if the domain is local and the local part valid."""
+        try:
+            local, domain = split_address(address)
+            name = normalize_domain(domain)
+        except AddressError:
+            return None
+        if name not in self._domains:
+            return None
+        local = canonical_local_part(local)
+        if not is_valid_mailbox_local_part(local):
+            return None
+        return f"{local}@{name}"
+
+    def _route(self, key: str) -> Resolution | None:
+        """:meth:`resolve` for a canonical local address; the caller holds the lock."""
+        if self._user_exists(key):
+            return Resolution(mailboxes=(key,), remote=())
+        mailboxes: dict[str, None] = {}  # dicts keep insertion order: ordered sets
+        remote: dict[str, None] = {}
+        for alias in (key, "@" + key.rpartition("@")[2]):
+            targets = self._alias_targets(alias)
+            if targets:
+                self._expand(targets, 1, {alias}, mailboxes, remote)
+                break
+        if not mailboxes and not remote:
+            return None
+        return Resolution(mailboxes=tuple(mailboxes), remote=tuple(remote))
+
+    def _expand(
+        self,
+        targets: list[str],
+        depth: int,
+        seen: set[str],
+        mailboxes: dict[str, None],
+        remote: dict[str, None],
+    ) -> None:
+        for target in targets:
+            local, _, domain = target.rpartition("@")
+            if domain not in self._domains:
+                remote[target] = None
+                continue
+            key = f"{canonical_local_part(local)}@{domain}"
+            if self._user_exists(key):
+                mailboxes[key] = None
+            elif key not in seen and depth < MAX_ALIAS_DEPTH:
+                seen.add(key)  # each alias expands once: ends loops, bounds the work
+                nested = self._alias_targets(key)
+                if nested:
+                    self._expand(nested, depth + 1, seen, mailboxes, remote)
+
+    def may_send_as(self, user: str, address: str) -> bool:
+        """True if the authenticated ``user`` may use ``address`` as sender.
+
+        Allowed: the user's own address (any equivalent spelling), or an exact
+        alias (not a catch-all) whose expansion delivers to that user.
+        """
+        key = self._recipient_key(address)
+        try:
+            u_local, u_domain = split_address(user)
+            user_key = f"{canonical_local_part(u_local)}@{normalize_domain(u_domain)}"
+        except AddressError:
+            return False
+        if key is None:
+            return False
+        if key == user_key:
+            return True
+        with self._lock:
+            if not self._alias_targets(key):
+                return False  # a catch-all does not make every address the user's
+            resolution = self._route(key)
+        return resolution is not None and user_key in resolution.mailboxes
