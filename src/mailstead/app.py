@@ -99,6 +99,9 @@ async def start(config: Config, limits: SMTPLimits | None = None) -> RunningServ
         Role.MSA: (config.listen.submission, False),
         Role.MSA_TLS: (config.listen.submissions, True),
     }
+    for name in ("imap", "imaps", "pop3", "pop3s"):
+        if getattr(config.listen, name):
+            log.warning("listen.%s is configured but not served: no %s server yet", name, name)
     loop = asyncio.get_running_loop()
     try:
         for role, (addresses, implicit_tls) in roles.items():
