@@ -1,0 +1,407 @@
+"""The durable outbound queue: what "250 OK" means for remote recipients.
+
+A queued message is two things: its file ``<data_dir>/queue/msg/<id>`` (the
+message exactly as received, CRLF line endings) and its envelope rows in
+``<data_dir>/queue.sqlite3``. :meth:`Queue.enqueue` makes the file durable
+first (write to ``tmp/``, fsync, link into ``msg/``, fsync ``msg/``) and only
+then commits the rows, so a committed row always has its file. A crash in
+between leaves a file without a row; :meth:`Queue.recover` removes those.
+:meth:`Queue.delete` goes the other way round: rows, then file.
+
+The schema already carries what outbound delivery needs: per-recipient
+state, attempt count, next attempt time (indexed by ``(state,
+next_attempt)`` for the scheduler) and the last error for DSNs and
+``mailstead queue show``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import errno
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mailstead.store.fsync import (
+    Buffer,
+    DirectorySyncer,
+    buffer_size,
+    fsync_dir,
+    make_dirs,
+    unlink_quietly,
+    write_all,
+)
+
+log = logging.getLogger(__name__)
+
+RecipientState = Literal["pending", "deferred", "delivered", "failed"]
+
+# 14 hex digits of microseconds since the epoch (sortable until 2540) and
+# 40 random bits: unique without coordination between processes.
+_ID_RE = re.compile(r"\A[0-9A-F]{24}\Z")
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_ID_ATTEMPTS = 5
+# RFC 3461 §4.3: RET=FULL or RET=HDRS.
+_RET_VALUES = ("FULL", "HDRS")
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id          TEXT PRIMARY KEY,
+    sender      TEXT NOT NULL,                 -- '' for the null reverse-path
+    received_at REAL NOT NULL,                 -- Unix time
+    size        INTEGER NOT NULL,              -- bytes in the message file
+    envid       TEXT,                          -- RFC 3461 §4.4 ENVID
+    ret         TEXT CHECK (ret IN ('FULL', 'HDRS')),  -- RFC 3461 §4.3
+    path        TEXT NOT NULL                  -- relative to <data_dir>/queue
+);
+CREATE TABLE IF NOT EXISTS recipients (
+    message_id   TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    address      TEXT NOT NULL,
+    notify       TEXT,                         -- RFC 3461 §4.1, comma-separated
+    orcpt        TEXT,                         -- RFC 3461 §4.2, 'type;xtext'
+    state        TEXT NOT NULL DEFAULT 'pending'
+                 CHECK (state IN ('pending', 'deferred', 'delivered', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,                -- Unix time the scheduler may try
+    last_error   TEXT,
+    PRIMARY KEY (message_id, address)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS recipients_due ON recipients (state, next_attempt);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRecipient:
+    """One RCPT TO of a queued message with its DSN parameters (RFC 3461)."""
+
+    address: str
+    notify: tuple[str, ...] | None = None
+    orcpt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientStatus:
+    """Where delivery to one recipient of a queued message stands."""
+
+    address: str
+    notify: tuple[str, ...] | None
+    orcpt: str | None
+    state: RecipientState
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """The envelope of one queued message; its content is in ``path``."""
+
+    id: str
+    sender: str
+    received_at: float
+    size: int
+    envid: str | None
+    ret: str | None
+    path: Path
+    recipients: tuple[RecipientStatus, ...]
+
+
+# Row shapes as selected below; the schema's NOT NULL and CHECK constraints
+# guarantee these types.
+_MessageRow = tuple[str, str, float, int, str | None, str | None, str]
+_RecipientRow = tuple[str, str | None, str | None, RecipientState, int, float, str | None]
+
+
+def _new_id() -> str:
+    return f"{time.time_ns() // 1000:014X}{secrets.token_hex(5).upper()}"
+
+
+def _encode_notify(notify: tuple[str, ...] | None) -> str | None:
+    return None if notify is None else ",".join(notify)
+
+
+def _decode_notify(notify: str | None) -> tuple[str, ...] | None:
+    if notify is None:
+        return None
+    return tuple(notify.split(",")) if notify else ()
+
+
+class Queue:
+    """Owns ``<data_dir>/queue/`` (message files) and ``<data_dir>/queue.sqlite3``.
+
+    Safe to share between threads: file writes run in parallel, SQLite
+    access is serialised on one connection. Several processes (the server
+    and the CLI) may open the same queue; SQLite arbitrates between them.
+    """
+
+    def __init__(self, data_dir: Path, *, orphan_grace: float = 900.0) -> None:
+        self.data_dir = Path(data_dir)
+        self.queue_dir = self.data_dir / "queue"
+        self.msg_dir = self.queue_dir / "msg"
+        self.tmp_dir = self.queue_dir / "tmp"
+        self.db_path = self.data_dir / "queue.sqlite3"
+        # recover() leaves younger orphans alone: they may belong to an
+        # enqueue in flight in another process (file written, row not yet
+        # committed), which takes seconds at worst.
+        self.orphan_grace = orphan_grace
+        make_dirs(self.msg_dir, self.tmp_dir, mode=0o700)
+        self._msg_sync = DirectorySyncer(self.msg_dir)
+        self._lock = threading.Lock()
+        self._conn = self._connect()
+        self.recover()
+
+    def _connect(self) -> sqlite3.Connection:
+        is_new = not self.db_path.exists()
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
+        conn = sqlite3.connect(
+            self.db_path, timeout=5.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"queue database refused WAL mode ({mode})")
+            # FULL: the WAL is fsynced at every commit, so a commit survives
+            # power loss (NORMAL would only keep it consistent).
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > _SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"queue database schema {version} is newer than this program"
+                )
+            if version < _SCHEMA_VERSION:
+                conn.executescript(
+                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        if is_new:
+            fsync_dir(self.data_dir)  # the database file's own name
+        return conn
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (SQLITE_BUSY, I/O error) can leave the
+                # transaction open; close it so the connection stays usable.
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error as exc:
+                        log.error("queue: ROLLBACK failed: %s", exc)
+                raise
+
+    # -- accept side ---------------------------------------------------------
+
+    def enqueue(
+        self,
+        sender: str,
+        recipients: Sequence[QueuedRecipient],
+        parts: Sequence[Buffer],
+        *,
+        envid: str | None = None,
+        ret: str | None = None,
+        received_at: float,
+    ) -> str:
+        """Queue one message durably for ``recipients``; return its queue id.
+
+        ``parts`` is the message as received (CRLF line endings). When this
+        returns, the file and the envelope are both on disk. A recipient
+        given twice is queued once (the first one's DSN parameters win).
+        """
+        if not recipients:
+            raise ValueError("a queued message needs at least one recipient")
+        if ret is not None and ret not in _RET_VALUES:
+            raise ValueError(f"RET must be FULL or HDRS, not {ret!r}")
+        unique: dict[str, QueuedRecipient] = {}
+        for r in recipients:
+            unique.setdefault(r.address, r)
+        size = buffer_size(parts)
+        queue_id, msg_path = self._write_file(parts)
+        committing = False
+        try:
+            with self._transaction() as conn:
+                conn.execute(
+                    "INSERT INTO messages (id, sender, received_at, size, envid, ret, path)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (queue_id, sender, received_at, size, envid, ret, f"msg/{queue_id}"),
+                )
+                conn.executemany(
+                    "INSERT INTO recipients (message_id, address, notify, orcpt, state,"
+                    " attempts, next_attempt) VALUES (?, ?, ?, ?, 'pending', 0, ?)",
+                    [
+                        (queue_id, r.address, _encode_notify(r.notify), r.orcpt, received_at)
+                        for r in unique.values()
+                    ],
+                )
+                committing = True
+        except BaseException:
+            # A failed COMMIT may still have reached the disk; then the file
+            # must stay. If it did not, recover() removes the orphan later.
+            if not committing:
+                unlink_quietly(msg_path)
+            raise
+        return queue_id
+
+    def _write_file(self, parts: Sequence[Buffer]) -> tuple[str, str]:
+        """Write ``parts`` durably to ``msg/<new id>``; return the id and path."""
+        for _ in range(_ID_ATTEMPTS):
+            queue_id = _new_id()
+            tmp_path = os.path.join(self.tmp_dir, queue_id)
+            try:
+                fd = os.open(tmp_path, _OPEN_FLAGS, 0o600)
+            except FileExistsError:
+                continue
+            break
+        else:
+            raise FileExistsError(errno.EEXIST, "no free queue id", str(self.tmp_dir))
+        msg_path = os.path.join(self.msg_dir, queue_id)
+        linked = False
+        try:
+            try:
+                write_all(fd, parts)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            # link(2), unlike rename(2), refuses to replace another message.
+            os.link(tmp_path, msg_path)
+            linked = True
+            os.unlink(tmp_path)  # tmp/ leftovers after a crash are swept by recover()
+            self._msg_sync.sync()
+        except BaseException:
+            if linked:
+                unlink_quietly(msg_path)
+            unlink_quietly(tmp_path)
+            raise
+        return queue_id, msg_path
+
+    # -- inspection and removal ----------------------------------------------
+
+    def list(self) -> builtins.list[QueuedMessage]:
+        """Every queued message, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, sender, received_at, size, envid, ret, path FROM messages"
+                " ORDER BY received_at, id"
+            ).fetchall()
+            rcpts = self._conn.execute(
+                "SELECT message_id, address, notify, orcpt, state, attempts,"
+                " next_attempt, last_error FROM recipients ORDER BY message_id, address"
+            ).fetchall()
+        by_id: dict[str, builtins.list[RecipientStatus]] = {}
+        for r in rcpts:
+            by_id.setdefault(r[0], []).append(self._recipient(r[1:]))
+        return [self._message(row, by_id.get(row[0], [])) for row in rows]
+
+    def get(self, queue_id: str) -> QueuedMessage | None:
+        """The message ``queue_id``, or None if it is not queued."""
+        if not _ID_RE.match(queue_id):
+            return None
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id, sender, received_at, size, envid, ret, path FROM messages WHERE id = ?",
+                (queue_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            rcpts = self._conn.execute(
+                "SELECT address, notify, orcpt, state, attempts, next_attempt, last_error"
+                " FROM recipients WHERE message_id = ? ORDER BY address",
+                (queue_id,),
+            ).fetchall()
+        return self._message(row, [self._recipient(r) for r in rcpts])
+
+    def open_message(self, queue_id: str) -> bytes:
+        """The content of message ``queue_id`` as received; KeyError if not queued."""
+        msg = self.get(queue_id)
+        if msg is None:
+            raise KeyError(queue_id)
+        return msg.path.read_bytes()
+
+    def delete(self, queue_id: str) -> None:
+        """Remove message ``queue_id`` (rows, then file); KeyError if not queued."""
+        if not _ID_RE.match(queue_id):
+            raise KeyError(queue_id)
+        with self._transaction() as conn:
+            row = conn.execute("SELECT path FROM messages WHERE id = ?", (queue_id,)).fetchone()
+            if row is None:
+                raise KeyError(queue_id)
+            conn.execute("DELETE FROM recipients WHERE message_id = ?", (queue_id,))
+            conn.execute("DELETE FROM messages WHERE id = ?", (queue_id,))
+        # No directory fsync: if the unlink is lost in a crash, the file is an
+        # orphan and recover() removes it.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.queue_dir / row[0])
+
+    def recover(self) -> int:
+        """Remove message files that have no envelope row; return how many.
+
+        Such files come from a crash between writing the file and committing
+        its rows (the sender got no 250, so nothing is lost). Files younger
+        than ``orphan_grace`` are left alone. Rows are never touched here.
+        """
+        now = time.time()
+        # Files first, rows second: a file whose row commits in between is
+        # then seen with its row, never as an orphan.
+        candidates = [(self.msg_dir, n) for n in os.listdir(self.msg_dir)]
+        candidates += [(self.tmp_dir, n) for n in os.listdir(self.tmp_dir)]
+        with self._lock:
+            ids = {r[0] for r in self._conn.execute("SELECT id FROM messages")}
+        removed = 0
+        for directory, name in candidates:
+            if directory == self.msg_dir and name in ids:
+                continue
+            path = directory / name
+            try:
+                if now - path.lstat().st_mtime < self.orphan_grace:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+            log.info("queue: removed orphan file %s", path)
+        missing = [i for i in ids if not (self.msg_dir / i).exists()]
+        if missing:
+            log.error("queue: %d message(s) have no file: %s", len(missing), ", ".join(missing))
+        return removed
+
+    @staticmethod
+    def _recipient(r: _RecipientRow) -> RecipientStatus:
+        address, notify, orcpt, state, attempts, next_attempt, last_error = r
+        return RecipientStatus(
+            address, _decode_notify(notify), orcpt, state, attempts, next_attempt, last_error
+        )
+
+    def _message(self, row: _MessageRow, rcpts: Sequence[RecipientStatus]) -> QueuedMessage:
+        queue_id, sender, received_at, size, envid, ret, path = row
+        return QueuedMessage(
+            queue_id, sender, received_at, size, envid, ret, self.queue_dir / path, tuple(rcpts)
+        )

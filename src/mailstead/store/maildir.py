@@ -1,0 +1,170 @@
+"""Maildir delivery (https://cr.yp.to/proto/maildir.html), durable per DESIGN.md §2.
+
+A delivery writes the message to ``tmp/`` under a name unique to this host,
+process and moment, fsyncs it, hard-links it into ``new/`` and fsyncs
+``new/``. Only then is it delivered; a crash before that leaves at most a
+file in ``tmp/``, which readers never look at. The name in ``new/`` carries
+Dovecot's ``,S=<size>`` attribute so readers learn the size without a stat.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mailstead.store.fsync import (
+    Buffer,
+    DirectorySyncer,
+    buffer_size,
+    make_dirs,
+    unlink_quietly,
+    write_all,
+)
+
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+# A clash of unique names needs a clock step back and a recycled pid; a few
+# fresh names settle it, more would mean something else is wrong.
+_NAME_ATTEMPTS = 5
+# link(2) refusals that mean "this file system has no hard links".
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP})
+
+
+def _sanitised_hostname() -> str:
+    # Maildir spec: "/" becomes \057 and ":" becomes \072 in the host part.
+    host = socket.gethostname() or "localhost"
+    return host.replace("/", "\\057").replace(":", "\\072")
+
+
+class _UniqueNames:
+    """Process-wide source of Maildir unique names: ``<sec>.M<usec>P<pid>Q<n>.<host>``.
+
+    The spec's uniqueness argument is host + pid + time; the ``Q`` delivery
+    counter makes names unique among the threads of one process even within
+    the same microsecond.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._pid = os.getpid()
+        self._host = _sanitised_hostname()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._pid = os.getpid()
+
+    def next(self) -> str:
+        with self._lock:
+            self._count += 1
+            count = self._count
+        now = time.time_ns()
+        sec, usec = divmod(now // 1000, 1_000_000)
+        return f"{sec}.M{usec}P{self._pid}Q{count}.{self._host}"
+
+
+_names = _UniqueNames()
+
+
+class Maildir:
+    """Owns one Maildir directory (``tmp/``, ``new/``, ``cur/``) and delivery into it.
+
+    Safe to use from many threads at once; deliveries racing into ``new/``
+    share directory fsyncs through one :class:`DirectorySyncer`.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.tmp = self.path / "tmp"
+        self.new = self.path / "new"
+        self.cur = self.path / "cur"
+        self._new_sync = DirectorySyncer(self.new)
+
+    def create(self) -> bool:
+        """Make ``tmp/``, ``new/`` and ``cur/`` (mode 0700) and any missing parent.
+
+        Each parent whose entries change is fsynced before this returns.
+        Returns whether anything was created.
+        """
+        return make_dirs(self.tmp, self.new, self.cur, mode=0o700)
+
+    def deliver(self, parts: Sequence[Buffer]) -> str:
+        """Store the concatenation of ``parts`` as a new message; return its file name.
+
+        ``parts`` is the message as it should be on disk (LF line endings).
+        When this returns, the file and its name in ``new/`` are durable. On
+        any error nothing is left in ``tmp/`` or ``new/`` and the error is
+        re-raised.
+        """
+        size = buffer_size(parts)
+        fd, unique, tmp_path = self._create_tmp()
+        final_path: str | None = None
+        try:
+            try:
+                write_all(fd, parts)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            final_path = self._move_into_new(tmp_path, unique, size)
+            self._new_sync.sync()
+        except BaseException:
+            if final_path is not None:
+                unlink_quietly(final_path)
+            unlink_quietly(tmp_path)
+            raise
+        return os.path.basename(final_path)
+
+    def _create_tmp(self) -> tuple[int, str, str]:
+        tmp_dir = os.fspath(self.tmp)
+        for _ in range(_NAME_ATTEMPTS):
+            unique = _names.next()
+            tmp_path = os.path.join(tmp_dir, unique)
+            try:
+                fd = os.open(tmp_path, _OPEN_FLAGS, 0o600)
+            except FileExistsError:
+                continue
+            return fd, unique, tmp_path
+        raise FileExistsError(errno.EEXIST, "no unique name free in Maildir tmp/", tmp_dir)
+
+    def _move_into_new(self, tmp_path: str, unique: str, size: int) -> str:
+        """Move the tmp file to a name in ``new/``, never replacing an existing file."""
+        new_dir = os.fspath(self.new)
+        for attempt in range(_NAME_ATTEMPTS):
+            name = unique if attempt == 0 else _names.next()
+            final_path = os.path.join(new_dir, f"{name},S={size}")
+            try:
+                # link(2) fails with EEXIST where rename(2) would overwrite
+                # (the Maildir spec's delivery step).
+                os.link(tmp_path, final_path)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                return self._rename_into_new(tmp_path, final_path)
+            # The tmp/ unlink need not be durable: a link resurrected there by
+            # a crash is invisible to readers and removed by tmp/ clean-up.
+            try:
+                os.unlink(tmp_path)
+            except BaseException:
+                unlink_quietly(final_path)
+                raise
+            return final_path
+        raise FileExistsError(errno.EEXIST, "no unique name free in Maildir new/", new_dir)
+
+    @staticmethod
+    def _rename_into_new(tmp_path: str, final_path: str) -> str:
+        # Fallback for file systems without hard links. The name is unique to
+        # this process (pid + counter), so the check-then-rename window can
+        # only lose to another program reusing our name; refuse if visible.
+        if os.path.lexists(final_path):
+            raise FileExistsError(errno.EEXIST, "Maildir name taken", final_path)
+        os.rename(tmp_path, final_path)
+        return final_path

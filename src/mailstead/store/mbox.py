@@ -1,0 +1,208 @@
+"""mbox delivery in the mboxrd variant (RFC 4155; DESIGN.md §2).
+
+Each message is appended as a ``From `` separator line, the message with
+every line matching ``^>*From `` quoted by one more ``>`` (so a reader can
+undo it exactly), and one blank line. Writers exclude each other with a
+dotlock and then an fcntl lock, the order Postfix and Dovecot use, so
+whichever of the two another program honours, it sees us. A failed append is
+truncated away, leaving the file byte for byte as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import stat
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mailstead.store.fsync import Buffer, fsync_dir, write_all
+
+log = logging.getLogger(__name__)
+
+# Read access too: _append reads the last two bytes before writing.
+_OPEN_FLAGS = os.O_RDWR | os.O_APPEND | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+_LOCK_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+# mboxrd: quote every line of the form ">*From " with one more ">".
+_FROM_LINE = re.compile(rb"^(?=>*From )", re.MULTILINE)
+# Bytes that would break the one-line "From " separator (RFC 4155 App. A wants
+# an addr-spec there; a space or newline in a quoted local part must not split it).
+_UNSAFE_SENDER = re.compile(r"[\x00-\x20\x7f]")
+
+
+class MboxLockTimeout(TimeoutError):
+    """The mbox stayed locked by another writer for longer than the wait allowed."""
+
+
+def escape_mboxrd(message: bytes) -> bytes:
+    """``message`` with every ``^>*From `` line quoted once more (mboxrd)."""
+    if b"From " not in message:
+        return message
+    return _FROM_LINE.sub(b">", message)
+
+
+def from_line(envelope_sender: str, received_at: float) -> bytes:
+    """The ``From <sender> <asctime in UTC>`` separator line, newline included.
+
+    RFC 4155 App. A: the envelope sender, or ``MAILER-DAEMON`` for the null
+    reverse-path, then the delivery time in asctime() format in UTC.
+    """
+    sender = _UNSAFE_SENDER.sub("_", envelope_sender) or "MAILER-DAEMON"
+    stamp = time.asctime(time.gmtime(received_at))
+    return f"From {sender} {stamp}\n".encode("utf-8", "surrogateescape")
+
+
+class Mbox:
+    """Owns one mbox file (mboxrd) and its dotlock ``<path>.lock``.
+
+    ``deliver`` is safe to call from many threads: they queue on an in-process
+    lock first, so only one of them contends for the file locks at a time.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        lock_timeout: float = 30.0,
+        stale_lock_age: float = 300.0,
+    ) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        # Longest total wait for the locks before MboxLockTimeout (Postfix
+        # waits deliver_lock_attempts x deliver_lock_delay = 20 s).
+        self.lock_timeout = lock_timeout
+        # A dotlock older than this is left over from a crash (Postfix
+        # stale_lock_time = 500 s; Dovecot mbox_dotlock_change_timeout = 120 s).
+        self.stale_lock_age = stale_lock_age
+        self._thread_lock = threading.Lock()
+
+    def deliver(self, parts: Sequence[Buffer], envelope_sender: str, received_at: float) -> None:
+        """Append one message (LF line endings) durably to the mbox.
+
+        Creates the file (mode 0600) if absent. When this returns the message
+        is fsynced; on error the file is truncated back to its old length and
+        the error re-raised.
+        """
+        # Format before locking: the locks are held only while writing.
+        body = escape_mboxrd(b"".join(parts))
+        trailer = b"\n" if body.endswith(b"\n") or not body else b"\n\n"
+        record = [from_line(envelope_sender, received_at), body, trailer]
+        deadline = time.monotonic() + self.lock_timeout
+        if not self._thread_lock.acquire(timeout=self.lock_timeout):
+            raise MboxLockTimeout(f"mbox busy in this process: {self.path}")
+        try:
+            self._acquire_dotlock(deadline)
+            try:
+                fd, created = self._open()
+                try:
+                    self._acquire_fcntl(fd, deadline)
+                    self._append(fd, record, created)
+                finally:
+                    os.close(fd)  # also releases the fcntl lock
+            finally:
+                self._release_dotlock()
+        finally:
+            self._thread_lock.release()
+
+    def _open(self) -> tuple[int, bool]:
+        """Open the mbox for appending, creating it 0600 if absent."""
+        while True:
+            try:
+                fd = os.open(self.path, _OPEN_FLAGS)
+                created = False
+            except FileNotFoundError:
+                try:
+                    fd = os.open(self.path, _OPEN_FLAGS | os.O_CREAT | os.O_EXCL, 0o600)
+                    created = True
+                except FileExistsError:
+                    continue  # created meanwhile by someone else: open theirs
+            # O_NOFOLLOW refused a symlink; refuse devices and FIFOs too.
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(f"mbox is not a regular file: {self.path}")
+            return fd, created
+
+    def _append(self, fd: int, record: list[bytes], created: bool) -> None:
+        old_size = os.fstat(fd).st_size
+        if old_size:
+            # The previous message must end with a blank line, or our "From "
+            # line would not start a message (a foreign writer may omit it).
+            tail = os.pread(fd, 2, old_size - 2) if old_size >= 2 else b"?" + os.pread(fd, 1, 0)
+            if tail != b"\n\n":
+                record = [b"\n" if tail.endswith(b"\n") else b"\n\n", *record]
+        try:
+            write_all(fd, record)
+            os.fsync(fd)
+            if created:
+                fsync_dir(self.path.parent)
+        except BaseException as exc:
+            try:
+                os.ftruncate(fd, old_size)
+                os.fsync(fd)
+            except OSError as undo:
+                exc.add_note(f"truncating {self.path} back to {old_size} bytes failed: {undo}")
+                log.error("mbox %s may hold a partial message: %s", self.path, undo)
+            raise
+
+    def _acquire_dotlock(self, deadline: float) -> None:
+        """Create ``<mbox>.lock`` exclusively, breaking a stale one, or time out."""
+        delay = 0.01
+        while True:
+            try:
+                fd = os.open(self.lock_path, _LOCK_FLAGS, 0o600)
+            except FileExistsError:
+                if self._break_stale_dotlock():
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise MboxLockTimeout(f"mbox dotlock held too long: {self.lock_path}") from None
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, 0.5)
+                continue
+            try:
+                # The pid is for people reading the lock; its absence is harmless.
+                with contextlib.suppress(OSError):
+                    os.write(fd, f"{os.getpid()}\n".encode())
+            finally:
+                os.close(fd)
+            return
+
+    def _break_stale_dotlock(self) -> bool:
+        """Remove the dotlock if it is stale; True if the caller should retry at once."""
+        try:
+            age = time.time() - os.stat(self.lock_path).st_mtime
+        except FileNotFoundError:
+            return True  # released meanwhile
+        if age < self.stale_lock_age:
+            return False
+        # A lock taken between the stat and the unlink would be broken too;
+        # procmail, mutt and Dovecot accept the same one-syscall window.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.lock_path)
+        log.warning("removed stale mbox dotlock %s (%.0f s old)", self.lock_path, age)
+        return True
+
+    def _acquire_fcntl(self, fd: int, deadline: float) -> None:
+        delay = 0.01
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except (BlockingIOError, PermissionError):  # EAGAIN / EACCES: held
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise MboxLockTimeout(f"mbox fcntl lock held too long: {self.path}") from None
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, 0.5)
+
+    def _release_dotlock(self) -> None:
+        try:
+            os.unlink(self.lock_path)
+        except FileNotFoundError:
+            log.warning("mbox dotlock %s vanished while held (broken as stale?)", self.lock_path)

@@ -1,0 +1,261 @@
+"""The durable queue: the file is on disk before its row, and rows never lack files."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mailstead.mta.queue import Queue, QueuedRecipient
+from mailstead.store.fsync import Buffer
+
+MSG: list[Buffer] = [b"From: a@example.test\r\n", b"Subject: hi\r\n\r\n", memoryview(b"body\r\n")]
+RAW = b"From: a@example.test\r\nSubject: hi\r\n\r\nbody\r\n"
+RCPTS = [
+    QueuedRecipient(
+        "bob@example.net", notify=("SUCCESS", "FAILURE"), orcpt="rfc822;Bob@example.net"
+    ),
+    QueuedRecipient("carol@example.org"),
+]
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> Queue:
+    return Queue(tmp_path)
+
+
+def rows_without_files(data_dir: Path) -> list[str]:
+    """Committed message rows whose file is missing, seen by another connection."""
+    conn = sqlite3.connect(data_dir / "queue.sqlite3")
+    try:
+        rows = conn.execute("SELECT id, path FROM messages").fetchall()
+    finally:
+        conn.close()
+    return [i for i, p in rows if not (data_dir / "queue" / p).is_file()]
+
+
+def test_enqueue_get_open(queue: Queue, tmp_path: Path) -> None:
+    qid = queue.enqueue("a@example.test", RCPTS, MSG, envid="E1", ret="HDRS", received_at=100.5)
+    msg = queue.get(qid)
+    assert msg is not None
+    assert (msg.id, msg.sender, msg.received_at, msg.size, msg.envid, msg.ret) == (
+        qid,
+        "a@example.test",
+        100.5,
+        len(RAW),
+        "E1",
+        "HDRS",
+    )
+    assert msg.path == tmp_path / "queue" / "msg" / qid
+    assert stat.S_IMODE(msg.path.stat().st_mode) == 0o600
+    assert queue.open_message(qid) == RAW
+    bob, carol = msg.recipients
+    assert (bob.address, bob.notify, bob.orcpt) == (
+        "bob@example.net",
+        ("SUCCESS", "FAILURE"),
+        "rfc822;Bob@example.net",
+    )
+    assert (carol.notify, carol.orcpt) == (None, None)
+    for r in msg.recipients:
+        assert (r.state, r.attempts, r.next_attempt, r.last_error) == ("pending", 0, 100.5, None)
+    assert os.listdir(tmp_path / "queue" / "tmp") == []
+
+
+def test_null_sender_and_notify_never(queue: Queue) -> None:
+    qid = queue.enqueue(
+        "", [QueuedRecipient("x@example.net", notify=("NEVER",))], [b"x\r\n"], received_at=1.0
+    )
+    msg = queue.get(qid)
+    assert msg is not None and msg.sender == "" and msg.recipients[0].notify == ("NEVER",)
+
+
+def test_list_oldest_first_and_delete(queue: Queue) -> None:
+    late = queue.enqueue("a@x.test", RCPTS, MSG, received_at=20.0)
+    early = queue.enqueue("b@x.test", RCPTS[:1], MSG, received_at=10.0)
+    assert [m.id for m in queue.list()] == [early, late]
+    path = queue.msg_dir / late
+    queue.delete(late)
+    assert queue.get(late) is None
+    assert not path.exists()
+    assert [m.id for m in queue.list()] == [early]
+    with pytest.raises(KeyError):
+        queue.delete(late)
+    with pytest.raises(KeyError):
+        queue.open_message(late)
+
+
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "", "msg/x", "0" * 23, "g" * 24, "a" * 24])
+def test_hostile_queue_ids(queue: Queue, bad: str) -> None:
+    assert queue.get(bad) is None
+    with pytest.raises(KeyError):
+        queue.open_message(bad)
+    with pytest.raises(KeyError):
+        queue.delete(bad)
+
+
+def test_duplicate_recipients_are_queued_once(queue: Queue) -> None:
+    qid = queue.enqueue(
+        "a@x.test",
+        [QueuedRecipient("b@x.test", notify=("DELAY",)), QueuedRecipient("b@x.test")],
+        MSG,
+        received_at=1.0,
+    )
+    msg = queue.get(qid)
+    assert msg is not None
+    assert [(r.address, r.notify) for r in msg.recipients] == [("b@x.test", ("DELAY",))]
+
+
+def test_argument_checks_write_nothing(queue: Queue) -> None:
+    with pytest.raises(ValueError):
+        queue.enqueue("a@x.test", [], MSG, received_at=1.0)
+    with pytest.raises(ValueError):
+        queue.enqueue("a@x.test", RCPTS, MSG, ret="BODY", received_at=1.0)
+    assert os.listdir(queue.msg_dir) == [] and os.listdir(queue.tmp_dir) == []
+
+
+def test_durability_order(queue: Queue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, ...]] = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if "queue.sqlite3" not in path:
+            events.append(("fsync", path))
+            # A row is never visible before its file is durable.
+            assert rows_without_files(tmp_path) == []
+            conn = sqlite3.connect(tmp_path / "queue.sqlite3")
+            assert conn.execute("SELECT count(*) FROM messages").fetchone() == (0,)
+            conn.close()
+        real_fsync(fd)
+
+    def link(src: str, dst: str) -> None:
+        events.append(("link", str(src), str(dst)))
+        real_link(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    qid = queue.enqueue("a@x.test", RCPTS, MSG, received_at=1.0)
+    tmp_file = str(queue.tmp_dir / qid)
+    assert events == [
+        ("fsync", tmp_file),
+        ("link", tmp_file, str(queue.msg_dir / qid)),
+        ("fsync", str(queue.msg_dir)),
+    ]
+    assert queue.get(qid) is not None
+
+
+def test_database_failure_removes_the_file(queue: Queue) -> None:
+    bad = QueuedRecipient(None)  # type: ignore[arg-type]  # NOT NULL violation
+    with pytest.raises(sqlite3.IntegrityError):
+        queue.enqueue("a@x.test", [bad], MSG, received_at=1.0)
+    assert os.listdir(queue.msg_dir) == [] and os.listdir(queue.tmp_dir) == []
+    assert queue.list() == []
+    # The connection is still usable after the rollback.
+    assert queue.get(queue.enqueue("a@x.test", RCPTS, MSG, received_at=1.0)) is not None
+
+
+def test_write_failure_leaves_nothing(queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError):
+        queue.enqueue("a@x.test", RCPTS, MSG, received_at=1.0)
+    monkeypatch.undo()
+    assert os.listdir(queue.msg_dir) == [] and os.listdir(queue.tmp_dir) == []
+    assert queue.list() == []
+
+
+def test_recover_removes_orphans_only(tmp_path: Path) -> None:
+    q = Queue(tmp_path)
+    kept = q.enqueue("a@x.test", RCPTS, MSG, received_at=1.0)
+    # A crash between the durable file and the row commit:
+    orphan, _ = q._write_file([b"orphan\r\n"])
+    old = time.time() - 3600
+    os.utime(q.msg_dir / kept, (old, old))
+    os.utime(q.msg_dir / orphan, (old, old))
+    (q.tmp_dir / "half-written").write_bytes(b"x")
+    os.utime(q.tmp_dir / "half-written", (old, old))
+    fresh, _ = q._write_file([b"in flight elsewhere\r\n"])
+    q.close()
+
+    q = Queue(tmp_path)  # recover() runs on open
+    assert sorted(os.listdir(q.msg_dir)) == sorted([kept, fresh])  # fresh: within grace
+    assert os.listdir(q.tmp_dir) == []
+    assert [m.id for m in q.list()] == [kept]
+    assert q.open_message(kept) == RAW
+    q.orphan_grace = 0
+    assert q.recover() == 1
+    assert os.listdir(q.msg_dir) == [kept]
+
+
+def test_recover_never_touches_rows(tmp_path: Path) -> None:
+    q = Queue(tmp_path, orphan_grace=0)
+    qid = q.enqueue("a@x.test", RCPTS, MSG, received_at=1.0)
+    (q.msg_dir / qid).unlink()  # damage from outside
+    assert q.recover() == 0
+    assert q.get(qid) is not None
+
+
+def test_state_is_constrained(queue: Queue, tmp_path: Path) -> None:
+    qid = queue.enqueue("a@x.test", RCPTS, MSG, received_at=1.0)
+    conn = sqlite3.connect(tmp_path / "queue.sqlite3")
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("UPDATE recipients SET state = 'lost' WHERE message_id = ?", (qid,))
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM recipients WHERE state = 'pending' AND next_attempt < 5"
+    ).fetchall()
+    assert any("recipients_due" in str(row) for row in plan)
+    conn.close()
+
+
+def test_concurrent_enqueue_never_exposes_a_row_without_file(queue: Queue, tmp_path: Path) -> None:
+    ids: list[str] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    violations: list[list[str]] = []
+
+    def watcher() -> None:
+        while not stop.is_set():
+            missing = rows_without_files(tmp_path)
+            if missing:
+                violations.append(missing)
+
+    def worker(t: int) -> None:
+        try:
+            for i in range(25):
+                ids.append(
+                    queue.enqueue(
+                        f"s{t}@x.test", RCPTS, [f"{t}-{i}\r\n".encode()], received_at=float(i)
+                    )
+                )
+        except BaseException as exc:
+            errors.append(exc)
+
+    w = threading.Thread(target=watcher)
+    w.start()
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    stop.set()
+    w.join()
+    assert errors == [] and violations == []
+    assert len(set(ids)) == 200
+    assert sorted(os.listdir(queue.msg_dir)) == sorted(ids)
+    assert len(queue.list()) == 200
+
+
+def test_reopen_keeps_everything(tmp_path: Path) -> None:
+    with Queue(tmp_path) as q:
+        qid = q.enqueue("a@x.test", RCPTS, MSG, envid=None, ret="FULL", received_at=3.0)
+    with Queue(tmp_path) as q:
+        msg = q.get(qid)
+        assert msg is not None and msg.ret == "FULL" and len(msg.recipients) == 2

@@ -1,0 +1,169 @@
+"""The listener policy and the durable hand-off, without sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailstead.directory import Directory
+from mailstead.limits import SMTPLimits
+from mailstead.mta.queue import Queue
+from mailstead.mta.receiver import Peer, Receiver, Role
+from mailstead.proto.smtp.events import MailParams, Message, RcptParams, Recipient
+from mailstead.store import open_store
+
+NO_PARAMS = RcptParams()
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Iterator[Directory]:
+    with Directory(tmp_path / "directory.sqlite3", ["example.test"]) as d:
+        d.add_user("alice@example.test", "pw")
+        d.add_user("bob@example.test", "pw")
+        d.add_alias("team@example.test", ["alice@example.test", "bob@example.test"])
+        d.add_alias("fwd@example.test", ["someone@remote.test", "alice@example.test"])
+        yield d
+
+
+def _receiver(role: Role, directory: Directory, tmp_path: Path, **limits: int) -> Receiver:
+    return Receiver(
+        role,
+        hostname="mx.example.test",
+        domains=["example.test"],
+        directory=directory,
+        store=open_store("maildir", tmp_path / "mail"),
+        queue=Queue(tmp_path),
+        limits=SMTPLimits(**limits),
+    )
+
+
+def _message(*recipients: str, content: bytes = b"Subject: t\r\n\r\nbody\r\n") -> Message:
+    return Message(
+        "carol@remote.test",
+        MailParams(),
+        tuple(Recipient(r, NO_PARAMS) for r in recipients),
+        content,
+    )
+
+
+def _inbox(tmp_path: Path, address: str) -> list[bytes]:
+    local, domain = address.split("@")
+    new = tmp_path / "mail" / domain / local / "Maildir" / "new"
+    return [p.read_bytes() for p in sorted(new.iterdir())] if new.exists() else []
+
+
+STRANGER = Peer(ip="192.0.2.7", helo="client.remote.test")
+ALICE = Peer(ip="192.0.2.8", helo="laptop", tls=True, user="alice@example.test")
+
+
+@pytest.mark.parametrize(
+    ("recipient", "code", "enhanced"),
+    [
+        ("alice@example.test", 250, "2.1.5"),
+        ("ALICE@EXAMPLE.TEST", 250, "2.1.5"),
+        ("team@example.test", 250, "2.1.5"),
+        ("postmaster", 550, "5.1.1"),  # no postmaster alias in this directory
+        ("nobody@example.test", 550, "5.1.1"),
+        ("someone@remote.test", 554, "5.7.1"),  # never an open relay
+        ("../../x@example.test", 550, "5.1.1"),
+        ('"alice/../bob"@example.test', 550, "5.1.1"),
+    ],
+)
+def test_mta_recipient_policy(
+    directory: Directory, tmp_path: Path, recipient: str, code: int, enhanced: str
+) -> None:
+    reply = _receiver(Role.MTA, directory, tmp_path).recipient_reply(STRANGER, recipient, NO_PARAMS)
+    assert (reply.code, reply.enhanced) == (code, enhanced)
+
+
+def test_msa_relays_only_for_the_authenticated(directory: Directory, tmp_path: Path) -> None:
+    msa = _receiver(Role.MSA, directory, tmp_path)
+    assert msa.recipient_reply(ALICE, "someone@remote.test", NO_PARAMS).code == 250
+    assert msa.recipient_reply(STRANGER, "someone@remote.test", NO_PARAMS).code == 554
+
+
+@pytest.mark.parametrize(
+    ("sender", "code"),
+    [
+        ("alice@example.test", 250),
+        ("Alice@Example.TEST", 250),
+        ("team@example.test", 250),  # an alias that reaches alice
+        ("bob@example.test", 553),
+        ("", 553),
+        ("alice@remote.test", 553),
+    ],
+)
+def test_msa_sender_must_be_owned(
+    directory: Directory, tmp_path: Path, sender: str, code: int
+) -> None:
+    msa = _receiver(Role.MSA, directory, tmp_path)
+    assert msa.sender_reply(ALICE, sender, MailParams()).code == code
+
+
+def test_commit_delivers_one_copy_per_mailbox(directory: Directory, tmp_path: Path) -> None:
+    reply = _receiver(Role.MTA, directory, tmp_path).commit(
+        STRANGER, _message("team@example.test", "alice@example.test", "Bob@Example.Test")
+    )
+    assert reply.code == 250 and reply.enhanced == "2.0.0"
+    (alice,) = _inbox(tmp_path, "alice@example.test")
+    (bob,) = _inbox(tmp_path, "bob@example.test")
+    assert alice.startswith(b"Return-Path: <carol@remote.test>\nDelivered-To: alice@example.test\n")
+    assert b"for <team@example.test>" in alice
+    assert bob.endswith(b"\nSubject: t\n\nbody\n")
+
+
+def test_alias_to_a_remote_address_is_queued(directory: Directory, tmp_path: Path) -> None:
+    receiver = _receiver(Role.MTA, directory, tmp_path)
+    assert receiver.commit(STRANGER, _message("fwd@example.test")).code == 250
+    assert len(_inbox(tmp_path, "alice@example.test")) == 1
+    (queued,) = receiver.queue.list()
+    assert [r.address for r in queued.recipients] == ["someone@remote.test"]
+    raw = receiver.queue.open_message(queued.id)
+    assert raw.startswith(b"Received: from client.remote.test ([192.0.2.7])\r\n")
+    assert raw.endswith(b"\r\n\r\nbody\r\n")
+
+
+def test_user_deleted_after_rcpt_is_queued_not_lost(directory: Directory, tmp_path: Path) -> None:
+    receiver = _receiver(Role.MTA, directory, tmp_path)
+    directory.delete_user("bob@example.test")
+    assert receiver.commit(STRANGER, _message("bob@example.test")).code == 250
+    (queued,) = receiver.queue.list()
+    assert [r.address for r in queued.recipients] == ["bob@example.test"]
+
+
+def test_mail_loop_is_refused(directory: Directory, tmp_path: Path) -> None:
+    receiver = _receiver(Role.MTA, directory, tmp_path, max_received_headers=3)
+    looped = b"Received: a\r\nReceived: b\r\nreceived: c\r\nSubject: x\r\n\r\nReceived: body\r\n"
+    reply = receiver.commit(STRANGER, _message("alice@example.test", content=looped))
+    assert (reply.code, reply.enhanced) == (554, "5.4.6")
+    assert _inbox(tmp_path, "alice@example.test") == []
+    fine = b"Received: a\r\nReceived: b\r\nSubject: x\r\n\r\nReceived: body\r\n"
+    assert receiver.commit(STRANGER, _message("alice@example.test", content=fine)).code == 250
+
+
+def test_storage_failure_answers_451(
+    directory: Directory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = _receiver(Role.MTA, directory, tmp_path)
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(receiver.store, "deliver", disk_full)
+    reply = receiver.commit(STRANGER, _message("alice@example.test"))
+    assert (reply.code, reply.enhanced) == (451, "4.3.0")
+
+
+def test_received_header_names_tls_and_auth(directory: Directory, tmp_path: Path) -> None:
+    receiver = _receiver(Role.MSA, directory, tmp_path)
+    message = Message(
+        "alice@example.test",
+        MailParams(smtputf8=True),
+        (Recipient("bob@example.test", NO_PARAMS),),
+        b"Subject: t\r\n\r\nx\r\n",
+    )
+    assert receiver.commit(ALICE, message).code == 250
+    (stored,) = _inbox(tmp_path, "bob@example.test")
+    assert b"by mx.example.test (Mailstead) with UTF8ESMTPSA id " in stored
