@@ -84,6 +84,8 @@ class SMTPSession(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._admitted = False
         self._shutting_down = False
+        self._fresh = False  # bytes arrived since the protocol last asked for more
+        self._timed_out = False
 
     def shutdown(self) -> None:
         """Ask the session to say 421 and close at its next wait for input.
@@ -116,6 +118,7 @@ class SMTPSession(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.conn.receive_data(data)
+        self._fresh = True
         self._wake_reader()
         if not self._reading_paused and self.conn.awaiting is not None:
             buffered = self.conn.buffered
@@ -146,6 +149,11 @@ class SMTPSession(asyncio.Protocol):
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
 
+    def _time_out(self, readable: asyncio.Future[None]) -> None:
+        self._timed_out = True
+        if not readable.done():
+            readable.set_result(None)
+
     def _wake_reader(self) -> None:
         if self._readable is not None and not self._readable.done():
             self._readable.set_result(None)
@@ -167,6 +175,9 @@ class SMTPSession(asyncio.Protocol):
         conn = self.conn
         receiver = self.service.receiver
         while True:
+            # Bytes that arrive while we flush or wait below set _fresh again,
+            # so they are never left unread in the buffer.
+            self._fresh = False
             event = conn.next_event()
             if event is NEED_DATA:
                 if conn.closing:
@@ -210,15 +221,19 @@ class SMTPSession(asyncio.Protocol):
             self.transport.resume_reading()
         limits = self.service.limits
         timeout = limits.data_timeout if self.conn.in_data else limits.idle_timeout
-        self._readable = self.loop.create_future()
-        try:
-            await asyncio.wait_for(self._readable, timeout)
-        except TimeoutError:
-            self.conn.close(R.TIMEOUT)
-            await self._flush()
-            return False
-        finally:
-            self._readable = None
+        if not self._fresh:
+            # A plain timer is much cheaper per read than asyncio.wait_for.
+            readable = self._readable = self.loop.create_future()
+            timer = self.loop.call_later(timeout, self._time_out, readable)
+            try:
+                await readable
+            finally:
+                timer.cancel()
+                self._readable = None
+            if self._timed_out:
+                self.conn.close(R.TIMEOUT)
+                await self._flush()
+                return False
         if self._shutting_down and not self.conn.buffered:
             self.conn.close(R.SHUTTING_DOWN)
             await self._flush()
