@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailstead.proto.errors import RemoteProtocolError
 
@@ -20,7 +20,7 @@ class Credentials:
     """What the client claimed: who it is, who it wants to act as, its password."""
 
     authcid: str
-    password: str
+    password: str = field(repr=False)  # never in a log line by way of repr()
     # RFC 4616 §2: an empty authzid means "act as authcid".
     authzid: str = ""
 

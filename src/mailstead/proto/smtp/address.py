@@ -139,4 +139,9 @@ def decode_xtext(value: str) -> str:
     """Undo RFC 3461 §4 xtext (``+XX`` hex escapes); raise on a bad escape."""
     if "+" in _XTEXT_HEX.sub("", value):
         raise PathError("5.5.4", "Bad xtext encoding")
-    return _XTEXT_HEX.sub(lambda m: chr(int(m.group(1), 16)), value)
+    decoded = _XTEXT_HEX.sub(lambda m: chr(int(m.group(1), 16)), value)
+    # RFC 3461 §4.2, §4.4: the decoded ENVID and ORCPT end up in DSN header
+    # fields, so they must be printable; an encoded CR LF would forge headers.
+    if any(c < " " or c == "\x7f" for c in decoded):
+        raise PathError("5.5.4", "Bad xtext encoding")
+    return decoded

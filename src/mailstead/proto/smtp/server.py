@@ -52,7 +52,13 @@ from mailstead.proto.smtp.replies import Reply
 # used for cross-protocol attacks and hangs up (Postfix smtpd_forbidden_commands).
 _FORBIDDEN_VERBS = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS"})
 _DATA_END = b"\r\n.\r\n"
-_BARE_CR = Reply(550, "5.6.0", "Message contains a bare CR (RFC 5321 §2.3.8)")
+# Reply text stays ASCII (RFC 5321 §2.4): the client may not have said SMTPUTF8.
+_BARE_CR = Reply(550, "5.6.0", "Message contains a bare CR (RFC 5321 section 2.3.8)")
+
+
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes "²", which int() refuses."""
+    return text.isascii() and text.isdigit() and len(text) <= 20
 
 
 def _normalize_line_ends(data: bytes) -> bytes | None:
@@ -265,17 +271,29 @@ class SMTPServer:
         A line longer than the limit is answered 500 once and the rest of it
         is dropped as it arrives, so memory stays bounded.
         """
-        limit = self.limits.sasl_line if self._mode == "sasl" else self.limits.command_line
         buf = self._in
         while True:
+            limit = self.limits.sasl_line if self._mode == "sasl" else self.limits.command_line
             # While dropping an overlong line, its end may be anywhere.
             end = buf.find(b"\n") if self._discarding_line else buf.find(b"\n", 0, limit + 1)
             if end < 0:
                 if len(buf) > limit:
-                    del buf[:]
                     if not self._discarding_line:
                         self._discarding_line = True
                         self._error(R.LINE_TOO_LONG)
+                        if self._mode == "sasl":
+                            # RFC 4954 §4: the 500 ends the exchange; what follows
+                            # is a command again, not a SASL response.
+                            self._mode, self._sasl = "command", None
+                    # The overlong line may end later in this same read: keep
+                    # what follows its end, which is the next command.
+                    end = buf.find(b"\n", limit + 1)
+                    if end < 0 or self.closing:
+                        del buf[:]
+                        return None
+                    del buf[: end + 1]
+                    self._discarding_line = False
+                    continue
                 return None
             if self._discarding_line:
                 del buf[: end + 1]
@@ -383,7 +401,8 @@ class SMTPServer:
             self._error(Reply(500, "5.5.2", "Command is not valid UTF-8"))
             return None
         verb, _, arg = line.partition(" ")
-        verb = verb.upper()
+        # ASCII only before upper(): "maıl".upper() is "MAIL" (dotless i).
+        verb = verb.upper() if verb.isascii() else ""
         handler = self._HANDLERS.get(verb)
         if handler is None:
             if verb in _FORBIDDEN_VERBS:
@@ -468,7 +487,7 @@ class SMTPServer:
         smtputf8 = False
         for key, value in raw.items():
             if key == "SIZE":
-                if value is None or not value.isdigit() or len(value) > 20:
+                if value is None or not _is_number(value):
                     raise PathError("5.5.4", "Bad SIZE value")
                 size = int(value)
             elif key == "BODY":
@@ -570,7 +589,7 @@ class SMTPServer:
             not parts
             or len(parts) > 2
             or (len(parts) == 2 and not last)
-            or not (parts[0].isdigit() and len(parts[0]) <= 20)
+            or not _is_number(parts[0])
         ):
             # Without a size we cannot tell chunk octets from commands, so the
             # only safe way on is to hang up (RFC 3030 §2 gives no recovery).
