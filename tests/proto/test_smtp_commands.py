@@ -256,7 +256,7 @@ def test_sequence_errors() -> None:
 def test_vrfy_expn_help_and_unknown_commands() -> None:
     Transcript().handshake().run("""
     C: VRFY alice
-    S: 252 2.5.2 Cannot VRFY user, but will accept message
+    S: 252 2.0.0 Cannot VRFY user, but will accept message
     C: VRFY
     S: 501 5.5.4 Syntax: VRFY <address>
     C: EXPN staff
@@ -336,12 +336,13 @@ def test_source_route_is_ignored() -> None:
             "553 5.6.7 Must declare SMTPUTF8 to use a non-ASCII address",
         ),
         ("MAIL FROM:<c@remote.test> FOO=bar", "555 5.5.4 Unsupported parameter FOO"),
-        ("MAIL FROM:<c@remote.test> SMTPUTF8=yes", "555 5.5.4 Unsupported parameter SMTPUTF8"),
-        ("MAIL FROM:<c@remote.test> SIZE=1 SIZE=2", "555 5.5.4 Duplicate parameter SIZE"),
+        ("MAIL FROM:<c@remote.test> SMTPUTF8=yes", "501 5.5.4 SMTPUTF8 takes no value"),
+        ("MAIL FROM:<c@remote.test> SIZE=1 SIZE=2", "501 5.5.4 Duplicate parameter SIZE"),
         ("MAIL FROM:<c@remote.test> ENVID=a+zz", "501 5.5.4 Bad xtext encoding"),
         # RFC 3461 §4.4: ENVID goes into a DSN header; no encoded CR LF.
         ("MAIL FROM:<c@remote.test> ENVID=a+0D+0AX-Evil:+201", "501 5.5.4 Bad xtext encoding"),
-        ("MAIL FROM:<c@remote.test> ENVID=" + "a" * 101, "501 5.5.4 ENVID too long"),
+        ("MAIL FROM:<c@remote.test> ENVID=" + "a" * 101, "501 5.5.4 Bad ENVID value"),
+        ("MAIL FROM:<c@remote.test> RET=bogus", "501 5.5.4 RET must be FULL or HDRS"),
         ("MAIL FROM:c@remote.test", "501 5.1.7 Address must be enclosed in <>"),
         ("MAIL FROM:<c@remote.test", "501 5.1.7 Unterminated address"),
         ("MAIL FROM:<c@remote.test>SIZE=1", "501 5.5.4 Syntax error after address"),
@@ -485,3 +486,25 @@ def test_close_says_a_last_reply_and_takes_no_more_input() -> None:
     t.server.close(Reply(421, "4.4.2", "Timeout, closing connection"))
     assert t.feed(b"NOOP\r\n") == b"421 4.4.2 Timeout, closing connection\r\n"
     assert t.feed(b"NOOP\r\n") == b""
+
+
+def test_parameters_need_ehlo() -> None:
+    # RFC 5321 §4.1.2: ESMTP parameters belong to sessions that said EHLO.
+    Transcript().run(
+        """
+        S: 220 mx.example.test ESMTP Mailstead
+        C: HELO client.example
+        S: 250 mx.example.test
+        C: MAIL FROM:<c@remote.test> SIZE=10
+        S: 555 5.5.4 Parameters need EHLO
+        C: MAIL FROM:<c@remote.test>
+        S: 250 2.1.0 Sender OK
+        """
+    )
+
+
+def test_ehlo_name_is_echoed_printable_only() -> None:
+    t = Transcript()
+    t.output()
+    said = t.feed(b"EHLO evil\x01\x7fname\r\n")
+    assert said.startswith(b"250-mx.example.test greets evil??name\r\n")

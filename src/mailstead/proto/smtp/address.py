@@ -50,8 +50,9 @@ _VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+")
 class PathError(RemoteProtocolError):
     """A path or parameter that breaks the RFC 5321 grammar."""
 
-    def __init__(self, enhanced: str, text: str) -> None:
+    def __init__(self, enhanced: str, text: str, code: int = 501) -> None:
         super().__init__(text)
+        self.code = code  # 501 syntax; 553 mailbox name not allowed; 555 parameter unknown
         self.enhanced = enhanced
         self.text = text
 
@@ -107,7 +108,7 @@ def validate_mailbox(mailbox: str, *, utf8: bool, enhanced: str) -> str:
         raise PathError(enhanced, "Address must have a domain")
     if not mailbox.isascii() and not utf8:
         # RFC 6531 §3.4: non-ASCII needs the SMTPUTF8 parameter.
-        raise PathError("5.6.7", "Must declare SMTPUTF8 to use a non-ASCII address")
+        raise PathError("5.6.7", "Must declare SMTPUTF8 to use a non-ASCII address", 553)
     local_re, domain_re = (_LOCAL_UTF8, _DOMAIN_UTF8) if utf8 else (_LOCAL_ASCII, _DOMAIN_ASCII)
     if not local_re.fullmatch(local):
         raise PathError(enhanced, "Bad local part syntax")

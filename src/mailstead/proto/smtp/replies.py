@@ -22,8 +22,9 @@ class Reply:
         return (self.text,) if isinstance(self.text, str) else self.text
 
     @property
-    def is_positive(self) -> bool:
-        return 200 <= self.code < 400
+    def is_success(self) -> bool:
+        """A positive completion reply, 2yz (RFC 5321 §4.2.1)."""
+        return 200 <= self.code < 300
 
     def encode(self) -> bytes:
         """The reply on the wire: ``250-…`` continuation lines, ``250 …`` last."""

@@ -180,15 +180,15 @@ class SMTPServer:
         if kind not in ("mail", "rcpt", "message") or event is None:
             raise LocalProtocolError(f"no MAIL, RCPT or message awaits a reply (awaiting {kind})")
         self._pending = self._pending_event = None
-        if kind == "mail" and reply.is_positive:
+        if kind == "mail" and reply.is_success:
             assert isinstance(event, MailFrom)
             self._txn = _Transaction(event.sender, event.params)
-        elif kind == "rcpt" and reply.is_positive:
+        elif kind == "rcpt" and reply.is_success:
             assert isinstance(event, RcptTo) and self._txn is not None
             self._txn.recipients.append(Recipient(event.recipient, event.params))
         elif kind == "message":
             self._txn = None
-            if reply.is_positive:
+            if reply.is_success:
                 self._messages += 1
         self._send(reply)
 
@@ -314,8 +314,10 @@ class SMTPServer:
         buf = self._in
         end = buf.find(_DATA_END, self._data_scanned)
         if end < 0:
+            # Dot-stuffing makes the stream longer than the message, so the
+            # exact size is checked once unstuffed; this only bounds memory.
             limit = self.limits.message_size
-            if len(buf) > limit + 2:
+            if len(buf) > limit + limit // 8 + 1024:
                 # Over the limit: keep reading, and keep only a tail long enough
                 # to hold a terminator that straddles two reads.
                 self._data_oversize = True
@@ -429,7 +431,9 @@ class SMTPServer:
         if not extended:
             self._send(Reply(250, "", host))
         else:
-            self._send(Reply(250, "", (f"{host} greets {name}", *self._extensions())))
+            # Echo only printable ASCII of what the client said about itself.
+            shown = "".join(c if " " < c < "\x7f" else "?" for c in name[:255])
+            self._send(Reply(250, "", (f"{host} greets {shown}", *self._extensions())))
         return Hello(name, extended)
 
     def _extensions(self) -> list[str]:
@@ -461,7 +465,7 @@ class SMTPServer:
             self._error(R.NESTED_MAIL)
             return None
         if self.settings.auth_required and self.authenticated_user is None:
-            self._error(R.NEED_TLS if not self.secure else R.NEED_AUTH)
+            self._error(R.NEED_AUTH if self._auth_offered() else R.NEED_TLS)
             return None
         if self._messages >= self.limits.messages_per_session:
             self._close(Reply(421, "4.7.0", "Too many messages in one session"))
@@ -473,7 +477,7 @@ class SMTPServer:
             sender, rest = parse_path(
                 arg[5:].lstrip(" "), utf8=True, null_allowed=True, enhanced="5.1.7"
             )
-            params = self._mail_params(parse_params(rest), sender)
+            params = self._mail_params(self._params(rest), sender)
         except PathError as exc:
             self._path_error(exc)
             return None
@@ -494,25 +498,33 @@ class SMTPServer:
                 body = (value or "").upper()
                 if body not in ("7BIT", "8BITMIME"):
                     raise PathError("5.5.4", "BODY must be 7BIT or 8BITMIME")
-            elif key == "SMTPUTF8" and value is None:
+            elif key == "SMTPUTF8":
+                if value is not None:
+                    raise PathError("5.5.4", "SMTPUTF8 takes no value")
                 smtputf8 = True
-            elif key == "RET" and value and value.upper() in ("FULL", "HDRS"):
-                ret = value.upper()
-            elif key == "ENVID" and value:
-                envid = decode_xtext(value)
-                if len(envid) > 100:  # RFC 3461 §4.4
-                    raise PathError("5.5.4", "ENVID too long")
-            elif key == "AUTH" and value:
-                pass  # RFC 4954 §5: optional, and we trust no client's claim
-            else:
-                raise PathError("5.5.4", f"Unsupported parameter {key}")
+            elif key == "RET":
+                ret = (value or "").upper()
+                if ret not in ("FULL", "HDRS"):
+                    raise PathError("5.5.4", "RET must be FULL or HDRS")
+            elif key == "ENVID":
+                envid = decode_xtext(value or "")
+                if not envid or len(envid) > 100:  # RFC 3461 §4.4
+                    raise PathError("5.5.4", "Bad ENVID value")
+            elif key != "AUTH":  # RFC 4954 §5: AUTH= is optional; no client's claim is trusted
+                raise PathError("5.5.4", f"Unsupported parameter {key}", 555)
         if not sender.isascii() and not smtputf8:
-            raise PathError("5.6.7", "Must declare SMTPUTF8 to use a non-ASCII address")
+            raise PathError("5.6.7", "Must declare SMTPUTF8 to use a non-ASCII address", 553)
         return MailParams(size=size, body=body, smtputf8=smtputf8, ret=ret, envid=envid)
 
     def _path_error(self, exc: PathError) -> None:
-        code = 553 if exc.enhanced == "5.6.7" else 555 if "parameter" in exc.text else 501
-        self._error(Reply(code, exc.enhanced, exc.text))
+        self._error(Reply(exc.code, exc.enhanced, exc.text))
+
+    def _params(self, rest: str) -> dict[str, str | None]:
+        params = parse_params(rest)
+        if params and not self._esmtp:
+            # RFC 5321 §4.1.2: parameters are an ESMTP feature, so EHLO first.
+            raise PathError("5.5.4", "Parameters need EHLO", 555)
+        return params
 
     def _rcpt(self, arg: str) -> Event | None:
         txn = self._txn
@@ -538,7 +550,7 @@ class SMTPServer:
                 recipient, rest = parse_path(
                     path, utf8=txn.params.smtputf8, null_allowed=False, enhanced="5.1.3"
                 )
-            params = self._rcpt_params(parse_params(rest))
+            params = self._rcpt_params(self._params(rest))
         except PathError as exc:
             self._path_error(exc)
             return None
@@ -563,7 +575,7 @@ class SMTPServer:
                     raise PathError("5.5.4", "Bad ORCPT value")
                 orcpt = f"{addr_type};{decode_xtext(addr)}"
             else:
-                raise PathError("5.5.4", f"Unsupported parameter {key}")
+                raise PathError("5.5.4", f"Unsupported parameter {key}", 555)
         return RcptParams(notify=notify, orcpt=orcpt)
 
     def _data(self, arg: str) -> Event | None:
@@ -631,7 +643,7 @@ class SMTPServer:
             self._error(Reply(501, "5.5.4", "Syntax: VRFY <address>"))
         else:
             # RFC 5321 §3.5.3: 252 neither confirms nor denies; no user harvesting.
-            self._send(Reply(252, "2.5.2", "Cannot VRFY user, but will accept message"))
+            self._send(Reply(252, "2.0.0", "Cannot VRFY user, but will accept message"))
         return None
 
     def _expn(self, arg: str) -> Event | None:
