@@ -86,6 +86,9 @@ class SMTPSession(asyncio.Protocol):
         self._shutting_down = False
         self._fresh = False  # bytes arrived since the protocol last asked for more
         self._timed_out = False
+        # Decrypted bytes that arrive with the client's TLS Finished, before
+        # start_tls() returns; they are the first command under TLS.
+        self._tls_early: list[bytes] | None = None
 
     def shutdown(self) -> None:
         """Ask the session to say 421 and close at its next wait for input.
@@ -117,6 +120,9 @@ class SMTPSession(asyncio.Protocol):
         self._task = self.loop.create_task(self._run())
 
     def data_received(self, data: bytes) -> None:
+        if self._tls_early is not None:
+            self._tls_early.append(data)
+            return
         self.conn.receive_data(data)
         self._fresh = True
         self._wake_reader()
@@ -276,6 +282,9 @@ class SMTPSession(asyncio.Protocol):
         context = self.service.tls_context
         if context is None or self.transport is None or self._lost:
             return False
+        # Plaintext that came before this point was dropped by the protocol
+        # (RFC 3207 §4.2); what comes from now on is decrypted.
+        self._tls_early = []
         try:
             transport = await self.loop.start_tls(
                 self.transport,
@@ -288,10 +297,14 @@ class SMTPSession(asyncio.Protocol):
             log.info("STARTTLS with [%s] failed: %s", self.peer.ip, exc)
             self._lost = True
             return False
+        finally:
+            early, self._tls_early = self._tls_early, None
         if transport is None:
             return False
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.conn.tls_started()
         self.peer = replace(self.peer, tls=True, helo="", user=None)
+        for data in early:
+            self.conn.receive_data(data)
         return True

@@ -1,0 +1,125 @@
+"""``mailstead serve`` as a real child process, for tests that must kill it.
+
+The in-process harness (:mod:`tests.e2e.harness`) cannot be SIGKILLed
+without killing the test. :class:`ServerProcess` runs the real CLI in its
+own process on fixed, free 127.0.0.1 ports, so it can be killed at any
+instant and restarted on the same ports and the same data directory, the
+way an operator's init system would after a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from mailstead.config import Config, load_config
+from tests.e2e.harness import ServerHandle, free_port, write_config
+
+ROLES = ("smtp", "submission", "submissions")
+# Seconds a (re)start may take before the test gives up on the server.
+START_TIMEOUT = 30.0
+
+
+class ServerProcess:
+    """Owns one ``python -m mailstead --config … serve`` child and its ports.
+
+    The config, data directory and ports stay the same across restarts.
+    Its output goes to ``<root>/serve.log``, which start failures quote.
+    """
+
+    def __init__(self, root: Path, *, storage: str = "maildir") -> None:
+        self.root = root
+        self.ports = {role: free_port() for role in ROLES}
+        self.config_path = write_config(root, ports=self.ports, storage=storage)
+        self.config: Config = load_config(self.config_path)
+        self.handle = ServerHandle(self.config, dict(self.ports))
+        self.log_path = root / "serve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    # -- life cycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Spawn the server and return once every listener accepts connections."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with self.log_path.open("ab") as log:
+            log.write(f"--- start {self.starts} ---\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mailstead", "--config", str(self.config_path), "serve"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                env=env,
+            )
+        self.starts += 1
+        deadline = time.monotonic() + START_TIMEOUT
+        for port in self.ports.values():
+            self._wait_for_port(port, deadline)
+
+    def _wait_for_port(self, port: int, deadline: float) -> None:
+        assert self.proc is not None
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"mailstead serve exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"port {port} not accepting after {START_TIMEOUT}s:\n{self.log_tail()}"
+                    ) from None
+                time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, exactly like a power cut for the process."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM and wait for a clean shutdown (SIGKILL if it hangs)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
