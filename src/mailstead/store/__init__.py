@@ -9,9 +9,9 @@ follow DESIGN.md §3: ``<mail_root>/<domain>/<local>/Maildir/`` or
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from mailstead.store.fsync import Buffer, make_dirs
 from mailstead.store.maildir import Maildir
@@ -41,6 +41,8 @@ __all__ = [
 
 STORAGE_FORMATS = ("maildir", "mbox")
 
+_Box = TypeVar("_Box", Maildir, Mbox)
+
 
 class MailboxStore(Protocol):
     """Where local delivery puts a message for one account's INBOX."""
@@ -61,27 +63,53 @@ class MailboxStore(Protocol):
         ...
 
 
+class _PerAccount(Generic[_Box]):
+    """One mailbox object per account, made on first use and shared by all threads.
+
+    Sharing matters: concurrent deliveries to one INBOX then share its
+    directory fsyncs and its locks.
+    """
+
+    def __init__(self, make: Callable[[str], _Box]) -> None:
+        self._make: Callable[[str], _Box] = make
+        self._lock = threading.Lock()
+        self._boxes: dict[str, _Box] = {}
+
+    def get(self, address: str) -> _Box:
+        box = self._boxes.get(address)  # lock-free hit: dict reads are atomic
+        if box is None:
+            with self._lock:
+                box = self._boxes.get(address)
+                if box is None:
+                    box = self._boxes[address] = self._make(address)
+        return box
+
+    def deliver(self, address: str, deliver: Callable[[_Box], object]) -> None:
+        try:
+            deliver(self.get(address))
+        except FileNotFoundError:
+            # The account's directory was removed behind our back (an admin,
+            # a restore): forget it, make it again and retry once.
+            with self._lock:
+                self._boxes.pop(address, None)
+            deliver(self.get(address))
+
+
 class MaildirStore:
     """Owns the Maildir INBOXes below ``mail_root``; makes each on first delivery."""
 
     def __init__(self, mail_root: Path) -> None:
         self.mail_root = Path(mail_root)
-        self._lock = threading.Lock()
-        # One Maildir per account, shared by all threads, so that concurrent
-        # deliveries to one INBOX share its directory fsyncs.
-        self._maildirs: dict[str, Maildir] = {}
+        self._accounts = _PerAccount(self._open)
+
+    def _open(self, address: str) -> Maildir:
+        md = Maildir(maildir_path(self.mail_root, address))
+        md.create()
+        return md
 
     def maildir(self, address: str) -> Maildir:
         """The INBOX of ``address``, created (durably) if it does not exist."""
-        md = self._maildirs.get(address)  # lock-free hit: dict reads are atomic
-        if md is None:
-            with self._lock:
-                md = self._maildirs.get(address)
-                if md is None:
-                    md = Maildir(maildir_path(self.mail_root, address))
-                    md.create()
-                    self._maildirs[address] = md
-        return md
+        return self._accounts.get(address)
 
     def deliver(
         self,
@@ -95,14 +123,7 @@ class MaildirStore:
         The envelope is not stored: Maildir has no place for it, and the
         Return-Path header the caller prepends carries the sender.
         """
-        try:
-            self.maildir(address).deliver(parts)
-        except FileNotFoundError:
-            # The INBOX was removed behind our back (an admin, a restore):
-            # forget it, make it again and retry once.
-            with self._lock:
-                self._maildirs.pop(address, None)
-            self.maildir(address).deliver(parts)
+        self._accounts.deliver(address, lambda md: md.deliver(parts))
 
 
 class MboxStore:
@@ -112,27 +133,18 @@ class MboxStore:
         self, mail_root: Path, *, lock_timeout: float = 30.0, stale_lock_age: float = 300.0
     ) -> None:
         self.mail_root = Path(mail_root)
-        self._lock = threading.Lock()
         self._lock_timeout = lock_timeout
         self._stale_lock_age = stale_lock_age
-        self._mboxes: dict[str, Mbox] = {}
+        self._accounts = _PerAccount(self._open)
+
+    def _open(self, address: str) -> Mbox:
+        path = mbox_path(self.mail_root, address)
+        make_dirs(path.parent, mode=0o700)
+        return Mbox(path, lock_timeout=self._lock_timeout, stale_lock_age=self._stale_lock_age)
 
     def mbox(self, address: str) -> Mbox:
         """The INBOX of ``address``; its directory is created (durably) if absent."""
-        box = self._mboxes.get(address)  # lock-free hit: dict reads are atomic
-        if box is None:
-            with self._lock:
-                box = self._mboxes.get(address)
-                if box is None:
-                    path = mbox_path(self.mail_root, address)
-                    make_dirs(path.parent, mode=0o700)
-                    box = Mbox(
-                        path,
-                        lock_timeout=self._lock_timeout,
-                        stale_lock_age=self._stale_lock_age,
-                    )
-                    self._mboxes[address] = box
-        return box
+        return self._accounts.get(address)
 
     def deliver(
         self,
@@ -142,13 +154,9 @@ class MboxStore:
         received_at: float,
     ) -> None:
         """Append to ``<mail_root>/<domain>/<local>/mbox`` (created 0600 if absent)."""
-        try:
-            self.mbox(address).deliver(parts, envelope_sender, received_at)
-        except FileNotFoundError:
-            # The account directory was removed behind our back: remake, retry once.
-            with self._lock:
-                self._mboxes.pop(address, None)
-            self.mbox(address).deliver(parts, envelope_sender, received_at)
+        self._accounts.deliver(
+            address, lambda box: box.deliver(parts, envelope_sender, received_at)
+        )
 
 
 def open_store(fmt: str, mail_root: Path) -> MailboxStore:
