@@ -12,6 +12,7 @@ from mailstead.limits import SMTPLimits
 from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Peer, Receiver, Role
 from mailstead.proto.smtp.events import MailParams, Message, RcptParams, Recipient
+from mailstead.proto.smtp.replies import Reply
 from mailstead.store import open_store
 
 NO_PARAMS = RcptParams()
@@ -48,6 +49,16 @@ def _message(*recipients: str, content: bytes = b"Subject: t\r\n\r\nbody\r\n") -
     )
 
 
+def _commit(receiver: Receiver, peer: Peer, message: Message) -> Reply:
+    """Route every recipient as RCPT would have, then commit the message."""
+    routes = {}
+    for rcpt in message.recipients:
+        reply, route = receiver.route(peer, rcpt.address)
+        assert reply.code == 250 and route is not None, rcpt.address
+        routes[rcpt.address] = route
+    return receiver.commit(peer, message, routes)
+
+
 def _inbox(tmp_path: Path, address: str) -> list[bytes]:
     local, domain = address.split("@")
     new = tmp_path / "mail" / domain / local / "Maildir" / "new"
@@ -74,14 +85,16 @@ ALICE = Peer(ip="192.0.2.8", helo="laptop", tls=True, user="alice@example.test")
 def test_mta_recipient_policy(
     directory: Directory, tmp_path: Path, recipient: str, code: int, enhanced: str
 ) -> None:
-    reply = _receiver(Role.MTA, directory, tmp_path).recipient_reply(STRANGER, recipient, NO_PARAMS)
+    reply, route = _receiver(Role.MTA, directory, tmp_path).route(STRANGER, recipient)
     assert (reply.code, reply.enhanced) == (code, enhanced)
+    assert (route is not None) == (code == 250)
 
 
 def test_msa_relays_only_for_the_authenticated(directory: Directory, tmp_path: Path) -> None:
     msa = _receiver(Role.MSA, directory, tmp_path)
-    assert msa.recipient_reply(ALICE, "someone@remote.test", NO_PARAMS).code == 250
-    assert msa.recipient_reply(STRANGER, "someone@remote.test", NO_PARAMS).code == 554
+    reply, route = msa.route(ALICE, "someone@remote.test")
+    assert reply.code == 250 and route is not None and route.remote == ("someone@remote.test",)
+    assert msa.route(STRANGER, "someone@remote.test")[0].code == 554
 
 
 @pytest.mark.parametrize(
@@ -103,8 +116,10 @@ def test_msa_sender_must_be_owned(
 
 
 def test_commit_delivers_one_copy_per_mailbox(directory: Directory, tmp_path: Path) -> None:
-    reply = _receiver(Role.MTA, directory, tmp_path).commit(
-        STRANGER, _message("team@example.test", "alice@example.test", "Bob@Example.Test")
+    reply = _commit(
+        _receiver(Role.MTA, directory, tmp_path),
+        STRANGER,
+        _message("team@example.test", "alice@example.test", "Bob@Example.Test"),
     )
     assert reply.code == 250 and reply.enhanced == "2.0.0"
     (alice,) = _inbox(tmp_path, "alice@example.test")
@@ -116,7 +131,7 @@ def test_commit_delivers_one_copy_per_mailbox(directory: Directory, tmp_path: Pa
 
 def test_alias_to_a_remote_address_is_queued(directory: Directory, tmp_path: Path) -> None:
     receiver = _receiver(Role.MTA, directory, tmp_path)
-    assert receiver.commit(STRANGER, _message("fwd@example.test")).code == 250
+    assert _commit(receiver, STRANGER, _message("fwd@example.test")).code == 250
     assert len(_inbox(tmp_path, "alice@example.test")) == 1
     (queued,) = receiver.queue.list()
     assert [r.address for r in queued.recipients] == ["someone@remote.test"]
@@ -125,22 +140,28 @@ def test_alias_to_a_remote_address_is_queued(directory: Directory, tmp_path: Pat
     assert raw.endswith(b"\r\n\r\nbody\r\n")
 
 
-def test_user_deleted_after_rcpt_is_queued_not_lost(directory: Directory, tmp_path: Path) -> None:
+def test_user_deleted_after_rcpt_still_gets_the_message(
+    directory: Directory, tmp_path: Path
+) -> None:
+    # The 250 to RCPT is a promise; a directory change before DATA ends
+    # must not turn it into a loss.
     receiver = _receiver(Role.MTA, directory, tmp_path)
+    reply, route = receiver.route(STRANGER, "bob@example.test")
+    assert reply.code == 250 and route is not None
     directory.delete_user("bob@example.test")
-    assert receiver.commit(STRANGER, _message("bob@example.test")).code == 250
-    (queued,) = receiver.queue.list()
-    assert [r.address for r in queued.recipients] == ["bob@example.test"]
+    message = _message("bob@example.test")
+    assert receiver.commit(STRANGER, message, {"bob@example.test": route}).code == 250
+    assert len(_inbox(tmp_path, "bob@example.test")) == 1
 
 
 def test_mail_loop_is_refused(directory: Directory, tmp_path: Path) -> None:
     receiver = _receiver(Role.MTA, directory, tmp_path, max_received_headers=3)
     looped = b"Received: a\r\nReceived: b\r\nreceived: c\r\nSubject: x\r\n\r\nReceived: body\r\n"
-    reply = receiver.commit(STRANGER, _message("alice@example.test", content=looped))
+    reply = _commit(receiver, STRANGER, _message("alice@example.test", content=looped))
     assert (reply.code, reply.enhanced) == (554, "5.4.6")
     assert _inbox(tmp_path, "alice@example.test") == []
     fine = b"Received: a\r\nReceived: b\r\nSubject: x\r\n\r\nReceived: body\r\n"
-    assert receiver.commit(STRANGER, _message("alice@example.test", content=fine)).code == 250
+    assert _commit(receiver, STRANGER, _message("alice@example.test", content=fine)).code == 250
 
 
 def test_storage_failure_answers_451(
@@ -152,7 +173,7 @@ def test_storage_failure_answers_451(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(receiver.store, "deliver", disk_full)
-    reply = receiver.commit(STRANGER, _message("alice@example.test"))
+    reply = _commit(receiver, STRANGER, _message("alice@example.test"))
     assert (reply.code, reply.enhanced) == (451, "4.3.0")
 
 
@@ -164,6 +185,6 @@ def test_received_header_names_tls_and_auth(directory: Directory, tmp_path: Path
         (Recipient("bob@example.test", NO_PARAMS),),
         b"Subject: t\r\n\r\nx\r\n",
     )
-    assert receiver.commit(ALICE, message).code == 250
+    assert _commit(receiver, ALICE, message).code == 250
     (stored,) = _inbox(tmp_path, "bob@example.test")
     assert b"by mx.example.test (Mailstead) with UTF8ESMTPSA id " in stored

@@ -13,13 +13,13 @@ import enum
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from mailstead.addresses import AddressError, split_address
-from mailstead.directory import Directory
+from mailstead.directory import Directory, Resolution
 from mailstead.limits import SMTPLimits
 from mailstead.mta.queue import Queue, QueuedRecipient
 from mailstead.proto.smtp import replies as R
@@ -90,27 +90,37 @@ class Receiver:
             return Reply(553, "5.7.1", "Sender address not owned by authenticated user")
         return R.SENDER_OK
 
-    def recipient_reply(self, peer: Peer, recipient: str, params: RcptParams) -> Reply:
+    def route(self, peer: Peer, recipient: str) -> tuple[Reply, Resolution | None]:
+        """The reply to RCPT TO and, when it is 250, where the copies will go.
+
+        The route is decided here, once, on the event loop; :meth:`commit`
+        follows it without asking the directory again, so a 250 given at
+        RCPT is honoured even if the directory changes before DATA ends.
+        """
         if recipient == "postmaster":
             recipient = f"postmaster@{self.primary_domain}"
         try:
             _, domain = split_address(recipient)
             local = self.directory.is_local_domain(domain)
         except AddressError:
-            return Reply(501, "5.1.3", "Bad recipient address syntax")
+            return Reply(501, "5.1.3", "Bad recipient address syntax"), None
         if local:
-            if self.directory.resolve(recipient) is None:
-                return R.NO_SUCH_USER
-            return R.RECIPIENT_OK
+            resolution = self.directory.resolve(recipient)
+            if resolution is None:
+                return R.NO_SUCH_USER, None
+            return R.RECIPIENT_OK, resolution
         if self.role.is_submission and peer.user is not None:
-            return R.RECIPIENT_OK
+            return R.RECIPIENT_OK, Resolution(mailboxes=(), remote=(recipient,))
         # Never an open relay: strangers may only send to our own domains.
-        return R.RELAY_DENIED
+        return R.RELAY_DENIED, None
 
     # -- the message ------------------------------------------------------------
 
-    def commit(self, peer: Peer, message: Message) -> Reply:
-        """Store every copy durably, then say 250; runs in a worker thread."""
+    def commit(self, peer: Peer, message: Message, routes: Mapping[str, Resolution]) -> Reply:
+        """Store every copy durably, then say 250; runs in a worker thread.
+
+        ``routes`` maps each accepted recipient to what :meth:`route` said.
+        """
         content = message.content
         hops = _count_received(content)
         if hops >= self.limits.max_received_headers:
@@ -122,18 +132,9 @@ class Receiver:
         mailboxes: dict[str, str] = {}  # final mailbox -> the recipient it came from
         remote: dict[str, RcptParams] = {}
         for rcpt in message.recipients:
-            address = rcpt.address
-            if address == "postmaster":
-                address = f"postmaster@{self.primary_domain}"
-            resolution = self.directory.resolve(address)
-            if resolution is None:
-                # A remote recipient of a submission, or a local one deleted
-                # since its RCPT got 250: either way the promise stands, so it
-                # goes to the queue (to be delivered or bounced), never lost.
-                remote.setdefault(address, rcpt.params)
-                continue
+            resolution = routes[rcpt.address]
             for mailbox in resolution.mailboxes:
-                mailboxes.setdefault(mailbox, address)
+                mailboxes.setdefault(mailbox, rcpt.address)
             for target in resolution.remote:
                 remote.setdefault(target, rcpt.params)
         stamp = datetime.fromtimestamp(now, UTC)
@@ -170,12 +171,6 @@ class Receiver:
             peer.user or "-",
         )
         return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")
-
-    def _is_local(self, address: str) -> bool:
-        try:
-            return self.directory.is_local_domain(split_address(address)[1])
-        except AddressError:
-            return False
 
     def _trace_headers(
         self,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import replace
 
+from mailstead.directory import Resolution
 from mailstead.limits import SMTPLimits
 from mailstead.mta.receiver import Peer, Receiver
 from mailstead.net.listener import ConnectionGate
@@ -84,6 +85,8 @@ class SMTPSession(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._admitted = False
         self._shutting_down = False
+        # Where each recipient accepted in this transaction goes (from RCPT).
+        self._routes: dict[str, Resolution] = {}
         self._fresh = False  # bytes arrived since the protocol last asked for more
         self._timed_out = False
         # Decrypted bytes that arrive with the client's TLS Finished, before
@@ -193,12 +196,16 @@ class SMTPSession(asyncio.Protocol):
                 if not await self._wait_for_input():
                     return
             elif isinstance(event, MailFrom):
+                self._routes = {}
                 conn.reply(receiver.sender_reply(self.peer, event.sender, event.params))
             elif isinstance(event, RcptTo):
-                conn.reply(receiver.recipient_reply(self.peer, event.recipient, event.params))
+                reply, route = receiver.route(self.peer, event.recipient)
+                if route is not None:
+                    self._routes[event.recipient] = route
+                conn.reply(reply)
             elif isinstance(event, Message):
                 reply = await self.loop.run_in_executor(
-                    self.service.executor, receiver.commit, self.peer, event
+                    self.service.executor, receiver.commit, self.peer, event, self._routes
                 )
                 conn.reply(reply)
             elif isinstance(event, Hello):
