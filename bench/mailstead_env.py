@@ -1,0 +1,95 @@
+"""A throw-away Mailstead server, run as a separate process like in production.
+
+It is driven only through the external contract (DESIGN.md §3): a config
+file, ``mailstead user add`` and ``mailstead serve``. Only the MTA listener
+is open, on 127.0.0.1 at the port we choose, without TLS (Postfix in the
+benchmark has none either).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from netutil import wait_for_port
+
+__all__ = ["MailsteadServer", "mailstead_version", "running_mailstead"]
+
+_STOP_TIMEOUT = 60.0
+
+
+def _mailstead_command() -> list[str]:
+    # The interpreter running the benchmark has mailstead installed (the venv).
+    return [sys.executable, "-m", "mailstead"]
+
+
+def mailstead_version() -> str:
+    from importlib.metadata import version
+
+    return version("mailstead")
+
+
+def _config_text(port: int) -> str:
+    listeners = ("submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+    off = "".join(f"{name} = []\n" for name in listeners)
+    return (
+        'hostname = "mx.mailstead.test"\n'
+        'data_dir = "var"\n'
+        'domains = ["example.test"]\n'
+        "[listen]\n"
+        f"smtp = [{json.dumps(f'127.0.0.1:{port}')}]\n"
+        f"{off}"
+        "[storage]\n"
+        'format = "maildir"\n'
+    )
+
+
+@dataclass(frozen=True)
+class MailsteadServer:
+    """A running ``mailstead serve``: its process, port and the recipient's Maildir."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    maildir: Path
+    log: Path
+
+
+@contextmanager
+def running_mailstead(root: Path, port: int, recipient: str) -> Iterator[MailsteadServer]:
+    """Configure Mailstead under ``root``, add ``recipient``, serve; stop on exit."""
+    config = root / "mailstead.toml"
+    root.mkdir(parents=True, exist_ok=True)
+    config.write_text(_config_text(port))
+    (root / "var").mkdir()
+    cli = [*_mailstead_command(), "--config", str(config)]
+    # The password is never used (the MTA port takes mail without AUTH).
+    subprocess.run(
+        [*cli, "user", "add", recipient, "--password-stdin"],
+        input=b"bench-only-password\n",
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    local, domain = recipient.split("@")
+    log_path = root / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([*cli, "serve"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, process)
+        yield MailsteadServer(
+            process, port, root / "var" / "mail" / domain / local / "Maildir", log_path
+        )
+    finally:
+        if process.poll() is None:
+            # SIGTERM is serve's documented clean shutdown.
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
