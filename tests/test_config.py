@@ -146,6 +146,7 @@ def test_only_domains_is_required(tmp_path: Path) -> None:
     assert config.http_client.allow_networks == ()
     assert config.webhooks == ()
     assert config.pop3.delete_retrieved is False
+    assert config.workers == 0
     assert config.hostname  # socket.getfqdn(), or "localhost"
 
 
@@ -289,6 +290,8 @@ D = 'domains = ["example.test"]\n'
             "pop3.delete_retrieved: expected true or false, got 1",
         ),
         (D + "[pop3]\nkeep = true", "pop3.keep: unknown key"),
+        (D + "workers = -1", "workers: expected 0 (one per CPU) to 256, got -1"),
+        (D + "workers = 'two'", 'workers: expected a whole number, got "two"'),
         (D + "[webhooks]\nurl = 'https://a.example/'", "webhooks: expected an array of tables"),
         (D + "[[webhooks]]\nevents = ['*']", "webhooks[0].url: missing"),
         (

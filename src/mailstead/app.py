@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 import ssl
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,8 +18,9 @@ from mailstead.directory import Directory
 from mailstead.limits import SMTPLimits
 from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Receiver, Role
-from mailstead.net.listener import ConnectionGate
+from mailstead.net.listener import ConnectionGate, bind
 from mailstead.net.smtp_session import SMTPService
+from mailstead.net.supervisor import Supervisor
 from mailstead.proto.smtp.server import ServerSettings
 from mailstead.store import open_store
 from mailstead.tlscert import server_context
@@ -26,7 +29,7 @@ log = logging.getLogger("mailstead")
 
 # Deliveries fsync, which blocks; enough threads let many sessions' fsyncs
 # overlap (the disk and the file system coalesce them).
-_DELIVERY_THREADS = 32
+_DELIVERY_THREADS = 8
 # On shutdown, how long sessions may take to finish what they are doing.
 _SHUTDOWN_GRACE = 10.0
 
@@ -74,9 +77,61 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     return None
 
 
-async def start(config: Config, limits: SMTPLimits | None = None) -> RunningServer:
-    """Open every configured SMTP listener and return once they accept connections."""
+ROLES = (Role.MTA, Role.MSA, Role.MSA_TLS)
+
+
+def _addresses(config: Config, role: Role) -> tuple[HostPort, ...]:
+    addresses: tuple[HostPort, ...] = getattr(config.listen, role.value)
+    return addresses
+
+
+@dataclass
+class Listeners:
+    """Sockets bound once, before worker processes fork, and their connection gates."""
+
+    sockets: dict[Role, list[socket.socket]]
+    gates: dict[Role, ConnectionGate]
+
+    @classmethod
+    def bind(cls, config: Config, limits: SMTPLimits, workers: int = 1) -> Listeners:
+        sockets: dict[Role, list[socket.socket]] = {}
+        try:
+            for role in ROLES:
+                for address in _addresses(config, role):
+                    sockets.setdefault(role, []).append(bind(address))
+        except OSError as exc:
+            for socks in sockets.values():
+                for sock in socks:
+                    sock.close()
+            raise ListenError(f"cannot listen: {exc.strerror or exc}") from exc
+        gates = {
+            role: ConnectionGate(
+                limits.connections_per_ip, limits.connections_total, workers=workers
+            )
+            for role in sockets
+        }
+        return cls(sockets, gates)
+
+
+class ListenError(Exception):
+    """A listening socket could not be opened (address in use, no permission)."""
+
+
+async def start(
+    config: Config,
+    limits: SMTPLimits | None = None,
+    *,
+    listeners: Listeners | None = None,
+    worker: int = 0,
+) -> RunningServer:
+    """Serve every configured SMTP listener; return once they accept connections.
+
+    Without ``listeners`` the sockets are bound here (one process, as tests
+    do); ``serve`` binds them first and passes them to each worker.
+    """
     limits = limits or SMTPLimits()
+    if listeners is None:
+        listeners = Listeners.bind(config, limits)
     directory = Directory(config.db_path("directory"), config.domains)
     queue = Queue(config.data_dir)
     store = open_store(config.storage.format, config.mail_root)
@@ -94,21 +149,15 @@ async def start(config: Config, limits: SMTPLimits | None = None) -> RunningServ
         except AddressError:
             return None
 
-    roles = {
-        Role.MTA: (config.listen.smtp, False),
-        Role.MSA: (config.listen.submission, False),
-        Role.MSA_TLS: (config.listen.submissions, True),
-    }
     for name in ("imap", "imaps", "pop3", "pop3s"):
-        if getattr(config.listen, name):
+        if getattr(config.listen, name) and worker == 0:
             log.warning("listen.%s is configured but not served: no %s server yet", name, name)
     loop = asyncio.get_running_loop()
     try:
-        for role, (addresses, implicit_tls) in roles.items():
-            if not addresses:
-                continue
+        for role, sockets in listeners.sockets.items():
+            implicit_tls = role is Role.MSA_TLS
             if implicit_tls and tls is None:
-                raise RuntimeError(
+                raise ListenError(
                     f"listen.{role.value} needs a TLS certificate ({config.tls.cert})"
                 )
             settings = ServerSettings(
@@ -128,47 +177,76 @@ async def start(config: Config, limits: SMTPLimits | None = None) -> RunningServ
                 queue=queue,
                 limits=limits,
             )
+            gate = listeners.gates[role]
+            gate.bind_worker(worker)
             service = SMTPService(
                 settings,
                 receiver,
                 executor,
                 authenticate if role.is_submission else None,
                 tls,
-                ConnectionGate(limits.connections_per_ip, limits.connections_total),
+                gate,
             )
             running.services.append(service)
-            for host, port in addresses:
+            for sock in sockets:
                 server = await loop.create_server(
                     service.protocol_factory,
-                    host,
-                    port,
+                    sock=sock,
                     ssl=tls if implicit_tls else None,
                     ssl_handshake_timeout=limits.tls_handshake_timeout if implicit_tls else None,
-                    reuse_address=True,
-                    backlog=512,
                 )
                 running.servers.setdefault(role.value, []).append(server)
-                log.info("%s listening on %s:%d", role.value, host, running.address(role.value)[1])
+                if worker == 0:
+                    host, port = running.address(role.value)
+                    log.info("%s listening on %s:%d", role.value, host, port)
     except BaseException:
         await running.stop()
         raise
     return running
 
 
-async def _serve_until_signalled(config: Config) -> None:
-    running = await start(config)
+async def serve_until_signalled(
+    config: Config, limits: SMTPLimits, listeners: Listeners, worker: int
+) -> None:
+    """One worker: serve until SIGINT or SIGTERM, then shut down gracefully."""
+    running = await start(config, limits, listeners=listeners, worker=worker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log.info("mailstead serving %s as %s", ", ".join(config.domains), config.hostname)
     await stop.wait()
-    log.info("shutting down")
     await running.stop()
 
 
 def serve(config: Config) -> None:
-    """Run every configured listener until SIGINT or SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_until_signalled(config))
+    """Run every configured listener until SIGINT or SIGTERM.
+
+    The sockets are bound once; ``workers`` processes (one per CPU by
+    default) then accept on them side by side, each with its own event loop,
+    as Postfix runs several smtpd processes: one Python process cannot use
+    more than one core for protocol work.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(message)s")
+    limits = SMTPLimits()
+    workers = config.workers or os.cpu_count() or 1
+    listeners = Listeners.bind(config, limits, workers)
+    log.info(
+        "mailstead serving %s as %s with %d worker(s)",
+        ", ".join(config.domains),
+        config.hostname,
+        workers,
+    )
+    if workers == 1:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_until_signalled(config, limits, listeners, 0))
+        return
+
+    def worker_exited(index: int) -> None:
+        for gate in listeners.gates.values():
+            gate.clear_worker(index)
+
+    Supervisor(
+        workers,
+        lambda index: asyncio.run(serve_until_signalled(config, limits, listeners, index)),
+        on_exit=worker_exited,
+    ).run()

@@ -127,9 +127,13 @@ def init(ctx: click.Context, domain: str | None, hostname: str | None) -> None:
 def serve(ctx: click.Context) -> None:
     """Run every configured listener until SIGINT or SIGTERM."""
     config = _config(ctx)
-    from mailstead.app import serve as run  # heavy imports only when serving
+    from mailstead.app import ListenError  # heavy imports only when serving
+    from mailstead.app import serve as run
 
-    run(config)
+    try:
+        run(config)
+    except ListenError as exc:
+        raise _Failure(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- users

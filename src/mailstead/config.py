@@ -171,6 +171,8 @@ class Config:
     webhooks: tuple[WebhookConfig, ...] = ()
     #: POP3 policy.
     pop3: Pop3Config = field(default_factory=Pop3Config)
+    #: Server processes sharing the listening sockets; 0 means one per CPU.
+    workers: int = 0
 
     @property
     def mail_root(self) -> Path:
@@ -271,6 +273,7 @@ def default_hostname() -> str:
 _TOP_KEYS = {
     "hostname",
     "data_dir",
+    "workers",
     "domains",
     "listen",
     "tls",
@@ -430,8 +433,13 @@ def _build(data: dict[str, object], path: Path, r: _Reader) -> Config:
         )
     )
 
+    workers = r.typed(data.get("workers", 0), "workers", int, "a whole number")
+    if not 0 <= workers <= 256:
+        r.fail("workers", f"expected 0 (one per CPU) to 256, got {workers}")
+
     return Config(
         path=path,
+        workers=workers,
         hostname=hostname,
         data_dir=data_dir,
         domains=tuple(domains),
@@ -571,6 +579,8 @@ hostname = {hostname}
 data_dir = "var"
 # Domains this server receives mail for.
 domains  = [{domain}]
+# Server processes sharing the listening sockets; 0 = one per CPU.
+workers  = 0
 
 [listen]                            # "host:port" strings; an empty list disables
 smtp        = ["127.0.0.1:2525"]    # MTA: from other servers, local recipients only

@@ -27,7 +27,11 @@ USERS = {"alice@example.test": "alice-pw", "bob@example.test": "bob-pw"}
 
 
 def write_config(
-    root: Path, *, ports: dict[str, int] | None = None, storage: str = "maildir"
+    root: Path,
+    *,
+    ports: dict[str, int] | None = None,
+    storage: str = "maildir",
+    workers: int = 0,
 ) -> Path:
     """A mailstead.toml under ``root`` listening on 127.0.0.1 (port 0 = any)."""
     ports = ports or {}
@@ -39,6 +43,7 @@ def write_config(
     path.write_text(
         f'hostname = "mx.{DOMAIN}"\n'
         f'data_dir = "var"\n'
+        f"workers = {workers}\n"
         f'domains = ["{DOMAIN}", "other.test"]\n'
         f"[listen]\n{listen}\nimap = []\nimaps = []\npop3 = []\npop3s = []\n"
         f'[storage]\nformat = "{storage}"\n'

@@ -33,10 +33,10 @@ class ServerProcess:
     Its output goes to ``<root>/serve.log``, which start failures quote.
     """
 
-    def __init__(self, root: Path, *, storage: str = "maildir") -> None:
+    def __init__(self, root: Path, *, storage: str = "maildir", workers: int = 0) -> None:
         self.root = root
         self.ports = {role: free_port() for role in ROLES}
-        self.config_path = write_config(root, ports=self.ports, storage=storage)
+        self.config_path = write_config(root, ports=self.ports, storage=storage, workers=workers)
         self.config: Config = load_config(self.config_path)
         self.handle = ServerHandle(self.config, dict(self.ports))
         self.log_path = root / "serve.log"
@@ -87,6 +87,22 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+            # The workers die with the supervisor (PR_SET_PDEATHSIG), a moment
+            # after it: wait until nothing listens, or a restart could find the
+            # dying workers' sockets still accepting.
+            deadline = time.monotonic() + START_TIMEOUT
+            while any(self._accepts(port) for port in self.ports.values()):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("workers still listening after the server was killed")
+                time.sleep(0.01)
+
+    @staticmethod
+    def _accepts(port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         """SIGTERM and wait for a clean shutdown (SIGKILL if it hangs)."""
