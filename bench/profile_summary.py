@@ -25,13 +25,29 @@ from pathlib import Path
 
 __all__ = ["summarise"]
 
-_LINE = re.compile(r"^thread \((?P<tid>\d+)\): (?P<name>[^;]*);(?P<stack>.*) (?P<count>\d+)$")
+# With --subprocesses, py-spy puts "process PID:"…";" frames first (the
+# supervisor, then the worker); they are dropped, so the workers' threads
+# add up by role.
+_LINE = re.compile(
+    r'^(?:process \d+:"[^"]*";)*'
+    r"thread \((?P<tid>\d+)\): (?P<name>[^;]*);(?P<stack>.*) (?P<count>\d+)$"
+)
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
 # Leaves where a thread is waiting for work, not doing or blocking on any:
 # the loop in epoll_wait, a pool thread in its queue's get().
-_IDLE_LEAVES = {("select", "selectors.py"), ("_worker", "concurrent/futures/thread.py")}
+# The supervisor process's main thread only waits for its workers to exit.
+_IDLE_LEAVES = {
+    ("select", "selectors.py"),
+    ("_worker", "concurrent/futures/thread.py"),
+    ("run", "mailstead/net/supervisor.py"),
+}
 # Start-up frames that enclose everything the server does.
-_ENTRY_FILES = {"mailstead/__main__.py", "mailstead/cli.py", "mailstead/app.py"}
+_ENTRY_FILES = {
+    "mailstead/__main__.py",
+    "mailstead/cli.py",
+    "mailstead/app.py",
+    "mailstead/net/supervisor.py",
+}
 _TOP = 12
 
 

@@ -171,7 +171,8 @@ def profiling(pid: int, output: Path, gil_only: bool) -> Iterator[None]:
     # so the summary can tell the event loop's idle time from fsync waits;
     # --nonblocking does not stop the server for each sample.
     command = [py_spy, "record", "--pid", str(pid), "--rate", str(PROFILE_RATE)]
-    command += ["--format", "raw", "--threads", "--idle", "--nonblocking"]
+    # --subprocesses: `serve` forks its workers; the supervisor itself only waits.
+    command += ["--format", "raw", "--threads", "--idle", "--nonblocking", "--subprocesses"]
     command += ["--output", str(output), *(["--gil"] if gil_only else [])]
     spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(1.0)  # let py-spy attach before the load starts
