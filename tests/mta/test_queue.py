@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.mta.queue import Queue, QueuedRecipient
+from mailstead.mta.queue import Attempt, Queue, QueuedRecipient
 from mailstead.store.fsync import Buffer
 
 MSG: list[Buffer] = [b"From: a@example.test\r\n", b"Subject: hi\r\n\r\n", memoryview(b"body\r\n")]
@@ -259,3 +259,54 @@ def test_reopen_keeps_everything(tmp_path: Path) -> None:
     with Queue(tmp_path) as q:
         msg = q.get(qid)
         assert msg is not None and msg.ret == "FULL" and len(msg.recipients) == 2
+
+
+def test_due_record_and_next_due(queue: Queue) -> None:
+    a, b = QueuedRecipient("a@remote.test"), QueuedRecipient("b@remote.test")
+    queue_id = queue.enqueue("s@example.test", [a, b], [b"x\r\n"], received_at=1000.0)
+    assert [m.id for m in queue.due(now=999.0)] == []
+    assert [m.id for m in queue.due(now=1000.0)] == [queue_id]
+    queue.record(
+        queue_id,
+        [
+            Attempt("a@remote.test", "delivered"),
+            Attempt("b@remote.test", "deferred", "451 4.3.0 try later", next_attempt=1060.0),
+        ],
+    )
+    (msg,) = queue.list()
+    by_address = {r.address: r for r in msg.recipients}
+    assert by_address["a@remote.test"].state == "delivered"
+    assert not by_address["a@remote.test"].open
+    b_status = by_address["b@remote.test"]
+    assert (b_status.state, b_status.attempts, b_status.last_error) == (
+        "deferred",
+        1,
+        "451 4.3.0 try later",
+    )
+    assert queue.next_due() == 1060.0
+    assert queue.due(now=1059.0) == []
+    assert queue.flush(now=1010.0) == 1
+    assert [m.id for m in queue.due(now=1010.0)] == [queue_id]
+    with pytest.raises(ValueError):
+        queue.record(queue_id, [Attempt("b@remote.test", "deferred")])
+
+
+def test_delay_warning_flag(queue: Queue) -> None:
+    queue_id = queue.enqueue(
+        "s@example.test", [QueuedRecipient("a@remote.test")], [b"x\r\n"], received_at=1.0
+    )
+    queue.mark_delay_warned(queue_id, ["a@remote.test"])
+    (status,) = queue.list()[0].recipients
+    assert status.delay_warned
+
+
+def test_schema_1_is_migrated(tmp_path: Path) -> None:
+    Queue(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "queue.sqlite3")
+    db.executescript(
+        "BEGIN; ALTER TABLE recipients DROP COLUMN delay_warned; PRAGMA user_version=1; COMMIT;"
+    )
+    db.close()
+    with Queue(tmp_path) as queue:
+        queue.enqueue("s@x.test", [QueuedRecipient("a@remote.test")], [b"x"], received_at=1.0)
+        assert not queue.list()[0].recipients[0].delay_warned

@@ -53,7 +53,7 @@ _ID_ATTEMPTS = 5
 # RFC 3461 §4.3: RET=FULL or RET=HDRS.
 _RET_VALUES = ("FULL", "HDRS")
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id          TEXT PRIMARY KEY,
@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS recipients (
     attempts     INTEGER NOT NULL DEFAULT 0,
     next_attempt REAL NOT NULL,                -- Unix time the scheduler may try
     last_error   TEXT,
+    delay_warned INTEGER NOT NULL DEFAULT 0,   -- a "delayed" DSN went out
     PRIMARY KEY (message_id, address)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (state, next_attempt);
@@ -100,6 +101,26 @@ class RecipientStatus:
     attempts: int
     next_attempt: float
     last_error: str | None
+    delay_warned: bool = False
+
+    @property
+    def open(self) -> bool:
+        """Still to be delivered: pending or deferred."""
+        return self.state in ("pending", "deferred")
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """The outcome of one delivery attempt to one recipient.
+
+    ``next_attempt`` is set for a deferral; ``error`` says why (the remote
+    reply or the routing failure) for deferrals and failures.
+    """
+
+    address: str
+    state: RecipientState
+    error: str | None = None
+    next_attempt: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +140,7 @@ class QueuedMessage:
 # Row shapes as selected below; the schema's NOT NULL and CHECK constraints
 # guarantee these types.
 _MessageRow = tuple[str, str, float, int, str | None, str | None, str]
-_RecipientRow = tuple[str, str | None, str | None, RecipientState, int, float, str | None]
+_RecipientRow = tuple[str, str | None, str | None, RecipientState, int, float, str | None, int]
 
 
 def _new_id() -> str:
@@ -179,7 +200,13 @@ class Queue:
                 raise sqlite3.DatabaseError(
                     f"queue database schema {version} is newer than this program"
                 )
-            if version < _SCHEMA_VERSION:
+            if version == 1:
+                conn.executescript(
+                    "BEGIN IMMEDIATE; ALTER TABLE recipients ADD COLUMN"
+                    " delay_warned INTEGER NOT NULL DEFAULT 0;"
+                    f" PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;"
+                )
+            elif version < _SCHEMA_VERSION:
                 conn.executescript(
                     f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;"
                 )
@@ -314,7 +341,8 @@ class Queue:
             ).fetchall()
             rcpts = self._conn.execute(
                 "SELECT message_id, address, notify, orcpt, state, attempts,"
-                " next_attempt, last_error FROM recipients ORDER BY message_id, address"
+                " next_attempt, last_error, delay_warned FROM recipients"
+                " ORDER BY message_id, address"
             ).fetchall()
         by_id: dict[str, builtins.list[RecipientStatus]] = {}
         for r in rcpts:
@@ -333,8 +361,8 @@ class Queue:
             if row is None:
                 return None
             rcpts = self._conn.execute(
-                "SELECT address, notify, orcpt, state, attempts, next_attempt, last_error"
-                " FROM recipients WHERE message_id = ? ORDER BY address",
+                "SELECT address, notify, orcpt, state, attempts, next_attempt, last_error,"
+                " delay_warned FROM recipients WHERE message_id = ? ORDER BY address",
                 (queue_id,),
             ).fetchall()
         return self._message(row, [self._recipient(r) for r in rcpts])
@@ -360,6 +388,64 @@ class Queue:
         # orphan and recover() removes it.
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.queue_dir / row[0])
+
+    # -- delivery side ---------------------------------------------------------
+
+    def due(self, now: float, limit: int = 100) -> builtins.list[QueuedMessage]:
+        """Messages with a pending or deferred recipient whose time has come, oldest first."""
+        with self._lock:
+            ids = [
+                row[0]
+                for row in self._conn.execute(
+                    "SELECT DISTINCT message_id FROM recipients"
+                    " WHERE state IN ('pending', 'deferred') AND next_attempt <= ?"
+                    " ORDER BY message_id LIMIT ?",
+                    (now, limit),
+                )
+            ]
+        return [m for m in (self.get(i) for i in ids) if m is not None]
+
+    def next_due(self) -> float | None:
+        """When the earliest open recipient may be tried, or None if there is none."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT MIN(next_attempt) FROM recipients WHERE state IN ('pending', 'deferred')"
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def record(self, queue_id: str, attempts: Sequence[Attempt]) -> None:
+        """Store the outcome of one attempt for each of ``attempts``' recipients.
+
+        Called right after the remote server answered, so that a crash
+        afterwards causes at most that one recipient's duplicate.
+        """
+        rows = []
+        for a in attempts:
+            if a.state == "deferred" and a.next_attempt is None:
+                raise ValueError("a deferral needs a next attempt time")
+            rows.append((a.state, a.next_attempt, a.error, queue_id, a.address))
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE recipients SET state = ?, attempts = attempts + 1,"
+                " next_attempt = COALESCE(?, next_attempt),"
+                " last_error = COALESCE(?, last_error)"
+                " WHERE message_id = ? AND address = ?",
+                rows,
+            )
+
+    def mark_delay_warned(self, queue_id: str, addresses: Sequence[str]) -> None:
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE recipients SET delay_warned = 1 WHERE message_id = ? AND address = ?",
+                [(queue_id, a) for a in addresses],
+            )
+
+    def flush(self, now: float) -> int:
+        """Make every deferred recipient due now (``mailstead queue flush``)."""
+        with self._transaction() as conn:
+            return conn.execute(
+                "UPDATE recipients SET next_attempt = ? WHERE state = 'deferred'", (now,)
+            ).rowcount
 
     def recover(self) -> int:
         """Remove message files that have no envelope row; return how many.
@@ -395,9 +481,16 @@ class Queue:
 
     @staticmethod
     def _recipient(r: _RecipientRow) -> RecipientStatus:
-        address, notify, orcpt, state, attempts, next_attempt, last_error = r
+        address, notify, orcpt, state, attempts, next_attempt, last_error, warned = r
         return RecipientStatus(
-            address, _decode_notify(notify), orcpt, state, attempts, next_attempt, last_error
+            address,
+            _decode_notify(notify),
+            orcpt,
+            state,
+            attempts,
+            next_attempt,
+            last_error,
+            bool(warned),
         )
 
     def _message(self, row: _MessageRow, rcpts: Sequence[RecipientStatus]) -> QueuedMessage:
