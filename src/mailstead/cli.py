@@ -243,3 +243,31 @@ def alias_del(ctx: click.Context, alias_address: str) -> None:
     with _directory(_config(ctx)) as d:
         d.delete_alias(alias_address)
     click.echo(f"deleted alias {alias_address}")
+
+
+# --------------------------------------------------------------------------- DNS
+
+
+@main.command("dns-records")
+@click.argument("domain")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@_one_line_errors
+def dns_records(ctx: click.Context, domain: str, as_json: bool) -> None:
+    """Print the MX, SPF, DKIM, DMARC and TLS-RPT records to publish for DOMAIN.
+
+    Creates the domain's DKIM keys if it has none.
+    """
+    from mailstead.mta.dkim import DKIMError
+    from mailstead.mta.dnsrecords import DNSRecordsError, records, zone_text
+
+    config = _config(ctx)
+    try:
+        recs = records(config, domain)
+    except (DNSRecordsError, DKIMError) as exc:
+        raise _Failure(str(exc)) from None
+    if as_json:
+        rows = [{"type": r.type, "name": r.name, "value": r.value} for r in recs]
+        click.echo(json.dumps(rows, ensure_ascii=False))
+    else:
+        click.echo(zone_text(recs), nl=False)
