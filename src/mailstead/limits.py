@@ -50,3 +50,39 @@ class SMTPLimits:
     # Received headers counted before a message is refused as a loop
     # (RFC 5321 §6.3; Postfix hopcount_limit = 50).
     max_received_headers: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class SMTPClientLimits:
+    """Limits of one outbound SMTP client session (the MTA talking to a remote host).
+
+    The remote host is as untrusted as any inbound peer: its replies are
+    bounded, and every wait has a timeout (RFC 5321 §4.5.3.2 gives the
+    minimums a client SHOULD allow; these are those minimums).
+    """
+
+    # RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with CRLF;
+    # real servers send longer texts, so allow 4 KiB before giving up.
+    reply_line: int = 4096
+    # Lines in one (multi-line) reply; an EHLO reply needs a dozen or two.
+    reply_lines: int = 100
+    # BDAT chunk size when the peer offers CHUNKING (RFC 3030).
+    bdat_chunk: int = 1024 * 1024
+    # RFC 5321 §4.5.3.2.1: initial 220 message, 5 minutes.
+    greeting_timeout: float = 300.0
+    # EHLO, HELO, STARTTLS, RSET and QUIT have no timeout of their own in
+    # the RFC; they get the MAIL timeout.
+    command_timeout: float = 300.0
+    # RFC 5321 §4.5.3.2.2: MAIL command, 5 minutes.
+    mail_timeout: float = 300.0
+    # RFC 5321 §4.5.3.2.3: RCPT command, 5 minutes.
+    rcpt_timeout: float = 300.0
+    # RFC 5321 §4.5.3.2.4: DATA initiation (waiting for 354), 2 minutes.
+    data_init_timeout: float = 120.0
+    # RFC 5321 §4.5.3.2.5: each write of message data (and a non-LAST BDAT
+    # reply), 3 minutes.
+    data_block_timeout: float = 180.0
+    # RFC 5321 §4.5.3.2.6: the reply to <CRLF>.<CRLF> (or BDAT LAST), 10 minutes.
+    data_termination_timeout: float = 600.0
+    # The TLS handshake after 220 to STARTTLS.
+    tls_handshake_timeout: float = 60.0

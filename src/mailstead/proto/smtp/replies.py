@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+from mailstead.proto.errors import RemoteProtocolError
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,84 @@ class Reply:
             safe = line.replace("\r", " ").replace("\n", " ")
             out.append(f"{self.code}{sep}{prefix}{safe}\r\n")
         return "".join(out).encode("utf-8")
+
+
+# RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39; digits only are
+# checked for the second place, as real servers use a few outside 0-5.
+_REPLY_CODE = re.compile(rb"[2-5][0-9][0-9]")
+# RFC 3463 §2: class.subject.detail; the class must match the reply's first digit.
+_ENHANCED = re.compile(r"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?: |$)")
+# Reply text goes into logs and DSNs: no control characters survive.
+_CONTROLS = {c: "?" for c in (*range(0x20), 0x7F)} | {0x09: " "}
+
+
+class ReplyParser:
+    """Splits what an SMTP server sends into :class:`Reply` objects (RFC 5321 §4.2).
+
+    Owns the input buffer and the lines of the reply being assembled, and
+    bounds both: a line longer than ``max_line`` octets (with its CRLF) or a
+    reply of more than ``max_lines`` lines is a :class:`RemoteProtocolError`,
+    as are a malformed code and a code that changes between the lines of
+    one reply. Enhanced status codes (RFC 2034) are split from the text when
+    the first line carries one whose class matches the reply code. After an
+    error the parser is unusable: the session must end.
+    """
+
+    def __init__(self, *, max_line: int = 4096, max_lines: int = 100) -> None:
+        self.max_line = max_line
+        self.max_lines = max_lines
+        self._buf = bytearray()
+        self._code: bytes | None = None
+        self._lines: list[str] = []
+
+    @property
+    def pending(self) -> bool:
+        """True if some octets received belong to no complete reply yet."""
+        return bool(self._buf or self._lines)
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_reply(self) -> Reply | None:
+        """The next complete reply, or None until more bytes arrive."""
+        buf = self._buf
+        while True:
+            end = buf.find(b"\n", 0, self.max_line)
+            if end < 0:
+                if len(buf) >= self.max_line:
+                    raise RemoteProtocolError("reply line too long")
+                return None
+            line = bytes(buf[:end])
+            del buf[: end + 1]
+            # A bare LF is taken as a line end, as most clients do.
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            code, sep = line[:3], line[3:4]
+            if not _REPLY_CODE.fullmatch(code) or sep not in (b"", b" ", b"-"):
+                raise RemoteProtocolError("malformed reply line")
+            if self._code is not None and code != self._code:
+                raise RemoteProtocolError("reply code changed within a multi-line reply")
+            self._code = code
+            self._lines.append(line[4:].decode("utf-8", "replace").translate(_CONTROLS))
+            if len(self._lines) > self.max_lines:
+                raise RemoteProtocolError("reply has too many lines")
+            if sep != b"-":
+                return self._finish()
+
+    def _finish(self) -> Reply:
+        assert self._code is not None
+        code, lines = int(self._code), self._lines
+        self._code, self._lines = None, []
+        enhanced = ""
+        m = _ENHANCED.match(lines[0])
+        if m and m.group(1) == str(code)[0]:
+            enhanced = lines[0][: m.end(3)]
+            prefix = enhanced + " "
+            lines = [
+                x[len(prefix) :] if x.startswith(prefix) else "" if x == enhanced else x
+                for x in lines
+            ]
+        return Reply(code, enhanced, lines[0] if len(lines) == 1 else tuple(lines))
 
 
 # Replies that several places use; the texts name no internal detail.

@@ -30,6 +30,7 @@ from mailstead.proto.sasl import (
 )
 from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.address import PathError, decode_xtext, parse_params, parse_path
+from mailstead.proto.smtp.dotstuff import DATA_END, unstuff
 from mailstead.proto.smtp.events import (
     NEED_DATA,
     PAUSED,
@@ -51,7 +52,6 @@ from mailstead.proto.smtp.replies import Reply
 # Lines a web browser or proxy sends; an SMTP server that sees one is being
 # used for cross-protocol attacks and hangs up (Postfix smtpd_forbidden_commands).
 _FORBIDDEN_VERBS = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS"})
-_DATA_END = b"\r\n.\r\n"
 # Reply text stays ASCII (RFC 5321 §2.4): the client may not have said SMTPUTF8.
 _BARE_CR = Reply(550, "5.6.0", "Message contains a bare CR (RFC 5321 section 2.3.8)")
 
@@ -312,7 +312,7 @@ class SMTPServer:
         lone "." on the first line also ends the data.
         """
         buf = self._in
-        end = buf.find(_DATA_END, self._data_scanned)
+        end = buf.find(DATA_END, self._data_scanned)
         if end < 0:
             # Dot-stuffing makes the stream longer than the message, so the
             # exact size is checked once unstuffed; this only bounds memory.
@@ -325,7 +325,7 @@ class SMTPServer:
             self._data_scanned = max(0, len(buf) - 4)
             return NEED_DATA
         raw = bytes(buf[: end + 2])
-        del buf[: end + len(_DATA_END)]
+        del buf[: end + len(DATA_END)]
         self._mode = "command"
         self._data_scanned = 0
         oversize, self._data_oversize = self._data_oversize, False
@@ -336,8 +336,9 @@ class SMTPServer:
         if normalized is None:
             self._reject_message(_BARE_CR)
             return None
-        # RFC 5321 §4.5.2: drop the first "." of every line that starts with one.
-        return self._finish_message(normalized.replace(b"\r\n.", b"\r\n")[2:])
+        # RFC 5321 §4.5.2: drop the first "." of every line that starts with one
+        # (after the CRLF put in front when DATA was accepted).
+        return self._finish_message(unstuff(normalized[2:]))
 
     def _read_bdat_chunk(self) -> Event | None:
         """Consume the octets announced by BDAT (RFC 3030 §2): no dot-stuffing."""
