@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
 import socket
 import ssl
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mailstead.addresses import AddressError, canonical_address
+from mailstead.clock import SystemClock
 from mailstead.config import Config, HostPort
 from mailstead.directory import Directory
 from mailstead.limits import SMTPLimits
+from mailstead.mta.dkim import DKIMKeys, DKIMSigner
+from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Receiver, Role
+from mailstead.mta.resolver import DNSResolver
 from mailstead.net.listener import ConnectionGate, bind
 from mailstead.net.smtp_session import SMTPService
 from mailstead.net.supervisor import Supervisor
 from mailstead.proto.smtp.server import ServerSettings
-from mailstead.store import open_store
+from mailstead.store import MailboxStore, open_store
 from mailstead.tlscert import server_context
 
 log = logging.getLogger("mailstead")
@@ -44,6 +50,9 @@ class RunningServer:
     executor: ThreadPoolExecutor
     servers: dict[str, list[asyncio.Server]] = field(default_factory=dict)
     services: list[SMTPService] = field(default_factory=list)
+    outbound: Outbound | None = None
+    _outbound_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _outbound_task: asyncio.Task[None] | None = None
 
     def address(self, role: str) -> HostPort:
         """The first bound (host, port) of a role, e.g. after listening on port 0."""
@@ -52,6 +61,14 @@ class RunningServer:
         return str(host), int(port)
 
     async def stop(self) -> None:
+        self._outbound_stop.set()
+        if self._outbound_task is not None:
+            # A delivery in progress finishes its current step; whatever it
+            # did not record stays queued and is tried again after restart.
+            try:
+                await asyncio.wait_for(asyncio.shield(self._outbound_task), _SHUTDOWN_GRACE)
+            except TimeoutError:
+                self._outbound_task.cancel()
         for servers in self.servers.values():
             for server in servers:
                 server.close()
@@ -123,11 +140,14 @@ async def start(
     *,
     listeners: Listeners | None = None,
     worker: int = 0,
+    outbound: bool = True,
 ) -> RunningServer:
     """Serve every configured SMTP listener; return once they accept connections.
 
     Without ``listeners`` the sockets are bound here (one process, as tests
-    do); ``serve`` binds them first and passes them to each worker.
+    do); ``serve`` binds them first and passes them to each worker. Worker 0
+    also runs the outbound MTA over the shared queue, unless ``outbound`` is
+    False (tests that want queued mail to stay put).
     """
     limits = limits or SMTPLimits()
     if listeners is None:
@@ -148,6 +168,18 @@ async def start(
             return user if canonical_address(authzid) == user else None
         except AddressError:
             return None
+
+    on_queued: Callable[[], None] | None = None
+    if outbound and worker == 0:
+        engine = running.outbound = _outbound(config, queue, directory, store, executor)
+        loop = asyncio.get_running_loop()
+
+        def on_queued() -> None:  # runs in a delivery thread
+            loop.call_soon_threadsafe(engine.wake)
+
+        running._outbound_task = loop.create_task(
+            engine.run(running._outbound_stop), name="outbound"
+        )
 
     for name in ("imap", "imaps", "pop3", "pop3s"):
         if getattr(config.listen, name) and worker == 0:
@@ -176,6 +208,7 @@ async def start(
                 store=store,
                 queue=queue,
                 limits=limits,
+                on_queued=on_queued,
             )
             gate = listeners.gates[role]
             gate.bind_worker(worker)
@@ -203,6 +236,50 @@ async def start(
         await running.stop()
         raise
     return running
+
+
+def _client_tls_context() -> ssl.SSLContext:
+    # Opportunistic TLS between MTAs (RFC 7435, Postfix "may"): encrypt when
+    # offered, accept any certificate; MX names are not authenticated by DNS.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _outbound(
+    config: Config,
+    queue: Queue,
+    directory: Directory,
+    store: MailboxStore,
+    executor: ThreadPoolExecutor,
+) -> Outbound:
+    keys = DKIMKeys(config.data_dir)
+    for domain in config.domains:
+        keys.ensure(domain)
+    ours = {
+        host for host, _ in config.listen.smtp if host not in ("0.0.0.0", "::") and _is_ip(host)
+    }
+    return Outbound(
+        config,
+        queue,
+        directory=directory,
+        store=store,
+        resolver=DNSResolver(config.delivery.dns_servers),
+        clock=SystemClock(),
+        executor=executor,
+        signer=DKIMSigner(keys),
+        tls_context=_client_tls_context(),
+        local_addresses=sorted(ours),
+    )
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 async def serve_until_signalled(

@@ -113,6 +113,9 @@ class DeliveryConfig:
     retry_schedule: tuple[int, ...] = (60, 300, 900, 1800, 3600, 7200, 14400, 28800)
     #: Seconds after which a message still undelivered is bounced (DSN, RFC 3464).
     max_lifetime: int = 5 * 86400
+    #: Refuse to hand mail over in clear text: a host that offers no STARTTLS
+    #: is deferred (4.7.4) instead. Off by default: STARTTLS is opportunistic.
+    require_tls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,7 +479,15 @@ def _delivery(r: _Reader, data: Mapping[str, object], hostname: str) -> Delivery
         data,
         "delivery",
         "",
-        ("dns_servers", "smtp_port", "source_ip", "helo_name", "retry_schedule", "max_lifetime"),
+        (
+            "dns_servers",
+            "smtp_port",
+            "source_ip",
+            "helo_name",
+            "retry_schedule",
+            "max_lifetime",
+            "require_tls",
+        ),
     )
     defaults = DeliveryConfig()
 
@@ -534,6 +545,9 @@ def _delivery(r: _Reader, data: Mapping[str, object], hostname: str) -> Delivery
         helo_name=helo_name,
         retry_schedule=schedule,
         max_lifetime=max_lifetime,
+        require_tls=r.typed(
+            t.get("require_tls", False), "delivery.require_tls", bool, "true or false"
+        ),
     )
 
 
@@ -605,6 +619,7 @@ source_ip    = ""                   # local address for outbound connections
 helo_name    = ""                   # default: hostname
 retry_schedule = ["1m", "5m", "15m", "30m", "1h", "2h", "4h", "8h"]
 max_lifetime = "5d"
+require_tls  = false                # true: never hand mail over without STARTTLS
 
 [http_client]                       # HTTP requests the server makes (webhooks)
 allow_networks = []                 # private/loopback networks they may reach,

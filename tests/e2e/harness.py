@@ -100,7 +100,16 @@ def client_tls_context() -> ssl.SSLContext:
 def running_server(
     root: Path, *, limits: SMTPLimits | None = None, storage: str = "maildir"
 ) -> Iterator[ServerHandle]:
-    config = load_config(write_config(root, storage=storage))
+    """The standard test instance; queued mail stays queued (no outbound MTA)."""
+    with running_config(load_config(write_config(root, storage=storage)), limits=limits) as handle:
+        yield handle
+
+
+@contextmanager
+def running_config(
+    config: Config, *, limits: SMTPLimits | None = None, outbound: bool = False
+) -> Iterator[ServerHandle]:
+    """Serve ``config`` in this process, on a background thread's event loop."""
     loop = asyncio.new_event_loop()
     started = threading.Event()
     holder: dict[str, object] = {}
@@ -108,7 +117,7 @@ def running_server(
     def run() -> None:
         asyncio.set_event_loop(loop)
         try:
-            holder["server"] = loop.run_until_complete(app.start(config, limits))
+            holder["server"] = loop.run_until_complete(app.start(config, limits, outbound=outbound))
         except BaseException as exc:
             holder["error"] = exc
             started.set()

@@ -13,7 +13,7 @@ import enum
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -70,6 +70,7 @@ class Receiver:
         store: MailboxStore,
         queue: Queue,
         limits: SMTPLimits,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         self.role = role
         self.hostname = hostname
@@ -78,6 +79,8 @@ class Receiver:
         self.store = store
         self.queue = queue
         self.limits = limits
+        # Called (from the delivery thread) after mail went into the queue.
+        self.on_queued = on_queued
 
     # -- MAIL FROM / RCPT TO --------------------------------------------------
 
@@ -158,6 +161,8 @@ class Receiver:
                     ret=message.mail_params.ret,
                     received_at=now,
                 )
+                if self.on_queued is not None:
+                    self.on_queued()
         except Exception:
             log.exception("%s: delivery failed", queue_id)
             return R.LOCAL_ERROR

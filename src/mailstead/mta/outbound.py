@@ -1,0 +1,412 @@
+"""The outbound MTA: takes due mail from the queue and hands it over.
+
+:class:`Outbound` picks the recipients whose time has come, groups them by
+destination domain, routes each domain (MX by preference, backups after,
+implicit MX, null MX), hands every message of a domain to its hosts over
+one connection per host, records each recipient's outcome right after the
+remote server answered, retries on the configured schedule, and sends the
+sender a DSN (RFC 3464) when a recipient fails for good or is delayed long.
+A message leaves the queue when none of its recipients is open any more.
+
+Only one process runs this (worker 0): the queue is shared, and a
+recipient must never be handed over twice by our own doing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from mailstead.addresses import AddressError, split_address
+from mailstead.clock import Clock
+from mailstead.config import Config
+from mailstead.directory import Directory
+from mailstead.limits import SMTPClientLimits
+from mailstead.mta import dsn, schedule
+from mailstead.mta.dkim import DKIMError, DKIMSigner, signing_domain
+from mailstead.mta.queue import Attempt, Queue, QueuedMessage, QueuedRecipient, RecipientStatus
+from mailstead.mta.resolver import Resolver
+from mailstead.mta.routing import Route, RoutingError, route
+from mailstead.net.smtp_client import OutboundMessage, deliver_to_host
+from mailstead.proto.smtp.client_events import Outcome
+from mailstead.proto.smtp.dotstuff import canonical
+from mailstead.proto.smtp.events import MailParams, RcptParams, Recipient
+from mailstead.proto.smtp.replies import Reply
+from mailstead.store import MailboxStore
+
+log = logging.getLogger("mailstead.outbound")
+
+# Seconds between looks at the queue when nothing is due sooner: mail that
+# another worker process queued is picked up within this time.
+POLL_INTERVAL = 2.0
+# Messages taken from the queue per round.
+BATCH = 500
+# Domains delivered to at once, and messages per connection.
+PARALLEL_DOMAINS = 20
+MESSAGES_PER_CONNECTION = 100
+
+
+@dataclass(slots=True)
+class _Job:
+    """One message's open recipients for one domain."""
+
+    message: QueuedMessage
+    recipients: list[RecipientStatus]
+    content: bytes = b""
+    attempts: list[Attempt] = field(default_factory=list)
+    failures: list[tuple[RecipientStatus, Reply, str | None]] = field(default_factory=list)
+
+
+def _has_non_ascii(job: _Job) -> bool:
+    return not job.message.sender.isascii() or any(not r.address.isascii() for r in job.recipients)
+
+
+class Outbound:
+    """Owns delivery of the queue to remote hosts (and to local mailboxes, for
+    local recipients that reached the queue).
+
+    Everything outside is passed in: the queue, the directory and store for
+    local recipients, the resolver, the clock, the DKIM signer, the TLS
+    context, so that tests run it against a fake DNS and fake time.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        queue: Queue,
+        *,
+        directory: Directory,
+        store: MailboxStore,
+        resolver: Resolver,
+        clock: Clock,
+        executor: Executor,
+        signer: DKIMSigner | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        client_limits: SMTPClientLimits | None = None,
+        local_addresses: Sequence[str] = (),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.queue = queue
+        self.directory = directory
+        self.store = store
+        self.resolver = resolver
+        self.clock = clock
+        self.executor = executor
+        self.signer = signer
+        self.tls_context = tls_context
+        self.client_limits = client_limits
+        self.local_addresses = tuple(local_addresses)
+        self.rng = rng or random.Random()
+        self._wake = asyncio.Event()
+        self._domains = asyncio.Semaphore(PARALLEL_DOMAINS)
+
+    def wake(self) -> None:
+        """Look at the queue now (new mail was queued in this process)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("queue run failed")
+            due = self.queue.next_due()
+            now = self.clock.time()
+            delay = POLL_INTERVAL if due is None else min(POLL_INTERVAL, max(0.0, due - now))
+            self._wake.clear()
+            waiters = [asyncio.ensure_future(e.wait()) for e in (self._wake, stop)]
+            _, pending = await asyncio.wait(
+                waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in pending:
+                waiter.cancel()
+
+    async def run_once(self) -> int:
+        """One pass over what is due now; returns the number of recipients tried."""
+        now = self.clock.time()
+        by_domain: dict[str, list[_Job]] = {}
+        tried = 0
+        for message in self.queue.due(now, BATCH):
+            for rcpt in message.recipients:
+                if not rcpt.open or rcpt.next_attempt > now:
+                    continue
+                try:
+                    domain = split_address(rcpt.address)[1].lower()
+                except AddressError:
+                    domain = ""
+                jobs = by_domain.setdefault(domain, [])
+                if not jobs or jobs[-1].message.id != message.id:
+                    jobs.append(_Job(message, []))
+                jobs[-1].recipients.append(rcpt)
+                tried += 1
+        await asyncio.gather(*(self._domain(d, jobs) for d, jobs in by_domain.items()))
+        return tried
+
+    # -- one domain ------------------------------------------------------------------
+
+    async def _domain(self, domain: str, jobs: list[_Job]) -> None:
+        async with self._domains:
+            try:
+                await self._deliver_domain(domain, jobs)
+            except Exception:
+                log.exception("delivery to %s failed", domain)
+                reply = Reply(451, "4.3.0", "Local error in processing")
+                for job in jobs:
+                    if not job.attempts:
+                        for rcpt in job.recipients:
+                            self._outcome(job, rcpt, Outcome.DEFERRED, reply, None)
+            for job in jobs:
+                await self._settle(job)
+
+    async def _deliver_domain(self, domain: str, jobs: list[_Job]) -> None:
+        try:
+            found: Route = await route(
+                domain,
+                self.resolver,
+                rng=self.rng,
+                local_domains=self.config.domains,
+                local_hostnames=(self.config.hostname, self.config.delivery.helo_name),
+                local_addresses=self.local_addresses,
+            )
+        except RoutingError as exc:
+            reply = Reply(exc.code, exc.enhanced, exc.text)
+            outcome = Outcome.FAILED if exc.permanent else Outcome.DEFERRED
+            for job in jobs:
+                for rcpt in job.recipients:
+                    self._outcome(job, rcpt, outcome, reply, None)
+            return
+        loop = asyncio.get_running_loop()
+        for job in jobs:
+            job.content = await loop.run_in_executor(self.executor, self._prepare, job.message)
+        if found.local:
+            await loop.run_in_executor(self.executor, self._deliver_locally, jobs)
+        else:
+            await self._deliver_remote(found, jobs)
+
+    def _prepare(self, message: QueuedMessage) -> bytes:
+        """The message as it goes out: CRLF throughout, DKIM-signed if it is from us."""
+        content = canonical(self.queue.open_message(message.id))
+        if self.signer is not None:
+            domain = signing_domain(content, self.config.domains)
+            if domain is not None:
+                try:
+                    content = self.signer.sign(content, domain) + content
+                except DKIMError as exc:
+                    log.warning("%s: not DKIM-signed: %s", message.id, exc)
+        return content
+
+    async def _deliver_remote(self, found: Route, jobs: list[_Job]) -> None:
+        remaining = [job for job in jobs if job.recipients]
+        last: Reply | None = None
+        permanent_only = True
+        delivery = self.config.delivery
+        for dest in found.destinations:
+            for address in dest.addresses:
+                if not remaining:
+                    return
+                batch = remaining[:MESSAGES_PER_CONNECTION]
+                result = await deliver_to_host(
+                    dest.host,
+                    address,
+                    delivery.smtp_port,
+                    [self._outbound(job) for job in batch],
+                    helo_name=delivery.helo_name or self.config.hostname,
+                    source_ip=delivery.source_ip,
+                    tls_context=self.tls_context,
+                    require_tls=delivery.require_tls and self.tls_context is not None,
+                    limits=self.client_limits,
+                )
+                remote = f"{dest.host} [{address}]"
+                for job, sent in zip(batch, result.results, strict=False):
+                    by_address = {r.address: r for r in sent.recipients}
+                    for rcpt in job.recipients:
+                        res = by_address.get(rcpt.address)
+                        if res is not None:
+                            where = remote if res.remote else None
+                            self._outcome(job, rcpt, res.outcome, res.reply, where)
+                done = len(result.results)
+                remaining = batch[done:] + remaining[len(batch) :]
+                if result.failure is not None:
+                    last = result.failure.reply
+                    permanent_only = permanent_only and result.failure.permanent
+                    log.info("%s: %s", remote, " ".join(result.failure.reply.lines))
+        # RFC 5321 §5.1: every host was tried; what is left waits for a retry,
+        # unless every host refused the session for good.
+        reply = last or Reply(451, "4.4.1", f"No reachable mail host for {found.domain}")
+        outcome = Outcome.FAILED if (permanent_only and last is not None) else Outcome.DEFERRED
+        for job in remaining:
+            for rcpt in job.recipients:
+                self._outcome(job, rcpt, outcome, reply, None)
+
+    def _outbound(self, job: _Job) -> OutboundMessage:
+        message = job.message
+        recipients = tuple(
+            Recipient(r.address, RcptParams(notify=r.notify, orcpt=r.orcpt)) for r in job.recipients
+        )
+        params = MailParams(smtputf8=_has_non_ascii(job), envid=message.envid, ret=message.ret)
+        return OutboundMessage(message.sender, recipients, job.content, params)
+
+    def _deliver_locally(self, jobs: list[_Job]) -> None:
+        """Recipients in our own domains that reached the queue (see Receiver.commit)."""
+        for job in jobs:
+            received_at = job.message.received_at
+            body = job.content.replace(b"\r\n", b"\n")
+            for rcpt in job.recipients:
+                resolution = self.directory.resolve(rcpt.address)
+                if resolution is None or not resolution.mailboxes:
+                    reply = Reply(550, "5.1.1", "No such user here")
+                    self._outcome(job, rcpt, Outcome.FAILED, reply, None)
+                    continue
+                trace = f"Return-Path: <{job.message.sender}>\n".encode()
+                try:
+                    for mailbox in resolution.mailboxes:
+                        delivered = trace + f"Delivered-To: {mailbox}\n".encode()
+                        self.store.deliver(
+                            mailbox, (delivered, body), job.message.sender, received_at
+                        )
+                except OSError as exc:
+                    log.error("%s: local delivery to %s failed: %s", job.message.id, rcpt, exc)
+                    reply = Reply(451, "4.3.0", "Local delivery failed")
+                    self._outcome(job, rcpt, Outcome.DEFERRED, reply, None)
+                    continue
+                self._outcome(job, rcpt, Outcome.DELIVERED, Reply(250, "2.0.0", "OK"), None)
+
+    # -- outcomes --------------------------------------------------------------------
+
+    def _outcome(
+        self,
+        job: _Job,
+        rcpt: RecipientStatus,
+        outcome: Outcome,
+        reply: Reply,
+        remote: str | None,
+    ) -> None:
+        now = self.clock.time()
+        message = job.message
+        delivery = self.config.delivery
+        kind: schedule.Outcome = (
+            "delivered"
+            if outcome is Outcome.DELIVERED
+            else "permanent"
+            if outcome is Outcome.FAILED
+            else "temporary"
+        )
+        attempts = rcpt.attempts + 1
+        plan = schedule.plan(
+            kind,
+            message.received_at,
+            attempts,
+            now,
+            delivery.retry_schedule,
+            delivery.max_lifetime,
+            jitter=schedule.jitter_fraction(message.id, attempts),
+        )
+        said = " ".join(reply.lines)
+        error = f"{reply.code} {reply.enhanced} {said}".replace("  ", " ")
+        if remote:
+            error = f"{remote} said: {error}"
+        job.attempts.append(Attempt(rcpt.address, plan.state, error, plan.next_attempt))
+        log.info(
+            "%s: to=<%s> relay=%s status=%s (%s)",
+            message.id,
+            rcpt.address,
+            remote or "none",
+            plan.state if plan.reason != "expired" else "expired",
+            error,
+        )
+        if plan.state == "failed":
+            if plan.reason == "expired":
+                reply = Reply(reply.code, dsn.EXPIRED_STATUS, said)
+            job.failures.append((rcpt, reply, remote))
+
+    async def _settle(self, job: _Job) -> None:
+        """Store the outcomes, send the DSNs they call for, drop a finished message."""
+        if not job.attempts:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self._settle_sync, job)
+
+    def _settle_sync(self, job: _Job) -> None:
+        message = job.message
+        self.queue.record(message.id, job.attempts)
+        now = self.clock.time()
+        if job.failures:
+            self._notify(job, "failed", job.failures, now)
+        current = self.queue.get(message.id)
+        if current is None:
+            return
+        delayed = [
+            r
+            for r in current.recipients
+            if r.state == "deferred"
+            and not r.delay_warned
+            and schedule.delay_warning_due(message.received_at, now)
+        ]
+        if delayed:
+            self._notify(
+                job,
+                "delayed",
+                [(r, Reply(451, "4.0.0", r.last_error or "Delayed"), None) for r in delayed],
+                now,
+            )
+            self.queue.mark_delay_warned(message.id, [r.address for r in delayed])
+        if not any(r.open for r in current.recipients):
+            # Another domain's job of the same message may have been quicker.
+            with contextlib.suppress(KeyError):
+                self.queue.delete(message.id)
+
+    def _notify(
+        self,
+        job: _Job,
+        kind: dsn.DsnKind,
+        entries: Sequence[tuple[RecipientStatus, Reply, str | None]],
+        now: float,
+    ) -> bool:
+        """Queue a DSN to the sender for ``entries``; False if none is owed."""
+        message = job.message
+        if dsn.is_bounce(message.sender):
+            return False  # RFC 3461 §6.1: never a bounce for a bounce
+        wanted = [e for e in entries if dsn.should_notify(kind, e[0].notify)]
+        if not wanted:
+            return False
+        until = schedule.deadline(message.received_at, self.config.delivery.max_lifetime)
+        reports = [
+            dsn.RecipientReport(
+                final_recipient=rcpt.address,
+                action="failed" if kind == "failed" else "delayed",
+                status=dsn.status_from_reply(reply),
+                original_recipient=rcpt.orcpt,
+                remote_mta=remote.split(" ")[0] if remote else None,
+                diagnostic_code=dsn.smtp_diagnostic(reply) if remote else None,
+                last_attempt=now,
+                will_retry_until=until if kind == "delayed" else None,
+            )
+            for rcpt, reply, remote in wanted
+        ]
+        original = job.content or self.queue.open_message(message.id)
+        report = dsn.build_dsn(
+            kind,
+            reporting_mta=self.config.hostname,
+            original_envelope=dsn.OriginalEnvelope(
+                message.sender, message.id, message.received_at, message.envid, message.ret
+            ),
+            recipients=reports,
+            original_message=original,
+            now=now,
+        )
+        self.queue.enqueue(
+            dsn.DSN_SENDER,
+            [QueuedRecipient(message.sender)],
+            [report],
+            received_at=now,
+        )
+        self.wake()
+        return True
