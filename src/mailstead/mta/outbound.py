@@ -19,6 +19,7 @@ import contextlib
 import logging
 import random
 import ssl
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -106,6 +107,9 @@ class Outbound:
         self.rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._domains = asyncio.Semaphore(PARALLEL_DOMAINS)
+        # Domains settle in executor threads; the jobs of one message must not
+        # both see a recipient as not yet warned (or both delete the message).
+        self._settling = threading.Lock()
 
     def wake(self) -> None:
         """Look at the queue now (new mail was queued in this process)."""
@@ -212,32 +216,39 @@ class Outbound:
             for address in dest.addresses:
                 if not remaining:
                     return
-                batch = remaining[:MESSAGES_PER_CONNECTION]
-                result = await deliver_to_host(
-                    dest.host,
-                    address,
-                    delivery.smtp_port,
-                    [self._outbound(job) for job in batch],
-                    helo_name=delivery.helo_name or self.config.hostname,
-                    source_ip=delivery.source_ip,
-                    tls_context=self.tls_context,
-                    require_tls=delivery.require_tls and self.tls_context is not None,
-                    limits=self.client_limits,
-                )
-                remote = f"{dest.host} [{address}]"
-                for job, sent in zip(batch, result.results, strict=False):
-                    by_address = {r.address: r for r in sent.recipients}
-                    for rcpt in job.recipients:
-                        res = by_address.get(rcpt.address)
-                        if res is not None:
-                            where = remote if res.remote else None
-                            self._outcome(job, rcpt, res.outcome, res.reply, where)
-                done = len(result.results)
-                remaining = batch[done:] + remaining[len(batch) :]
-                if result.failure is not None:
-                    last = result.failure.reply
-                    permanent_only = permanent_only and result.failure.permanent
-                    log.info("%s: %s", remote, " ".join(result.failure.reply.lines))
+                # One connection per batch; a host that took a whole batch
+                # gets the next one too, a failed session moves on to the
+                # next address.
+                while remaining:
+                    batch = remaining[:MESSAGES_PER_CONNECTION]
+                    result = await deliver_to_host(
+                        dest.host,
+                        address,
+                        delivery.smtp_port,
+                        [self._outbound(job) for job in batch],
+                        helo_name=delivery.helo_name or self.config.hostname,
+                        source_ip=delivery.source_ip,
+                        tls_context=self.tls_context,
+                        require_tls=delivery.require_tls and self.tls_context is not None,
+                        limits=self.client_limits,
+                    )
+                    remote = f"{dest.host} [{address}]"
+                    for job, sent in zip(batch, result.results, strict=False):
+                        by_address = {r.address: r for r in sent.recipients}
+                        for rcpt in job.recipients:
+                            res = by_address.get(rcpt.address)
+                            if res is not None:
+                                where = remote if res.remote else None
+                                self._outcome(job, rcpt, res.outcome, res.reply, where)
+                    done = len(result.results)
+                    remaining = batch[done:] + remaining[len(batch) :]
+                    if result.failure is not None:
+                        last = result.failure.reply
+                        permanent_only = permanent_only and result.failure.permanent
+                        log.info("%s: %s", remote, " ".join(result.failure.reply.lines))
+                        break
+                    if done == 0:
+                        break  # pragma: no cover - a clean session answers every message
         # RFC 5321 §5.1: every host was tried; what is left waits for a retry,
         # unless every host refused the session for good.
         reply = last or Reply(451, "4.4.1", f"No reachable mail host for {found.domain}")
@@ -335,33 +346,34 @@ class Outbound:
         await loop.run_in_executor(self.executor, self._settle_sync, job)
 
     def _settle_sync(self, job: _Job) -> None:
-        message = job.message
-        self.queue.record(message.id, job.attempts)
-        now = self.clock.time()
-        if job.failures:
-            self._notify(job, "failed", job.failures, now)
-        current = self.queue.get(message.id)
-        if current is None:
-            return
-        delayed = [
-            r
-            for r in current.recipients
-            if r.state == "deferred"
-            and not r.delay_warned
-            and schedule.delay_warning_due(message.received_at, now)
-        ]
-        if delayed:
-            self._notify(
-                job,
-                "delayed",
-                [(r, Reply(451, "4.0.0", r.last_error or "Delayed"), None) for r in delayed],
-                now,
-            )
-            self.queue.mark_delay_warned(message.id, [r.address for r in delayed])
-        if not any(r.open for r in current.recipients):
-            # Another domain's job of the same message may have been quicker.
-            with contextlib.suppress(KeyError):
-                self.queue.delete(message.id)
+        with self._settling:
+            message = job.message
+            self.queue.record(message.id, job.attempts)
+            now = self.clock.time()
+            if job.failures:
+                self._notify(job, "failed", job.failures, now)
+            current = self.queue.get(message.id)
+            if current is None:
+                return
+            delayed = [
+                r
+                for r in current.recipients
+                if r.state == "deferred"
+                and not r.delay_warned
+                and schedule.delay_warning_due(message.received_at, now)
+            ]
+            if delayed:
+                self._notify(
+                    job,
+                    "delayed",
+                    [(r, Reply(451, "4.0.0", r.last_error or "Delayed"), None) for r in delayed],
+                    now,
+                )
+                self.queue.mark_delay_warned(message.id, [r.address for r in delayed])
+            if not any(r.open for r in current.recipients):
+                # Another domain's job of the same message may have been quicker.
+                with contextlib.suppress(KeyError):
+                    self.queue.delete(message.id)
 
     def _notify(
         self,
