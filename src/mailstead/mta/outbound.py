@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import ssl
 import threading
 from collections.abc import Sequence
@@ -35,7 +36,7 @@ from mailstead.mta.queue import Attempt, Queue, QueuedMessage, QueuedRecipient, 
 from mailstead.mta.resolver import Resolver
 from mailstead.mta.routing import Route, RoutingError, route
 from mailstead.net.smtp_client import OutboundMessage, deliver_to_host
-from mailstead.proto.smtp.client_events import Outcome
+from mailstead.proto.smtp.client_events import MessageResult, Outcome
 from mailstead.proto.smtp.dotstuff import canonical
 from mailstead.proto.smtp.events import MailParams, RcptParams, Recipient
 from mailstead.proto.smtp.replies import Reply
@@ -62,6 +63,7 @@ class _Job:
     content: bytes = b""
     attempts: list[Attempt] = field(default_factory=list)
     failures: list[tuple[RecipientStatus, Reply, str | None]] = field(default_factory=list)
+    settled: bool = False
 
 
 def _has_non_ascii(job: _Job) -> bool:
@@ -221,6 +223,25 @@ class Outbound:
                 # next address.
                 while remaining:
                     batch = remaining[:MESSAGES_PER_CONNECTION]
+                    remote = f"{dest.host} [{address}]"
+
+                    async def answered(
+                        index: int,
+                        sent: MessageResult,
+                        batch: list[_Job] = batch,
+                        remote: str = remote,
+                    ) -> None:
+                        # Recorded before the next message goes out: a crash
+                        # later re-sends no recipient this host already took.
+                        job = batch[index]
+                        by_address = {r.address: r for r in sent.recipients}
+                        for rcpt in job.recipients:
+                            res = by_address.get(rcpt.address)
+                            if res is not None:
+                                where = remote if res.remote else None
+                                self._outcome(job, rcpt, res.outcome, res.reply, where)
+                        await self._settle(job)
+
                     result = await deliver_to_host(
                         dest.host,
                         address,
@@ -231,15 +252,8 @@ class Outbound:
                         tls_context=self.tls_context,
                         require_tls=delivery.require_tls and self.tls_context is not None,
                         limits=self.client_limits,
+                        on_result=answered,
                     )
-                    remote = f"{dest.host} [{address}]"
-                    for job, sent in zip(batch, result.results, strict=False):
-                        by_address = {r.address: r for r in sent.recipients}
-                        for rcpt in job.recipients:
-                            res = by_address.get(rcpt.address)
-                            if res is not None:
-                                where = remote if res.remote else None
-                                self._outcome(job, rcpt, res.outcome, res.reply, where)
                     done = len(result.results)
                     remaining = batch[done:] + remaining[len(batch) :]
                     if result.failure is not None:
@@ -340,8 +354,9 @@ class Outbound:
 
     async def _settle(self, job: _Job) -> None:
         """Store the outcomes, send the DSNs they call for, drop a finished message."""
-        if not job.attempts:
+        if not job.attempts or job.settled:
             return
+        job.settled = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.executor, self._settle_sync, job)
 
@@ -366,7 +381,7 @@ class Outbound:
                 self._notify(
                     job,
                     "delayed",
-                    [(r, Reply(451, "4.0.0", r.last_error or "Delayed"), None) for r in delayed],
+                    [(r, *_last_reply(r.last_error)) for r in delayed],
                     now,
                 )
                 self.queue.mark_delay_warned(message.id, [r.address for r in delayed])
@@ -422,3 +437,18 @@ class Outbound:
         )
         self.wake()
         return True
+
+
+# What _outcome stores as last_error: "[host [ip] said: ]code enhanced text".
+_REMOTE = r"(?:(?P<remote>.+) said: )?"
+_REPLY = r"(?P<code>[245]\d\d) (?P<enhanced>[245]\.\d{1,3}\.\d{1,3}) ?(?P<text>.*)"
+_ERROR = re.compile(_REMOTE + _REPLY)
+
+
+def _last_reply(error: str | None) -> tuple[Reply, str | None]:
+    """The reply (and remote host) a stored ``last_error`` came from, for a DSN."""
+    m = _ERROR.fullmatch(error or "")
+    if m is None:
+        return Reply(451, "4.0.0", error or "Delivery delayed"), None
+    reply = Reply(int(m["code"]), m["enhanced"], m["text"])
+    return reply, m["remote"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from mailstead.limits import SMTPClientLimits
@@ -127,8 +127,14 @@ async def deliver_to_host(
     require_tls: bool = False,
     limits: SMTPClientLimits | None = None,
     connect_timeout: float = CONNECT_TIMEOUT,
+    on_result: Callable[[int, MessageResult], Awaitable[None]] | None = None,
 ) -> HostResult:
-    """Deliver ``messages`` to ``address`` (an IP of MX ``host``) over one session."""
+    """Deliver ``messages`` to ``address`` (an IP of MX ``host``) over one session.
+
+    ``on_result(i, result)`` is awaited as soon as the host has answered for
+    message ``i``, before the next one goes out, so the caller can make the
+    outcome durable while the session goes on.
+    """
     loop = asyncio.get_running_loop()
     client = SMTPClient(
         helo_name, require_tls=require_tls, tls_available=tls_context is not None, limits=limits
@@ -172,6 +178,8 @@ async def deliver_to_host(
                     client.quit()
             elif isinstance(event, MessageResult):
                 results.append(event)
+                if on_result is not None:
+                    await on_result(len(results) - 1, event)
             elif isinstance(event, StartTLSRequested):
                 assert tls_context is not None
                 # Plaintext already read behind the 220 went to the client,
