@@ -54,6 +54,9 @@ ZONES = {
     "mx.third.test": {"A": ["127.0.0.3"]},
     # RFC 7505: accepts no mail.
     "nullmx.test": {"MX": [(0, ".")]},
+    # A host that takes the connection and never says a word.
+    "silent.test": {"MX": [(10, "mx.silent.test")]},
+    "mx.silent.test": {"A": ["127.0.0.4"]},
 }
 
 MESSAGE = (
@@ -245,7 +248,7 @@ class World:
     """Our server's outbound side, with fake DNS and fake time, and its fake peers."""
 
     def __init__(self, root: Path) -> None:
-        self.port = _free_port_on("127.0.0.1", "127.0.0.2", "127.0.0.3")
+        self.port = _free_port_on("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4")
         self.config = _config(root, self.port)
         self.clock = FakeClock()
         self.resolver = FakeResolver(ZONES)
@@ -849,3 +852,31 @@ async def test_bare_line_feeds_go_out_as_crlf(world: World) -> None:
 
     (txn,) = mx.transactions
     assert txn.data == b"Subject: lf\r\n\r\n..one\r\ntwo\r\n.\r\n"
+
+
+@in_loop
+async def test_a_silent_host_does_not_hold_up_other_domains(world: World) -> None:
+    async def never_greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up or the test ends
+        writer.close()
+
+    silent = await asyncio.start_server(never_greet, "127.0.0.4", world.port)
+    solo = await world.mx("127.0.0.1")
+    stop = asyncio.Event()
+    try:
+        stuck = world.send("bob@silent.test")
+        quick = world.send("bob@solo.test")
+        runner = asyncio.create_task(world.outbound.run(stop))
+        for _ in range(200):  # real time: the silent host would block for 5 minutes
+            if world.queue.get(quick) is None:
+                break
+            await asyncio.sleep(0.01)
+        assert world.queue.get(quick) is None
+        assert solo.delivered_to("bob@solo.test") == 1
+        assert world.recipient(stuck, "bob@silent.test").state == "pending"  # still in flight
+    finally:
+        stop.set()
+        silent.close()
+        for task in list(world.outbound._tasks):
+            task.cancel()
+        await asyncio.wait_for(runner, 15)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import re
@@ -52,6 +53,8 @@ BATCH = 500
 # Domains delivered to at once, and messages per connection.
 PARALLEL_DOMAINS = 20
 MESSAGES_PER_CONNECTION = 100
+# On shutdown, how long deliveries in progress may take to finish.
+SHUTDOWN_GRACE = 10.0
 
 
 @dataclass(slots=True)
@@ -109,6 +112,10 @@ class Outbound:
         self.rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._domains = asyncio.Semaphore(PARALLEL_DOMAINS)
+        # (message id, recipient) pairs being delivered right now.
+        self._inflight: set[tuple[str, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._task_jobs: dict[asyncio.Task[None], list[_Job]] = {}
         # Domains settle in executor threads; the jobs of one message must not
         # both see a recipient as not yet warned (or both delete the message).
         self._settling = threading.Lock()
@@ -118,10 +125,15 @@ class Outbound:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set."""
+        """Deliver until ``stop`` is set.
+
+        Domains are delivered in background tasks, so one slow or dead
+        destination (connect timeouts add up) never holds up the others; a
+        recipient already in flight is not started again.
+        """
         while not stop.is_set():
             try:
-                await self.run_once()
+                self._start_due()
             except Exception:
                 log.exception("queue run failed")
             due = self.queue.next_due()
@@ -134,15 +146,27 @@ class Outbound:
             )
             for waiter in pending:
                 waiter.cancel()
+        if self._tasks:
+            # What was not recorded stays queued and is tried after a restart.
+            await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)
+            for task in self._tasks:
+                task.cancel()
 
     async def run_once(self) -> int:
-        """One pass over what is due now; returns the number of recipients tried."""
+        """One pass over what is due now, to its end; the number of recipients started."""
+        started = self._start_due()
+        count = sum(len(j.recipients) for t in started for j in self._task_jobs[t])
+        await asyncio.gather(*started)
+        return count
+
+    def _start_due(self) -> list[asyncio.Task[None]]:
         now = self.clock.time()
         by_domain: dict[str, list[_Job]] = {}
-        tried = 0
-        for message in self.queue.due(now, BATCH):
+        busy = {message_id for message_id, _ in self._inflight}
+        for message in self.queue.due(now, BATCH + len(busy)):
             for rcpt in message.recipients:
-                if not rcpt.open or rcpt.next_attempt > now:
+                key = (message.id, rcpt.address)
+                if not rcpt.open or rcpt.next_attempt > now or key in self._inflight:
                     continue
                 try:
                     domain = split_address(rcpt.address)[1].lower()
@@ -152,9 +176,21 @@ class Outbound:
                 if not jobs or jobs[-1].message.id != message.id:
                     jobs.append(_Job(message, []))
                 jobs[-1].recipients.append(rcpt)
-                tried += 1
-        await asyncio.gather(*(self._domain(d, jobs) for d, jobs in by_domain.items()))
-        return tried
+        started = []
+        for domain, jobs in by_domain.items():
+            keys = {(j.message.id, r.address) for j in jobs for r in j.recipients}
+            self._inflight |= keys
+            task = asyncio.get_running_loop().create_task(self._domain(domain, jobs))
+            self._tasks.add(task)
+            self._task_jobs[task] = jobs
+            task.add_done_callback(functools.partial(self._finished, keys=keys))
+            started.append(task)
+        return started
+
+    def _finished(self, task: asyncio.Task[None], keys: set[tuple[str, str]]) -> None:
+        self._inflight -= keys
+        self._tasks.discard(task)
+        self._task_jobs.pop(task, None)
 
     # -- one domain ------------------------------------------------------------------
 
