@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.mta.queue import Attempt, Queue, QueuedRecipient
+from mailstead.mta.queue import Attempt, Queue, QueuedRecipient, new_queue_id
 from mailstead.store.fsync import Buffer
 
 MSG: list[Buffer] = [b"From: a@example.test\r\n", b"Subject: hi\r\n\r\n", memoryview(b"body\r\n")]
@@ -175,13 +175,13 @@ def test_recover_removes_orphans_only(tmp_path: Path) -> None:
     q = Queue(tmp_path)
     kept = q.enqueue("a@x.test", RCPTS, MSG, received_at=1.0)
     # A crash between the durable file and the row commit:
-    orphan, _ = q._write_file([b"orphan\r\n"])
+    orphan, _ = q._write_file([b"orphan\r\n"], None)
     old = time.time() - 3600
     os.utime(q.msg_dir / kept, (old, old))
     os.utime(q.msg_dir / orphan, (old, old))
     (q.tmp_dir / "half-written").write_bytes(b"x")
     os.utime(q.tmp_dir / "half-written", (old, old))
-    fresh, _ = q._write_file([b"in flight elsewhere\r\n"])
+    fresh, _ = q._write_file([b"in flight elsewhere\r\n"], None)
     q.close()
 
     q = Queue(tmp_path)  # recover() runs on open
@@ -310,3 +310,10 @@ def test_schema_1_is_migrated(tmp_path: Path) -> None:
     with Queue(tmp_path) as queue:
         queue.enqueue("s@x.test", [QueuedRecipient("a@remote.test")], [b"x"], received_at=1.0)
         assert not queue.list()[0].recipients[0].delay_warned
+
+
+def test_the_caller_may_name_the_message(queue: Queue) -> None:
+    wanted = new_queue_id()
+    assert queue.enqueue("a@x.test", RCPTS, MSG, received_at=1.0, queue_id=wanted) == wanted
+    with pytest.raises(ValueError):
+        queue.enqueue("a@x.test", RCPTS, MSG, received_at=1.0, queue_id="../../x")

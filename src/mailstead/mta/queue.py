@@ -143,7 +143,8 @@ _MessageRow = tuple[str, str, float, int, str | None, str | None, str]
 _RecipientRow = tuple[str, str | None, str | None, RecipientState, int, float, str | None, int]
 
 
-def _new_id() -> str:
+def new_queue_id() -> str:
+    """A fresh queue id: also the id in the Received header and the 250 reply."""
     return f"{time.time_ns() // 1000:014X}{secrets.token_hex(5).upper()}"
 
 
@@ -257,6 +258,7 @@ class Queue:
         envid: str | None = None,
         ret: str | None = None,
         received_at: float,
+        queue_id: str | None = None,
     ) -> str:
         """Queue one message durably for ``recipients``; return its queue id.
 
@@ -271,8 +273,10 @@ class Queue:
         unique: dict[str, QueuedRecipient] = {}
         for r in recipients:
             unique.setdefault(r.address, r)
+        if queue_id is not None and not _ID_RE.match(queue_id):
+            raise ValueError(f"bad queue id {queue_id!r}")
         size = buffer_size(parts)
-        queue_id, msg_path = self._write_file(parts)
+        queue_id, msg_path = self._write_file(parts, queue_id)
         committing = False
         try:
             with self._transaction() as conn:
@@ -298,10 +302,14 @@ class Queue:
             raise
         return queue_id
 
-    def _write_file(self, parts: Sequence[Buffer]) -> tuple[str, str]:
-        """Write ``parts`` durably to ``msg/<new id>``; return the id and path."""
+    def _write_file(self, parts: Sequence[Buffer], wanted: str | None) -> tuple[str, str]:
+        """Write ``parts`` durably to ``msg/<id>``; return the id and path.
+
+        ``wanted`` is the id the caller already named the message by (in its
+        Received header); only a clash with a file of that name picks another.
+        """
         for _ in range(_ID_ATTEMPTS):
-            queue_id = _new_id()
+            queue_id, wanted = wanted or new_queue_id(), None
             tmp_path = os.path.join(self.tmp_dir, queue_id)
             try:
                 fd = os.open(tmp_path, _OPEN_FLAGS, 0o600)

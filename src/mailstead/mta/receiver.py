@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from email.utils import format_datetime
 from mailstead.addresses import AddressError, split_address
 from mailstead.directory import Directory, Resolution
 from mailstead.limits import SMTPLimits
-from mailstead.mta.queue import Queue, QueuedRecipient
+from mailstead.mta.queue import Queue, QueuedRecipient, new_queue_id
 from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.events import MailParams, Message, RcptParams
 from mailstead.proto.smtp.replies import Reply
@@ -129,7 +128,9 @@ class Receiver:
         if hops >= self.limits.max_received_headers:
             # RFC 5321 §6.3: a message that has looped must not go round again.
             return Reply(554, "5.4.6", "Too many Received headers: mail loop")
-        queue_id = secrets.token_hex(8).upper()
+        # One id names the message everywhere: Received header, 250 reply,
+        # log lines and, for remote recipients, the queue.
+        queue_id = new_queue_id()
         now = time.time()
         sender = message.sender
         mailboxes: dict[str, str] = {}  # final mailbox -> the recipient it came from
@@ -160,6 +161,7 @@ class Receiver:
                     envid=message.mail_params.envid,
                     ret=message.mail_params.ret,
                     received_at=now,
+                    queue_id=queue_id,
                 )
                 if self.on_queued is not None:
                     self.on_queued()

@@ -23,7 +23,6 @@ import contextlib
 import json
 import logging
 import re
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,14 +76,14 @@ class Body:
 class Submitted:
     """The outcome of a successful :func:`submit`."""
 
-    #: The 250 reply of the commit ("Ok: queued as <trace id>").
+    #: The 250 reply of the commit ("Ok: queued as <queue id>").
     reply: Reply
     #: Mailboxes that got their copy at once.
     local: tuple[str, ...]
     #: Remote addresses handed to the outbound queue.
     remote: tuple[str, ...]
     #: The outbound queue's id of the message (for ``mailstead queue show``),
-    #: None if nothing went to the queue or it was delivered already.
+    #: None if nothing went to the queue.
     queue_id: str | None
 
 
@@ -362,7 +361,6 @@ def submit(
         recipients=tuple(Recipient(r, RcptParams()) for r in unique),
         content=content,
     )
-    started = time.time()
     with _capture_errors(_RECEIVER_LOGGER) as errors:
         reply = receiver.commit(peer, message, routes)
     if reply.code != 250:
@@ -370,32 +368,9 @@ def submit(
         raise SubmitError(f"not accepted: {_reply_text(reply)}{cause}")
     local = tuple(dict.fromkeys(m for r in routes.values() for m in r.mailboxes))
     remote = tuple(dict.fromkeys(a for r in routes.values() for a in r.remote))
-    queue_id = _find_queued(receiver, reply, sender, started) if remote else None
-    return Submitted(reply=reply, local=local, remote=remote, queue_id=queue_id)
-
-
-def _find_queued(receiver: Receiver, reply: Reply, sender: str, since: float) -> str | None:
-    """The outbound queue id of what ``commit`` just queued.
-
-    The commit's reply names its trace id, which the queue file's first
-    line (its Received header) carries as ``id <trace id>``; the queue
-    itself numbers messages on its own.
-    """
     match = re.search(r"queued as ([0-9A-F]+)", " ".join(reply.lines))
-    if match is None:
-        return None
-    needle = f" id {match[1]};".encode()
-    for queued in reversed(receiver.queue.list()):
-        if queued.received_at < since - 1 or queued.sender != sender:
-            continue
-        try:
-            with queued.path.open("rb") as f:
-                head = f.read(1024)
-        except FileNotFoundError:
-            continue  # delivered and removed already
-        if needle in head.split(b"\r\n\r\n", 1)[0]:
-            return queued.id
-    return None
+    queue_id = match[1] if remote and match else None
+    return Submitted(reply=reply, local=local, remote=remote, queue_id=queue_id)
 
 
 class _ErrorCollector(logging.Handler):
