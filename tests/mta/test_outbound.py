@@ -880,3 +880,21 @@ async def test_a_silent_host_does_not_hold_up_other_domains(world: World) -> Non
         for task in list(world.outbound._tasks):
             task.cancel()
         await asyncio.wait_for(runner, 15)
+
+
+@in_loop
+async def test_success_is_reported_only_when_the_next_hop_cannot(world: World) -> None:
+    # RFC 3461 §5.2.1: a host that takes NOTIFY reports success itself; for
+    # one without DSN, we say "relayed".
+    mx = await world.mx("127.0.0.1")
+    wants = QueuedRecipient("bob@solo.test", notify=("SUCCESS",))
+    world.send(wants)
+    await world.run_until_idle()
+    assert reports(world) == []
+
+    mx.EHLO = "250-{host} hello\r\n250 PIPELINING"  # no DSN this time
+    world.send(wants)
+    await world.run_until_idle()
+    (report,) = reports(world)
+    assert report.action == "relayed"
+    assert re.search(r"^Status: 2\.\d+\.\d+$", report.status, re.M)

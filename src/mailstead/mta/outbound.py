@@ -15,6 +15,7 @@ recipient must never be handed over twice by our own doing.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -53,6 +54,9 @@ BATCH = 500
 # Domains delivered to at once, and messages per connection.
 PARALLEL_DOMAINS = 20
 MESSAGES_PER_CONNECTION = 100
+# Connections to one destination domain at once (Postfix:
+# default_destination_concurrency_limit); each carries many messages.
+DESTINATION_CONCURRENCY = 4
 # On shutdown, how long deliveries in progress may take to finish.
 SHUTDOWN_GRACE = 10.0
 
@@ -66,6 +70,9 @@ class _Job:
     content: bytes = b""
     attempts: list[Attempt] = field(default_factory=list)
     failures: list[tuple[RecipientStatus, Reply, str | None]] = field(default_factory=list)
+    # Deliveries the sender asked to hear of (NOTIFY=SUCCESS) and will not
+    # hear of from the next hop.
+    successes: list[tuple[RecipientStatus, Reply, str | None]] = field(default_factory=list)
     settled: bool = False
 
 
@@ -114,6 +121,8 @@ class Outbound:
         self._domains = asyncio.Semaphore(PARALLEL_DOMAINS)
         # (message id, recipient) pairs being delivered right now.
         self._inflight: set[tuple[str, str]] = set()
+        # Delivery tasks (hence connections) per destination domain.
+        self._active: collections.Counter[str] = collections.Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._task_jobs: dict[asyncio.Task[None], list[_Job]] = {}
         # Domains settle in executor threads; the jobs of one message must not
@@ -178,16 +187,24 @@ class Outbound:
                 jobs[-1].recipients.append(rcpt)
         started = []
         for domain, jobs in by_domain.items():
+            if self._active[domain] >= DESTINATION_CONCURRENCY:
+                continue  # picked up by a later round, when a connection is free
+            self._active[domain] += 1
             keys = {(j.message.id, r.address) for j in jobs for r in j.recipients}
             self._inflight |= keys
             task = asyncio.get_running_loop().create_task(self._domain(domain, jobs))
             self._tasks.add(task)
             self._task_jobs[task] = jobs
-            task.add_done_callback(functools.partial(self._finished, keys=keys))
+            task.add_done_callback(functools.partial(self._finished, domain=domain, keys=keys))
             started.append(task)
         return started
 
-    def _finished(self, task: asyncio.Task[None], keys: set[tuple[str, str]]) -> None:
+    def _finished(
+        self, task: asyncio.Task[None], *, domain: str, keys: set[tuple[str, str]]
+    ) -> None:
+        self._active[domain] -= 1
+        if not self._active[domain]:
+            del self._active[domain]
         self._inflight -= keys
         self._tasks.discard(task)
         self._task_jobs.pop(task, None)
@@ -275,7 +292,14 @@ class Outbound:
                             res = by_address.get(rcpt.address)
                             if res is not None:
                                 where = remote if res.remote else None
-                                self._outcome(job, rcpt, res.outcome, res.reply, where)
+                                self._outcome(
+                                    job,
+                                    rcpt,
+                                    res.outcome,
+                                    res.reply,
+                                    where,
+                                    notified_downstream=sent.dsn_passed,
+                                )
                         await self._settle(job)
 
                     result = await deliver_to_host(
@@ -349,7 +373,14 @@ class Outbound:
         outcome: Outcome,
         reply: Reply,
         remote: str | None,
+        *,
+        notified_downstream: bool = False,
     ) -> None:
+        """Decide and note one recipient's fate (stored by :meth:`_settle`).
+
+        ``notified_downstream``: the next hop took our DSN parameters, so a
+        success notice is its to send (RFC 3461 §5.2.1), not ours.
+        """
         now = self.clock.time()
         message = job.message
         delivery = self.config.delivery
@@ -383,6 +414,8 @@ class Outbound:
             plan.state if plan.reason != "expired" else "expired",
             error,
         )
+        if plan.state == "delivered" and not notified_downstream:
+            job.successes.append((rcpt, reply, remote))
         if plan.state == "failed":
             if plan.reason == "expired":
                 reply = Reply(reply.code, dsn.EXPIRED_STATUS, said)
@@ -403,6 +436,8 @@ class Outbound:
             now = self.clock.time()
             if job.failures:
                 self._notify(job, "failed", job.failures, now)
+            if job.successes:
+                self._notify(job, "delivered", job.successes, now)
             current = self.queue.get(message.id)
             if current is None:
                 return
@@ -444,7 +479,8 @@ class Outbound:
         reports = [
             dsn.RecipientReport(
                 final_recipient=rcpt.address,
-                action="failed" if kind == "failed" else "delayed",
+                # RFC 3464 §2.3.3: "relayed" when the next hop cannot report.
+                action=kind if kind != "delivered" else ("relayed" if remote else "delivered"),
                 status=dsn.status_from_reply(reply),
                 original_recipient=rcpt.orcpt,
                 remote_mta=remote.split(" ")[0] if remote else None,
