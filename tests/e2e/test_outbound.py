@@ -1,9 +1,9 @@
 """The outbound MTA across hosts on loopback: MX order, backup MX, bounces.
 
-A small world: our server for example.test on 127.0.0.1, a second Mailstead
-for other.test on 127.0.0.3, a primary MX 127.0.0.2 where nothing listens,
-and a DNS server of the test's own on 127.0.0.1 that says so. Every packet
-stays on 127.0.0.0/8.
+A small world: our server for example.test on 127.0.0.2, a second Mailstead
+for other.test on 127.0.0.3, other.test's primary MX 127.0.0.4 where nothing
+listens, and a DNS server of the test's own on 127.0.0.1 with MX records for
+both domains. Every packet stays on 127.0.0.0/8.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from mailstead.tlscert import ensure_self_signed
 from tests.e2e.harness import ServerHandle, client_tls_context, running_config
 
 ZONES = {
+    "example.test": {"MX": [(10, "mx.example.test")]},
+    "mx.example.test": {"A": ["127.0.0.2"]},
     "other.test": {"MX": [(10, "mx1.other.test"), (20, "mx2.other.test")]},
-    "mx1.other.test": {"A": ["127.0.0.2"]},  # the primary: nothing listens there
+    "mx1.other.test": {"A": ["127.0.0.4"]},  # the primary: nothing listens there
     "mx2.other.test": {"A": ["127.0.0.3"]},
     "nullmx.test": {"MX": [(0, ".")]},
     "dead.test": {"MX": [(10, "mx1.other.test")]},
@@ -59,12 +61,11 @@ def _config(
     mx_port: int,
     dns: str,
     users: dict[str, str],
-    submission: bool = False,
     retry: str = '"1m"',
 ) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     path = root / "mailstead.toml"
-    sub = '["127.0.0.1:0"]' if submission else "[]"
+    sub = f'["{smtp.rsplit(":", 1)[0]}:0"]'
     path.write_text(
         f'hostname = "mx.{domain}"\ndata_dir = "var"\ndomains = ["{domain}"]\nworkers = 1\n'
         f'[listen]\nsmtp = ["{smtp}"]\nsubmission = {sub}\nsubmissions = []\n'
@@ -86,16 +87,24 @@ class World:
     ours: ServerHandle
     theirs: ServerHandle
 
-    def submit(self, to: list[str], body: bytes) -> None:
-        with smtplib.SMTP("127.0.0.1", self.ours.ports["submission"], timeout=10) as smtp:
+    def submit(
+        self,
+        to: list[str],
+        body: bytes,
+        *,
+        via: str = "ours",
+        user: tuple[str, str] = ("alice@example.test", "alice-pw"),
+    ) -> None:
+        server, host = (self.ours, "127.0.0.2") if via == "ours" else (self.theirs, "127.0.0.3")
+        with smtplib.SMTP(host, server.ports["submission"], timeout=10) as smtp:
             smtp.starttls(context=client_tls_context())
-            smtp.login("alice@example.test", "alice-pw")
-            smtp.sendmail("alice@example.test", to, body)
+            smtp.login(*user)
+            smtp.sendmail(user[0], to, body)
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    mx_port = _free_port_on("127.0.0.3", "127.0.0.2")
+    mx_port = _free_port_on("127.0.0.2", "127.0.0.3", "127.0.0.4")
     with DNSServer(ZONES) as (dns_host, dns_port):
         dns = f"{dns_host}:{dns_port}"
         theirs_cfg = _config(
@@ -109,14 +118,13 @@ def world(tmp_path: Path) -> Iterator[World]:
         ours_cfg = _config(
             tmp_path / "ours",
             domain="example.test",
-            smtp="127.0.0.1:0",
+            smtp=f"127.0.0.2:{mx_port}",
             mx_port=mx_port,
             dns=dns,
             users={"alice@example.test": "alice-pw"},
-            submission=True,
         )
         with (
-            running_config(load_config(theirs_cfg)) as theirs,
+            running_config(load_config(theirs_cfg), outbound=True) as theirs,
             running_config(load_config(ours_cfg), outbound=True) as ours,
         ):
             yield World(ours, theirs)
@@ -193,3 +201,17 @@ def test_unreachable_domain_stays_queued_with_the_reason(world: World) -> None:
     assert status.next_attempt > time.time() + 30  # the 1m retry schedule
     assert status.last_error is not None and "4.4.1" in status.last_error
     assert _bounces(world) == []
+
+
+def test_the_other_side_replies_through_our_mx(world: World) -> None:
+    world.submit(["bob@other.test"], MESSAGE)
+    _wait_for(lambda: world.theirs.new_messages("bob@other.test"))
+    reply = (
+        b"From: bob@other.test\r\nTo: alice@example.test\r\nSubject: Re: over the wire\r\n"
+        b"In-Reply-To: <m1@example.test>\r\n\r\nGot it.\r\n"
+    )
+    world.submit(["alice@example.test"], reply, via="theirs", user=("bob@other.test", "bob-pw"))
+    _wait_for(lambda: world.ours.new_messages("alice@example.test"))
+    (stored,) = world.ours.new_messages("alice@example.test")
+    assert b"Subject: Re: over the wire" in stored
+    assert b"d=other.test" in stored  # signed by their DKIM key
