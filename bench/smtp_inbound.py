@@ -38,8 +38,14 @@ from pathlib import Path
 from cpu import MachineCPU, tree_cpu_seconds
 from mailstead_env import mailstead_version, running_mailstead
 from netutil import free_port
-from postfix_env import POSTFIX_INSTALL_HINT, postfix_missing, postfix_version, running_postfix
 from profile_summary import summarise
+
+from mailstead.testing.postfix import (
+    POSTFIX_INSTALL_HINT,
+    postfix_missing,
+    postfix_version,
+    running_postfix,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -187,8 +193,8 @@ def profiling(pid: int, output: Path, gil_only: bool) -> Iterator[None]:
 
 def run_postfix(load: Load, workdir: Path, timeout: float) -> Measurement:
     port = free_port()
-    with running_postfix(workdir, port, RECIPIENT) as postfix:
-        timing = drive(load, port, postfix.maildir, timeout, postfix.master_pid())
+    with running_postfix(workdir, port=port, mailboxes=[RECIPIENT]) as postfix:
+        timing = drive(load, port, postfix.maildir(RECIPIENT), timeout, postfix.master_pid())
     return Measurement("postfix", load.messages, timing)
 
 
@@ -353,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     load = Load(args.messages, args.sessions, args.size, args.reuse)
     servers = [args.only] if args.only else list(SERVERS)
-    missing = postfix_missing()
+    missing = postfix_missing(("postfix", "postconf", "smtp-source"))
     if missing and ("postfix" in servers or "smtp-source" in missing):
         hint = f"missing {', '.join(missing)}; install with: {POSTFIX_INSTALL_HINT}"
         print(hint, file=sys.stderr)
