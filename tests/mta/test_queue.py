@@ -317,3 +317,18 @@ def test_the_caller_may_name_the_message(queue: Queue) -> None:
     assert queue.enqueue("a@x.test", RCPTS, MSG, received_at=1.0, queue_id=wanted) == wanted
     with pytest.raises(ValueError):
         queue.enqueue("a@x.test", RCPTS, MSG, received_at=1.0, queue_id="../../x")
+
+
+def test_the_last_outcome_removes_the_message_in_the_same_commit(queue: Queue) -> None:
+    qid = queue.enqueue("s@x.test", RCPTS, MSG, received_at=1.0)
+    bob, carol = (r.address for r in RCPTS)
+    assert queue.record(qid, [Attempt(bob, "delivered")]) is False
+    assert queue.get(qid) is not None
+    assert queue.record(qid, [Attempt(carol, "failed", "550 5.1.1 no")]) is True
+    assert queue.get(qid) is None
+    assert os.listdir(queue.msg_dir) == []
+
+
+def test_due_skips_busy_messages_without_losing_the_limit(queue: Queue) -> None:
+    ids = [queue.enqueue("s@x.test", RCPTS, MSG, received_at=1.0) for _ in range(3)]
+    assert [m.id for m in queue.due(now=2.0, limit=2, skip={ids[0]})] == ids[1:]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
 import logging
 import random
@@ -141,6 +140,7 @@ class Outbound:
         recipient already in flight is not started again.
         """
         while not stop.is_set():
+            self._wake.clear()
             try:
                 self._start_due()
             except Exception:
@@ -148,8 +148,11 @@ class Outbound:
             due = self.queue.next_due()
             now = self.clock.time()
             delay = POLL_INTERVAL if due is None else min(POLL_INTERVAL, max(0.0, due - now))
-            self._wake.clear()
             waiters = [asyncio.ensure_future(e.wait()) for e in (self._wake, stop)]
+            if delay == 0.0:
+                # What is due is in flight (or its destination is busy): wait
+                # for a delivery to end (it wakes us) rather than spin.
+                delay = POLL_INTERVAL
             _, pending = await asyncio.wait(
                 waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED
             )
@@ -172,7 +175,7 @@ class Outbound:
         now = self.clock.time()
         by_domain: dict[str, list[_Job]] = {}
         busy = {message_id for message_id, _ in self._inflight}
-        for message in self.queue.due(now, BATCH + len(busy)):
+        for message in self.queue.due(now, BATCH, skip=busy):
             for rcpt in message.recipients:
                 key = (message.id, rcpt.address)
                 if not rcpt.open or rcpt.next_attempt > now or key in self._inflight:
@@ -208,6 +211,7 @@ class Outbound:
         self._inflight -= keys
         self._tasks.discard(task)
         self._task_jobs.pop(task, None)
+        self._wake.set()  # its destination has a free connection again
 
     # -- one domain ------------------------------------------------------------------
 
@@ -432,12 +436,15 @@ class Outbound:
     def _settle_sync(self, job: _Job) -> None:
         with self._settling:
             message = job.message
-            self.queue.record(message.id, job.attempts)
             now = self.clock.time()
+            # DSNs are queued before the outcome is stored: a crash in between
+            # repeats a notice, never loses one.
             if job.failures:
                 self._notify(job, "failed", job.failures, now)
             if job.successes:
                 self._notify(job, "delivered", job.successes, now)
+            if self.queue.record(message.id, job.attempts):
+                return  # nothing left open: the message is gone
             current = self.queue.get(message.id)
             if current is None:
                 return
@@ -456,10 +463,6 @@ class Outbound:
                     now,
                 )
                 self.queue.mark_delay_warned(message.id, [r.address for r in delayed])
-            if not any(r.open for r in current.recipients):
-                # Another domain's job of the same message may have been quicker.
-                with contextlib.suppress(KeyError):
-                    self.queue.delete(message.id)
 
     def _notify(
         self,

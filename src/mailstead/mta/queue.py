@@ -26,7 +26,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -399,8 +399,14 @@ class Queue:
 
     # -- delivery side ---------------------------------------------------------
 
-    def due(self, now: float, limit: int = 100) -> builtins.list[QueuedMessage]:
-        """Messages with a pending or deferred recipient whose time has come, oldest first."""
+    def due(
+        self, now: float, limit: int = 100, *, skip: Collection[str] = ()
+    ) -> builtins.list[QueuedMessage]:
+        """Messages with a pending or deferred recipient whose time has come, oldest first.
+
+        ``skip`` names messages the caller is busy with; they do not count
+        against ``limit``. Two queries, whatever the number of messages.
+        """
         with self._lock:
             ids = [
                 row[0]
@@ -408,10 +414,28 @@ class Queue:
                     "SELECT DISTINCT message_id FROM recipients"
                     " WHERE state IN ('pending', 'deferred') AND next_attempt <= ?"
                     " ORDER BY message_id LIMIT ?",
-                    (now, limit),
+                    (now, limit + len(skip)),
                 )
-            ]
-        return [m for m in (self.get(i) for i in ids) if m is not None]
+                if row[0] not in skip
+            ][:limit]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            rows = self._conn.execute(
+                "SELECT id, sender, received_at, size, envid, ret, path FROM messages"
+                f" WHERE id IN ({marks}) ORDER BY id",
+                ids,
+            ).fetchall()
+            rcpts = self._conn.execute(
+                "SELECT message_id, address, notify, orcpt, state, attempts,"
+                " next_attempt, last_error, delay_warned FROM recipients"
+                f" WHERE message_id IN ({marks}) ORDER BY message_id, address",
+                ids,
+            ).fetchall()
+        by_id: dict[str, builtins.list[RecipientStatus]] = {}
+        for r in rcpts:
+            by_id.setdefault(r[0], []).append(self._recipient(r[1:]))
+        return [self._message(row, by_id.get(row[0], [])) for row in rows]
 
     def next_due(self) -> float | None:
         """When the earliest open recipient may be tried, or None if there is none."""
@@ -421,11 +445,13 @@ class Queue:
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
-    def record(self, queue_id: str, attempts: Sequence[Attempt]) -> None:
+    def record(self, queue_id: str, attempts: Sequence[Attempt]) -> bool:
         """Store the outcome of one attempt for each of ``attempts``' recipients.
 
         Called right after the remote server answered, so that a crash
-        afterwards causes at most that one recipient's duplicate.
+        afterwards causes at most that one recipient's duplicate. When no
+        recipient is left open, the message is removed in the same
+        transaction (one commit, not two) and True is returned.
         """
         rows = []
         for a in attempts:
@@ -440,6 +466,24 @@ class Queue:
                 " WHERE message_id = ? AND address = ?",
                 rows,
             )
+            still_open = conn.execute(
+                "SELECT 1 FROM recipients WHERE message_id = ?"
+                " AND state IN ('pending', 'deferred') LIMIT 1",
+                (queue_id,),
+            ).fetchone()
+            path = None
+            if still_open is None:
+                row = conn.execute("SELECT path FROM messages WHERE id = ?", (queue_id,)).fetchone()
+                if row is not None:
+                    path = row[0]
+                    conn.execute("DELETE FROM recipients WHERE message_id = ?", (queue_id,))
+                    conn.execute("DELETE FROM messages WHERE id = ?", (queue_id,))
+        if path is None:
+            return False
+        # As in delete(): a lost unlink leaves an orphan that recover() removes.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.queue_dir / path)
+        return True
 
     def mark_delay_warned(self, queue_id: str, addresses: Sequence[str]) -> None:
         with self._transaction() as conn:
