@@ -699,7 +699,8 @@ async def test_more_messages_than_one_connection_carries_take_another_connection
 
     assert await world.run_once() == 5
 
-    assert [len(s.transactions) for s in mx.sessions] == [2, 2, 1]
+    # Three connections side by side (at most DESTINATION_CONCURRENCY).
+    assert sorted(len(s.transactions) for s in mx.sessions) == [1, 2, 2]
     assert all(world.queue.get(qid) is None for qid in queued)
 
 

@@ -49,13 +49,13 @@ log = logging.getLogger("mailstead.outbound")
 # another worker process queued is picked up within this time.
 POLL_INTERVAL = 2.0
 # Messages taken from the queue per round.
-BATCH = 500
+BATCH = 1000
 # Domains delivered to at once, and messages per connection.
 PARALLEL_DOMAINS = 20
 MESSAGES_PER_CONNECTION = 100
 # Connections to one destination domain at once (Postfix:
 # default_destination_concurrency_limit); each carries many messages.
-DESTINATION_CONCURRENCY = 4
+DESTINATION_CONCURRENCY = 10
 # On shutdown, how long deliveries in progress may take to finish.
 SHUTDOWN_GRACE = 10.0
 
@@ -72,7 +72,8 @@ class _Job:
     # Deliveries the sender asked to hear of (NOTIFY=SUCCESS) and will not
     # hear of from the next hop.
     successes: list[tuple[RecipientStatus, Reply, str | None]] = field(default_factory=list)
-    settled: bool = False
+    # Resolved once the outcomes are stored (see Outbound._settle_soon).
+    settled: asyncio.Future[None] | None = None
 
 
 def _has_non_ascii(job: _Job) -> bool:
@@ -120,6 +121,9 @@ class Outbound:
         self._domains = asyncio.Semaphore(PARALLEL_DOMAINS)
         # (message id, recipient) pairs being delivered right now.
         self._inflight: set[tuple[str, str]] = set()
+        # Jobs waiting for the next group commit of outcomes.
+        self._to_settle: list[tuple[_Job, asyncio.Future[None]]] = []
+        self._settler: asyncio.Task[None] | None = None
         # Delivery tasks (hence connections) per destination domain.
         self._active: collections.Counter[str] = collections.Counter()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -190,17 +194,24 @@ class Outbound:
                 jobs[-1].recipients.append(rcpt)
         started = []
         for domain, jobs in by_domain.items():
-            if self._active[domain] >= DESTINATION_CONCURRENCY:
-                continue  # picked up by a later round, when a connection is free
-            self._active[domain] += 1
-            keys = {(j.message.id, r.address) for j in jobs for r in j.recipients}
-            self._inflight |= keys
-            task = asyncio.get_running_loop().create_task(self._domain(domain, jobs))
-            self._tasks.add(task)
-            self._task_jobs[task] = jobs
-            task.add_done_callback(functools.partial(self._finished, domain=domain, keys=keys))
-            started.append(task)
+            # One task per connection's worth of messages, as many at once as
+            # the destination may have connections; the rest waits its turn.
+            for first in range(0, len(jobs), MESSAGES_PER_CONNECTION):
+                if self._active[domain] >= DESTINATION_CONCURRENCY:
+                    break
+                chunk = jobs[first : first + MESSAGES_PER_CONNECTION]
+                started.append(self._start(domain, chunk))
         return started
+
+    def _start(self, domain: str, jobs: list[_Job]) -> asyncio.Task[None]:
+        self._active[domain] += 1
+        keys = {(j.message.id, r.address) for j in jobs for r in j.recipients}
+        self._inflight |= keys
+        task = asyncio.get_running_loop().create_task(self._domain(domain, jobs))
+        self._tasks.add(task)
+        self._task_jobs[task] = jobs
+        task.add_done_callback(functools.partial(self._finished, domain=domain, keys=keys))
+        return task
 
     def _finished(
         self, task: asyncio.Task[None], *, domain: str, keys: set[tuple[str, str]]
@@ -288,8 +299,9 @@ class Outbound:
                         batch: list[_Job] = batch,
                         remote: str = remote,
                     ) -> None:
-                        # Recorded before the next message goes out: a crash
-                        # later re-sends no recipient this host already took.
+                        # Stored by the next group commit, while the session
+                        # goes on: a crash re-sends at most the few messages
+                        # answered in the last milliseconds.
                         job = batch[index]
                         by_address = {r.address: r for r in sent.recipients}
                         for rcpt in job.recipients:
@@ -304,7 +316,7 @@ class Outbound:
                                     where,
                                     notified_downstream=sent.dsn_passed,
                                 )
-                        await self._settle(job)
+                        self._settle_soon(job)
 
                     result = await deliver_to_host(
                         dest.host,
@@ -427,42 +439,70 @@ class Outbound:
 
     async def _settle(self, job: _Job) -> None:
         """Store the outcomes, send the DSNs they call for, drop a finished message."""
-        if not job.attempts or job.settled:
-            return
-        job.settled = True
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self.executor, self._settle_sync, job)
+        settled = self._settle_soon(job)
+        if settled is not None:
+            await settled
 
-    def _settle_sync(self, job: _Job) -> None:
+    def _settle_soon(self, job: _Job) -> asyncio.Future[None] | None:
+        """Queue ``job`` for the next group commit of outcomes; its future.
+
+        Jobs finishing while a commit is under way are stored together by
+        the next one: one fsync for many messages.
+        """
+        if not job.attempts:
+            return None
+        if job.settled is None:
+            loop = asyncio.get_running_loop()
+            job.settled = loop.create_future()
+            self._to_settle.append((job, job.settled))
+            if self._settler is None or self._settler.done():
+                self._settler = loop.create_task(self._settle_pending())
+        return job.settled
+
+    async def _settle_pending(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._to_settle:
+            batch, self._to_settle = self._to_settle, []
+            jobs = [job for job, _ in batch]
+            try:
+                await loop.run_in_executor(self.executor, self._settle_sync, jobs)
+            except Exception as exc:
+                for _, done in batch:
+                    done.set_exception(exc)
+                continue
+            for _, done in batch:
+                done.set_result(None)
+
+    def _settle_sync(self, jobs: Sequence[_Job]) -> None:
         with self._settling:
-            message = job.message
             now = self.clock.time()
-            # DSNs are queued before the outcome is stored: a crash in between
-            # repeats a notice, never loses one.
-            if job.failures:
-                self._notify(job, "failed", job.failures, now)
-            if job.successes:
-                self._notify(job, "delivered", job.successes, now)
-            if self.queue.record(message.id, job.attempts):
-                return  # nothing left open: the message is gone
-            current = self.queue.get(message.id)
-            if current is None:
-                return
-            delayed = [
-                r
-                for r in current.recipients
-                if r.state == "deferred"
-                and not r.delay_warned
-                and schedule.delay_warning_due(message.received_at, now)
-            ]
-            if delayed:
-                self._notify(
-                    job,
-                    "delayed",
-                    [(r, *_last_reply(r.last_error)) for r in delayed],
-                    now,
-                )
-                self.queue.mark_delay_warned(message.id, [r.address for r in delayed])
+            # DSNs are queued before the outcomes are stored: a crash in
+            # between repeats a notice, never loses one.
+            for job in jobs:
+                if job.failures:
+                    self._notify(job, "failed", job.failures, now)
+                if job.successes:
+                    self._notify(job, "delivered", job.successes, now)
+            finished = self.queue.record_many([(j.message.id, j.attempts) for j in jobs])
+            for job in jobs:
+                if job.message.id not in finished:
+                    self._warn_if_delayed(job, now)
+
+    def _warn_if_delayed(self, job: _Job, now: float) -> None:
+        message = job.message
+        current = self.queue.get(message.id)
+        if current is None:
+            return
+        delayed = [
+            r
+            for r in current.recipients
+            if r.state == "deferred"
+            and not r.delay_warned
+            and schedule.delay_warning_due(message.received_at, now)
+        ]
+        if delayed:
+            self._notify(job, "delayed", [(r, *_last_reply(r.last_error)) for r in delayed], now)
+            self.queue.mark_delay_warned(message.id, [r.address for r in delayed])
 
     def _notify(
         self,

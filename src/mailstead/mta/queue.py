@@ -446,18 +446,25 @@ class Queue:
         return None if row is None or row[0] is None else float(row[0])
 
     def record(self, queue_id: str, attempts: Sequence[Attempt]) -> bool:
-        """Store the outcome of one attempt for each of ``attempts``' recipients.
+        """Store one attempt's outcomes; True if that left nothing open (see record_many)."""
+        return queue_id in self.record_many([(queue_id, attempts)])
 
-        Called right after the remote server answered, so that a crash
-        afterwards causes at most that one recipient's duplicate. When no
-        recipient is left open, the message is removed in the same
-        transaction (one commit, not two) and True is returned.
+    def record_many(self, outcomes: Sequence[tuple[str, Sequence[Attempt]]]) -> set[str]:
+        """Store the outcome of an attempt for each recipient named, in ONE commit.
+
+        Called right after the remote servers answered, so that a crash
+        afterwards causes at most those recipients' duplicates; many
+        deliveries finishing together share the commit (group commit). A
+        message with no recipient left open is removed in the same
+        transaction; the ids of those are returned.
         """
         rows = []
-        for a in attempts:
-            if a.state == "deferred" and a.next_attempt is None:
-                raise ValueError("a deferral needs a next attempt time")
-            rows.append((a.state, a.next_attempt, a.error, queue_id, a.address))
+        for queue_id, attempts in outcomes:
+            for a in attempts:
+                if a.state == "deferred" and a.next_attempt is None:
+                    raise ValueError("a deferral needs a next attempt time")
+                rows.append((a.state, a.next_attempt, a.error, queue_id, a.address))
+        finished: dict[str, str] = {}
         with self._transaction() as conn:
             conn.executemany(
                 "UPDATE recipients SET state = ?, attempts = attempts + 1,"
@@ -466,24 +473,24 @@ class Queue:
                 " WHERE message_id = ? AND address = ?",
                 rows,
             )
-            still_open = conn.execute(
-                "SELECT 1 FROM recipients WHERE message_id = ?"
-                " AND state IN ('pending', 'deferred') LIMIT 1",
-                (queue_id,),
-            ).fetchone()
-            path = None
-            if still_open is None:
+            for queue_id in {q for q, _ in outcomes}:
+                still_open = conn.execute(
+                    "SELECT 1 FROM recipients WHERE message_id = ?"
+                    " AND state IN ('pending', 'deferred') LIMIT 1",
+                    (queue_id,),
+                ).fetchone()
+                if still_open is not None:
+                    continue
                 row = conn.execute("SELECT path FROM messages WHERE id = ?", (queue_id,)).fetchone()
                 if row is not None:
-                    path = row[0]
+                    finished[queue_id] = row[0]
                     conn.execute("DELETE FROM recipients WHERE message_id = ?", (queue_id,))
                     conn.execute("DELETE FROM messages WHERE id = ?", (queue_id,))
-        if path is None:
-            return False
-        # As in delete(): a lost unlink leaves an orphan that recover() removes.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.queue_dir / path)
-        return True
+        for path in finished.values():
+            # As in delete(): a lost unlink leaves an orphan that recover() removes.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.queue_dir / path)
+        return set(finished)
 
     def mark_delay_warned(self, queue_id: str, addresses: Sequence[str]) -> None:
         with self._transaction() as conn:
