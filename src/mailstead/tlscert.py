@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import ssl
 from pathlib import Path
 
@@ -18,6 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
+
+from mailstead.store.fsync import write_file_atomically
 
 __all__ = ["CertificateError", "ensure_self_signed", "server_context"]
 
@@ -135,24 +136,9 @@ def _load_key(path: Path) -> _SigningKey:
 
 def _write_atomically(path: Path, data: bytes, mode: int) -> None:
     """Write ``data`` to ``path`` via a temporary file, fsync, rename, fsync dir."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # O_EXCL + explicit mode: the key is never readable by others, not even briefly.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_file_atomically(path, data, mode)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CertificateError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -51,6 +51,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mailstead.addresses import AddressError, normalize_domain
+from mailstead.store.fsync import write_file_atomically
 
 __all__ = [
     "SIGNED_HEADERS",
@@ -376,25 +377,10 @@ def _make_private_dir(path: Path) -> None:
 
 
 def _write_key(path: Path, pem: bytes) -> None:
-    """Write a new key file: temporary file (0600, O_EXCL), fsync, rename, fsync dir."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write a new key file, 0600 from its first byte, durably."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            view = memoryview(pem)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_file_atomically(path, pem, 0o600)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise DKIMError(f"cannot write DKIM key {path}: {exc.strerror or exc}") from None
 
 

@@ -88,6 +88,28 @@ def fsync_dir(path: Path | str) -> None:
         os.close(fd)
 
 
+def write_file_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Put ``data`` at ``path`` durably: never half-written, never briefly readable.
+
+    A temporary file beside it (O_EXCL, created with ``mode``), fsync,
+    rename over ``path``, fsync of the directory. Raises OSError; the
+    temporary file is removed on failure.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+        try:
+            write_all(fd, [data])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def make_dirs(*paths: Path, mode: int = 0o700) -> bool:
     """Create each of ``paths`` and any missing ancestor, durably.
 
