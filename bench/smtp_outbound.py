@@ -117,7 +117,7 @@ def _mailstead_config(root: Path, dns: tuple[str, int], sink_port: int) -> Path:
     path = root / "mailstead.toml"
     path.write_text(
         'hostname = "mx.mailstead.test"\ndata_dir = "var"\ndomains = ["example.test"]\n'
-        "workers = 1\n"
+        "workers = 0\n"  # one per CPU, as served by default; Postfix uses both too
         f'[listen]\nsmtp = ["127.0.0.1:{free_port()}"]\n'
         "submission = []\nsubmissions = []\nimap = []\nimaps = []\npop3 = []\npop3s = []\n"
         f'[delivery]\ndns_servers = ["{dns[0]}:{dns[1]}"]\nsmtp_port = {sink_port}\n'

@@ -108,6 +108,8 @@ class Listeners:
 
     sockets: dict[Role, list[socket.socket]]
     gates: dict[Role, ConnectionGate]
+    #: Worker processes that share these sockets (and the outbound queue).
+    workers: int = 1
 
     @classmethod
     def bind(cls, config: Config, limits: SMTPLimits, workers: int = 1) -> Listeners:
@@ -127,7 +129,7 @@ class Listeners:
             )
             for role in sockets
         }
-        return cls(sockets, gates)
+        return cls(sockets, gates, workers)
 
 
 class ListenError(Exception):
@@ -145,9 +147,9 @@ async def start(
     """Serve every configured SMTP listener; return once they accept connections.
 
     Without ``listeners`` the sockets are bound here (one process, as tests
-    do); ``serve`` binds them first and passes them to each worker. Worker 0
-    also runs the outbound MTA over the shared queue, unless ``outbound`` is
-    False (tests that want queued mail to stay put).
+    do); ``serve`` binds them first and passes them to each worker. Every
+    worker also runs the outbound MTA over its own share of the queue, unless
+    ``outbound`` is False (tests that want queued mail to stay put).
     """
     limits = limits or SMTPLimits()
     if listeners is None:
@@ -170,8 +172,9 @@ async def start(
             return None
 
     on_queued: Callable[[], None] | None = None
-    if outbound and worker == 0:
+    if outbound:
         engine = running.outbound = _outbound(config, queue, directory, store, executor)
+        engine.shard = (worker, listeners.workers)
         loop = asyncio.get_running_loop()
 
         def on_queued() -> None:  # runs in a delivery thread

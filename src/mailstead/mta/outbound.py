@@ -8,8 +8,9 @@ remote server answered, retries on the configured schedule, and sends the
 sender a DSN (RFC 3464) when a recipient fails for good or is delayed long.
 A message leaves the queue when none of its recipients is open any more.
 
-Only one process runs this (worker 0): the queue is shared, and a
-recipient must never be handed over twice by our own doing.
+Every worker process runs one, over its own share of the shared queue
+(by queue id), so that a recipient is never handed over twice by our own
+doing.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ class Outbound:
         self.local_addresses = tuple(local_addresses)
         self.rng = rng or random.Random()
         self._wake = asyncio.Event()
+        # (this worker, workers): each worker process delivers the messages
+        # whose queue id falls in its share, so none is handed over twice.
+        self.shard = (0, 1)
         self._domains = asyncio.Semaphore(PARALLEL_DOMAINS)
         # (message id, recipient) pairs being delivered right now.
         self._inflight: set[tuple[str, str]] = set()
@@ -179,7 +183,10 @@ class Outbound:
         now = self.clock.time()
         by_domain: dict[str, list[_Job]] = {}
         busy = {message_id for message_id, _ in self._inflight}
+        index, count = self.shard
         for message in self.queue.due(now, BATCH, skip=busy):
+            if count > 1 and int(message.id[-4:], 16) % count != index:
+                continue
             for rcpt in message.recipients:
                 key = (message.id, rcpt.address)
                 if not rcpt.open or rcpt.next_attempt > now or key in self._inflight:
