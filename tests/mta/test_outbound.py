@@ -899,3 +899,17 @@ async def test_success_is_reported_only_when_the_next_hop_cannot(world: World) -
     (report,) = reports(world)
     assert report.action == "relayed"
     assert re.search(r"^Status: 2\.\d+\.\d+$", report.status, re.M)
+
+
+@in_loop
+async def test_workers_share_the_queue_without_overlap(world: World) -> None:
+    mx = await world.mx("127.0.0.1")
+    queued = [world.send(f"user{n}@solo.test") for n in range(20)]
+    first, second = world.outbound, world._outbound()
+    first.shard, second.shard = (0, 2), (1, 2)
+
+    taken = await first.run_once()
+    assert 0 < taken < 20  # only its share
+    assert await second.run_once() == 20 - taken
+    assert all(world.queue.get(qid) is None for qid in queued)
+    assert sum(len(s.transactions) for s in mx.sessions) == 20  # each message once
