@@ -85,6 +85,7 @@ class Session:
     raw: bytearray = field(default_factory=bytearray)
     commands: list[str] = field(default_factory=list)
     transactions: list[Transaction] = field(default_factory=list)
+    peer: str = ""  # the client's address
 
     @property
     def verbs(self) -> list[str]:
@@ -148,6 +149,7 @@ class FakeMX:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = Session(self.clock.time())
+        session.peer = writer.get_extra_info("peername")[0]
         self.sessions.append(session)
 
         async def say(text: str) -> None:
@@ -229,7 +231,7 @@ def _free_port_on(*hosts: str) -> int:
     raise RuntimeError("no common free port")
 
 
-def _config(root: Path, mx_port: int) -> Config:
+def _config(root: Path, mx_port: int, delivery: str = "") -> Config:
     path = root / "mailstead.toml"
     path.write_text(
         'hostname = "mx.example.test"\ndata_dir = "var"\ndomains = ["example.test"]\n'
@@ -237,7 +239,7 @@ def _config(root: Path, mx_port: int) -> Config:
         "imap = []\nimaps = []\npop3 = []\npop3s = []\n"
         f"[delivery]\nsmtp_port = {mx_port}\n"
         'retry_schedule = ["1m", "5m", "15m", "30m", "1h", "2h", "4h", "8h"]\n'
-        'max_lifetime = "5d"\n'
+        'max_lifetime = "5d"\n' + delivery
     )
     config = load_config(path)
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -913,3 +915,20 @@ async def test_workers_share_the_queue_without_overlap(world: World) -> None:
     assert await second.run_once() == 20 - taken
     assert all(world.queue.get(qid) is None for qid in queued)
     assert sum(len(s.transactions) for s in mx.sessions) == 20  # each message once
+
+
+@in_loop
+async def test_connections_come_from_source_ip_and_say_helo_name(
+    world: World, tmp_path: Path
+) -> None:
+    (tmp_path / "own").mkdir()
+    world.config = _config(
+        tmp_path / "own", world.port, 'source_ip = "127.0.0.5"\nhelo_name = "out.example.test"\n'
+    )
+    world.outbound = world._outbound()
+    mx = await world.mx("127.0.0.1")
+    world.send("bob@solo.test")
+    await world.run_once()
+    (session,) = mx.sessions
+    assert session.peer == "127.0.0.5"
+    assert session.commands[0] == "EHLO out.example.test"
