@@ -32,6 +32,7 @@ def write_config(
     ports: dict[str, int] | None = None,
     storage: str = "maildir",
     workers: int = 0,
+    delivery: str = "",
 ) -> Path:
     """A mailstead.toml under ``root`` listening on 127.0.0.1 (port 0 = any)."""
     ports = ports or {}
@@ -47,6 +48,7 @@ def write_config(
         f'domains = ["{DOMAIN}", "other.test"]\n'
         f"[listen]\n{listen}\nimap = []\nimaps = []\npop3 = []\npop3s = []\n"
         f'[storage]\nformat = "{storage}"\n'
+        f"[delivery]\n{delivery}"
     )
     config = load_config(path)
     config.data_dir.mkdir(parents=True, exist_ok=True)

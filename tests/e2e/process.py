@@ -33,10 +33,14 @@ class ServerProcess:
     Its output goes to ``<root>/serve.log``, which start failures quote.
     """
 
-    def __init__(self, root: Path, *, storage: str = "maildir", workers: int = 0) -> None:
+    def __init__(
+        self, root: Path, *, storage: str = "maildir", workers: int = 0, delivery: str = ""
+    ) -> None:
         self.root = root
         self.ports = {role: free_port() for role in ROLES}
-        self.config_path = write_config(root, ports=self.ports, storage=storage, workers=workers)
+        self.config_path = write_config(
+            root, ports=self.ports, storage=storage, workers=workers, delivery=delivery
+        )
         self.config: Config = load_config(self.config_path)
         self.handle = ServerHandle(self.config, dict(self.ports))
         self.log_path = root / "serve.log"
