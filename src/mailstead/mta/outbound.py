@@ -131,7 +131,6 @@ class Outbound:
         # Delivery tasks (hence connections) per destination domain.
         self._active: collections.Counter[str] = collections.Counter()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._task_jobs: dict[asyncio.Task[None], list[_Job]] = {}
         # Domains settle in executor threads; the jobs of one message must not
         # both see a recipient as not yet warned (or both delete the message).
         self._settling = threading.Lock()
@@ -174,12 +173,12 @@ class Outbound:
 
     async def run_once(self) -> int:
         """One pass over what is due now, to its end; the number of recipients started."""
-        started = self._start_due()
-        count = sum(len(j.recipients) for t in started for j in self._task_jobs[t])
+        started, recipients = self._start_due()
         await asyncio.gather(*started)
-        return count
+        return recipients
 
-    def _start_due(self) -> list[asyncio.Task[None]]:
+    def _start_due(self) -> tuple[list[asyncio.Task[None]], int]:
+        """Start deliveries of what is due and not in flight; the tasks and recipients."""
         now = self.clock.time()
         by_domain: dict[str, list[_Job]] = {}
         busy = {message_id for message_id, _ in self._inflight}
@@ -200,6 +199,7 @@ class Outbound:
                     jobs.append(_Job(message, []))
                 jobs[-1].recipients.append(rcpt)
         started = []
+        recipients = 0
         for domain, jobs in by_domain.items():
             # One task per connection's worth of messages, as many at once as
             # the destination may have connections; the rest waits its turn.
@@ -208,7 +208,8 @@ class Outbound:
                     break
                 chunk = jobs[first : first + MESSAGES_PER_CONNECTION]
                 started.append(self._start(domain, chunk))
-        return started
+                recipients += sum(len(j.recipients) for j in chunk)
+        return started, recipients
 
     def _start(self, domain: str, jobs: list[_Job]) -> asyncio.Task[None]:
         self._active[domain] += 1
@@ -216,7 +217,6 @@ class Outbound:
         self._inflight |= keys
         task = asyncio.get_running_loop().create_task(self._domain(domain, jobs))
         self._tasks.add(task)
-        self._task_jobs[task] = jobs
         task.add_done_callback(functools.partial(self._finished, domain=domain, keys=keys))
         return task
 
@@ -228,7 +228,6 @@ class Outbound:
             del self._active[domain]
         self._inflight -= keys
         self._tasks.discard(task)
-        self._task_jobs.pop(task, None)
         self._wake.set()  # its destination has a free connection again
 
     # -- one domain ------------------------------------------------------------------
