@@ -1,7 +1,8 @@
 """Message content on the wire after DATA: line ends and dot-stuffing (RFC 5321 §4.5.2).
 
 The client calls :func:`stuff` on what it sends after 354; the server calls
-:func:`unstuff` on what it read before ``<CRLF>.<CRLF>``. BDAT (RFC 3030)
+:func:`received_line_ends`, then :func:`unstuff`, on what it read before
+``<CRLF>.<CRLF>``. BDAT (RFC 3030)
 sends :func:`canonical` content as it is, without stuffing.
 """
 
@@ -30,6 +31,25 @@ def canonical(content: bytes) -> bytes:
     if content and not content.endswith(b"\r\n"):
         content += b"\r\n"
     return content
+
+
+def received_line_ends(data: bytes) -> bytes | None:
+    """CRLF line ends throughout, or None if a bare CR makes the text ambiguous.
+
+    RFC 5321 §2.3.8: CR and LF only travel as a pair. Bare LFs are common
+    in practice (Python's ``smtplib.sendmail`` of ``as_bytes()`` sends
+    them), so, as Postfix's ``smtpd_forbid_bare_newline = normalize`` does,
+    a bare LF ends a line of content but never the data: only CRLF.CRLF
+    does, which is what defeats SMTP smuggling (one message, never two).
+    A bare CR has no honest use and is what smuggling against CR-lenient
+    peers relies on, so such a message is refused.
+    """
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf:
+        return None
+    if data.count(b"\n") != crlf:
+        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return data
 
 
 def stuff(content: bytes) -> bytes:

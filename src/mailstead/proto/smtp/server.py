@@ -29,8 +29,8 @@ from mailstead.proto.sasl import (
     server_mechanism,
 )
 from mailstead.proto.smtp import replies as R
-from mailstead.proto.smtp.address import PathError, decode_xtext, parse_params, parse_path
-from mailstead.proto.smtp.dotstuff import DATA_END, unstuff
+from mailstead.proto.smtp.address import PathError, parse_params, parse_path
+from mailstead.proto.smtp.dotstuff import DATA_END, received_line_ends, unstuff
 from mailstead.proto.smtp.events import (
     NEED_DATA,
     PAUSED,
@@ -41,12 +41,12 @@ from mailstead.proto.smtp.events import (
     MailFrom,
     MailParams,
     Message,
-    RcptParams,
     RcptTo,
     Recipient,
     Reset,
     StartTLS,
 )
+from mailstead.proto.smtp.params import is_number, mail_params, rcpt_params
 from mailstead.proto.smtp.replies import Reply
 
 # Lines a web browser or proxy sends; an SMTP server that sees one is being
@@ -54,30 +54,6 @@ from mailstead.proto.smtp.replies import Reply
 _FORBIDDEN_VERBS = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS"})
 # Reply text stays ASCII (RFC 5321 §2.4): the client may not have said SMTPUTF8.
 _BARE_CR = Reply(550, "5.6.0", "Message contains a bare CR (RFC 5321 section 2.3.8)")
-
-
-def _is_number(text: str) -> bool:
-    """ASCII digits only: str.isdigit() also takes "²", which int() refuses."""
-    return text.isascii() and text.isdigit() and len(text) <= 20
-
-
-def _normalize_line_ends(data: bytes) -> bytes | None:
-    """CRLF line ends throughout, or None if a bare CR makes the text ambiguous.
-
-    RFC 5321 §2.3.8: CR and LF only travel as a pair. Bare LFs are common
-    in practice (Python's ``smtplib.sendmail`` of ``as_bytes()`` sends
-    them), so, as Postfix's ``smtpd_forbid_bare_newline = normalize`` does,
-    a bare LF ends a line of content but never the data: only CRLF.CRLF
-    does, which is what defeats SMTP smuggling (one message, never two).
-    A bare CR has no honest use and is what smuggling against CR-lenient
-    peers relies on, so such a message is refused.
-    """
-    crlf = data.count(b"\r\n")
-    if data.count(b"\r") != crlf:
-        return None
-    if data.count(b"\n") != crlf:
-        data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,7 +308,7 @@ class SMTPServer:
         if oversize:
             self._reject_message(R.MESSAGE_TOO_BIG)
             return None
-        normalized = _normalize_line_ends(raw)
+        normalized = received_line_ends(raw)
         if normalized is None:
             self._reject_message(_BARE_CR)
             return None
@@ -372,7 +348,7 @@ class SMTPServer:
         if txn.bdat_failed is not None:
             self._reject_message(txn.bdat_failed)
             return None
-        normalized = _normalize_line_ends(bytes(txn.bdat))
+        normalized = received_line_ends(bytes(txn.bdat))
         if normalized is None:
             self._reject_message(_BARE_CR)
             return None
@@ -478,7 +454,7 @@ class SMTPServer:
             sender, rest = parse_path(
                 arg[5:].lstrip(" "), utf8=True, null_allowed=True, enhanced="5.1.7"
             )
-            params = self._mail_params(self._params(rest), sender)
+            params = mail_params(self._params(rest), sender)
         except PathError as exc:
             self._path_error(exc)
             return None
@@ -486,36 +462,6 @@ class SMTPServer:
             self._send(R.MESSAGE_TOO_BIG)
             return None
         return self._await("mail", MailFrom(sender, params))
-
-    def _mail_params(self, raw: dict[str, str | None], sender: str) -> MailParams:
-        size = body = ret = envid = None
-        smtputf8 = False
-        for key, value in raw.items():
-            if key == "SIZE":
-                if value is None or not _is_number(value):
-                    raise PathError("5.5.4", "Bad SIZE value")
-                size = int(value)
-            elif key == "BODY":
-                body = (value or "").upper()
-                if body not in ("7BIT", "8BITMIME"):
-                    raise PathError("5.5.4", "BODY must be 7BIT or 8BITMIME")
-            elif key == "SMTPUTF8":
-                if value is not None:
-                    raise PathError("5.5.4", "SMTPUTF8 takes no value")
-                smtputf8 = True
-            elif key == "RET":
-                ret = (value or "").upper()
-                if ret not in ("FULL", "HDRS"):
-                    raise PathError("5.5.4", "RET must be FULL or HDRS")
-            elif key == "ENVID":
-                envid = decode_xtext(value or "")
-                if not envid or len(envid) > 100:  # RFC 3461 §4.4
-                    raise PathError("5.5.4", "Bad ENVID value")
-            elif key != "AUTH":  # RFC 4954 §5: AUTH= is optional; no client's claim is trusted
-                raise PathError("5.5.4", f"Unsupported parameter {key}", 555)
-        if not sender.isascii() and not smtputf8:
-            raise PathError("5.6.7", "Must declare SMTPUTF8 to use a non-ASCII address", 553)
-        return MailParams(size=size, body=body, smtputf8=smtputf8, ret=ret, envid=envid)
 
     def _path_error(self, exc: PathError) -> None:
         self._error(Reply(exc.code, exc.enhanced, exc.text))
@@ -551,33 +497,11 @@ class SMTPServer:
                 recipient, rest = parse_path(
                     path, utf8=txn.params.smtputf8, null_allowed=False, enhanced="5.1.3"
                 )
-            params = self._rcpt_params(self._params(rest))
+            params = rcpt_params(self._params(rest))
         except PathError as exc:
             self._path_error(exc)
             return None
         return self._await("rcpt", RcptTo(recipient, params))
-
-    def _rcpt_params(self, raw: dict[str, str | None]) -> RcptParams:
-        notify: tuple[str, ...] | None = None
-        orcpt = None
-        for key, value in raw.items():
-            if key == "NOTIFY" and value:
-                # RFC 3461 §4.1: NEVER alone, or any of SUCCESS, FAILURE, DELAY.
-                items = tuple(v.upper() for v in value.split(","))
-                allowed = {"SUCCESS", "FAILURE", "DELAY"}
-                if items != ("NEVER",) and not (
-                    set(items) <= allowed and len(set(items)) == len(items)
-                ):
-                    raise PathError("5.5.4", "Bad NOTIFY value")
-                notify = items
-            elif key == "ORCPT" and value:
-                addr_type, semi, addr = value.partition(";")
-                if not semi or not addr_type or not addr:
-                    raise PathError("5.5.4", "Bad ORCPT value")
-                orcpt = f"{addr_type};{decode_xtext(addr)}"
-            else:
-                raise PathError("5.5.4", f"Unsupported parameter {key}", 555)
-        return RcptParams(notify=notify, orcpt=orcpt)
 
     def _data(self, arg: str) -> Event | None:
         if arg:
@@ -598,12 +522,7 @@ class SMTPServer:
     def _bdat(self, arg: str) -> Event | None:
         parts = arg.split()
         last = len(parts) == 2 and parts[1].upper() == "LAST"
-        if (
-            not parts
-            or len(parts) > 2
-            or (len(parts) == 2 and not last)
-            or not _is_number(parts[0])
-        ):
+        if not parts or len(parts) > 2 or (len(parts) == 2 and not last) or not is_number(parts[0]):
             # Without a size we cannot tell chunk octets from commands, so the
             # only safe way on is to hang up (RFC 3030 §2 gives no recovery).
             self._send(Reply(501, "5.5.4", "Syntax: BDAT size [LAST]"))
