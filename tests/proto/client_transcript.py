@@ -17,7 +17,6 @@ event the client yields is kept in :attr:`ClientTranscript.events`.
 
 from __future__ import annotations
 
-import textwrap
 from typing import TypeVar
 
 from mailstead.limits import SMTPClientLimits
@@ -29,6 +28,7 @@ from mailstead.proto.smtp.client_events import (
     StartTLSRequested,
 )
 from mailstead.proto.smtp.events import NEED_DATA, PAUSED, Event, MailParams, RcptParams, Recipient
+from tests.proto.transcript import play
 
 E = TypeVar("E", bound=Event)
 
@@ -95,36 +95,7 @@ class ClientTranscript:
 
     def run(self, script: str) -> None:
         """Play an S:/C: transcript and assert each client batch byte for byte."""
-        steps: list[tuple[str, list[str]]] = []
-        for raw in textwrap.dedent(script).splitlines():
-            if not raw.strip():
-                continue
-            side, sep, text = raw.partition(":")
-            if side not in ("C", "S") or not sep:
-                raise ValueError(f"transcript line must start with C: or S: - {raw!r}")
-            text = text[1:] if text.startswith(" ") else text
-            if steps and steps[-1][0] == side:
-                steps[-1][1].append(text)
-            else:
-                steps.append((side, [text]))
-        said = self.output()
-        if not steps or steps[0][0] == "S":
-            self._expect([], said)
-        for i, (side, lines) in enumerate(steps):
-            if side == "S":
-                said = self.feed(b"".join(f"{line}\r\n".encode() for line in lines))
-                if i + 1 == len(steps):
-                    self._expect([], said)
-            else:
-                self._expect(lines, said)
-
-    @staticmethod
-    def _expect(lines: list[str], said: bytes) -> None:
-        expected = b"".join(f"{line}\r\n".encode() for line in lines)
-        if said != expected:
-            want = "\n".join(f"C: {line}" for line in lines) or "(nothing)"
-            got = "\n".join(f"C: {line!r}" for line in said.split(b"\r\n")[:-1]) or "(nothing)"
-            raise AssertionError(f"client said:\n{got}\nexpected:\n{want}\nraw: {said!r}")
+        play(script, us="C", output=self.output, feed=self.feed)
 
     # -- what happened ---------------------------------------------------------
 

@@ -21,6 +21,7 @@ authenticates.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -86,6 +87,48 @@ class FakePolicy:
         ):
             return creds.authcid
         return None
+
+
+def play(
+    script: str, *, us: str, output: Callable[[], bytes], feed: Callable[[bytes], bytes]
+) -> None:
+    """Play a C:/S: transcript against the side ``us`` ("S" or "C") byte for byte.
+
+    Consecutive lines of the peer go in one write; the lines of ``us`` that
+    follow must be exactly what came out in answer. What is waiting before
+    the first peer line (a greeting) must be the first group of ``us``.
+    """
+    steps: list[tuple[str, list[str]]] = []
+    for raw in textwrap.dedent(script).splitlines():
+        if not raw.strip():
+            continue
+        side, sep, text = raw.partition(":")
+        if side not in ("C", "S") or not sep:
+            raise ValueError(f"transcript line must start with C: or S: - {raw!r}")
+        text = text[1:] if text.startswith(" ") else text
+        if steps and steps[-1][0] == side:
+            steps[-1][1].append(text)
+        else:
+            steps.append((side, [text]))
+    said = output()
+    if not steps or steps[0][0] != us:
+        _expect(us, [], said)
+    for i, (side, lines) in enumerate(steps):
+        if side != us:
+            said = feed(b"".join(f"{line}\r\n".encode() for line in lines))
+            if i + 1 == len(steps):
+                _expect(us, [], said)
+        else:
+            _expect(us, lines, said)
+
+
+def _expect(us: str, lines: list[str], said: bytes) -> None:
+    expected = b"".join(f"{line}\r\n".encode() for line in lines)
+    if said != expected:
+        who = "server" if us == "S" else "client"
+        want = "\n".join(f"{us}: {line}" for line in lines) or "(nothing)"
+        got = "\n".join(f"{us}: {line!r}" for line in said.split(b"\r\n")[:-1]) or "(nothing)"
+        raise AssertionError(f"{who} said:\n{got}\nexpected:\n{want}\nraw: {said!r}")
 
 
 class Transcript:
@@ -162,37 +205,7 @@ class Transcript:
 
     def run(self, script: str) -> None:
         """Play a C:/S: transcript and assert each server batch byte for byte."""
-        steps: list[tuple[str, list[str]]] = []
-        for raw in textwrap.dedent(script).splitlines():
-            if not raw.strip():
-                continue
-            side, sep, text = raw.partition(":")
-            if side not in ("C", "S") or not sep:
-                raise ValueError(f"transcript line must start with C: or S: - {raw!r}")
-            text = text[1:] if text.startswith(" ") else text
-            if steps and steps[-1][0] == side:
-                steps[-1][1].append(text)
-            else:
-                steps.append((side, [text]))
-        # Whatever is already waiting (the greeting) must be the first S: group.
-        said = self.output()
-        if not steps or steps[0][0] == "C":
-            self._expect([], said)
-        for i, (side, lines) in enumerate(steps):
-            if side == "C":
-                said = self.feed(b"".join(f"{line}\r\n".encode() for line in lines))
-                if i + 1 == len(steps):
-                    self._expect([], said)
-            else:
-                self._expect(lines, said)
-
-    @staticmethod
-    def _expect(lines: list[str], said: bytes) -> None:
-        expected = b"".join(f"{line}\r\n".encode() for line in lines)
-        if said != expected:
-            want = "\n".join(f"S: {line}" for line in lines) or "(nothing)"
-            got = "\n".join(f"S: {line!r}" for line in said.split(b"\r\n")[:-1]) or "(nothing)"
-            raise AssertionError(f"server said:\n{got}\nexpected:\n{want}\nraw: {said!r}")
+        play(script, us="S", output=self.output, feed=self.feed)
 
     # -- what happened ---------------------------------------------------------
 
