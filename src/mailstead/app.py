@@ -18,17 +18,23 @@ from mailstead.addresses import AddressError, canonical_address
 from mailstead.clock import SystemClock
 from mailstead.config import Config, HostPort
 from mailstead.directory import Directory
-from mailstead.limits import SMTPLimits
+from mailstead.limits import IMAPLimits, POP3Limits, SMTPLimits
 from mailstead.mta.dkim import DKIMKeys, DKIMSigner
 from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Receiver, Role
 from mailstead.mta.resolver import DNSResolver
+from mailstead.net.imap_session import IMAPService
 from mailstead.net.listener import ConnectionGate, bind
+from mailstead.net.pop3_session import POP3Service
 from mailstead.net.smtp_session import SMTPService
 from mailstead.net.supervisor import Supervisor
+from mailstead.proto.imap.server import IMAPSettings
+from mailstead.proto.pop3 import POP3Settings
 from mailstead.proto.smtp.server import ServerSettings
 from mailstead.store import MailboxStore, open_store
+from mailstead.store.account import Accounts
+from mailstead.store.maildrop import MaildirMaildrops
 from mailstead.tlscert import server_context
 
 log = logging.getLogger("mailstead")
@@ -49,7 +55,7 @@ class RunningServer:
     queue: Queue
     executor: ThreadPoolExecutor
     servers: dict[str, list[asyncio.Server]] = field(default_factory=dict)
-    services: list[SMTPService] = field(default_factory=list)
+    services: list[SMTPService | IMAPService | POP3Service] = field(default_factory=list)
     outbound: Outbound | None = None
     _outbound_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _outbound_task: asyncio.Task[None] | None = None
@@ -94,11 +100,15 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
     return None
 
 
-ROLES = (Role.MTA, Role.MSA, Role.MSA_TLS)
+SMTP_ROLES = (Role.MTA, Role.MSA, Role.MSA_TLS)
+# Every listener, by its config key under [listen]; the last four serve mail
+# to clients (implicit TLS for imaps and pop3s).
+LISTENERS = (*(role.value for role in SMTP_ROLES), "imap", "imaps", "pop3", "pop3s")
+_IMPLICIT_TLS = frozenset({Role.MSA_TLS.value, "imaps", "pop3s"})
 
 
-def _addresses(config: Config, role: Role) -> tuple[HostPort, ...]:
-    addresses: tuple[HostPort, ...] = getattr(config.listen, role.value)
+def _addresses(config: Config, listener: str) -> tuple[HostPort, ...]:
+    addresses: tuple[HostPort, ...] = getattr(config.listen, listener)
     return addresses
 
 
@@ -106,18 +116,18 @@ def _addresses(config: Config, role: Role) -> tuple[HostPort, ...]:
 class Listeners:
     """Sockets bound once, before worker processes fork, and their connection gates."""
 
-    sockets: dict[Role, list[socket.socket]]
-    gates: dict[Role, ConnectionGate]
+    sockets: dict[str, list[socket.socket]]
+    gates: dict[str, ConnectionGate]
     #: Worker processes that share these sockets (and the outbound queue).
     workers: int = 1
 
     @classmethod
     def bind(cls, config: Config, limits: SMTPLimits, workers: int = 1) -> Listeners:
-        sockets: dict[Role, list[socket.socket]] = {}
+        sockets: dict[str, list[socket.socket]] = {}
         try:
-            for role in ROLES:
-                for address in _addresses(config, role):
-                    sockets.setdefault(role, []).append(bind(address))
+            for listener in LISTENERS:
+                for address in _addresses(config, listener):
+                    sockets.setdefault(listener, []).append(bind(address))
         except OSError as exc:
             for socks in sockets.values():
                 for sock in socks:
@@ -143,6 +153,8 @@ async def start(
     listeners: Listeners | None = None,
     worker: int = 0,
     outbound: bool = True,
+    imap_limits: IMAPLimits | None = None,
+    pop3_limits: POP3Limits | None = None,
 ) -> RunningServer:
     """Serve every configured SMTP listener; return once they accept connections.
 
@@ -184,57 +196,89 @@ async def start(
             engine.run(running._outbound_stop), name="outbound"
         )
 
-    for name in ("imap", "imaps", "pop3", "pop3s"):
-        if getattr(config.listen, name) and worker == 0:
-            log.warning("listen.%s is configured but not served: no %s server yet", name, name)
     loop = asyncio.get_running_loop()
+    accounts = Accounts(config.mail_root)
+    maildrops = MaildirMaildrops(config.mail_root)
     try:
-        for role, sockets in listeners.sockets.items():
-            implicit_tls = role is Role.MSA_TLS
+        for listener, sockets in listeners.sockets.items():
+            implicit_tls = listener in _IMPLICIT_TLS
             if implicit_tls and tls is None:
-                raise ListenError(
-                    f"listen.{role.value} needs a TLS certificate ({config.tls.cert})"
-                )
-            settings = ServerSettings(
-                hostname=config.hostname,
-                limits=limits,
-                tls_available=tls is not None,
-                secure=implicit_tls,
-                auth_mechanisms=("PLAIN", "LOGIN") if role.is_submission else (),
-                auth_required=role.is_submission,
-            )
-            receiver = Receiver(
-                role,
-                hostname=config.hostname,
-                domains=config.domains,
-                directory=directory,
-                store=store,
-                queue=queue,
-                limits=limits,
-                on_queued=on_queued,
-            )
-            gate = listeners.gates[role]
+                raise ListenError(f"listen.{listener} needs a TLS certificate ({config.tls.cert})")
+            gate = listeners.gates[listener]
             gate.bind_worker(worker)
-            service = SMTPService(
-                settings,
-                receiver,
-                executor,
-                authenticate if role.is_submission else None,
-                tls,
-                gate,
-            )
-            running.services.append(service)
+            protocol_factory: Callable[[], asyncio.Protocol]
+            if listener.startswith("pop3"):
+                pop3 = POP3Service(
+                    POP3Settings(
+                        config.hostname,
+                        limits=pop3_limits or POP3Limits(),
+                        tls_available=tls is not None,
+                        secure=implicit_tls,
+                        delete_retrieved=config.pop3.delete_retrieved,
+                    ),
+                    lambda user, password: authenticate(user, password, ""),
+                    maildrops.open,
+                    tls,
+                    gate,
+                    executor,
+                )
+                running.services.append(pop3)
+                protocol_factory = pop3.protocol_factory
+            elif listener.startswith("imap"):
+                imap = IMAPService(
+                    IMAPSettings(
+                        config.hostname, secure=implicit_tls, tls_available=tls is not None
+                    ),
+                    imap_limits or IMAPLimits(),
+                    accounts.open_for_login,
+                    authenticate,
+                    executor,
+                    tls,
+                    gate,
+                )
+                running.services.append(imap)
+                protocol_factory = imap.protocol_factory
+            else:
+                role = Role(listener)
+                settings = ServerSettings(
+                    hostname=config.hostname,
+                    limits=limits,
+                    tls_available=tls is not None,
+                    secure=implicit_tls,
+                    auth_mechanisms=("PLAIN", "LOGIN") if role.is_submission else (),
+                    auth_required=role.is_submission,
+                )
+                receiver = Receiver(
+                    role,
+                    hostname=config.hostname,
+                    domains=config.domains,
+                    directory=directory,
+                    store=store,
+                    queue=queue,
+                    limits=limits,
+                    on_queued=on_queued,
+                )
+                smtp = SMTPService(
+                    settings,
+                    receiver,
+                    executor,
+                    authenticate if role.is_submission else None,
+                    tls,
+                    gate,
+                )
+                running.services.append(smtp)
+                protocol_factory = smtp.protocol_factory
             for sock in sockets:
                 server = await loop.create_server(
-                    service.protocol_factory,
+                    protocol_factory,
                     sock=sock,
                     ssl=tls if implicit_tls else None,
                     ssl_handshake_timeout=limits.tls_handshake_timeout if implicit_tls else None,
                 )
-                running.servers.setdefault(role.value, []).append(server)
+                running.servers.setdefault(listener, []).append(server)
                 if worker == 0:
-                    host, port = running.address(role.value)
-                    log.info("%s listening on %s:%d", role.value, host, port)
+                    host, port = running.address(listener)
+                    log.info("%s listening on %s:%d", listener, host, port)
     except BaseException:
         await running.stop()
         raise

@@ -86,3 +86,61 @@ class SMTPClientLimits:
     data_termination_timeout: float = 600.0
     # The TLS handshake after 220 to STARTTLS.
     tls_handshake_timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class POP3Limits:
+    """Limits of one POP3 server session (RFC 1939, RFC 2449, RFC 5034)."""
+
+    # RFC 2449 §4: a command line is at most 255 octets including CRLF.
+    command_line: int = 255
+    # AUTH lines and SASL responses may be longer (RFC 5034 §4 lets clients
+    # that keep to 255 octets send no initial response instead; be lenient).
+    sasl_line: int = 1024
+    # -ERR answers to commands before the server says -ERR and closes
+    # (as SMTPLimits.errors_per_session).
+    errors_per_session: int = 20
+    # Failed logins (USER/PASS or AUTH) before the server closes.
+    auth_failures_per_session: int = 3
+    # Seconds a failed login waits before its -ERR, to slow guessing.
+    auth_failure_delay: float = 1.0
+    # RFC 1939 §3: the inactivity autologout timer is at least 10 minutes.
+    idle_timeout: float = 600.0
+    # Seconds for the TLS handshake after STLS or on the implicit-TLS port.
+    tls_handshake_timeout: float = 30.0
+    # Simultaneous connections from one IP address, and to one listener in all.
+    connections_per_ip: int = 50
+    connections_total: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class IMAPLimits:
+    """Limits of one IMAP session (RFC 9051; Dovecot's defaults where it has one)."""
+
+    # Octets of one command's lines, literals excluded (Dovecot
+    # imap_max_line_length = 64k).
+    command_line: int = 64 * 1024
+    # Literal octets accepted before login: LOGIN and AUTHENTICATE need
+    # little, and nothing larger may be buffered for an anonymous peer.
+    literal_before_auth: int = 8 * 1024
+    # Largest APPEND, advertised as APPENDLIMIT (RFC 7889).
+    append_limit: int = 50 * 1024 * 1024
+    # Nesting of parenthesized lists (search programs, BODYSTRUCTURE-like input).
+    nesting_depth: int = 16
+    # Tokens in one command (a long UID set or search program is still bounded).
+    tokens_per_command: int = 100_000
+    # Bad commands in one session before * BYE.
+    errors_per_session: int = 20
+    # Failed logins in one session before * BYE (each slowed by auth_failure_delay).
+    auth_failures_per_session: int = 3
+    auth_failure_delay: float = 1.0
+    # One SASL response line (base64 of the credentials).
+    sasl_line: int = 12 * 1024
+    # RFC 9051 §5.4: the inactivity autologout timer is at least 30 minutes;
+    # an IDLE client re-issues IDLE before 30 minutes (RFC 2177).
+    idle_timeout: float = 30 * 60.0
+    tls_handshake_timeout: float = 30.0
+    # How often a session in IDLE looks for changes made elsewhere.
+    idle_poll_interval: float = 0.5
+    # Mailboxes one account may have (CREATE refuses beyond with [LIMIT]).
+    mailboxes_per_account: int = 1000

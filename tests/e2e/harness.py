@@ -38,7 +38,7 @@ def write_config(
     ports = ports or {}
     listen = "\n".join(
         f'{role} = ["127.0.0.1:{ports.get(role, 0)}"]'
-        for role in ("smtp", "submission", "submissions")
+        for role in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
     )
     path = root / "mailstead.toml"
     path.write_text(
@@ -46,7 +46,7 @@ def write_config(
         f'data_dir = "var"\n'
         f"workers = {workers}\n"
         f'domains = ["{DOMAIN}", "other.test"]\n'
-        f"[listen]\n{listen}\nimap = []\nimaps = []\npop3 = []\npop3s = []\n"
+        f"[listen]\n{listen}\n"
         f'[storage]\nformat = "{storage}"\n'
         f"[delivery]\n{delivery}"
     )

@@ -21,7 +21,7 @@ MESSAGE: list[Buffer] = [
     b"Subject: hi\n\n",
     memoryview(b"body\n"),
 ]
-NAME_RE = re.compile(r"^(\d+)\.M(\d{1,6})P(\d+)Q(\d+)\.([^/:]+),S=(\d+)$")
+NAME_RE = re.compile(r"^(\d+)\.M(\d{1,6})P(\d+)Q(\d+)\.([^/:,]+),S=(\d+),W=(\d+)$")
 
 
 def _fd_path(fd: int) -> str:
@@ -47,6 +47,8 @@ def test_deliver_writes_message_into_new(maildir: Maildir) -> None:
     assert m, name
     assert int(m.group(3)) == os.getpid()
     assert int(m.group(6)) == 47 == sum(len(p) for p in MESSAGE)
+    # ,W= is the size IMAP and POP3 report: every LF becomes CRLF.
+    assert int(m.group(7)) == 47 + b"".join(bytes(p) for p in MESSAGE).count(b"\n")
     path = maildir.new / name
     assert path.read_bytes() == b"".join(bytes(p) for p in MESSAGE)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -188,10 +190,10 @@ def test_never_overwrites_an_existing_file(
 
     names = iter(["1.M1P1Q1.h", "1.M1P1Q2.h"])
     monkeypatch.setattr(maildir_mod._names, "next", lambda: next(names))
-    (maildir.new / "1.M1P1Q1.h,S=2").write_bytes(b"old")
+    (maildir.new / "1.M1P1Q1.h,S=2,W=3").write_bytes(b"old")
     name = maildir.deliver([b"x\n"])
-    assert name == "1.M1P1Q2.h,S=2"
-    assert (maildir.new / "1.M1P1Q1.h,S=2").read_bytes() == b"old"
+    assert name == "1.M1P1Q2.h,S=2,W=3"
+    assert (maildir.new / "1.M1P1Q1.h,S=2,W=3").read_bytes() == b"old"
     assert os.listdir(maildir.tmp) == []
 
 

@@ -4,7 +4,8 @@ A delivery writes the message to ``tmp/`` under a name unique to this host,
 process and moment, fsyncs it, hard-links it into ``new/`` and fsyncs
 ``new/``. Only then is it delivered; a crash before that leaves at most a
 file in ``tmp/``, which readers never look at. The name in ``new/`` carries
-Dovecot's ``,S=<size>`` attribute so readers learn the size without a stat.
+Dovecot's ``,S=<size>`` and ``,W=<size with CRLF>`` attributes so readers
+learn both sizes without reading the file.
 """
 
 from __future__ import annotations
@@ -73,6 +74,26 @@ class _UniqueNames:
 _names = _UniqueNames()
 
 
+def crlf_size(parts: Sequence[Buffer]) -> int:
+    """Octets of the concatenated ``parts`` once every bare LF is a CRLF."""
+    total = 0
+    bare_lf = 0
+    prev_cr = False
+    for part in parts:
+        data = part.tobytes() if isinstance(part, memoryview) else part
+        total += len(data)
+        bare_lf += data.count(b"\n") - data.count(b"\r\n")
+        if prev_cr and data[:1] == b"\n":
+            bare_lf -= 1  # a CRLF split across two parts
+        prev_cr = data[-1:] == b"\r"
+    return total + bare_lf
+
+
+def unique_name() -> str:
+    """A Maildir base name unique to this host, process and moment."""
+    return _names.next()
+
+
 class Maildir:
     """Owns one Maildir directory (``tmp/``, ``new/``, ``cur/``) and delivery into it.
 
@@ -104,6 +125,9 @@ class Maildir:
         re-raised.
         """
         size = buffer_size(parts)
+        # Dovecot's ",W=": the size with CRLF line ends, which IMAP and POP3
+        # report, so that listing a mailbox never has to read the files.
+        vsize = crlf_size(parts)
         fd, unique, tmp_path = self._create_tmp()
         final_path: str | None = None
         try:
@@ -112,7 +136,7 @@ class Maildir:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            final_path = self._move_into_new(tmp_path, unique, size)
+            final_path = self._move_into_new(tmp_path, unique, f",S={size},W={vsize}")
             self._new_sync.sync()
         except BaseException:
             if final_path is not None:
@@ -133,12 +157,12 @@ class Maildir:
             return fd, unique, tmp_path
         raise FileExistsError(errno.EEXIST, "no unique name free in Maildir tmp/", tmp_dir)
 
-    def _move_into_new(self, tmp_path: str, unique: str, size: int) -> str:
+    def _move_into_new(self, tmp_path: str, unique: str, attributes: str) -> str:
         """Move the tmp file to a name in ``new/``, never replacing an existing file."""
         new_dir = os.fspath(self.new)
         for attempt in range(_NAME_ATTEMPTS):
             name = unique if attempt == 0 else _names.next()
-            final_path = os.path.join(new_dir, f"{name},S={size}")
+            final_path = os.path.join(new_dir, f"{name}{attributes}")
             try:
                 # link(2) fails with EEXIST where rename(2) would overwrite
                 # (the Maildir spec's delivery step).

@@ -1,0 +1,441 @@
+"""Commands on mailboxes as a whole (RFC 9051 §6.3): SELECT … APPEND.
+
+LIST follows RFC 5258 (LIST-EXTENDED) with the RFC 6154 special-use and
+RFC 5819 STATUS return options; the hierarchy separator is ``/``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Callable
+
+from mailstead.proto.imap.context import (
+    ArgumentError,
+    Context,
+    Reply,
+    atom,
+    no,
+    ok,
+    text,
+)
+from mailstead.proto.imap.encode import quoted_or_literal
+from mailstead.proto.imap.mailbox_names import (
+    MailboxNameError,
+    encode_mailbox_name,
+    list_pattern,
+)
+from mailstead.proto.imap.storage import MailboxError, MailboxLike
+from mailstead.proto.imap.tokens import Atom, ParenList, String, Token
+from mailstead.proto.imap.view import SelectedView, flag_list
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+# $Forwarded has its own Maildir letter (P), so it is always storable.
+_DEFINED_FLAGS = (*SYSTEM_FLAGS, "$Forwarded")
+INBOX = "INBOX"
+
+
+def _error(exc: Exception) -> Reply:
+    if isinstance(exc, MailboxError):
+        return no(exc.text, exc.code.encode())
+    # OSError: the store could not do it (disk full, permissions).
+    return no("Cannot do that now", b"UNAVAILABLE")
+
+
+def _name(ctx: Context, token: Token) -> str:
+    try:
+        return ctx.mailbox_name(token)
+    except MailboxNameError as exc:
+        raise _NameRefused(str(exc) or "Invalid mailbox name") from exc
+
+
+class _NameRefused(Exception):
+    pass
+
+
+def _quote_name(ctx: Context, name: str) -> bytes:
+    return quoted_or_literal(
+        encode_mailbox_name(name, utf8=ctx.session.utf8), utf8=ctx.session.utf8
+    )
+
+
+# -- SELECT / EXAMINE (RFC 9051 §6.3.2, §6.3.3) -----------------------------------
+
+
+def _select(ctx: Context, readonly: bool) -> Reply:
+    (arg, *rest) = ctx.args(1, 2)
+    if ctx.session.view is not None:
+        ctx.session.view = None
+        ctx.untagged(b"OK [CLOSED] Previous mailbox closed")
+    name = _name(ctx, arg)
+    try:
+        mailbox = ctx.account.mailbox(name)
+        mailbox.refresh()
+    except (MailboxError, OSError) as exc:
+        return _error(exc)
+    recent = [] if readonly else mailbox.take_new()
+    view = SelectedView(mailbox, readonly=readonly)
+    view.recent.update(recent)
+    ctx.session.view = view
+    flags = (*_DEFINED_FLAGS, *mailbox.keyword_names())
+    ctx.untagged(b"FLAGS " + flag_list(flags))
+    permanent = flag_list((*flags, "\\*")) if not readonly else b"()"
+    ctx.untagged(b"OK [PERMANENTFLAGS " + permanent + b"] Flags permitted")
+    ctx.untagged(b"%d EXISTS" % len(view))
+    if not ctx.session.rev2:
+        ctx.untagged(b"%d RECENT" % len(recent))
+        unseen = next(
+            (
+                i
+                for i, uid in enumerate(view.uids, 1)
+                if "\\Seen" not in mailbox.messages[uid].flags
+            ),
+            None,
+        )
+        if unseen is not None:
+            ctx.untagged(b"OK [UNSEEN %d] First unseen" % unseen)
+    ctx.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % mailbox.uidvalidity)
+    ctx.untagged(b"OK [UIDNEXT %d] Predicted next UID" % mailbox.uidnext)
+    if ctx.session.rev2:
+        ctx.untagged(b'LIST () "/" ' + _quote_name(ctx, name))
+    code = b"READ-ONLY" if readonly else b"READ-WRITE"
+    return ok(("EXAMINE" if readonly else "SELECT") + " completed", code)
+
+
+def select(ctx: Context) -> Reply:
+    return _select(ctx, readonly=False)
+
+
+def examine(ctx: Context) -> Reply:
+    return _select(ctx, readonly=True)
+
+
+# -- CREATE / DELETE / RENAME / SUBSCRIBE (RFC 9051 §6.3.4–§6.3.8) ----------------
+
+
+def create(ctx: Context) -> Reply:
+    (arg,) = ctx.args(1, 2)[:1]
+    # §6.3.4: a trailing separator only says children will follow.
+    if isinstance(arg, (Atom, String)):
+        raw = arg.value
+        if isinstance(raw, str) and raw.endswith("/") and len(raw) > 1:
+            arg = Atom(raw[:-1])
+        elif isinstance(raw, bytes) and raw.endswith(b"/") and len(raw) > 1:
+            arg = String(raw[:-1])
+    name = _name(ctx, arg)
+    if name == INBOX:
+        return no("INBOX always exists", b"ALREADYEXISTS")
+    if len(ctx.account.names()) >= ctx.limits.mailboxes_per_account:
+        return no("Too many mailboxes", b"LIMIT")
+    try:
+        ctx.account.create(name)
+    except (MailboxError, OSError) as exc:
+        return _error(exc)
+    return ok("CREATE completed")
+
+
+def delete(ctx: Context) -> Reply:
+    (arg,) = ctx.args(1, 1)
+    name = _name(ctx, arg)
+    view = ctx.session.view
+    if view is not None and view.mailbox.name == name:
+        ctx.session.view = None
+    try:
+        ctx.account.delete(name)
+    except (MailboxError, OSError) as exc:
+        return _error(exc)
+    return ok("DELETE completed")
+
+
+def rename(ctx: Context) -> Reply:
+    old_arg, new_arg = ctx.args(2, 2)
+    old, new = _name(ctx, old_arg), _name(ctx, new_arg)
+    view = ctx.session.view
+    if view is not None and (view.mailbox.name == old or view.mailbox.name.startswith(old + "/")):
+        if old != INBOX:
+            ctx.session.view = None
+    try:
+        ctx.account.rename(old, new)
+    except (MailboxError, OSError) as exc:
+        return _error(exc)
+    return ok("RENAME completed")
+
+
+def subscribe(ctx: Context) -> Reply:
+    (arg,) = ctx.args(1, 1)
+    name = _name(ctx, arg)
+    if not ctx.account.exists(name):
+        return no("Mailbox does not exist", b"NONEXISTENT")
+    ctx.account.set_subscribed(name, True)
+    return ok("SUBSCRIBE completed")
+
+
+def unsubscribe(ctx: Context) -> Reply:
+    (arg,) = ctx.args(1, 1)
+    ctx.account.set_subscribed(_name(ctx, arg), False)
+    return ok("UNSUBSCRIBE completed")
+
+
+# -- LIST / LSUB (RFC 9051 §6.3.9, RFC 5258, RFC 6154, RFC 5819) ------------------
+
+_SELECTION = frozenset({"SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"})
+_RETURNS = frozenset({"SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"})
+
+
+def _words(token: Token, allowed: frozenset[str], what: str) -> list[str]:
+    if not isinstance(token, ParenList):
+        raise ArgumentError(f"Expected a list of {what}")
+    words = []
+    for item in token.items:
+        word = atom(item, what).upper()
+        if word not in allowed:
+            raise ArgumentError(f"Unknown {what} {word}")
+        words.append(word)
+    return words
+
+
+def _patterns(token: Token) -> list[str]:
+    items = token.items if isinstance(token, ParenList) else (token,)
+    return [text(item) for item in items]
+
+
+def list_(ctx: Context, *, lsub: bool = False) -> Reply:
+    args = list(ctx.args(2))
+    selection: list[str] = []
+    if not lsub and isinstance(args[0], ParenList):
+        selection = _words(args.pop(0), _SELECTION, "selection option")
+    if len(args) < 2:
+        raise ArgumentError("LIST needs a reference and a pattern")
+    reference = text(args[0])
+    patterns = _patterns(args[1])
+    returns: list[str] = []
+    status_items: list[str] = []
+    rest = args[2:]
+    if rest:
+        if len(rest) != 2 or atom(rest[0], "RETURN").upper() != "RETURN" or lsub:
+            raise ArgumentError("Unexpected LIST arguments")
+        ret = rest[1]
+        if not isinstance(ret, ParenList):
+            raise ArgumentError("Expected return options")
+        items = list(ret.items)
+        while items:
+            word = atom(items.pop(0), "return option").upper()
+            if word not in _RETURNS:
+                raise ArgumentError(f"Unknown return option {word}")
+            if word == "STATUS":
+                if not items or not isinstance(items[0], ParenList):
+                    raise ArgumentError("STATUS needs a list of items")
+                status_items = _status_items(items.pop(0))
+            returns.append(word)
+    if "RECURSIVEMATCH" in selection and len(selection) == 1:
+        raise ArgumentError("RECURSIVEMATCH needs another selection option")
+    verb = b"LSUB" if lsub else b"LIST"
+    # RFC 9051 §6.3.9: an empty pattern asks for the separator and root.
+    if patterns == [""]:
+        ctx.untagged(verb + b' (\\Noselect) "/" ""')
+        return ok(f"{verb.decode()} completed")
+    existing = ctx.account.names()
+    exists = set(existing)
+    subscribed = ctx.account.subscriptions()
+    subscribed_only = lsub or "SUBSCRIBED" in selection
+    candidates = sorted(set(existing) | (subscribed if subscribed_only else set()), key=_order)
+    # Parents that do not exist themselves but have children.
+    parents = {n.rsplit("/", 1)[0] for n in set(existing) | subscribed if "/" in n}
+    parents |= {p.rsplit("/", 1)[0] for p in parents if "/" in p}
+    matchers = [list_pattern(reference, p) for p in patterns]
+    shown: set[str] = set()
+    for name in sorted(set(candidates) | parents, key=_order):
+        if not any(m(name) for m in matchers) or name in shown:
+            continue
+        attrs: list[str] = []
+        child_info = False
+        if subscribed_only and name not in subscribed:
+            if "RECURSIVEMATCH" in selection and any(s.startswith(name + "/") for s in subscribed):
+                child_info = True
+            elif lsub and name in parents and "%" in patterns[-1]:
+                attrs.append("\\Noselect")
+            else:
+                continue
+        if name not in exists:
+            attrs.append("\\NonExistent" if not lsub else "\\Noselect")
+        has_children = any(n.startswith(name + "/") for n in exists)
+        if not lsub:
+            attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
+        if name in subscribed and (subscribed_only or "SUBSCRIBED" in returns) and not lsub:
+            attrs.append("\\Subscribed")
+        use = ctx.account.special_use(name)
+        if use and not lsub:
+            attrs.append(use)
+        if "SPECIAL-USE" in selection and not use:
+            continue
+        line = verb + b" (" + " ".join(attrs).encode() + b') "/" ' + _quote_name(ctx, name)
+        if child_info:
+            line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+        ctx.untagged(line)
+        shown.add(name)
+        if status_items and name in exists:
+            _status_line(ctx, name, status_items)
+    return ok(f"{verb.decode()} completed")
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (0 if name == INBOX else 1, name)
+
+
+def list_cmd(ctx: Context) -> Reply:
+    return list_(ctx)
+
+
+def lsub(ctx: Context) -> Reply:
+    return list_(ctx, lsub=True)
+
+
+# -- STATUS (RFC 9051 §6.3.11) -----------------------------------------------------
+
+_STATUS_ITEMS = frozenset(
+    {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT"}
+)
+
+
+def _status_items(token: Token) -> list[str]:
+    items = _words(token, _STATUS_ITEMS, "status item")
+    if not items:
+        raise ArgumentError("STATUS needs at least one item")
+    return items
+
+
+def _status_values(mailbox: MailboxLike, items: list[str]) -> bytes:
+    msgs = mailbox.messages
+    values = []
+    for item in items:
+        if item == "MESSAGES":
+            value = len(msgs)
+        elif item == "UIDNEXT":
+            value = mailbox.uidnext
+        elif item == "UIDVALIDITY":
+            value = mailbox.uidvalidity
+        elif item == "UNSEEN":
+            value = sum(1 for m in msgs.values() if "\\Seen" not in m.flags)
+        elif item == "DELETED":
+            value = sum(1 for m in msgs.values() if "\\Deleted" in m.flags)
+        elif item == "SIZE":
+            value = sum(m.size for m in msgs.values())
+        else:  # RECENT: no other session's \Recent is tracked
+            value = 0
+        values.append(b"%s %d" % (item.encode(), value))
+    return b"(" + b" ".join(values) + b")"
+
+
+def _status_line(ctx: Context, name: str, items: list[str]) -> None:
+    mailbox = ctx.account.mailbox(name)
+    mailbox.refresh()
+    ctx.untagged(b"STATUS " + _quote_name(ctx, name) + b" " + _status_values(mailbox, items))
+
+
+def status(ctx: Context) -> Reply:
+    arg, items = ctx.args(2, 2)
+    name = _name(ctx, arg)
+    wanted = _status_items(items)
+    try:
+        _status_line(ctx, name, wanted)
+    except (MailboxError, OSError) as exc:
+        return _error(exc)
+    return ok("STATUS completed")
+
+
+# -- APPEND (RFC 9051 §6.3.12, RFC 4315 APPENDUID) ----------------------------------
+
+_MONTHS = {m.upper(): i for i, m in enumerate(calendar.month_abbr) if m}
+_DATE_TIME = re.compile(
+    r"\A ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)\Z"
+)
+
+
+def parse_date_time(value: str) -> float:
+    """RFC 9051 ``date-time`` (``"17-Jul-1996 02:44:25 -0700"``) as POSIX seconds."""
+    m = _DATE_TIME.match(value)
+    if m is None or m.group(2).upper() not in _MONTHS:
+        raise ArgumentError("Invalid date-time")
+    day, _, year, hh, mm, ss, sign, zh, zm = m.groups()
+    try:
+        ts = calendar.timegm(
+            (int(year), _MONTHS[m.group(2).upper()], int(day), int(hh), int(mm), int(ss), 0, 0, 0)
+        )
+    except (ValueError, OverflowError) as exc:
+        raise ArgumentError("Invalid date-time") from exc
+    if not (1 <= int(day) <= 31 and int(hh) < 24 and int(mm) < 60 and int(ss) < 61):
+        raise ArgumentError("Invalid date-time")
+    offset = (int(zh) * 60 + int(zm)) * 60
+    return float(ts - offset if sign == "+" else ts + offset)
+
+
+def parse_flags(token: Token) -> list[str]:
+    if not isinstance(token, ParenList):
+        token = ParenList((token,))
+    flags = []
+    for item in token.items:
+        flag = atom(item, "a flag")
+        if flag.startswith("\\"):
+            match = next((f for f in SYSTEM_FLAGS if f.upper() == flag.upper()), None)
+            if match is None:
+                raise ArgumentError(f"Unknown system flag {flag}")
+            flag = match
+        elif not flag or any(c in flag for c in '(){%*"\\]') or not flag.isascii():
+            raise ArgumentError("Invalid keyword")
+        flags.append(flag)
+    return flags
+
+
+def append(ctx: Context) -> Reply:
+    args = list(ctx.args(2, 4))
+    name = _name(ctx, args.pop(0))
+    message = args.pop()
+    flags: list[str] = []
+    internaldate: float | None = None
+    if args and isinstance(args[0], ParenList):
+        flags = parse_flags(args.pop(0))
+    if args:
+        internaldate = parse_date_time(text(args.pop(0)))
+    if args or not isinstance(message, String):
+        raise ArgumentError("APPEND needs a message literal")
+    if not message.value:
+        return no("Empty message")
+    if not ctx.account.exists(name):
+        return no("Mailbox does not exist", b"TRYCREATE")
+    if not message.binary and b"\0" in message.value:
+        # RFC 3516 §4.2: NUL only in a literal8.
+        return no("NUL in message; use a literal8", b"UNKNOWN-CTE")
+    try:
+        mailbox = ctx.account.mailbox(name)
+        uid = mailbox.append(message.value, flags, internaldate)
+    except (MailboxError, OSError) as exc:
+        return _error(exc)
+    return ok("APPEND completed", b"APPENDUID %d %d" % (mailbox.uidvalidity, uid))
+
+
+HANDLERS: dict[str, Callable[[Context], Reply]] = {
+    "SELECT": select,
+    "EXAMINE": examine,
+    "CREATE": create,
+    "DELETE": delete,
+    "RENAME": rename,
+    "SUBSCRIBE": subscribe,
+    "UNSUBSCRIBE": unsubscribe,
+    "LIST": list_cmd,
+    "LSUB": lsub,
+    "STATUS": status,
+    "APPEND": append,
+}
+
+
+def wrap_name_errors(handler: Callable[[Context], Reply]) -> Callable[[Context], Reply]:
+    def run(ctx: Context) -> Reply:
+        try:
+            return handler(ctx)
+        except _NameRefused as exc:
+            return no(str(exc), b"CANNOT")
+
+    return run
+
+
+HANDLERS = {name: wrap_name_errors(h) for name, h in HANDLERS.items()}

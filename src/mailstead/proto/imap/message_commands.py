@@ -1,0 +1,370 @@
+"""Commands on the messages of the selected mailbox (RFC 9051 §6.4).
+
+FETCH, STORE, SEARCH, COPY, MOVE (RFC 6851), EXPUNGE, UID EXPUNGE
+(RFC 4315), CLOSE, UNSELECT (RFC 3691) and rev1's CHECK. The ``UID``
+prefix (§6.4.9) switches the numbers a command takes and returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from mailstead.proto.imap.context import ArgumentError, Context, Reply, atom, no, ok
+from mailstead.proto.imap.fetch import parse_fetch, render_fetch
+from mailstead.proto.imap.mailbox_commands import parse_flags
+from mailstead.proto.imap.message import ParsedMessage, UnknownCTE
+from mailstead.proto.imap.search import BadCharset, format_search, parse_search
+from mailstead.proto.imap.sequence import STAR, SequenceSet, format_set
+from mailstead.proto.imap.storage import MailboxError, MailboxLike, MessageLike
+from mailstead.proto.imap.tokens import ParenList, Token
+from mailstead.proto.imap.view import SelectedView, flag_list
+
+
+def to_crlf(data: bytes) -> bytes:
+    """The message with CRLF line ends, as IMAP presents it (RFC 9051 §2.3.4)."""
+    if b"\r\n" in data:
+        data = data.replace(b"\r\n", b"\n")
+    return data.replace(b"\n", b"\r\n")
+
+
+class _Source:
+    """One stored message as FETCH and SEARCH see it; content is read on first use."""
+
+    __slots__ = ("_mailbox", "_msg", "_parsed", "_raw", "seq", "max_seq", "max_uid", "saved")
+    internaldate_offset = 0
+    # Set by SEARCH only (SearchTarget).
+    seq: int
+    max_seq: int
+    max_uid: int
+    saved: frozenset[int] | None
+
+    def __init__(self, mailbox: MailboxLike, msg: MessageLike) -> None:
+        self._mailbox = mailbox
+        self._msg = msg
+        self._raw: bytes | None = None
+        self._parsed: ParsedMessage | None = None
+
+    @property
+    def uid(self) -> int:
+        return self._msg.uid
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return self._msg.flags
+
+    @property
+    def internaldate(self) -> float:
+        return self._msg.internaldate
+
+    @property
+    def size(self) -> int:
+        return self._msg.size
+
+    def message_bytes(self) -> bytes:
+        if self._raw is None:
+            self._raw = to_crlf(self._mailbox.read(self._msg.uid))
+        return self._raw
+
+    def header_bytes(self) -> bytes:
+        raw = self.message_bytes()
+        end = raw.find(b"\r\n\r\n")
+        return raw if end < 0 else raw[: end + 4]
+
+    def message(self) -> ParsedMessage:
+        if self._parsed is None:
+            self._parsed = ParsedMessage(self.message_bytes())
+        return self._parsed
+
+    def cached(self, item: str) -> bytes | None:
+        return self._mailbox.cached(self._msg.uid, item)
+
+    def remember(self, item: str, value: bytes) -> None:
+        self._mailbox.remember(self._msg.uid, item, value)
+
+
+def _view(ctx: Context) -> SelectedView:
+    view = ctx.session.view
+    if view is None:
+        raise ArgumentError("No mailbox selected")
+    return view
+
+
+def _positions(ctx: Context, view: SelectedView, token: Token) -> list[int]:
+    """0-based positions in the view named by a sequence set or UID set."""
+    seqset = SequenceSet.parse(atom(token, "a sequence set"))
+    if seqset.is_saved:  # RFC 5182: $ is the last saved search result (UIDs)
+        saved = ctx.session_saved()
+        seqset = SequenceSet.of(saved) if saved else SequenceSet(())
+        if not saved:
+            return []
+        return seqset.select(view.uids)
+    if ctx.command.uid:
+        return seqset.select(view.uids)
+    count = len(view)
+    for first, last in seqset.ranges:
+        for n in (first, last):
+            if n != STAR and n > count:
+                raise ArgumentError("Message sequence number out of range")
+    return [i - 1 for a, b in seqset.resolve(count) for i in range(a, b + 1)]
+
+
+# -- FETCH (RFC 9051 §6.4.5) -------------------------------------------------------
+
+
+def fetch(ctx: Context) -> Reply:
+    view = _view(ctx)
+    args = ctx.args(2)
+    positions = _positions(ctx, view, args[0])
+    request = parse_fetch(tuple(args[1:]))
+    mailbox = view.mailbox
+    messages = mailbox.messages
+    uids = view.uids
+    newly_seen: set[int] = set()
+    if request.sets_seen and not view.readonly:
+        unseen = [
+            uids[p]
+            for p in positions
+            if uids[p] in messages and "\\Seen" not in messages[uids[p]].flags
+        ]
+        if unseen:
+            newly_seen = set(mailbox.store(unseen, ["\\Seen"], "+"))
+            for uid in newly_seen:
+                view.note_own_change(uid)
+    include_uid = ctx.command.uid
+    utf8 = ctx.session.utf8
+    out = ctx.out
+    missing = False
+    for p in positions:
+        uid = uids[p]
+        msg = messages.get(uid)
+        if msg is None:
+            missing = True  # expunged elsewhere; the EXPUNGE is still pending
+            continue
+        try:
+            out.append(
+                render_fetch(
+                    request,
+                    _Source(mailbox, msg),
+                    seq=p + 1,
+                    include_uid=include_uid,
+                    add_flags=uid in newly_seen,
+                    utf8=utf8,
+                )
+            )
+        except UnknownCTE:
+            return Reply(b"NO", b"Unknown content transfer encoding", b"UNKNOWN-CTE", False)
+        except FileNotFoundError:
+            missing = True
+    if missing and not include_uid:
+        return Reply(b"NO", b"Some messages were expunged", b"EXPUNGEISSUED", False)
+    return Reply(b"OK", b"FETCH completed", b"", False)
+
+
+# -- STORE (RFC 9051 §6.4.6) -------------------------------------------------------
+
+
+def store(ctx: Context) -> Reply:
+    view = _view(ctx)
+    set_token, item_token, *flag_tokens = ctx.args(3)
+    item = atom(item_token, "a STORE item").upper()
+    silent = item.endswith(".SILENT")
+    base = item.removesuffix(".SILENT")
+    modes = {"FLAGS": "=", "+FLAGS": "+", "-FLAGS": "-"}
+    if base not in modes:
+        raise ArgumentError(f"Unknown STORE item {item}")
+    if len(flag_tokens) == 1 and isinstance(flag_tokens[0], ParenList):
+        flags = parse_flags(flag_tokens[0])
+    else:
+        flags = parse_flags(ParenList(tuple(flag_tokens)))
+    positions = _positions(ctx, view, set_token)
+    if view.readonly:
+        return no("Mailbox is read-only", b"READ-ONLY")
+    mailbox = view.mailbox
+    uids = [view.uids[p] for p in positions]
+    try:
+        changed = set(mailbox.store(uids, flags, modes[base]))
+    except MailboxError as exc:
+        return no(exc.text, exc.code.encode())
+    for uid in changed:
+        view.note_own_change(uid)
+    if not silent:
+        for p in positions:
+            msg = mailbox.messages.get(view.uids[p])
+            if msg is None:
+                continue
+            uid_part = b"UID %d " % msg.uid if ctx.command.uid else b""
+            ctx.untagged(b"%d FETCH (%sFLAGS %s)" % (p + 1, uid_part, flag_list(msg.flags)))
+    return Reply(b"OK", b"STORE completed", b"", False)
+
+
+# -- SEARCH (RFC 9051 §6.4.4, RFC 4731, RFC 5182) ---------------------------------
+
+
+def search(ctx: Context) -> Reply:
+    view = _view(ctx)
+    try:
+        query = parse_search(ctx.command.args, uid_mode=ctx.command.uid)
+    except BadCharset:
+        return no("Only UTF-8 is supported", b"BADCHARSET (UTF-8)")
+    mailbox = view.mailbox
+    messages = mailbox.messages
+    saved = ctx.session_saved()
+    saved_set = frozenset(saved) if saved is not None else None
+    max_seq = len(view)
+    max_uid = view.uids[-1] if view.uids else 0
+    hits: list[int] = []
+    hit_uids: list[int] = []
+    for seq, uid in enumerate(view.uids, 1):
+        msg = messages.get(uid)
+        if msg is None:
+            continue
+        target = _Source(mailbox, msg)
+        target.seq = seq
+        target.max_seq = max_seq
+        target.max_uid = max_uid
+        target.saved = saved_set
+        try:
+            matched = query.matches(target)
+        except FileNotFoundError:
+            continue
+        if matched:
+            hits.append(uid if ctx.command.uid else seq)
+            hit_uids.append(uid)
+    options = query.return_options
+    if options is not None and "SAVE" in options:
+        ctx.session_save(hit_uids)
+        if options == frozenset({"SAVE"}):
+            return Reply(b"OK", b"SEARCH completed", b"", False)
+    ctx.out.append(format_search(hits, query, tag=ctx.command.tag, uid_mode=ctx.command.uid))
+    return Reply(b"OK", b"SEARCH completed", b"", False)
+
+
+# -- COPY / MOVE (RFC 9051 §6.4.7, §6.4.8; RFC 4315 COPYUID) ------------------------
+
+
+def _copy(ctx: Context, move: bool) -> Reply:
+    view = _view(ctx)
+    set_token, name_token = ctx.args(2, 2)
+    positions = _positions(ctx, view, set_token)
+    try:
+        name = ctx.mailbox_name(name_token)
+    except ValueError as exc:
+        return no(str(exc), b"CANNOT")
+    account = ctx.account
+    if not account.exists(name):
+        return no("Mailbox does not exist", b"TRYCREATE")
+    if move and view.readonly:
+        return no("Mailbox is read-only", b"READ-ONLY")
+    source = view.mailbox
+    try:
+        dest = account.mailbox(name)
+        pairs = source.copy_to([view.uids[p] for p in positions], dest)
+    except MailboxError as exc:
+        return no(exc.text, exc.code.encode())
+    except OSError:
+        return no("Copy failed", b"UNAVAILABLE")
+    code = b""
+    if pairs:
+        code = b"COPYUID %d %s %s" % (
+            dest.uidvalidity,
+            _uid_list([a for a, _ in pairs]),
+            _uid_list([b for _, b in pairs]),
+        )
+    if not move:
+        return ok("COPY completed", code)
+    if code:
+        # RFC 6851 §4.3: COPYUID goes in an untagged OK before the expunges.
+        ctx.untagged(b"OK [" + code + b"] Moved")
+    source.expunge([a for a, _ in pairs])
+    return ok("MOVE completed")
+
+
+def _uid_list(uids: Sequence[int]) -> bytes:
+    # COPYUID pairs the two sets element by element, so keep the order.
+    return (
+        ",".join(str(u) for u in uids).encode()
+        if uids != sorted(uids)
+        else format_set(uids).encode()
+    )
+
+
+def copy(ctx: Context) -> Reply:
+    return _copy(ctx, move=False)
+
+
+def move(ctx: Context) -> Reply:
+    return _copy(ctx, move=True)
+
+
+# -- EXPUNGE / CLOSE / UNSELECT (RFC 9051 §6.4.3, §6.4.1, §6.4.2) --------------------
+
+
+def expunge(ctx: Context) -> Reply:
+    view = _view(ctx)
+    if view.readonly:
+        return no("Mailbox is read-only", b"READ-ONLY")
+    candidates = view.mailbox.messages
+    wanted: set[int] | None = None
+    if ctx.command.uid:  # RFC 4315 §2.1 UID EXPUNGE
+        (set_token,) = ctx.args(1, 1)
+        wanted = {view.uids[p] for p in _positions(ctx, view, set_token)}
+    else:
+        ctx.args(0, 0)
+    doomed = [
+        uid
+        for uid in view.uids
+        if uid in candidates
+        and "\\Deleted" in candidates[uid].flags
+        and (wanted is None or uid in wanted)
+    ]
+    view.mailbox.expunge(doomed)
+    return ok("EXPUNGE completed")
+
+
+def close(ctx: Context) -> Reply:
+    view = _view(ctx)
+    ctx.args(0, 0)
+    if not view.readonly:
+        messages = view.mailbox.messages
+        view.mailbox.expunge(
+            [u for u in view.uids if u in messages and "\\Deleted" in messages[u].flags]
+        )
+    ctx.session.view = None
+    return ok("CLOSE completed")
+
+
+def unselect(ctx: Context) -> Reply:
+    _view(ctx)
+    ctx.args(0, 0)
+    ctx.session.view = None
+    return ok("UNSELECT completed")
+
+
+def check(ctx: Context) -> Reply:
+    _view(ctx)
+    return ok("CHECK completed")
+
+
+def _selected_only(handler: Callable[[Context], Reply]) -> Callable[[Context], Reply]:
+    def run(ctx: Context) -> Reply:
+        if ctx.session.view is None:
+            return Reply(b"BAD", b"No mailbox selected")
+        return handler(ctx)
+
+    return run
+
+
+HANDLERS: dict[str, Callable[[Context], Reply]] = {
+    name: _selected_only(handler)
+    for name, handler in {
+        "FETCH": fetch,
+        "STORE": store,
+        "SEARCH": search,
+        "COPY": copy,
+        "MOVE": move,
+        "EXPUNGE": expunge,
+        "CLOSE": close,
+        "UNSELECT": unselect,
+        "CHECK": check,
+    }.items()
+}

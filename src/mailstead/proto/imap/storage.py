@@ -1,0 +1,94 @@
+"""What the IMAP server needs from storage, as structural types.
+
+The server is written against these protocols, not against the Maildir
+code, so tests may hand it fakes; :mod:`mailstead.store.account` and
+:mod:`mailstead.store.mailbox` are the real implementations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+
+class MailboxError(Exception):
+    """A mailbox operation that cannot be done; the text is for the client."""
+
+    def __init__(self, text: str, code: str = "") -> None:
+        super().__init__(text)
+        self.text = text
+        self.code = code  # RFC 5530 response code, e.g. "ALREADYEXISTS"
+
+
+class FlagLimitError(MailboxError):
+    """No room for another keyword in this mailbox."""
+
+    def __init__(self, text: str = "Too many keywords in this mailbox") -> None:
+        super().__init__(text, "LIMIT")
+
+
+class MessageLike(Protocol):
+    uid: int
+    flags: tuple[str, ...]
+    size: int
+    internaldate: float
+    modseq: int
+
+
+class Appender(Protocol):
+    def append(self, data: bytes, flags: Sequence[str], internaldate: float | None) -> int: ...
+
+
+class MailboxLike(Protocol):
+    """One mailbox: its UIDs in order, each message's record, and the changes."""
+
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    uids: list[int]
+
+    @property
+    def messages(self) -> Mapping[int, MessageLike]: ...
+
+    def refresh(self, max_age: float = 0.0) -> None: ...
+
+    def read(self, uid: int) -> bytes: ...
+
+    def cached(self, uid: int, item: str) -> bytes | None: ...
+
+    def remember(self, uid: int, item: str, value: bytes) -> None: ...
+
+    def take_new(self) -> list[int]: ...
+
+    def store(self, uids: Iterable[int], flags: Sequence[str], mode: str) -> list[int]: ...
+
+    def append(self, data: bytes, flags: Sequence[str], internaldate: float | None) -> int: ...
+
+    def copy_to(self, uids: Iterable[int], dest: Appender) -> list[tuple[int, int]]: ...
+
+    def expunge(self, uids: Iterable[int]) -> list[int]: ...
+
+    def keyword_names(self) -> list[str]: ...
+
+
+class AccountLike(Protocol):
+    """The mailboxes of the logged-in user."""
+
+    def names(self) -> list[str]: ...
+
+    def exists(self, name: str) -> bool: ...
+
+    def special_use(self, name: str) -> str | None: ...
+
+    def mailbox(self, name: str) -> MailboxLike: ...
+
+    def create(self, name: str) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def rename(self, old: str, new: str) -> None: ...
+
+    def subscriptions(self) -> set[str]: ...
+
+    def set_subscribed(self, name: str, subscribed: bool) -> None: ...

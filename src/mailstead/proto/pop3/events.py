@@ -1,0 +1,77 @@
+"""Events the POP3 server protocol yields, named after RFC 1939's nouns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailstead.proto.sasl import Credentials
+
+
+class Event:
+    """Base of everything :meth:`POP3Server.next_event` returns."""
+
+    __slots__ = ()
+
+
+class _Sentinel(Event):
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# More bytes are needed before another event can be produced.
+NEED_DATA = _Sentinel("NEED_DATA")
+# The protocol waits for the application to answer the last event.
+PAUSED = _Sentinel("PAUSED")
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS(Event):
+    """STLS got +OK: flush, negotiate TLS, then call ``tls_started()`` (RFC 2595 §4)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequest(Event):
+    """USER/PASS or a finished AUTH exchange: check the credentials, open the
+    maildrop, and answer with ``logged_in()``, ``auth_failed()``,
+    ``maildrop_in_use()``, ``login_too_soon()`` or ``maildrop_failed()``.
+
+    ``mechanism`` is ``"USER"`` for USER/PASS (RFC 1939 §7), else the SASL
+    mechanism name (RFC 5034).
+    """
+
+    mechanism: str
+    credentials: Credentials
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieve(Event):
+    """RETR (``body_lines`` None) or TOP: read message ``index`` (0-based in the
+    listing) and hand its bytes to ``retrieved()``, or call ``retrieve_failed()``.
+    """
+
+    index: int
+    body_lines: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Update(Event):
+    """QUIT in the TRANSACTION state: the UPDATE state (RFC 1939 §6).
+
+    Mark ``seen`` as read and remove ``deleted`` for good (both 0-based,
+    disjoint), then call ``update_done()``.
+    """
+
+    deleted: tuple[int, ...]
+    seen: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Closing(Event):
+    """The protocol has sent its last response: flush and close."""
+
+    reason: str

@@ -1,0 +1,193 @@
+"""The mailboxes of one account: a Maildir++ folder tree with one index.
+
+INBOX is the Maildir itself (``<data_dir>/mail/<domain>/<local>/Maildir/``,
+DESIGN.md §3); every other mailbox is a Maildir++ folder directly below it,
+``.Work.Projects/`` for the IMAP name ``Work/Projects``. On disk each name
+component is in modified UTF-7 (as Courier and Dovecot write them) and a
+``.`` inside a component, which would read as a level separator, is written
+as its base64 form ``&AC4-``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import weakref
+from pathlib import Path
+
+from mailstead.proto.imap.storage import MailboxError
+from mailstead.proto.imap.utf7 import decode_mutf7, encode_mutf7
+from mailstead.store.fsync import fsync_dir
+from mailstead.store.index import INDEX_NAME, AccountIndex
+from mailstead.store.mailbox import Mailbox, create_folder
+from mailstead.store.paths import maildir_path
+
+INBOX = "INBOX"
+# RFC 6154 special-use mailboxes every account gets at its first login.
+SPECIAL_USE = {
+    "Drafts": "\\Drafts",
+    "Sent": "\\Sent",
+    "Trash": "\\Trash",
+    "Junk": "\\Junk",
+    "Archive": "\\Archive",
+}
+_DOT = "&AC4-"
+
+
+def folder_dir_name(name: str) -> str:
+    """``Work/Projects`` → ``.Work.Projects`` (not for INBOX)."""
+    return "." + ".".join(encode_mutf7(part).replace(".", _DOT) for part in name.split("/"))
+
+
+def folder_name(dir_name: str) -> str | None:
+    """The mailbox name of a folder directory, or None if it is not one."""
+    if not dir_name.startswith(".") or dir_name in (".", ".."):
+        return None
+    parts = []
+    for component in dir_name[1:].split("."):
+        if not component:
+            return None
+        try:
+            parts.append(".".join(decode_mutf7(piece) for piece in component.split(_DOT)))
+        except ValueError:
+            return None
+    return "/".join(parts)
+
+
+class Account:
+    """Owns one account's folder tree, its index and the open :class:`Mailbox` objects."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        create_folder(self.root, is_inbox=True)
+        self.index = AccountIndex(self.root / INDEX_NAME)
+        self._open: weakref.WeakValueDictionary[str, Mailbox] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+        self._provisioned = False
+
+    def provision(self) -> None:
+        """Make the special-use mailboxes that are missing (first login)."""
+        if self._provisioned:
+            return
+        self._provisioned = True
+        for name in SPECIAL_USE:
+            if not self.exists(name):
+                create_folder(self.path_of(name), is_inbox=False)
+                self.index.set_subscribed(name, True)
+
+    def path_of(self, name: str) -> Path:
+        return self.root if name == INBOX else self.root / folder_dir_name(name)
+
+    def exists(self, name: str) -> bool:
+        return (self.path_of(name) / "cur").is_dir()
+
+    def names(self) -> list[str]:
+        """Every mailbox of the account, INBOX first."""
+        found = []
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                name = folder_name(entry.name)
+                if name is not None and name.upper() != INBOX and entry.is_dir():
+                    found.append(name)
+        return [INBOX, *sorted(found)]
+
+    @staticmethod
+    def special_use(name: str) -> str | None:
+        return SPECIAL_USE.get(name)
+
+    def mailbox(self, name: str) -> Mailbox:
+        """The open mailbox ``name``, shared with the other sessions of this process."""
+        with self._lock:
+            box = self._open.get(name)
+            if box is not None:
+                return box
+            if not self.exists(name):
+                raise MailboxError("Mailbox does not exist", "NONEXISTENT")
+            box = Mailbox(self.index, self.index.ensure_mailbox(name), self.path_of(name))
+            self._open[name] = box
+            return box
+
+    def subscriptions(self) -> set[str]:
+        return self.index.subscriptions()
+
+    def set_subscribed(self, name: str, subscribed: bool) -> None:
+        self.index.set_subscribed(name, subscribed)
+
+    def create(self, name: str) -> None:
+        if name == INBOX or self.exists(name):
+            raise MailboxError("Mailbox already exists", "ALREADYEXISTS")
+        create_folder(self.path_of(name), is_inbox=False)
+        # A new mailbox under an old name must not reuse its UIDs (RFC 9051 §2.3.1.1).
+        self.index.drop_mailbox(name)
+
+    def delete(self, name: str) -> None:
+        if name == INBOX:
+            raise MailboxError("INBOX cannot be deleted", "CANNOT")
+        if not self.exists(name):
+            raise MailboxError("Mailbox does not exist", "NONEXISTENT")
+        path = self.path_of(name)
+        # Rename first so that a crash half-way leaves no half-deleted folder
+        # visible; the leftover starts with ".." and is never listed.
+        doomed = self.root / f".{path.name}.deleted-{os.getpid()}"
+        os.rename(path, doomed)
+        fsync_dir(self.root)
+        shutil.rmtree(doomed, ignore_errors=True)
+        self.index.drop_mailbox(name)
+        with self._lock:
+            self._open.pop(name, None)
+
+    def rename(self, old: str, new: str) -> None:
+        """RFC 9051 §6.3.6: children move along; renaming INBOX moves its messages."""
+        names = self.names()
+        moves = [(n, new + n[len(old) :]) for n in names if n == old or n.startswith(old + "/")]
+        if not moves:
+            raise MailboxError("Mailbox does not exist", "NONEXISTENT")
+        if new == INBOX or self.exists(new):
+            raise MailboxError("Mailbox already exists", "ALREADYEXISTS")
+        if new.startswith(old + "/"):
+            raise MailboxError("Cannot move a mailbox into itself", "CANNOT")
+        if old == INBOX:
+            self._rename_inbox(new)
+            return
+        for src, dst in moves:
+            os.rename(self.path_of(src), self.path_of(dst))
+        fsync_dir(self.root)
+        self.index.rename_mailbox(old, new)
+        with self._lock:
+            for src, _ in moves:
+                self._open.pop(src, None)
+
+    def _rename_inbox(self, new: str) -> None:
+        self.create(new)
+        inbox = self.mailbox(INBOX)
+        inbox.refresh()
+        target = self.mailbox(new)
+        target.refresh()
+        uids = list(inbox.uids)
+        inbox.copy_to(uids, target)
+        inbox.expunge(uids)
+
+
+class Accounts:
+    """The accounts below the mail root that this process has open (one object each)."""
+
+    def __init__(self, mail_root: Path) -> None:
+        self.mail_root = Path(mail_root)
+        self._open: weakref.WeakValueDictionary[str, Account] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+
+    def get(self, address: str) -> Account:
+        """The account of the canonical ``address``; its Maildir is made if absent."""
+        with self._lock:
+            account = self._open.get(address)
+            if account is None:
+                account = Account(maildir_path(self.mail_root, address))
+                self._open[address] = account
+            return account
+
+    def open_for_login(self, address: str) -> Account:
+        """The account of a user who just logged in, with its special-use mailboxes."""
+        account = self.get(address)
+        account.provision()
+        return account

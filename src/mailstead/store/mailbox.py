@@ -1,0 +1,391 @@
+"""One mailbox (a Maildir folder) as IMAP and POP3 see it: UIDs, flags, content.
+
+The files are the truth for content and flags; the account's
+:class:`~mailstead.store.index.AccountIndex` keeps what the files cannot
+(UIDs, UIDVALIDITY, the modification sequence). :meth:`Mailbox.refresh`
+reconciles the two: a file another program put into ``new/`` gets the next
+UID, a file that disappeared is expunged, a flag rename becomes a flag
+change. It rescans only when the directories changed since the last scan.
+
+Each process keeps one :class:`Mailbox` per open mailbox, shared by all its
+sessions, with every message's record in memory so that ``FETCH 1:*
+(UID FLAGS)`` on a large mailbox touches neither disk nor SQLite.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailstead.proto.imap.storage import Appender, FlagLimitError
+from mailstead.store.fsync import DirectorySyncer, fsync_dir, make_dirs, unlink_quietly, write_all
+from mailstead.store.index import AccountIndex, MailboxState, Row, write
+from mailstead.store.maildir import crlf_size, unique_name
+from mailstead.store.maildir_names import Keywords, sizes, split_name
+
+# A directory whose mtime is this close to the scan may still change within
+# the same timestamp tick; its stamp is not trusted until it is older.
+_DIRTY_WINDOW = 1.0
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+
+
+@dataclass(slots=True)
+class Message:
+    """One message of a mailbox as this process last saw it."""
+
+    uid: int
+    location: str  # "cur/<name>" or "new/<name>", relative to the folder
+    flags: tuple[str, ...]  # sorted, interned: equal flag sets share one tuple
+    size: int  # RFC822.SIZE: octets with CRLF line ends
+    internaldate: float
+    modseq: int
+
+
+def to_crlf(data: bytes) -> bytes:
+    if b"\r\n" in data:
+        data = data.replace(b"\r\n", b"\n")
+    return data.replace(b"\n", b"\r\n")
+
+
+_flag_tuples: dict[str, tuple[str, ...]] = {}
+
+
+def flag_tuple(flags: str) -> tuple[str, ...]:
+    """The interned sorted tuple for a space-separated flag string."""
+    found = _flag_tuples.get(flags)
+    if found is None:
+        found = tuple(sorted(set(flags.split()))) if flags else ()
+        if len(_flag_tuples) < 10_000:
+            _flag_tuples[flags] = found
+    return found
+
+
+class Mailbox:
+    """Owns one Maildir folder of one account and its part of the index."""
+
+    def __init__(self, index: AccountIndex, state: MailboxState, path: Path) -> None:
+        self.index = index
+        self.name = state.name
+        self.id = state.id
+        self.uidvalidity = state.uidvalidity
+        self.path = Path(path)
+        self.keywords = Keywords(self.path)
+        self.uids: list[int] = []  # ascending: position + 1 is the sequence number of a full view
+        self.messages: dict[int, Message] = {}
+        self.highestmodseq = 0
+        self.uidnext = state.uidnext
+        self._cur_sync = DirectorySyncer(self.path / "cur")
+        self._refreshed = -1e9
+
+    # -- keeping up with the disk and with other processes -----------------
+
+    def refresh(self, max_age: float = 0.0) -> None:
+        """Bring :attr:`messages` up to date with the files and the index.
+
+        ``max_age``: skip the check if the last one is younger (sessions in
+        IDLE share one look per interval).
+        """
+        now = time.monotonic()
+        if max_age and now - self._refreshed < max_age:
+            return
+        self._refreshed = now
+        stamp, dirty = self._stamp()
+        state = self.index.mailbox(self.name)
+        if state is None or state.id != self.id:
+            raise FileNotFoundError(f"mailbox {self.name!r} no longer exists")
+        if stamp != state.stamp:
+            self._scan(stamp, dirty)
+        elif state.highestmodseq != self.highestmodseq:
+            self._pull()
+
+    def _stamp(self) -> tuple[str, bool]:
+        now = time.time()
+        parts = []
+        dirty = False
+        for sub in ("new", "cur"):
+            st = os.stat(self.path / sub)
+            parts.append(str(st.st_mtime_ns))
+            dirty = dirty or now - st.st_mtime < _DIRTY_WINDOW
+        return ":".join(parts), dirty
+
+    def _pull(self) -> None:
+        """Apply index changes made by other processes since :attr:`highestmodseq`."""
+        # Counters first: rows committed after this read are applied again
+        # by the next pull, which is harmless; the reverse would lose them.
+        state = self.index.mailbox(self.name)
+        if state is None:
+            raise FileNotFoundError(f"mailbox {self.name!r} no longer exists")
+        gone = self.index.expunged_since(self.id, self.highestmodseq)
+        if gone is None or not self.messages:
+            self._load_all(state)
+            return
+        for row in self.index.rows(self.id, self.highestmodseq):
+            self._apply_row(row)
+        for uid in gone:
+            self._forget(uid)
+        self.highestmodseq = state.highestmodseq
+        self.uidnext = state.uidnext
+
+    def _load_all(self, state: MailboxState) -> None:
+        self.messages = {}
+        self.uids = []
+        for row in self.index.rows(self.id):
+            self.messages[row.uid] = self._message(row)
+            self.uids.append(row.uid)
+        self.highestmodseq = state.highestmodseq
+        self.uidnext = state.uidnext
+
+    @staticmethod
+    def _message(row: Row) -> Message:
+        return Message(
+            row.uid, row.location, flag_tuple(row.flags), row.size, row.internaldate, row.modseq
+        )
+
+    def _apply_row(self, row: Row) -> None:
+        if row.uid not in self.messages:
+            if self.uids and row.uid < self.uids[-1]:
+                bisect.insort(self.uids, row.uid)
+            else:
+                self.uids.append(row.uid)
+        self.messages[row.uid] = self._message(row)
+
+    def _forget(self, uid: int) -> None:
+        if self.messages.pop(uid, None) is not None:
+            i = bisect.bisect_left(self.uids, uid)
+            if i < len(self.uids) and self.uids[i] == uid:
+                del self.uids[i]
+
+    def _scan(self, stamp: str, dirty: bool) -> None:
+        """Reconcile the index with ``new/`` and ``cur/`` (one index transaction)."""
+        with write(self.index, self.id) as w:
+            known = w.keys()
+            seen: set[str] = set()
+            fresh: list[tuple[str, str, str]] = []
+            for sub in ("new", "cur"):
+                for name in os.listdir(self.path / sub):
+                    if name.startswith("."):
+                        continue
+                    base, letters = split_name(name)
+                    if base in seen:
+                        continue  # the same message in new/ and cur/ mid-rename
+                    seen.add(base)
+                    location = f"{sub}/{name}"
+                    old = known.get(base)
+                    if old is None:
+                        fresh.append((base, location, letters))
+                        continue
+                    uid, old_location, old_flags = old
+                    if old_location != location:
+                        flags = " ".join(sorted(self.keywords.flags(letters)))
+                        if flags != old_flags:
+                            w.update(uid, location, flags)
+                        else:
+                            w.move(uid, location)
+            gone = [uid for base, (uid, _, _) in known.items() if base not in seen]
+            if gone:
+                w.remove(gone)
+            # Unique names begin with the delivery time: sorting by name gives
+            # UIDs in arrival order (RFC 9051 §2.3.1.1 asks only for ascending).
+            for base, location, letters in sorted(fresh):
+                added = self._describe(location)
+                if added is None:
+                    continue  # vanished between listdir and stat
+                size, internaldate = added
+                flags = " ".join(sorted(self.keywords.flags(letters)))
+                w.add(base, location, flags, size, internaldate)
+            w.set_stamp("" if dirty else stamp)
+        self._pull()
+
+    def _describe(self, location: str) -> tuple[int, float] | None:
+        path = self.path / location
+        try:
+            st = os.stat(path)
+            _, vsize = sizes(split_name(location[4:])[0])
+            if vsize is None:
+                vsize = crlf_size([path.read_bytes()])
+        except FileNotFoundError:
+            return None
+        return vsize, st.st_mtime
+
+    # -- reading -------------------------------------------------------------
+
+    def read(self, uid: int) -> bytes:
+        """The stored bytes of message ``uid`` (line ends as on disk).
+
+        Raises ``KeyError`` for an unknown UID and ``FileNotFoundError`` when
+        the file went away (expunged by someone else since the last refresh).
+        """
+        location = self.messages[uid].location
+        try:
+            return self._read(location)
+        except FileNotFoundError:
+            # Renamed by a flag change elsewhere: look again once.
+            self.refresh()
+            return self._read(self.messages[uid].location)
+
+    def _read(self, location: str) -> bytes:
+        fd = os.open(self.path / location, _READ_FLAGS)
+        try:
+            size = os.fstat(fd).st_size
+            chunks = []
+            while size > 0:
+                chunk = os.read(fd, size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size -= len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def cached(self, uid: int, item: str) -> bytes | None:
+        return self.index.cached(self.id, uid, item)
+
+    def remember(self, uid: int, item: str, value: bytes) -> None:
+        self.index.remember(self.id, uid, item, value)
+
+    # -- changing ------------------------------------------------------------
+
+    def take_new(self) -> list[int]:
+        """Move messages from ``new/`` to ``cur/`` (a read-write SELECT); their UIDs.
+
+        The messages moved are the ones IMAP4rev1 calls \\Recent for the
+        session that moved them (RFC 3501 §2.3.2).
+        """
+        moved = []
+        with write(self.index, self.id) as w:
+            for uid in self.uids:
+                msg = self.messages[uid]
+                if not msg.location.startswith("new/"):
+                    continue
+                name = msg.location[4:]
+                if ":" not in name:
+                    name += ":2,"
+                location = "cur/" + name
+                try:
+                    os.rename(self.path / msg.location, self.path / location)
+                except FileNotFoundError:
+                    continue
+                w.move(uid, location)
+                msg.location = location
+                moved.append(uid)
+        return moved
+
+    def store(self, uids: Iterable[int], flags: Sequence[str], mode: str) -> list[int]:
+        """Add (``+``), remove (``-``) or set (``=``) flags; the UIDs whose flags changed."""
+        changed = []
+        with write(self.index, self.id) as w:
+            for uid in uids:
+                msg = self.messages.get(uid)
+                if msg is None:
+                    continue
+                if mode == "+":
+                    new = set(msg.flags) | set(flags)
+                elif mode == "-":
+                    new = set(msg.flags) - set(flags)
+                else:
+                    new = set(flags)
+                if new == set(msg.flags):
+                    continue
+                letters = self.keywords.letters(sorted(new))
+                if letters is None:
+                    raise FlagLimitError()
+                base, _ = split_name(msg.location[4:])
+                location = f"cur/{base}:2,{letters}"
+                try:
+                    os.rename(self.path / msg.location, self.path / location)
+                except FileNotFoundError:
+                    continue  # expunged or renamed elsewhere; the next scan tells
+                flag_text = " ".join(sorted(new))
+                w.update(uid, location, flag_text)
+                msg.location = location
+                msg.flags = flag_tuple(flag_text)
+                msg.modseq = w.modseq
+                changed.append(uid)
+        return changed
+
+    def append(self, data: bytes, flags: Sequence[str], internaldate: float | None) -> int:
+        """Store a new message (APPEND, COPY); its UID. Durable when this returns."""
+        letters = self.keywords.letters(sorted(set(flags)))
+        if letters is None:
+            raise FlagLimitError()
+        base = f"{unique_name()},S={len(data)},W={crlf_size([data])}"
+        tmp = self.path / "tmp" / base
+        location = f"cur/{base}:2,{letters}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            write_all(fd, [data])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            if internaldate is not None:
+                os.utime(tmp, (internaldate, internaldate))
+            os.rename(tmp, self.path / location)
+        except BaseException:
+            unlink_quietly(tmp)
+            raise
+        self._cur_sync.sync()
+        return self._index_new(base, location, " ".join(sorted(set(flags))), data, internaldate)
+
+    def _index_new(
+        self, base: str, location: str, flags: str, data: bytes, internaldate: float | None
+    ) -> int:
+        when = internaldate if internaldate is not None else time.time()
+        with write(self.index, self.id) as w:
+            uid = w.find(base)
+            if uid is None:  # a concurrent scan may have indexed it already
+                uid = w.add(base, location, flags, crlf_size([data]), when)
+        self._pull()
+        return uid
+
+    def copy_to(self, uids: Iterable[int], dest: Appender) -> list[tuple[int, int]]:
+        """Copy messages into ``dest`` keeping flags and dates; (source, new) UID pairs."""
+        pairs = []
+        for uid in uids:
+            msg = self.messages.get(uid)
+            if msg is None:
+                continue
+            try:
+                data = self._read(msg.location)
+            except FileNotFoundError:
+                continue
+            pairs.append((uid, dest.append(data, msg.flags, msg.internaldate)))
+        return pairs
+
+    def expunge(self, uids: Iterable[int]) -> list[int]:
+        """Remove messages for good (files first, then the index); the UIDs removed."""
+        removed = []
+        for uid in uids:
+            msg = self.messages.get(uid)
+            if msg is None:
+                continue
+            unlink_quietly(self.path / msg.location)
+            removed.append(uid)
+        if removed:
+            fsync_dir(self.path / "cur")
+            with write(self.index, self.id) as w:
+                w.remove(removed)
+            for uid in removed:
+                self._forget(uid)
+        return removed
+
+    def keyword_names(self) -> list[str]:
+        return self.keywords.names()
+
+    def deleted_uids(self) -> list[int]:
+        return [uid for uid in self.uids if "\\Deleted" in self.messages[uid].flags]
+
+
+def create_folder(path: Path, *, is_inbox: bool) -> None:
+    """Make a Maildir (``tmp/``, ``new/``, ``cur/``); a Maildir++ folder gets ``maildirfolder``."""
+    make_dirs(path / "tmp", path / "new", path / "cur", mode=0o700)
+    if not is_inbox:
+        marker = path / "maildirfolder"
+        if not marker.exists():
+            marker.touch(0o600)
+            fsync_dir(path)

@@ -1,0 +1,182 @@
+"""The mailbox index over Maildir: UIDs, flags and folders, as IMAP and POP3 use them.
+
+Two :class:`Account` objects on one directory stand for two processes (each
+has its own SQLite connection and its own in-memory view).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mailstead.store.account import Account, MailboxError, folder_dir_name, folder_name
+from mailstead.store.index import INDEX_NAME
+from mailstead.store.maildir import Maildir
+
+MSG = b"From: a@example.test\nSubject: hi\n\nbody\n"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "Maildir"
+
+
+def deliver(root: Path, data: bytes = MSG) -> str:
+    md = Maildir(root)
+    md.create()
+    return md.deliver([data])
+
+
+def test_delivered_mail_gets_ascending_uids_and_crlf_sizes(root: Path) -> None:
+    deliver(root)
+    deliver(root, b"x\ny\n")
+    inbox = Account(root).mailbox("INBOX")
+    inbox.refresh()
+    assert inbox.uids == [1, 2]
+    assert inbox.messages[2].size == 6  # "x\r\ny\r\n"
+    assert inbox.read(1) == MSG
+    assert inbox.messages[1].flags == ()
+
+
+def test_uidvalidity_and_uids_survive_a_new_process(root: Path) -> None:
+    deliver(root)
+    first = Account(root).mailbox("INBOX")
+    first.refresh()
+    again = Account(root).mailbox("INBOX")
+    again.refresh()
+    assert (again.uidvalidity, again.uids) == (first.uidvalidity, [1])
+
+
+def test_file_from_another_mda_and_tmp_files(root: Path) -> None:
+    deliver(root)
+    box = Account(root).mailbox("INBOX")
+    box.refresh()
+    (root / "tmp" / "999.M1P1.other").write_bytes(b"half written")
+    (root / "new" / "999.M2P1.other").write_bytes(b"Subject: other\n\nhi\n")
+    os.utime(root / "new", (0, 0))  # a stamp change however fast the test runs
+    box.refresh()
+    assert box.uids == [1, 2]
+    assert box.read(2) == b"Subject: other\n\nhi\n"
+
+
+def test_flag_rename_by_another_program_becomes_a_flag_change(root: Path) -> None:
+    name = deliver(root)
+    box = Account(root).mailbox("INBOX")
+    box.refresh()
+    os.rename(root / "new" / name, root / "cur" / f"{name}:2,FS")
+    box.refresh()
+    assert box.messages[1].flags == ("\\Flagged", "\\Seen")
+    assert box.uids == [1]
+
+
+def test_store_renames_the_file_and_the_other_process_sees_it(root: Path) -> None:
+    deliver(root)
+    a = Account(root).mailbox("INBOX")
+    b = Account(root).mailbox("INBOX")
+    a.refresh()
+    b.refresh()
+    assert a.store([1], ["\\Seen", "\\Answered", "$Label1"], "+") == [1]
+    (name,) = os.listdir(root / "cur")
+    assert name.endswith(":2,RSa")
+    assert (root / "dovecot-keywords").read_text() == "0 $Label1\n"
+    b.refresh()
+    assert b.messages[1].flags == ("$Label1", "\\Answered", "\\Seen")
+    assert a.store([1], ["\\Seen"], "-") == [1]
+    assert a.store([1], ["\\Answered", "$Label1"], "=") == []
+
+
+def test_expunge_removes_files_and_other_views(root: Path) -> None:
+    deliver(root)
+    deliver(root)
+    a = Account(root).mailbox("INBOX")
+    b = Account(root).mailbox("INBOX")
+    a.refresh()
+    b.refresh()
+    a.store([1], ["\\Deleted"], "+")
+    assert a.deleted_uids() == [1]
+    assert a.expunge([1]) == [1]
+    assert a.uids == [2]
+    b.refresh()
+    assert b.uids == [2]
+    assert len(os.listdir(root / "cur")) + len(os.listdir(root / "new")) == 1
+
+
+def test_file_removed_by_another_program_is_expunged(root: Path) -> None:
+    name = deliver(root)
+    box = Account(root).mailbox("INBOX")
+    box.refresh()
+    os.unlink(root / "new" / name)
+    box.refresh()
+    assert box.uids == []
+
+
+def test_append_and_copy_keep_flags_and_date(root: Path) -> None:
+    account = Account(root)
+    account.create("Work/Projects")
+    inbox = account.mailbox("INBOX")
+    inbox.refresh()
+    uid = inbox.append(b"Subject: a\r\n\r\nx\r\n", ["\\Seen"], 1_000_000_000.0)
+    assert uid == 1
+    assert inbox.messages[1].internaldate == 1_000_000_000.0
+    work = account.mailbox("Work/Projects")
+    work.refresh()
+    assert inbox.copy_to([1], work) == [(1, 1)]
+    work.refresh()
+    assert work.messages[1].flags == ("\\Seen",)
+    assert work.messages[1].internaldate == 1_000_000_000.0
+    assert (root / ".Work.Projects" / "maildirfolder").exists()
+
+
+def test_take_new_moves_to_cur_without_changing_uids(root: Path) -> None:
+    deliver(root)
+    box = Account(root).mailbox("INBOX")
+    box.refresh()
+    assert box.take_new() == [1]
+    assert os.listdir(root / "new") == []
+    box.refresh()
+    assert box.uids == [1]
+
+
+def test_folders_create_list_rename_delete(root: Path) -> None:
+    account = Account(root)
+    account.provision()
+    assert account.names() == ["INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"]
+    account.create("a.b/c")
+    assert folder_dir_name("a.b/c") == ".a&AC4-b.c"
+    assert folder_name(".a&AC4-b.c") == "a.b/c"
+    assert folder_name(".Entw&APw-rfe") == "Entwürfe"
+    with pytest.raises(MailboxError):
+        account.create("Sent")
+    account.rename("a.b", "x")
+    assert "x/c" in account.names() and "a.b/c" not in account.names()
+    account.delete("x/c")
+    assert "x/c" not in account.names()
+    with pytest.raises(MailboxError):
+        account.delete("INBOX")
+
+
+def test_recreated_mailbox_gets_a_new_uidvalidity(root: Path) -> None:
+    account = Account(root)
+    account.create("Box")
+    first = account.mailbox("Box").uidvalidity
+    account.delete("Box")
+    account.create("Box")
+    assert account.mailbox("Box").uidvalidity > first
+
+
+def test_rename_inbox_moves_the_messages(root: Path) -> None:
+    deliver(root)
+    account = Account(root)
+    account.rename("INBOX", "Old")
+    old = account.mailbox("Old")
+    old.refresh()
+    inbox = account.mailbox("INBOX")
+    inbox.refresh()
+    assert (len(old.uids), inbox.uids) == (1, [])
+
+
+def test_index_lives_beside_the_inbox(root: Path) -> None:
+    Account(root)
+    assert (root / INDEX_NAME).exists()
