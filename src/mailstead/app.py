@@ -134,10 +134,10 @@ class Listeners:
                     sock.close()
             raise ListenError(f"cannot listen: {exc.strerror or exc}") from exc
         gates = {
-            role: ConnectionGate(
-                limits.connections_per_ip, limits.connections_total, workers=workers
+            listener: ConnectionGate(
+                config.limits.connections_per_ip, config.limits.connections_total, workers=workers
             )
-            for role in sockets
+            for listener in sockets
         }
         return cls(sockets, gates, workers)
 

@@ -149,6 +149,17 @@ class Pop3Config:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionLimitsConfig:
+    """How many connections each listener takes (the per-IP count is shared by workers)."""
+
+    #: Simultaneous connections from one IP address to one listener (Postfix
+    #: anvil and Dovecot mail_max_userip_connections are of this kind).
+    connections_per_ip: int = 50
+    #: Simultaneous connections to one listener in all.
+    connections_total: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole, validated configuration of one Mailstead instance."""
 
@@ -174,6 +185,8 @@ class Config:
     webhooks: tuple[WebhookConfig, ...] = ()
     #: POP3 policy.
     pop3: Pop3Config = field(default_factory=Pop3Config)
+    #: Connection limits of every listener.
+    limits: ConnectionLimitsConfig = field(default_factory=ConnectionLimitsConfig)
     #: Server processes sharing the listening sockets; 0 means one per CPU.
     workers: int = 0
 
@@ -285,6 +298,7 @@ _TOP_KEYS = {
     "http_client",
     "webhooks",
     "pop3",
+    "limits",
 }
 _LISTEN_KEYS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 _EVENT_PATTERN = re.compile(r"[a-z0-9_*-]+(?:\.[a-z0-9_*-]+)*")
@@ -436,6 +450,16 @@ def _build(data: dict[str, object], path: Path, r: _Reader) -> Config:
         )
     )
 
+    limits_t = r.table(data, "limits", "", ("connections_per_ip", "connections_total"))
+    per_ip, total = (
+        r.typed(limits_t.get(key, default), f"limits.{key}", int, "a whole number")
+        for key, default in (("connections_per_ip", 50), ("connections_total", 1000))
+    )
+    if not 1 <= per_ip <= 1_000_000:
+        r.fail("limits.connections_per_ip", f"expected 1 to 1000000, got {per_ip}")
+    if not per_ip <= total <= 1_000_000:
+        r.fail("limits.connections_total", f"expected {per_ip} to 1000000, got {total}")
+
     workers = r.typed(data.get("workers", 0), "workers", int, "a whole number")
     if not 0 <= workers <= 256:
         r.fail("workers", f"expected 0 (one per CPU) to 256, got {workers}")
@@ -453,6 +477,7 @@ def _build(data: dict[str, object], path: Path, r: _Reader) -> Config:
         http_client=HttpClientConfig(allow_networks=tuple(networks)),
         webhooks=_webhooks(r, data),
         pop3=pop3,
+        limits=ConnectionLimitsConfig(per_ip, total),
     )
 
 
@@ -627,6 +652,10 @@ allow_networks = []                 # private/loopback networks they may reach,
 
 [pop3]
 delete_retrieved = false            # true: delete mail once a client retrieved it
+
+[limits]                            # per listener
+connections_per_ip = 50
+connections_total  = 1000
 
 # [[webhooks]]                      # none by default; an example endpoint
 # url    = "https://app.example/hooks/mail"

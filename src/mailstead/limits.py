@@ -43,10 +43,6 @@ class SMTPLimits:
     data_timeout: float = 180.0
     # Seconds for the TLS handshake after STARTTLS or on an implicit-TLS port.
     tls_handshake_timeout: float = 30.0
-    # Simultaneous connections from one IP address (Postfix anvil default 50).
-    connections_per_ip: int = 50
-    # Simultaneous connections to one listener in all.
-    connections_total: int = 1000
     # Received headers counted before a message is refused as a loop
     # (RFC 5321 §6.3; Postfix hopcount_limit = 50).
     max_received_headers: int = 50

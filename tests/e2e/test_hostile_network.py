@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 
 from mailstead.limits import SMTPLimits
-from tests.e2e.harness import ServerHandle, client_tls_context, running_server
+from mailstead.config import load_config
+from tests.e2e.harness import (
+    ServerHandle,
+    client_tls_context,
+    running_config,
+    running_server,
+    write_config,
+)
 
 
 class Conn:
@@ -109,7 +116,8 @@ def _assert_serves(server: ServerHandle) -> None:
 
 
 def test_connections_per_ip_limit(tmp_path: Path) -> None:
-    with running_server(tmp_path, limits=SMTPLimits(connections_per_ip=3)) as server:
+    config = load_config(write_config(tmp_path, extra="[limits]\nconnections_per_ip = 3\n"))
+    with running_config(config) as server:
         port = server.ports["smtp"]
         held = [Conn(port).greet() for _ in range(3)]
         extra = Conn(port)
