@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.limits import SMTPLimits
 from mailstead.config import load_config
+from mailstead.limits import SMTPLimits
 from tests.e2e.harness import (
     ServerHandle,
     client_tls_context,
