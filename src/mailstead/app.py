@@ -26,6 +26,7 @@ from mailstead.mta.receiver import Receiver, Role
 from mailstead.mta.resolver import DNSResolver
 from mailstead.net.imap_session import IMAPService
 from mailstead.net.listener import ConnectionGate, bind
+from mailstead.net.memory import limit_idle_memory
 from mailstead.net.pop3_session import POP3Service
 from mailstead.net.smtp_session import SMTPService
 from mailstead.net.supervisor import Supervisor
@@ -164,6 +165,7 @@ async def start(
     ``outbound`` is False (tests that want queued mail to stay put).
     """
     limits = limits or SMTPLimits()
+    limit_idle_memory()
     if listeners is None:
         listeners = Listeners.bind(config, limits)
     directory = Directory(config.db_path("directory"), config.domains)
