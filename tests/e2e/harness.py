@@ -19,7 +19,7 @@ from pathlib import Path
 from mailstead import app
 from mailstead.config import Config, load_config
 from mailstead.directory import Directory
-from mailstead.limits import SMTPLimits
+from mailstead.limits import IMAPLimits, SMTPLimits
 from mailstead.tlscert import ensure_self_signed
 
 DOMAIN = "example.test"
@@ -33,6 +33,7 @@ def write_config(
     storage: str = "maildir",
     workers: int = 0,
     delivery: str = "",
+    extra: str = "",
 ) -> Path:
     """A mailstead.toml under ``root`` listening on 127.0.0.1 (port 0 = any)."""
     ports = ports or {}
@@ -48,7 +49,7 @@ def write_config(
         f'domains = ["{DOMAIN}", "other.test"]\n'
         f"[listen]\n{listen}\n"
         f'[storage]\nformat = "{storage}"\n'
-        f"[delivery]\n{delivery}"
+        f"[delivery]\n{delivery}\n{extra}"
     )
     config = load_config(path)
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +110,11 @@ def running_server(
 
 @contextmanager
 def running_config(
-    config: Config, *, limits: SMTPLimits | None = None, outbound: bool = False
+    config: Config,
+    *,
+    limits: SMTPLimits | None = None,
+    outbound: bool = False,
+    imap_limits: IMAPLimits | None = None,
 ) -> Iterator[ServerHandle]:
     """Serve ``config`` in this process, on a background thread's event loop."""
     loop = asyncio.new_event_loop()
@@ -119,7 +124,9 @@ def running_config(
     def run() -> None:
         asyncio.set_event_loop(loop)
         try:
-            holder["server"] = loop.run_until_complete(app.start(config, limits, outbound=outbound))
+            holder["server"] = loop.run_until_complete(
+                app.start(config, limits, outbound=outbound, imap_limits=imap_limits)
+            )
         except BaseException as exc:
             holder["error"] = exc
             started.set()

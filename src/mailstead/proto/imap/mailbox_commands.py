@@ -63,7 +63,7 @@ def _quote_name(ctx: Context, name: str) -> bytes:
 
 
 def _select(ctx: Context, readonly: bool) -> Reply:
-    (arg, *rest) = ctx.args(1, 2)
+    arg = ctx.args(1, 2)[0]
     if ctx.session.view is not None:
         ctx.session.view = None
         ctx.untagged(b"OK [CLOSED] Previous mailbox closed")
@@ -151,9 +151,13 @@ def rename(ctx: Context) -> Reply:
     old_arg, new_arg = ctx.args(2, 2)
     old, new = _name(ctx, old_arg), _name(ctx, new_arg)
     view = ctx.session.view
-    if view is not None and (view.mailbox.name == old or view.mailbox.name.startswith(old + "/")):
-        if old != INBOX:
-            ctx.session.view = None
+    # Renaming INBOX keeps it (RFC 9051 §6.3.6), so its view stays selected.
+    if (
+        view is not None
+        and old != INBOX
+        and (view.mailbox.name == old or view.mailbox.name.startswith(old + "/"))
+    ):
+        ctx.session.view = None
     try:
         ctx.account.rename(old, new)
     except (MailboxError, OSError) as exc:
@@ -239,9 +243,10 @@ def list_(ctx: Context, *, lsub: bool = False) -> Reply:
     subscribed = ctx.account.subscriptions()
     subscribed_only = lsub or "SUBSCRIBED" in selection
     candidates = sorted(set(existing) | (subscribed if subscribed_only else set()), key=_order)
-    # Parents that do not exist themselves but have children.
-    parents = {n.rsplit("/", 1)[0] for n in set(existing) | subscribed if "/" in n}
-    parents |= {p.rsplit("/", 1)[0] for p in parents if "/" in p}
+    # Parents that do not exist themselves but have children. Subscriptions
+    # count only when listing them: a plain LIST shows what exists
+    # (RFC 9051 §6.3.9; RFC 5258 §3.4 for the SUBSCRIBED selection).
+    parents = _ancestors(set(existing) | (subscribed if subscribed_only else set()))
     matchers = [list_pattern(reference, p) for p in patterns]
     shown: set[str] = set()
     for name in sorted(set(candidates) | parents, key=_order):
@@ -256,11 +261,15 @@ def list_(ctx: Context, *, lsub: bool = False) -> Reply:
                 attrs.append("\\Noselect")
             else:
                 continue
-        if name not in exists:
+        if name not in exists and "\\Noselect" not in attrs:
             attrs.append("\\NonExistent" if not lsub else "\\Noselect")
         has_children = any(n.startswith(name + "/") for n in exists)
-        if not lsub:
-            attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
+        if has_children and not lsub:
+            attrs.append("\\HasChildren")
+        elif not lsub and name in exists:
+            # RFC 5258 §5.3 shows a subscribed name that is gone as just
+            # (\NonExistent \Subscribed): no children attribute.
+            attrs.append("\\HasNoChildren")
         if name in subscribed and (subscribed_only or "SUBSCRIBED" in returns) and not lsub:
             attrs.append("\\Subscribed")
         use = ctx.account.special_use(name)
@@ -276,6 +285,15 @@ def list_(ctx: Context, *, lsub: bool = False) -> Reply:
         if status_items and name in exists:
             _status_line(ctx, name, status_items)
     return ok(f"{verb.decode()} completed")
+
+
+def _ancestors(names: set[str]) -> set[str]:
+    """Every proper ancestor of ``names`` (``a/b/c`` → ``a``, ``a/b``)."""
+    found: set[str] = set()
+    for name in names:
+        parts = name.split("/")
+        found.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    return found
 
 
 def _order(name: str) -> tuple[int, str]:
@@ -357,14 +375,20 @@ def parse_date_time(value: str) -> float:
     if m is None or m.group(2).upper() not in _MONTHS:
         raise ArgumentError("Invalid date-time")
     day, _, year, hh, mm, ss, sign, zh, zm = m.groups()
+    month = _MONTHS[m.group(2).upper()]
+    # A date that does not exist (31-Feb) is refused, not rolled over into
+    # the next month; a leap second (60) is allowed as RFC 5322 §3.3 does.
+    if not (
+        1 <= int(day) <= calendar.monthrange(int(year), month)[1]
+        and int(hh) < 24
+        and int(mm) < 60
+        and int(ss) < 61
+    ):
+        raise ArgumentError("Invalid date-time")
     try:
-        ts = calendar.timegm(
-            (int(year), _MONTHS[m.group(2).upper()], int(day), int(hh), int(mm), int(ss), 0, 0, 0)
-        )
+        ts = calendar.timegm((int(year), month, int(day), int(hh), int(mm), int(ss), 0, 0, 0))
     except (ValueError, OverflowError) as exc:
         raise ArgumentError("Invalid date-time") from exc
-    if not (1 <= int(day) <= 31 and int(hh) < 24 and int(mm) < 60 and int(ss) < 61):
-        raise ArgumentError("Invalid date-time")
     offset = (int(zh) * 60 + int(zm)) * 60
     return float(ts - offset if sign == "+" else ts + offset)
 
@@ -407,6 +431,9 @@ def append(ctx: Context) -> Reply:
         return no("NUL in message; use a literal8", b"UNKNOWN-CTE")
     try:
         mailbox = ctx.account.mailbox(name)
+        # Mail delivered since the last look gets its UIDs first, so that
+        # UIDs follow arrival order (DESIGN.md §2).
+        mailbox.refresh()
         uid = mailbox.append(message.value, flags, internaldate)
     except (MailboxError, OSError) as exc:
         return _error(exc)

@@ -30,7 +30,7 @@ def to_crlf(data: bytes) -> bytes:
 class _Source:
     """One stored message as FETCH and SEARCH see it; content is read on first use."""
 
-    __slots__ = ("_mailbox", "_msg", "_parsed", "_raw", "seq", "max_seq", "max_uid", "saved")
+    __slots__ = ("_mailbox", "_msg", "_parsed", "_raw", "max_seq", "max_uid", "saved", "seq")
     internaldate_offset = 0
     # Set by SEARCH only (SearchTarget).
     seq: int
@@ -87,6 +87,12 @@ def _view(ctx: Context) -> SelectedView:
     if view is None:
         raise ArgumentError("No mailbox selected")
     return view
+
+
+def _may_expunge(ctx: Context) -> bool:
+    """RFC 9051 §7.5.1: no EXPUNGE while answering FETCH, STORE or SEARCH; their UID
+    forms may carry one (RFC 3501 §7.4.1 note), as the client's numbers are UIDs."""
+    return ctx.command.uid
 
 
 def _positions(ctx: Context, view: SelectedView, token: Token) -> list[int]:
@@ -152,12 +158,14 @@ def fetch(ctx: Context) -> Reply:
                 )
             )
         except UnknownCTE:
-            return Reply(b"NO", b"Unknown content transfer encoding", b"UNKNOWN-CTE", False)
+            return Reply(
+                b"NO", b"Unknown content transfer encoding", b"UNKNOWN-CTE", _may_expunge(ctx)
+            )
         except FileNotFoundError:
             missing = True
     if missing and not include_uid:
-        return Reply(b"NO", b"Some messages were expunged", b"EXPUNGEISSUED", False)
-    return Reply(b"OK", b"FETCH completed", b"", False)
+        return Reply(b"NO", b"Some messages were expunged", b"EXPUNGEISSUED", _may_expunge(ctx))
+    return Reply(b"OK", b"FETCH completed", b"", _may_expunge(ctx))
 
 
 # -- STORE (RFC 9051 §6.4.6) -------------------------------------------------------
@@ -194,7 +202,7 @@ def store(ctx: Context) -> Reply:
                 continue
             uid_part = b"UID %d " % msg.uid if ctx.command.uid else b""
             ctx.untagged(b"%d FETCH (%sFLAGS %s)" % (p + 1, uid_part, flag_list(msg.flags)))
-    return Reply(b"OK", b"STORE completed", b"", False)
+    return Reply(b"OK", b"STORE completed", b"", _may_expunge(ctx))
 
 
 # -- SEARCH (RFC 9051 §6.4.4, RFC 4731, RFC 5182) ---------------------------------
@@ -234,9 +242,9 @@ def search(ctx: Context) -> Reply:
     if options is not None and "SAVE" in options:
         ctx.session_save(hit_uids)
         if options == frozenset({"SAVE"}):
-            return Reply(b"OK", b"SEARCH completed", b"", False)
+            return Reply(b"OK", b"SEARCH completed", b"", _may_expunge(ctx))
     ctx.out.append(format_search(hits, query, tag=ctx.command.tag, uid_mode=ctx.command.uid))
-    return Reply(b"OK", b"SEARCH completed", b"", False)
+    return Reply(b"OK", b"SEARCH completed", b"", _may_expunge(ctx))
 
 
 # -- COPY / MOVE (RFC 9051 §6.4.7, §6.4.8; RFC 4315 COPYUID) ------------------------
@@ -258,6 +266,7 @@ def _copy(ctx: Context, move: bool) -> Reply:
     source = view.mailbox
     try:
         dest = account.mailbox(name)
+        dest.refresh()  # earlier deliveries get their UIDs first, as for APPEND
         pairs = source.copy_to([view.uids[p] for p in positions], dest)
     except MailboxError as exc:
         return no(exc.text, exc.code.encode())

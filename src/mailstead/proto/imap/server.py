@@ -228,7 +228,7 @@ class IMAPServer:
 
     # -- reading ------------------------------------------------------------------
 
-    def _next_command(self) -> ServerEvent | None | object:
+    def _next_command(self) -> ServerEvent | object | None:
         event = self._parser.next_event()
         if event is NEED_DATA:
             return _NEED
@@ -399,7 +399,7 @@ class IMAPServer:
         except (SASLError, ValueError) as exc:
             return self._sasl_failed(command, exc)
 
-    def _sasl_line(self) -> ServerEvent | None | object:
+    def _sasl_line(self) -> ServerEvent | object | None:
         line = self._parser.next_line(self.limits.sasl_line)
         if line is NEED_DATA:
             return _NEED

@@ -1,0 +1,158 @@
+"""Drive the sans-IO IMAP server from a C:/S: transcript, byte for byte.
+
+The same player as the SMTP and POP3 transcripts
+(:func:`tests.proto.transcript.play`): consecutive ``C:`` lines go to the
+server in one write, the ``S:`` lines after them must be everything it says
+in answer, with CRLF. A literal's ``+`` continuation splits a command into
+two ``C:`` groups, as it does on the wire.
+
+The storage is real: a :class:`mailstead.store.account.Account` over
+``<tmp>/Maildir``. Two :class:`IMAPTranscript` objects made with
+``fresh_account=True`` on one directory stand for two processes (each with
+its own index connection and in-memory mailboxes). ``alice@example.test`` /
+``alice-pw`` logs in; every other password fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mailstead.limits import IMAPLimits
+from mailstead.proto.imap.server import (
+    AuthRequest,
+    Closed,
+    IMAPServer,
+    IMAPSettings,
+    ServerEvent,
+    StartTLS,
+)
+from mailstead.store.account import Account
+from mailstead.store.maildir import Maildir
+from tests.proto.transcript import play
+
+HOST = "mx.example.test"
+USER = "alice@example.test"
+PASSWORD = "alice-pw"
+
+SECURE = IMAPSettings(HOST, secure=True)
+PLAIN = IMAPSettings(HOST, secure=False, tls_available=True)
+
+CAPS = (
+    "IMAP4rev2 IMAP4rev1 LITERAL+ SASL-IR ENABLE ID IDLE NAMESPACE UIDPLUS MOVE UNSELECT"
+    " CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES STATUS=SIZE BINARY"
+)
+APPENDLIMIT = f"APPENDLIMIT={IMAPLimits().append_limit}"
+CAPS_PLAIN = f"{CAPS} STARTTLS LOGINDISABLED {APPENDLIMIT}"
+CAPS_TLS = f"{CAPS} AUTH=PLAIN AUTH=LOGIN {APPENDLIMIT}"
+CAPS_AUTHED = f"{CAPS} {APPENDLIMIT}"
+
+# Three messages with fixed arrival times, so INTERNALDATE is known.
+# 17-Jul-1996 09:44:25 UTC (the RFC 9051 example date) and the next two days.
+WHEN = 837596665
+MESSAGES = (
+    b"From: Bob <bob@example.test>\nTo: alice@example.test\nSubject: one\n"
+    b"Date: Wed, 17 Jul 1996 02:44:25 -0700\nMessage-ID: <1@example.test>\n\nfirst body\n",
+    b"From: carol@example.test\nSubject: two\n\nsecond\n",
+    b"From: dave@example.test\nSubject: =?UTF-8?Q?gr=C3=BC=C3=9Fe?=\n\nthird, with more text\n",
+)
+
+
+def deliver(root: Path, *messages: bytes, when: float | None = None) -> list[str]:
+    """Deliver into ``root/new`` as the MDA does; the file names."""
+    md = Maildir(root)
+    md.create()
+    names = []
+    for i, data in enumerate(messages):
+        name = md.deliver([data])
+        if when is not None:
+            os.utime(root / "new" / name, (when + i * 86400, when + i * 86400))
+        names.append(name)
+    # Make the directory stamp differ from any earlier scan, however fast the test.
+    os.utime(root / "new", (0, 0))
+    return names
+
+
+class IMAPTranscript:
+    """One IMAP connection: the protocol object, its account, and the events it yielded."""
+
+    def __init__(
+        self,
+        root: Path,
+        settings: IMAPSettings = SECURE,
+        *,
+        limits: IMAPLimits | None = None,
+    ) -> None:
+        self.root = root
+        self.accounts: list[Account] = []
+        self.events: list[ServerEvent] = []
+        self.server = IMAPServer(settings, limits or IMAPLimits(), self._open)
+
+    def _open(self, address: str) -> Account:
+        assert address == USER
+        account = Account(self.root)
+        self.accounts.append(account)
+        return account
+
+    @property
+    def account(self) -> Account:
+        return self.accounts[-1]
+
+    # -- driving -------------------------------------------------------------
+
+    def drive(self) -> None:
+        """Run the server until it needs bytes; answer AuthRequest and StartTLS."""
+        conn = self.server
+        while True:
+            event = conn.process()
+            if event is None:
+                return
+            self.events.append(event)
+            if isinstance(event, AuthRequest):
+                creds = event.credentials
+                ok = creds.authcid == USER and creds.password == PASSWORD
+                conn.auth_done(USER if ok and creds.authzid in ("", USER) else None)
+            elif isinstance(event, StartTLS):
+                conn.tls_started()
+            elif isinstance(event, Closed):
+                return
+
+    def feed(self, data: bytes) -> bytes:
+        self.server.receive_data(data)
+        self.drive()
+        return self.server.data_to_send()
+
+    def output(self) -> bytes:
+        self.drive()
+        return self.server.data_to_send()
+
+    def run(self, script: str) -> None:
+        """Play a C:/S: transcript and assert each server batch byte for byte."""
+        play(script, us="S", output=self.output, feed=self.feed)
+
+    def say(self, line: str) -> str:
+        """One command line in, the server's whole answer out (as text, CRLF kept)."""
+        return self.feed(line.encode() + b"\r\n").decode("utf-8", "replace")
+
+    # -- shortcuts ---------------------------------------------------------------
+
+    def login(self) -> IMAPTranscript:
+        """Greeting and LOGIN as alice, checked loosely."""
+        assert self.output().startswith(b"* OK [CAPABILITY ")
+        said = self.feed(f"L LOGIN {USER} {PASSWORD}\r\n".encode())
+        assert said.startswith(b"L OK [CAPABILITY "), said
+        return self
+
+    def select(self, name: str = "INBOX", *, enable_rev2: bool = False) -> IMAPTranscript:
+        if enable_rev2:
+            assert self.feed(b"E ENABLE IMAP4rev2\r\n").endswith(b"E OK ENABLE completed\r\n")
+        said = self.feed(f"S SELECT {name}\r\n".encode())
+        assert said.endswith(b"S OK [READ-WRITE] SELECT completed\r\n"), said
+        return self
+
+    @property
+    def closed(self) -> bool:
+        return self.server.closed
+
+    def uidvalidity(self, name: str = "INBOX") -> int:
+        return Account(self.root).mailbox(name).uidvalidity
