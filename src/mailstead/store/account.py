@@ -10,6 +10,7 @@ as its base64 form ``&AC4-``.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import threading
@@ -62,7 +63,9 @@ class Account:
         self.root = Path(root)
         create_folder(self.root, is_inbox=True)
         self.index = AccountIndex(self.root / INDEX_NAME)
-        self._open: weakref.WeakValueDictionary[str, Mailbox] = weakref.WeakValueDictionary()
+        # Kept for the account's lifetime: reopening a large mailbox costs a
+        # full load from the index, so a client that reconnects finds it warm.
+        self._open: dict[str, Mailbox] = {}
         self._lock = threading.Lock()
         self._provisioned = False
 
@@ -170,11 +173,19 @@ class Account:
 
 
 class Accounts:
-    """The accounts below the mail root that this process has open (one object each)."""
+    """The accounts below the mail root that this process has open (one object each).
 
-    def __init__(self, mail_root: Path) -> None:
+    An account stays open while a session uses it, and the ``keep`` most
+    recently used ones stay open after their last session ends, so that a
+    client that reconnects (most do, for every check) finds its mailboxes
+    loaded; a warm SELECT then reads neither the index nor the directory.
+    """
+
+    def __init__(self, mail_root: Path, *, keep: int = 64) -> None:
         self.mail_root = Path(mail_root)
         self._open: weakref.WeakValueDictionary[str, Account] = weakref.WeakValueDictionary()
+        self._recent: collections.OrderedDict[str, Account] = collections.OrderedDict()
+        self._keep = keep
         self._lock = threading.Lock()
 
     def get(self, address: str) -> Account:
@@ -184,6 +195,10 @@ class Accounts:
             if account is None:
                 account = Account(maildir_path(self.mail_root, address))
                 self._open[address] = account
+            self._recent[address] = account
+            self._recent.move_to_end(address)
+            while len(self._recent) > self._keep:
+                self._recent.popitem(last=False)
             return account
 
     def open_for_login(self, address: str) -> Account:

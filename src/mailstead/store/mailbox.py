@@ -76,6 +76,9 @@ class Mailbox:
         self.keywords = Keywords(self.path)
         self.uids: list[int] = []  # ascending: position + 1 is the sequence number of a full view
         self.messages: dict[int, Message] = {}
+        # Summary header fields SEARCH has read (UIDs are never reused, so
+        # entries of expunged messages are only dead weight until reopen).
+        self.header_summaries: dict[int, bytes] = {}
         self.highestmodseq = 0
         self.uidnext = state.uidnext
         self._cur_sync = DirectorySyncer(self.path / "cur")
@@ -256,11 +259,22 @@ class Mailbox:
         The messages moved are the ones IMAP4rev1 calls \\Recent for the
         session that moved them (RFC 3501 §2.3.2).
         """
-        moved = []
+        moved: list[int] = []
+        # Usually new/ is empty (every SELECT empties it): then a directory
+        # read spares both the walk over every message and a commit.
+        try:
+            waiting = {split_name(name)[0] for name in os.listdir(self.path / "new")}
+        except FileNotFoundError:
+            return moved
+        if not waiting:
+            return moved
         with write(self.index, self.id) as w:
             for uid in self.uids:
                 msg = self.messages[uid]
-                if not msg.location.startswith("new/"):
+                if (
+                    not msg.location.startswith("new/")
+                    or split_name(msg.location[4:])[0] not in waiting
+                ):
                     continue
                 name = msg.location[4:]
                 if ":" not in name:

@@ -13,7 +13,8 @@ from mailstead.proto.imap.context import ArgumentError, Context, Reply, atom, no
 from mailstead.proto.imap.fetch import parse_fetch, render_fetch
 from mailstead.proto.imap.mailbox_commands import parse_flags
 from mailstead.proto.imap.message import ParsedMessage, UnknownCTE
-from mailstead.proto.imap.search import BadCharset, format_search, parse_search
+from mailstead.proto.imap.search import BadCharset, SearchQuery, format_search, parse_search
+from mailstead.proto.imap.search_match import HeaderKey, walk
 from mailstead.proto.imap.sequence import STAR, SequenceSet, format_set
 from mailstead.proto.imap.storage import MailboxError, MailboxLike, MessageLike
 from mailstead.proto.imap.tokens import ParenList, Token
@@ -80,6 +81,53 @@ class _Source:
 
     def remember(self, item: str, value: bytes) -> None:
         self._mailbox.remember(self._msg.uid, item, value)
+
+
+class _SummarySource(_Source):
+    """A message whose header, for SEARCH, is just the summary fields, remembered.
+
+    A search on SUBJECT, FROM, TO, CC, BCC or the SENT* dates reads no other
+    field, so the mailbox keeps those lines of each message once read and a
+    second search reads no files (as Dovecot's cache file does).
+    """
+
+    __slots__ = ()
+
+    def header_bytes(self) -> bytes:
+        cache = self._mailbox.header_summaries
+        summary = cache.get(self._msg.uid)
+        if summary is None:
+            summary = cache[self._msg.uid] = summary_fields(super().header_bytes())
+        return summary
+
+
+SUMMARY_FIELDS = frozenset({"subject", "from", "to", "cc", "bcc", "date"})
+
+
+def summary_fields(header: bytes) -> bytes:
+    """The lines (with continuations) of the :data:`SUMMARY_FIELDS` in ``header``."""
+    keep: list[bytes] = []
+    taking = False
+    for line in header.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            if taking:
+                keep.append(line)
+            continue
+        name = line.split(b":", 1)[0].strip().lower()
+        taking = name.decode("latin-1") in SUMMARY_FIELDS and b":" in line
+        if taking:
+            keep.append(line)
+    return b"\r\n".join(keep) + b"\r\n\r\n"
+
+
+def _summary_enough(query: SearchQuery) -> bool:
+    """Whether the summary fields answer every header question of ``query``."""
+    if query.needs_body:
+        return False
+    return all(
+        not isinstance(key, HeaderKey) or key.name.lower() in SUMMARY_FIELDS
+        for key in walk(query.program)
+    )
 
 
 def _view(ctx: Context) -> SelectedView:
@@ -222,11 +270,12 @@ def search(ctx: Context) -> Reply:
     max_uid = view.uids[-1] if view.uids else 0
     hits: list[int] = []
     hit_uids: list[int] = []
+    source = _SummarySource if query.needs_headers and _summary_enough(query) else _Source
     for seq, uid in enumerate(view.uids, 1):
         msg = messages.get(uid)
         if msg is None:
             continue
-        target = _Source(mailbox, msg)
+        target = source(mailbox, msg)
         target.seq = seq
         target.max_seq = max_seq
         target.max_uid = max_uid
@@ -238,12 +287,18 @@ def search(ctx: Context) -> Reply:
         if matched:
             hits.append(uid if ctx.command.uid else seq)
             hit_uids.append(uid)
-    options = query.return_options
-    if options is not None and "SAVE" in options:
-        ctx.session_save(hit_uids)
-        if options == frozenset({"SAVE"}):
-            return Reply(b"OK", b"SEARCH completed", b"", _may_expunge(ctx))
-    ctx.out.append(format_search(hits, query, tag=ctx.command.tag, uid_mode=ctx.command.uid))
+    if query.saves:  # RFC 5182 §2.4
+        ctx.session_save(query.to_save(hit_uids))
+    # RFC 9051 §6.4.4: an IMAP4rev2 session gets ESEARCH even without RETURN.
+    ctx.out.append(
+        format_search(
+            hits,
+            query,
+            tag=ctx.command.tag,
+            uid_mode=ctx.command.uid,
+            esearch=ctx.session.rev2,
+        )
+    )
     return Reply(b"OK", b"SEARCH completed", b"", _may_expunge(ctx))
 
 

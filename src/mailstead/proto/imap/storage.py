@@ -47,6 +47,8 @@ class MailboxLike(Protocol):
     uidnext: int
     highestmodseq: int
     uids: list[int]
+    # SEARCH's remembered summary header fields per UID (see message_commands).
+    header_summaries: dict[int, bytes]
 
     @property
     def messages(self) -> Mapping[int, MessageLike]: ...
