@@ -242,6 +242,15 @@ class AccountIndex:
                 )
             ]
 
+    def all_rows(self, mailbox_id: int) -> list[tuple[int, str, str, int, float, int]]:
+        """``(uid, location, flags, size, internaldate, modseq)`` of every message, by UID."""
+        with self.lock:
+            return self._conn.execute(
+                "SELECT uid, location, flags, size, internaldate, modseq"
+                " FROM messages WHERE mailbox = ? ORDER BY uid",
+                (mailbox_id,),
+            ).fetchall()
+
     def expunged_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
         """UIDs expunged after ``since_modseq``; None when the log no longer reaches back."""
         with self.lock:
@@ -341,6 +350,17 @@ class MailboxWriter:
             (self.mailbox_id, uid, key, location, flags, size, internaldate, self._next_modseq()),
         )
         return uid
+
+    def add_many(self, messages: list[tuple[str, str, str, int, float]]) -> None:
+        """:meth:`add` for many ``(key, location, flags, size, internaldate)`` in order."""
+        first = self.uidnext
+        self.uidnext += len(messages)
+        modseq = self._next_modseq() if messages else self.modseq
+        self._conn.executemany(
+            "INSERT INTO messages (mailbox, uid, key, location, flags, size, internaldate, modseq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(self.mailbox_id, first + i, *message, modseq) for i, message in enumerate(messages)],
+        )
 
     def update(self, uid: int, location: str, flags: str) -> None:
         self._conn.execute(

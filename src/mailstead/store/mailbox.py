@@ -25,7 +25,7 @@ from mailstead.proto.imap.storage import Appender, FlagLimitError
 from mailstead.store.fsync import DirectorySyncer, fsync_dir, make_dirs, unlink_quietly, write_all
 from mailstead.store.index import AccountIndex, MailboxState, Row, write
 from mailstead.store.maildir import crlf_size, unique_name
-from mailstead.store.maildir_names import Keywords, sizes, split_name
+from mailstead.store.maildir_names import Keywords, crlf_size_named, split_name
 
 # A directory whose mtime is this close to the scan may still change within
 # the same timestamp tick; its stamp is not trusted until it is older.
@@ -83,6 +83,7 @@ class Mailbox:
         self.uidnext = state.uidnext
         self._cur_sync = DirectorySyncer(self.path / "cur")
         self._refreshed = -1e9
+        self._letters_text: dict[str, str] = {}
 
     # -- keeping up with the disk and with other processes -----------------
 
@@ -134,11 +135,11 @@ class Mailbox:
         self.uidnext = state.uidnext
 
     def _load_all(self, state: MailboxState) -> None:
-        self.messages = {}
-        self.uids = []
-        for row in self.index.rows(self.id):
-            self.messages[row.uid] = self._message(row)
-            self.uids.append(row.uid)
+        messages: dict[int, Message] = {}
+        for uid, location, flags, size, internaldate, modseq in self.index.all_rows(self.id):
+            messages[uid] = Message(uid, location, flag_tuple(flags), size, internaldate, modseq)
+        self.messages = messages
+        self.uids = list(messages)  # all_rows is in UID order
         self.highestmodseq = state.highestmodseq
         self.uidnext = state.uidnext
 
@@ -164,12 +165,13 @@ class Mailbox:
 
     def _scan(self, stamp: str, dirty: bool) -> None:
         """Reconcile the index with ``new/`` and ``cur/`` (one index transaction)."""
+        flag_text = self._flag_text
         with write(self.index, self.id) as w:
             known = w.keys()
             seen: set[str] = set()
             fresh: list[tuple[str, str, str]] = []
             for sub in ("new", "cur"):
-                for name in os.listdir(self.path / sub):
+                for name in os.listdir(f"{self.path}/{sub}"):
                     if name.startswith("."):
                         continue
                     base, letters = split_name(name)
@@ -183,7 +185,7 @@ class Mailbox:
                         continue
                     uid, old_location, old_flags = old
                     if old_location != location:
-                        flags = " ".join(sorted(self.keywords.flags(letters)))
+                        flags = flag_text(letters)
                         if flags != old_flags:
                             w.update(uid, location, flags)
                         else:
@@ -193,23 +195,37 @@ class Mailbox:
                 w.remove(gone)
             # Unique names begin with the delivery time: sorting by name gives
             # UIDs in arrival order (RFC 9051 §2.3.1.1 asks only for ascending).
+            added = []
             for base, location, letters in sorted(fresh):
-                added = self._describe(location)
-                if added is None:
-                    continue  # vanished between listdir and stat
-                size, internaldate = added
-                flags = " ".join(sorted(self.keywords.flags(letters)))
-                w.add(base, location, flags, size, internaldate)
+                described = self._describe(base, location)
+                if described is not None:  # else it vanished since listdir
+                    added.append((base, location, flag_text(letters), *described))
+            w.add_many(added)
             w.set_stamp("" if dirty else stamp)
         self._pull()
 
-    def _describe(self, location: str) -> tuple[int, float] | None:
-        path = self.path / location
+    def _flag_text(self, letters: str) -> str:
+        """The index's flag text for Maildir flag letters.
+
+        System-flag letters have few combinations and a fixed meaning, so
+        their text is memoised; keyword letters depend on the keywords file.
+        """
+        text = self._letters_text.get(letters)
+        if text is None:
+            text = " ".join(sorted(self.keywords.flags(letters)))
+            if letters.isupper() or not letters:
+                self._letters_text[letters] = text
+        return text
+
+    def _describe(self, base: str, location: str) -> tuple[int, float] | None:
+        # Plain strings, not Path: this runs once per file of a mailbox.
+        path = f"{self.path}/{location}"
         try:
             st = os.stat(path)
-            _, vsize = sizes(split_name(location[4:])[0])
+            vsize = crlf_size_named(base)
             if vsize is None:
-                vsize = crlf_size([path.read_bytes()])
+                with open(path, "rb") as f:
+                    vsize = crlf_size([f.read()])
         except FileNotFoundError:
             return None
         return vsize, st.st_mtime

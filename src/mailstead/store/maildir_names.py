@@ -36,7 +36,6 @@ _SYSTEM_LETTERS = {
 }
 _LETTER_SYSTEM = {letter: flag for flag, letter in _SYSTEM_LETTERS.items()}
 _VSIZE_RE = re.compile(r",W=(\d+)")
-_SIZE_RE = re.compile(r",S=(\d+)")
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -47,11 +46,10 @@ def split_name(name: str) -> tuple[str, str]:
     return base, ""
 
 
-def sizes(base: str) -> tuple[int | None, int | None]:
-    """``(octets on disk, octets with CRLF)`` named in ``base``, each None if absent."""
-    s = _SIZE_RE.search(base)
+def crlf_size_named(base: str) -> int | None:
+    """The ``,W=`` size in ``base``, or None."""
     w = _VSIZE_RE.search(base)
-    return (int(s.group(1)) if s else None, int(w.group(1)) if w else None)
+    return int(w.group(1)) if w else None
 
 
 class Keywords:
