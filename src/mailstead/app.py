@@ -36,6 +36,7 @@ from mailstead.proto.smtp.server import ServerSettings
 from mailstead.store import MailboxStore, open_store
 from mailstead.store.account import Accounts
 from mailstead.store.maildrop import MaildirMaildrops
+from mailstead.store.mbox_account import MboxAccounts, MboxMaildrops
 from mailstead.tlscert import server_context
 
 log = logging.getLogger("mailstead")
@@ -199,8 +200,15 @@ async def start(
         )
 
     loop = asyncio.get_running_loop()
-    accounts = Accounts(config.mail_root)
-    maildrops = MaildirMaildrops(config.mail_root)
+    # IMAP and POP3 read the store the MDA writes ([storage] format).
+    accounts: Accounts | MboxAccounts
+    maildrops: MaildirMaildrops | MboxMaildrops
+    if config.storage.format == "mbox":
+        accounts = MboxAccounts(config.mail_root)
+        maildrops = MboxMaildrops(config.mail_root)
+    else:
+        accounts = Accounts(config.mail_root)
+        maildrops = MaildirMaildrops(config.mail_root)
     try:
         for listener, sockets in listeners.sockets.items():
             implicit_tls = listener in _IMPLICIT_TLS

@@ -1,0 +1,360 @@
+"""The mailboxes of one account in mbox mode: one mbox file per mailbox, one index.
+
+Layout below the account directory ``<data_dir>/mail/<domain>/<local>/``
+(DESIGN.md §3):
+
+* INBOX is the file ``mbox`` (where the MDA delivers);
+* every other mailbox is a file below ``mail/``, each ``/`` level a
+  directory: ``Work/Projects`` is ``mail/Work/Projects``. Name components are
+  in modified UTF-7 on disk, as Dovecot writes them. A mailbox is a file, so
+  it cannot have children, and a name with children is a directory, not a
+  mailbox: CREATE of ``a/b`` when ``a`` is a mailbox is refused
+  (``[CANNOT]``), and so are children of INBOX;
+* the index is ``mailstead-index.sqlite3`` (:mod:`mailstead.store.index`).
+
+Files beside the mailboxes that are not mailboxes: dotlocks (``<name>.lock``)
+and the temporary file of an EXPUNGE (``.<name>.tmp``); names that would
+collide with them (a level ending in ``.lock`` or starting with ``.``) are
+refused. Every path is checked to stay below ``mail/``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import fcntl
+import os
+import stat
+import threading
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+
+from mailstead.proto.imap.mailbox_names import MAX_LEVELS
+from mailstead.proto.imap.storage import MailboxError
+from mailstead.proto.imap.utf7 import decode_mutf7, encode_mutf7
+from mailstead.proto.pop3.maildrop import MaildropInUse
+from mailstead.store.account import INBOX, SPECIAL_USE
+from mailstead.store.fsync import fsync_dir, make_dirs
+from mailstead.store.index import INDEX_NAME, AccountIndex
+from mailstead.store.maildrop import LOCK_NAME, uidl
+from mailstead.store.mbox import Mbox
+from mailstead.store.mbox_format import create_mbox, hold_locks
+from mailstead.store.mbox_mailbox import MboxMailbox
+from mailstead.store.paths import account_dir
+
+MAILBOX_DIR = "mail"
+INBOX_FILE = "mbox"
+# Room for the ".lock" a dotlock adds within NAME_MAX (255 bytes).
+_MAX_COMPONENT = 200
+
+
+def _component(part: str) -> str:
+    """One name level as a file name; ``MailboxError`` if it is unsafe or reserved."""
+    try:
+        encoded = encode_mutf7(part)
+    except ValueError:
+        raise MailboxError("Invalid mailbox name", "CANNOT") from None
+    if (
+        not part
+        or part.startswith(".")
+        or part.endswith(".lock")
+        or "/" in encoded
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in part)
+        or len(encoded.encode()) > _MAX_COMPONENT
+    ):
+        raise MailboxError("Invalid mailbox name", "CANNOT")
+    return encoded
+
+
+class MboxAccount:
+    """Owns one account's mbox files, its index and the open :class:`MboxMailbox` objects."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.mail_dir = self.root / MAILBOX_DIR
+        make_dirs(self.root, mode=0o700)
+        self.index = AccountIndex(self.root / INDEX_NAME)
+        # Kept for the account's lifetime, as Account does: a client that
+        # reconnects finds its mailboxes loaded.
+        self._open: dict[str, MboxMailbox] = {}
+        self._lock = threading.Lock()
+        self._provisioned = False
+
+    def provision(self) -> None:
+        """Make the special-use mailboxes that are missing (first login)."""
+        if self._provisioned:
+            return
+        self._provisioned = True
+        for name in SPECIAL_USE:
+            if not self.exists(name):
+                with contextlib.suppress(MailboxError):
+                    self.create(name)
+                    self.index.set_subscribed(name, True)
+
+    def path_of(self, name: str) -> Path:
+        """The file of mailbox ``name`` (INBOX: ``mbox``); ``MailboxError`` if unsafe."""
+        if name == INBOX:
+            return self.root / INBOX_FILE
+        parts = name.split("/")
+        if len(parts) > MAX_LEVELS:
+            raise MailboxError("Mailbox hierarchy too deep", "CANNOT")
+        if parts[0].upper() == INBOX:
+            raise MailboxError("INBOX cannot have child mailboxes", "CANNOT")
+        path = self.mail_dir.joinpath(*(_component(p) for p in parts))
+        # Second line of defence: the result stays below mail/.
+        rel = os.path.relpath(os.path.normpath(path), os.path.normpath(self.mail_dir))
+        if rel.startswith("..") or os.path.isabs(rel) or rel == ".":
+            raise MailboxError("Invalid mailbox name", "CANNOT")
+        return path
+
+    def exists(self, name: str) -> bool:
+        if name == INBOX:
+            return True
+        try:
+            return stat.S_ISREG(os.lstat(self.path_of(name)).st_mode)
+        except (MailboxError, OSError):
+            return False
+
+    def names(self) -> list[str]:
+        """Every mailbox of the account, INBOX first."""
+        found: list[str] = []
+        self._walk(self.mail_dir, [], found)
+        return [INBOX, *sorted(found)]
+
+    def _walk(self, directory: Path, prefix: list[str], found: list[str]) -> None:
+        if len(prefix) >= MAX_LEVELS:
+            return
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name.endswith(".lock"):
+                continue
+            try:
+                part = decode_mutf7(entry.name)
+            except ValueError:
+                continue  # not a name we wrote
+            if not prefix and part.upper() == INBOX:
+                continue
+            if entry.is_file(follow_symlinks=False):
+                found.append("/".join([*prefix, part]))
+            elif entry.is_dir(follow_symlinks=False):
+                self._walk(Path(entry.path), [*prefix, part], found)
+
+    @staticmethod
+    def special_use(name: str) -> str | None:
+        return SPECIAL_USE.get(name)
+
+    def mailbox(self, name: str) -> MboxMailbox:
+        """The open mailbox ``name``, shared with the other sessions of this process."""
+        with self._lock:
+            box = self._open.get(name)
+            if box is not None:
+                return box
+            if not self.exists(name):
+                raise MailboxError("Mailbox does not exist", "NONEXISTENT")
+            box = MboxMailbox(self.index, self.index.ensure_mailbox(name), self.path_of(name))
+            self._open[name] = box
+            return box
+
+    def subscriptions(self) -> set[str]:
+        return self.index.subscriptions()
+
+    def set_subscribed(self, name: str, subscribed: bool) -> None:
+        self.index.set_subscribed(name, subscribed)
+
+    def _check_parents(self, path: Path) -> None:
+        """Every level above ``path`` must be a directory (or not exist yet)."""
+        for parent in reversed(path.relative_to(self.mail_dir).parents):
+            try:
+                mode = os.lstat(self.mail_dir / parent).st_mode
+            except FileNotFoundError:
+                return
+            if not stat.S_ISDIR(mode):
+                raise MailboxError("An mbox mailbox cannot have child mailboxes", "CANNOT")
+
+    def create(self, name: str) -> None:
+        if name == INBOX or self.exists(name):
+            raise MailboxError("Mailbox already exists", "ALREADYEXISTS")
+        path = self.path_of(name)
+        self._check_parents(path)
+        if path.is_dir():
+            raise MailboxError("That name holds other mailboxes", "CANNOT")
+        make_dirs(path.parent, mode=0o700)
+        try:
+            create_mbox(path)
+        except FileExistsError:
+            raise MailboxError("Mailbox already exists", "ALREADYEXISTS") from None
+        # A new mailbox under an old name must not reuse its UIDs (RFC 9051 §2.3.1.1).
+        self.index.drop_mailbox(name)
+
+    def delete(self, name: str) -> None:
+        if name == INBOX:
+            raise MailboxError("INBOX cannot be deleted", "CANNOT")
+        path = self.path_of(name)
+        if not self.exists(name):
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()  # a level left without mailboxes
+                self._prune(path.parent)
+                return
+            if path.is_dir():
+                # RFC 9051 §6.3.4: a \Noselect name with children stays.
+                raise MailboxError("Delete the mailboxes below it first", "CANNOT")
+            raise MailboxError("Mailbox does not exist", "NONEXISTENT")
+        with hold_locks(Mbox(path)):  # not in the middle of an APPEND
+            os.unlink(path)
+        fsync_dir(path.parent)
+        self._prune(path.parent)
+        self.index.drop_mailbox(name)
+        with self._lock:
+            self._open.pop(name, None)
+
+    def _prune(self, directory: Path) -> None:
+        """Remove directories left empty up to ``mail/`` (best effort)."""
+        while directory != self.mail_dir and self.mail_dir in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:
+                return
+            fsync_dir(directory.parent)
+            directory = directory.parent
+
+    def rename(self, old: str, new: str) -> None:
+        """RFC 9051 §6.3.6: children move along; renaming INBOX moves its messages."""
+        if new == INBOX or self.exists(new):
+            raise MailboxError("Mailbox already exists", "ALREADYEXISTS")
+        if new.startswith(old + "/"):
+            raise MailboxError("Cannot move a mailbox into itself", "CANNOT")
+        if old == INBOX:
+            self._rename_inbox(new)
+            return
+        src, dst = self.path_of(old), self.path_of(new)
+        is_file = self.exists(old)
+        if not is_file and not src.is_dir():
+            raise MailboxError("Mailbox does not exist", "NONEXISTENT")
+        self._check_parents(dst)
+        if os.path.lexists(dst):
+            raise MailboxError("Mailbox already exists", "ALREADYEXISTS")
+        make_dirs(dst.parent, mode=0o700)
+        if is_file:
+            with hold_locks(Mbox(src)):
+                os.rename(src, dst)
+        else:
+            os.rename(src, dst)  # a level: its mailboxes move along
+        fsync_dir(dst.parent)
+        if src.parent != dst.parent:
+            fsync_dir(src.parent)
+            self._prune(src.parent)
+        self.index.rename_mailbox(old, new)
+        with self._lock:
+            for name in list(self._open.keys()):
+                if name == old or name.startswith(old + "/"):
+                    self._open.pop(name, None)
+
+    def _rename_inbox(self, new: str) -> None:
+        self.create(new)
+        inbox = self.mailbox(INBOX)
+        inbox.refresh()
+        target = self.mailbox(new)
+        target.refresh()
+        uids = list(inbox.uids)
+        inbox.copy_to(uids, target)
+        inbox.expunge(uids)
+
+
+class MboxAccounts:
+    """The mbox accounts below the mail root that this process has open (one object each).
+
+    Like :class:`mailstead.store.account.Accounts`: an account stays open
+    while a session uses it, and the ``keep`` most recently used ones after.
+    """
+
+    def __init__(self, mail_root: Path, *, keep: int = 64) -> None:
+        self.mail_root = Path(mail_root)
+        self._open: weakref.WeakValueDictionary[str, MboxAccount] = weakref.WeakValueDictionary()
+        self._recent: collections.OrderedDict[str, MboxAccount] = collections.OrderedDict()
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def get(self, address: str) -> MboxAccount:
+        """The account of the canonical ``address``; its directory is made if absent."""
+        with self._lock:
+            account = self._open.get(address)
+            if account is None:
+                account = MboxAccount(account_dir(self.mail_root, address))
+                self._open[address] = account
+            self._recent[address] = account
+            self._recent.move_to_end(address)
+            while len(self._recent) > self._keep:
+                self._recent.popitem(last=False)
+            return account
+
+    def open_for_login(self, address: str) -> MboxAccount:
+        """The account of a user who just logged in, with its special-use mailboxes."""
+        account = self.get(address)
+        account.provision()
+        return account
+
+
+class MboxMaildrop:
+    """Owns one POP3 session's lock on an mbox INBOX and its snapshot of the messages.
+
+    The same semantics as :class:`mailstead.store.maildrop.MaildirMaildrop`:
+    an exclusive ``flock`` on ``mailstead-pop3.lock`` for the session
+    (RFC 1939 §8), the listing fixed at login, UIDL from UID and UIDVALIDITY.
+    The mbox's own delivery locks are taken only for each read of the file,
+    so mail keeps arriving during a POP3 session.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._account = MboxAccount(root)
+        self._lock_fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._account.index.close()
+            raise MaildropInUse("Maildrop is locked by another POP3 session") from None
+        try:
+            self._inbox = self._account.mailbox(INBOX)
+            self._inbox.refresh()
+        except BaseException:
+            self.close()
+            raise
+        self._uids = list(self._inbox.uids)
+
+    def listing(self) -> Sequence[tuple[str, int]]:
+        inbox = self._inbox
+        return [(uidl(uid, inbox.uidvalidity), inbox.messages[uid].size) for uid in self._uids]
+
+    def read(self, index: int) -> bytes:
+        return self._inbox.read(self._uids[index])
+
+    def read_head(self, index: int, body_lines: int) -> bytes:
+        return self.read(index)
+
+    def mark_seen(self, indexes: Sequence[int]) -> None:
+        self._inbox.refresh()
+        self._inbox.store([self._uids[i] for i in indexes], ["\\Seen"], "+")
+
+    def delete(self, indexes: Sequence[int]) -> None:
+        self._inbox.refresh()
+        self._inbox.expunge([self._uids[i] for i in indexes])
+
+    def close(self) -> None:
+        try:
+            self._account.index.close()
+        finally:
+            os.close(self._lock_fd)  # releases the flock
+
+
+class MboxMaildrops:
+    """Opens mbox maildrops below the mail root (``OpenMaildrop`` for the POP3 service)."""
+
+    def __init__(self, mail_root: Path) -> None:
+        self.mail_root = Path(mail_root)
+
+    def open(self, address: str) -> MboxMaildrop:
+        return MboxMaildrop(account_dir(self.mail_root, address))
