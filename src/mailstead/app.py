@@ -34,9 +34,9 @@ from mailstead.proto.imap.server import IMAPSettings
 from mailstead.proto.pop3 import POP3Settings
 from mailstead.proto.smtp.server import ServerSettings
 from mailstead.store import MailboxStore, open_store
-from mailstead.store.account import Accounts
+from mailstead.store.account import Account, Accounts, maildir_accounts
 from mailstead.store.maildrop import MaildirMaildrops
-from mailstead.store.mbox_account import MboxAccounts, MboxMaildrops
+from mailstead.store.mbox_account import MboxAccount, MboxMaildrops, mbox_accounts
 from mailstead.tlscert import server_context
 
 log = logging.getLogger("mailstead")
@@ -201,13 +201,13 @@ async def start(
 
     loop = asyncio.get_running_loop()
     # IMAP and POP3 read the store the MDA writes ([storage] format).
-    accounts: Accounts | MboxAccounts
+    accounts: Accounts[Account] | Accounts[MboxAccount]
     maildrops: MaildirMaildrops | MboxMaildrops
     if config.storage.format == "mbox":
-        accounts = MboxAccounts(config.mail_root)
+        accounts = mbox_accounts(config.mail_root)
         maildrops = MboxMaildrops(config.mail_root)
     else:
-        accounts = Accounts(config.mail_root)
+        accounts = maildir_accounts(config.mail_root)
         maildrops = MaildirMaildrops(config.mail_root)
     try:
         for listener, sockets in listeners.sockets.items():

@@ -18,7 +18,7 @@ from mailstead.proto.imap.storage import FlagLimitError, MailboxError
 from mailstead.proto.pop3.maildrop import MaildropInUse
 from mailstead.store.index import INDEX_NAME
 from mailstead.store.mbox import Mbox, MboxLockTimeout
-from mailstead.store.mbox_account import MboxAccount, MboxAccounts, MboxMaildrops
+from mailstead.store.mbox_account import MboxAccount, MboxMaildrops, mbox_accounts
 from mailstead.store.mbox_format import parse, unescape_mboxrd
 from mailstead.store.mbox_mailbox import MboxMailbox
 
@@ -496,7 +496,7 @@ def test_rename_inbox_moves_the_messages(root: Path) -> None:
 
 
 def test_accounts_registry(tmp_path: Path) -> None:
-    accounts = MboxAccounts(tmp_path)
+    accounts = mbox_accounts(tmp_path)
     account = accounts.open_for_login("alice@example.test")
     assert account is accounts.get("alice@example.test")
     assert account.exists("Sent")

@@ -15,9 +15,11 @@ import os
 import shutil
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
-from mailstead.proto.imap.storage import MailboxError
+from mailstead.proto.imap.storage import MailboxError, MailboxLike
 from mailstead.proto.imap.utf7 import decode_mutf7, encode_mutf7
 from mailstead.store.fsync import fsync_dir
 from mailstead.store.index import INDEX_NAME, AccountIndex
@@ -151,7 +153,7 @@ class Account:
         if new.startswith(old + "/"):
             raise MailboxError("Cannot move a mailbox into itself", "CANNOT")
         if old == INBOX:
-            self._rename_inbox(new)
+            rename_inbox(self, new)
             return
         for src, dst in moves:
             os.rename(self.path_of(src), self.path_of(dst))
@@ -161,19 +163,16 @@ class Account:
             for src, _ in moves:
                 self._open.pop(src, None)
 
-    def _rename_inbox(self, new: str) -> None:
-        self.create(new)
-        inbox = self.mailbox(INBOX)
-        inbox.refresh()
-        target = self.mailbox(new)
-        target.refresh()
-        uids = list(inbox.uids)
-        inbox.copy_to(uids, target)
-        inbox.expunge(uids)
+
+class Provisioned(Protocol):
+    def provision(self) -> None: ...
 
 
-class Accounts:
-    """The accounts below the mail root that this process has open (one object each).
+_A = TypeVar("_A", bound=Provisioned)
+
+
+class Accounts(Generic[_A]):
+    """The accounts this process has open, one object each, made by ``make(address)``.
 
     An account stays open while a session uses it, and the ``keep`` most
     recently used ones stay open after their last session ends, so that a
@@ -181,28 +180,50 @@ class Accounts:
     loaded; a warm SELECT then reads neither the index nor the directory.
     """
 
-    def __init__(self, mail_root: Path, *, keep: int = 64) -> None:
-        self.mail_root = Path(mail_root)
-        self._open: weakref.WeakValueDictionary[str, Account] = weakref.WeakValueDictionary()
-        self._recent: collections.OrderedDict[str, Account] = collections.OrderedDict()
+    def __init__(self, make: Callable[[str], _A], *, keep: int = 64) -> None:
+        self._make = make
+        self._open: weakref.WeakValueDictionary[str, _A] = weakref.WeakValueDictionary()
+        self._recent: collections.OrderedDict[str, _A] = collections.OrderedDict()
         self._keep = keep
         self._lock = threading.Lock()
 
-    def get(self, address: str) -> Account:
-        """The account of the canonical ``address``; its Maildir is made if absent."""
+    def get(self, address: str) -> _A:
+        """The account of the canonical ``address``, made (with its directories) if absent."""
         with self._lock:
             account = self._open.get(address)
             if account is None:
-                account = Account(maildir_path(self.mail_root, address))
-                self._open[address] = account
+                account = self._open[address] = self._make(address)
             self._recent[address] = account
             self._recent.move_to_end(address)
             while len(self._recent) > self._keep:
                 self._recent.popitem(last=False)
             return account
 
-    def open_for_login(self, address: str) -> Account:
+    def open_for_login(self, address: str) -> _A:
         """The account of a user who just logged in, with its special-use mailboxes."""
         account = self.get(address)
         account.provision()
         return account
+
+
+def maildir_accounts(mail_root: Path) -> Accounts[Account]:
+    """The Maildir accounts below ``mail_root`` (``<domain>/<local>/Maildir``)."""
+    return Accounts(lambda address: Account(maildir_path(mail_root, address)))
+
+
+class _Renamable(Protocol):
+    def create(self, name: str) -> None: ...
+
+    def mailbox(self, name: str) -> MailboxLike: ...
+
+
+def rename_inbox(account: _Renamable, new: str) -> None:
+    """RFC 9051 §6.3.6: renaming INBOX moves its messages to ``new`` and leaves it empty."""
+    account.create(new)
+    inbox = account.mailbox(INBOX)
+    inbox.refresh()
+    target = account.mailbox(new)
+    target.refresh()
+    uids = list(inbox.uids)
+    inbox.copy_to(uids, target)
+    inbox.expunge(uids)

@@ -20,13 +20,11 @@ refused. Every path is checked to stay below ``mail/``.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import fcntl
 import os
 import stat
 import threading
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,7 +32,7 @@ from mailstead.proto.imap.mailbox_names import MAX_LEVELS
 from mailstead.proto.imap.storage import MailboxError
 from mailstead.proto.imap.utf7 import decode_mutf7, encode_mutf7
 from mailstead.proto.pop3.maildrop import MaildropInUse
-from mailstead.store.account import INBOX, SPECIAL_USE
+from mailstead.store.account import INBOX, SPECIAL_USE, Accounts, rename_inbox
 from mailstead.store.fsync import fsync_dir, make_dirs
 from mailstead.store.index import INDEX_NAME, AccountIndex
 from mailstead.store.maildrop import LOCK_NAME, uidl
@@ -228,7 +226,7 @@ class MboxAccount:
         if new.startswith(old + "/"):
             raise MailboxError("Cannot move a mailbox into itself", "CANNOT")
         if old == INBOX:
-            self._rename_inbox(new)
+            rename_inbox(self, new)
             return
         src, dst = self.path_of(old), self.path_of(new)
         is_file = self.exists(old)
@@ -253,49 +251,10 @@ class MboxAccount:
                 if name == old or name.startswith(old + "/"):
                     self._open.pop(name, None)
 
-    def _rename_inbox(self, new: str) -> None:
-        self.create(new)
-        inbox = self.mailbox(INBOX)
-        inbox.refresh()
-        target = self.mailbox(new)
-        target.refresh()
-        uids = list(inbox.uids)
-        inbox.copy_to(uids, target)
-        inbox.expunge(uids)
 
-
-class MboxAccounts:
-    """The mbox accounts below the mail root that this process has open (one object each).
-
-    Like :class:`mailstead.store.account.Accounts`: an account stays open
-    while a session uses it, and the ``keep`` most recently used ones after.
-    """
-
-    def __init__(self, mail_root: Path, *, keep: int = 64) -> None:
-        self.mail_root = Path(mail_root)
-        self._open: weakref.WeakValueDictionary[str, MboxAccount] = weakref.WeakValueDictionary()
-        self._recent: collections.OrderedDict[str, MboxAccount] = collections.OrderedDict()
-        self._keep = keep
-        self._lock = threading.Lock()
-
-    def get(self, address: str) -> MboxAccount:
-        """The account of the canonical ``address``; its directory is made if absent."""
-        with self._lock:
-            account = self._open.get(address)
-            if account is None:
-                account = MboxAccount(account_dir(self.mail_root, address))
-                self._open[address] = account
-            self._recent[address] = account
-            self._recent.move_to_end(address)
-            while len(self._recent) > self._keep:
-                self._recent.popitem(last=False)
-            return account
-
-    def open_for_login(self, address: str) -> MboxAccount:
-        """The account of a user who just logged in, with its special-use mailboxes."""
-        account = self.get(address)
-        account.provision()
-        return account
+def mbox_accounts(mail_root: Path) -> Accounts[MboxAccount]:
+    """The mbox accounts below ``mail_root`` (``<domain>/<local>/mbox`` and ``mail/``)."""
+    return Accounts(lambda address: MboxAccount(account_dir(mail_root, address)))
 
 
 class MboxMaildrop:
