@@ -251,6 +251,22 @@ class AccountIndex:
                 (mailbox_id,),
             ).fetchall()
 
+    def locations(self, mailbox_id: int, uids: list[int]) -> dict[int, str]:
+        """The recorded file location of each of ``uids`` that still exists."""
+        found: dict[int, str] = {}
+        with self.lock:
+            for start in range(0, len(uids), 500):
+                chunk = uids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    self._conn.execute(
+                        "SELECT uid, location FROM messages"
+                        f" WHERE mailbox = ? AND uid IN ({marks})",
+                        (mailbox_id, *chunk),
+                    ).fetchall()
+                )
+        return found
+
     def expunged_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
         """UIDs expunged after ``since_modseq``; None when the log no longer reaches back."""
         with self.lock:
@@ -333,6 +349,12 @@ class MailboxWriter:
                 (self.mailbox_id,),
             )
         }
+
+    def location(self, uid: int) -> str | None:
+        row = self._conn.execute(
+            "SELECT location FROM messages WHERE mailbox = ? AND uid = ?", (self.mailbox_id, uid)
+        ).fetchone()
+        return str(row[0]) if row else None
 
     def find(self, key: str) -> int | None:
         row = self._conn.execute(

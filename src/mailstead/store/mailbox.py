@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,21 @@ def to_crlf(data: bytes) -> bytes:
     if b"\r\n" in data:
         data = data.replace(b"\r\n", b"\n")
     return data.replace(b"\n", b"\r\n")
+
+
+_UNIQUE_TIME = re.compile(r"(\d+)\.M(\d+)P\d+(?:Q(\d+))?")
+
+
+def arrival_order(entry: tuple[str, str, str]) -> tuple[int, int, int, str]:
+    """Sort key of a Maildir file by the time in its name (``sec.Musec…Qn``).
+
+    The microseconds are not zero-padded, so plain name order would put
+    ``M99999`` after ``M100000``; names of another form sort after, by name.
+    """
+    m = _UNIQUE_TIME.match(entry[0])
+    if m is None:
+        return (1 << 62, 0, 0, entry[0])
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0), entry[0])
 
 
 _flag_tuples: dict[str, tuple[str, ...]] = {}
@@ -193,10 +209,10 @@ class Mailbox:
             gone = [uid for base, (uid, _, _) in known.items() if base not in seen]
             if gone:
                 w.remove(gone)
-            # Unique names begin with the delivery time: sorting by name gives
-            # UIDs in arrival order (RFC 9051 §2.3.1.1 asks only for ascending).
+            # Unique names begin with the delivery time: sorted by it, new
+            # UIDs follow arrival order (RFC 9051 §2.3.1.1 asks only for ascending).
             added = []
-            for base, location, letters in sorted(fresh):
+            for base, location, letters in sorted(fresh, key=arrival_order):
                 described = self._describe(base, location)
                 if described is not None:  # else it vanished since listdir
                     added.append((base, location, flag_text(letters), *described))
@@ -235,16 +251,32 @@ class Mailbox:
     def read(self, uid: int) -> bytes:
         """The stored bytes of message ``uid`` (line ends as on disk).
 
-        Raises ``KeyError`` for an unknown UID and ``FileNotFoundError`` when
-        the file went away (expunged by someone else since the last refresh).
+        Raises ``FileNotFoundError`` when the message is gone (expunged,
+        here or elsewhere) or was never in this mailbox.
         """
-        location = self.messages[uid].location
+        msg = self.messages.get(uid)
+        if msg is None:
+            raise FileNotFoundError(f"no message with UID {uid}")
         try:
-            return self._read(location)
+            return self._read(msg.location)
         except FileNotFoundError:
-            # Renamed by a flag change elsewhere: look again once.
-            self.refresh()
-            return self._read(self.messages[uid].location)
+            # Renamed by a flag change or a SELECT elsewhere: ask the index.
+            location = self._current_location(uid)
+            if location is None:
+                raise
+            msg.location = location
+            return self._read(location)
+
+    def _current_location(self, uid: int) -> str | None:
+        """Where the index says the file of ``uid`` is now (None: expunged).
+
+        Another process's SELECT moves files from new/ to cur/ without a new
+        modseq (no client-visible change), so this process's record can be
+        stale; the index, after a scan, is not.
+        """
+        self.refresh()
+        found = self.index.locations(self.id, [uid])
+        return found.get(uid)
 
     def _read(self, location: str) -> bytes:
         fd = os.open(self.path / location, _READ_FLAGS)
@@ -329,7 +361,15 @@ class Mailbox:
                 try:
                     os.rename(self.path / msg.location, self.path / location)
                 except FileNotFoundError:
-                    continue  # expunged or renamed elsewhere; the next scan tells
+                    # Moved elsewhere since we looked (a SELECT, a flag
+                    # change): the index, read in this transaction, knows.
+                    current = w.location(uid)
+                    if current is None or current == msg.location:
+                        continue  # expunged; the next scan tells
+                    try:
+                        os.rename(self.path / current, self.path / location)
+                    except FileNotFoundError:
+                        continue
                 flag_text = " ".join(sorted(new))
                 w.update(uid, location, flag_text)
                 msg.location = location
@@ -389,12 +429,14 @@ class Mailbox:
 
     def expunge(self, uids: Iterable[int]) -> list[int]:
         """Remove messages for good (files first, then the index); the UIDs removed."""
+        wanted = [uid for uid in uids if uid in self.messages]
+        # Locations from the index, not our records: a file moved by another
+        # process and unlinked under its old name would survive the expunge
+        # and come back at the next scan as a new message.
+        current = self.index.locations(self.id, wanted)
         removed = []
-        for uid in uids:
-            msg = self.messages.get(uid)
-            if msg is None:
-                continue
-            unlink_quietly(self.path / msg.location)
+        for uid in wanted:
+            unlink_quietly(self.path / current.get(uid, self.messages[uid].location))
             removed.append(uid)
         if removed:
             fsync_dir(self.path / "cur")
