@@ -152,6 +152,10 @@ class POP3Server:
         self.secure = True
         self._user_arg = None
 
+    def message_size(self, index: int) -> int:
+        """The size of message ``index`` (0-based) in the listing taken at login."""
+        return self._drop.listing[index][1]
+
     def logged_in(self, user: str, listing: Sequence[tuple[str, int]]) -> None:
         """Login succeeded and the maildrop is locked: enter TRANSACTION (RFC 1939 §4)."""
         self._owe(AuthRequest)
