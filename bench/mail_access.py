@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             for make in (dovecot, mailstead):
                 with make(work / f"pop3-{make.__name__}", template, cert, key) as server:
                     # No DELE: both sessions retrieve every message (the
-                    # first sets \\Seen at QUIT, as Dovecot does).
+                    # first sets \Seen at QUIT, as Dovecot does).
                     for session in ("first", "second"):
                         times = pop3_round(server.pop3s)
                         results.pop3[(session, server.name)] = times
