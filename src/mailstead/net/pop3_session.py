@@ -45,6 +45,7 @@ _READ_HIGH_WATER = 64 * 1024
 # Messages up to this size are read on the event loop (see _retrieve).
 _INLINE_READ = 256 * 1024
 
+
 class POP3Service:
     """Everything the sessions of one POP3 listener share: settings, the
     credential check, the maildrop opener, TLS, the connection gate and the

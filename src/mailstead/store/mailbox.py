@@ -14,7 +14,6 @@ sessions, with every message's record in memory so that ``FETCH 1:*
 
 from __future__ import annotations
 
-import bisect
 import os
 import re
 import time
@@ -67,6 +66,22 @@ def arrival_order(entry: tuple[str, str, str]) -> tuple[int, int, int, str]:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0), entry[0])
 
 
+def with_changes(uids: list[int], added: list[int], removed: set[int]) -> list[int]:
+    """A new ascending UID list: ``uids`` less ``removed``, plus ``added``.
+
+    Never changes ``uids`` in place: a selected view shares the mailbox's list
+    until one of them changes (a copy of 100,000 UIDs per SELECT cost more
+    than the rest of SELECT together).
+    """
+    kept = [uid for uid in uids if uid not in removed] if removed else uids
+    if not added:
+        return kept
+    added = sorted(added)
+    if not kept or added[0] > kept[-1]:
+        return kept + added
+    return sorted(set(kept).union(added))
+
+
 _flag_tuples: dict[str, tuple[str, ...]] = {}
 
 
@@ -90,7 +105,8 @@ class Mailbox:
         self.uidvalidity = state.uidvalidity
         self.path = Path(path)
         self.keywords = Keywords(self.path)
-        self.uids: list[int] = []  # ascending: position + 1 is the sequence number of a full view
+        # Ascending; replaced, never changed in place (views share it).
+        self.uids: list[int] = []
         self.messages: dict[int, Message] = {}
         # Summary header fields SEARCH has read (UIDs are never reused, so
         # entries of expunged messages are only dead weight until reopen).
@@ -143,10 +159,13 @@ class Mailbox:
         if gone is None or not self.messages:
             self._load_all(state)
             return
+        added = []
         for row in self.index.rows(self.id, self.highestmodseq):
-            self._apply_row(row)
-        for uid in gone:
-            self._forget(uid)
+            if row.uid not in self.messages:
+                added.append(row.uid)
+            self.messages[row.uid] = self._message(row)
+        removed = {uid for uid in gone if self.messages.pop(uid, None) is not None}
+        self.uids = with_changes(self.uids, added, removed)
         self.highestmodseq = state.highestmodseq
         self.uidnext = state.uidnext
 
@@ -164,20 +183,6 @@ class Mailbox:
         return Message(
             row.uid, row.location, flag_tuple(row.flags), row.size, row.internaldate, row.modseq
         )
-
-    def _apply_row(self, row: Row) -> None:
-        if row.uid not in self.messages:
-            if self.uids and row.uid < self.uids[-1]:
-                bisect.insort(self.uids, row.uid)
-            else:
-                self.uids.append(row.uid)
-        self.messages[row.uid] = self._message(row)
-
-    def _forget(self, uid: int) -> None:
-        if self.messages.pop(uid, None) is not None:
-            i = bisect.bisect_left(self.uids, uid)
-            if i < len(self.uids) and self.uids[i] == uid:
-                del self.uids[i]
 
     def _scan(self, stamp: str, dirty: bool) -> None:
         """Reconcile the index with ``new/`` and ``cur/`` (one index transaction)."""
@@ -443,7 +448,8 @@ class Mailbox:
             with write(self.index, self.id) as w:
                 w.remove(removed)
             for uid in removed:
-                self._forget(uid)
+                self.messages.pop(uid, None)
+            self.uids = with_changes(self.uids, [], set(removed))
         return removed
 
     def keyword_names(self) -> list[str]:

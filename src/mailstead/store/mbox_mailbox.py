@@ -35,7 +35,6 @@ not take a modseq, as clients see nothing).
 
 from __future__ import annotations
 
-import bisect
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -45,7 +44,7 @@ from pathlib import Path
 from mailstead.proto.imap.storage import Appender, FlagLimitError
 from mailstead.store.fsync import fsync_dir
 from mailstead.store.index import AccountIndex, MailboxState, MailboxWriter, Row, write
-from mailstead.store.mailbox import flag_tuple
+from mailstead.store.mailbox import flag_tuple, with_changes
 from mailstead.store.maildir import crlf_size
 from mailstead.store.maildir_names import MAX_KEYWORDS
 from mailstead.store.mbox import Mbox, escape_mboxrd, from_line
@@ -183,19 +182,19 @@ class MboxMailbox:
         if gone is None or not self.messages or generation != self._generation:
             self._load_all(state, generation)
             return
+        added = []
         for row in self.index.rows(self.id, self.highestmodseq):
-            self._apply_row(row)
-        for uid in gone:
-            self._forget(uid)
+            if row.uid not in self.messages:
+                added.append(row.uid)
+            self.messages[row.uid] = self._message(row)
+        removed = {uid for uid in gone if self.messages.pop(uid, None) is not None}
+        self.uids = with_changes(self.uids, added, removed)
         self.highestmodseq = state.highestmodseq
         self.uidnext = state.uidnext
 
     def _load_all(self, state: MailboxState, generation: int) -> None:
-        self.messages = {}
-        self.uids = []
-        for row in self.index.rows(self.id):
-            self.messages[row.uid] = self._message(row)
-            self.uids.append(row.uid)
+        self.messages = {row.uid: self._message(row) for row in self.index.rows(self.id)}
+        self.uids = list(self.messages)  # rows come in UID order
         self.highestmodseq = state.highestmodseq
         self.uidnext = state.uidnext
         self._generation = generation
@@ -211,20 +210,6 @@ class MboxMailbox:
             row.modseq,
             row.key,
         )
-
-    def _apply_row(self, row: Row) -> None:
-        if row.uid not in self.messages:
-            if self.uids and row.uid < self.uids[-1]:
-                bisect.insort(self.uids, row.uid)
-            else:
-                self.uids.append(row.uid)
-        self.messages[row.uid] = self._message(row)
-
-    def _forget(self, uid: int) -> None:
-        if self.messages.pop(uid, None) is not None:
-            i = bisect.bisect_left(self.uids, uid)
-            if i < len(self.uids) and self.uids[i] == uid:
-                del self.uids[i]
 
     def _scan(self, *, full: bool = False) -> None:
         with hold_locks(self.mbox) as held:

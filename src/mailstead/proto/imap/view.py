@@ -27,7 +27,9 @@ class SelectedView:
     def __init__(self, mailbox: MailboxLike, *, readonly: bool) -> None:
         self.mailbox = mailbox
         self.readonly = readonly
-        self.uids: list[int] = list(mailbox.uids)
+        # Shared with the mailbox until either changes; both only ever
+        # replace their list, never change it in place.
+        self.uids: list[int] = mailbox.uids
         self.modseq_seen = mailbox.highestmodseq
         # Flag changes this session reported itself (uid -> modseq), not to
         # be echoed back as unsolicited FETCH.
@@ -55,31 +57,37 @@ class SelectedView:
         if mailbox.highestmodseq == self.modseq_seen and not self._expunge_pending:
             return out
         messages = mailbox.messages
+        uids = self.uids
         if allow_expunge:
-            gone = [i for i, uid in enumerate(self.uids) if uid not in messages]
+            gone = [i for i, uid in enumerate(uids) if uid not in messages]
             for i in reversed(gone):
                 out.append(b"* %d EXPUNGE\r\n" % (i + 1))
-                self.recent.discard(self.uids[i])
-                del self.uids[i]
+                self.recent.discard(uids[i])
+            if gone:
+                uids = [uid for uid in uids if uid in messages]
             self._expunge_pending = False
-        elif len(messages) < len(self.uids) or any(uid not in messages for uid in self.uids):
+        elif len(messages) < len(uids) or any(uid not in messages for uid in uids):
             self._expunge_pending = True
         # Flag changes made elsewhere, for messages the client knows.
         seen = self.modseq_seen
         own = self.own_changes
-        for seq, uid in enumerate(self.uids, 1):
+        for seq, uid in enumerate(uids, 1):
             msg = messages.get(uid)
             if msg is None or msg.modseq <= seen or own.get(uid) == msg.modseq:
                 continue
             out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, uid, flag_list(msg.flags)))
         # New messages: UIDs above the highest the client knows.
-        last = self.uids[-1] if self.uids else 0
-        start = bisect.bisect_right(mailbox.uids, last)
-        if start < len(mailbox.uids):
-            self.uids.extend(mailbox.uids[start:])
-            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+        everything = mailbox.uids
+        start = bisect.bisect_right(everything, uids[-1] if uids else 0)
+        if start < len(everything):
+            if not self._expunge_pending and len(uids) == start:
+                uids = everything  # the same messages: share the mailbox's list again
+            else:
+                uids = uids + everything[start:]
+            out.append(b"* %d EXISTS\r\n" % len(uids))
             if rev1:
                 out.append(b"* %d RECENT\r\n" % len(self.recent))
+        self.uids = uids
         self.modseq_seen = mailbox.highestmodseq
         self.own_changes = {u: m for u, m in own.items() if m > self.modseq_seen}
         return out
