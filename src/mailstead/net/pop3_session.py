@@ -22,6 +22,7 @@ from concurrent.futures import Executor
 from mailstead.addresses import AddressError, canonical_address
 from mailstead.limits import POP3Limits
 from mailstead.net.listener import ConnectionGate
+from mailstead.net.stream import StreamSession
 from mailstead.proto.pop3.events import (
     NEED_DATA,
     PAUSED,
@@ -38,8 +39,6 @@ log = logging.getLogger("mailstead.pop3")
 
 # Octets taken from the protocol per transport write of a multi-line response.
 _WRITE_PIECE = 64 * 1024
-# Stop reading from a client while this much input waits unprocessed.
-_READ_HIGH_WATER = 64 * 1024
 
 
 # Messages up to this size are read on the event loop (see _retrieve).
@@ -69,7 +68,7 @@ class POP3Service:
             self.limits.connections_per_ip, self.limits.connections_total
         )
         self.executor = executor  # None: the loop's default executor
-        self.sessions: set[POP3Session] = set()
+        self.sessions: set[StreamSession] = set()
         self.last_login: dict[str, float] = {}
 
     def protocol_factory(self) -> POP3Session:
@@ -111,128 +110,45 @@ async def start_pop3_servers(
     return servers
 
 
-class POP3Session(asyncio.Protocol):
+class POP3Session(StreamSession):
     """One POP3 connection: I/O, timeouts, TLS and the maildrop around the
     sans-IO state machine."""
 
+    refusal = b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+    protocol_name = "POP3"
+    # Commands are short; more than this unprocessed is a client not waiting.
+    read_high_water = 64 * 1024
+
     def __init__(self, service: POP3Service) -> None:
+        super().__init__(service.gate, service.sessions)
         self.service = service
-        self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
         self.conn = POP3Server(service.settings)
-        self.ip = "unknown"
         self.maildrop: Maildrop | None = None
-        self._readable: asyncio.Future[None] | None = None
-        self._writable: asyncio.Future[None] | None = None
-        self._reading_paused = False
-        self._lost = False
-        self._fresh = False
-        self._timed_out = False
-        self._shutting_down = False
-        self._admitted = False
-        self._task: asyncio.Task[None] | None = None
-        # Decrypted bytes that arrive with the client's TLS Finished, before
-        # start_tls() returns; they are the first command under TLS.
-        self._tls_early: list[bytes] | None = None
 
-    def shutdown(self) -> None:
-        """Ask the session to say -ERR and close at its next wait for input."""
-        self._shutting_down = True
-        self._wake_reader()
-
-    async def wait_closed(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
-
-    # -- asyncio.Protocol callbacks ----------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peername = transport.get_extra_info("peername")
-        self.ip = peername[0] if peername else "unknown"
-        if not self.service.gate.admit(self.ip):
-            transport.write(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
-            transport.close()
-            return
-        self._admitted = True
-        self.service.sessions.add(self)
-        self._task = self.loop.create_task(self._run())
-
-    def data_received(self, data: bytes) -> None:
-        if self._tls_early is not None:
-            self._tls_early.append(data)
-            return
+    def feed(self, data: bytes) -> None:
         self.conn.receive_data(data)
-        self._fresh = True
-        self._wake_reader()
-        if (
-            not self._reading_paused
-            and self.conn.buffered > _READ_HIGH_WATER
-            and self.transport is not None
-        ):
-            self.transport.pause_reading()
-            self._reading_paused = True
 
-    def eof_received(self) -> bool | None:
-        self._lost = True
-        self._wake_reader()
-        return None
+    async def failed(self) -> None:
+        self.conn.close("Internal error")
+        await self._flush()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        self._wake_reader()
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-        if self._admitted:
-            self._admitted = False
-            self.service.gate.release(self.ip)
-            self.service.sessions.discard(self)
+    async def finished(self) -> None:
+        maildrop, self.maildrop = self.maildrop, None
+        if maildrop is not None:
+            # RFC 1939 §6: a session that ends without QUIT deletes nothing,
+            # but the lock is always released.
+            try:
+                await self.loop.run_in_executor(self.service.executor, maildrop.close)
+            except Exception:
+                log.exception("closing the maildrop of %s failed", self.conn.user)
 
-    def pause_writing(self) -> None:
-        if self._writable is None or self._writable.done():
-            self._writable = self.loop.create_future()
-
-    def resume_writing(self) -> None:
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-
-    def _time_out(self, readable: asyncio.Future[None]) -> None:
-        self._timed_out = True
-        if not readable.done():
-            readable.set_result(None)
-
-    def _wake_reader(self) -> None:
-        if self._readable is not None and not self._readable.done():
-            self._readable.set_result(None)
-
-    # -- the session --------------------------------------------------------------
-
-    async def _run(self) -> None:
-        try:
-            await self._serve()
-        except Exception:
-            log.exception("POP3 session with [%s] failed", self.ip)
-            self.conn.close("Internal error")
-            await self._flush()
-        finally:
-            if self.transport is not None:
-                self.transport.close()
-            maildrop, self.maildrop = self.maildrop, None
-            if maildrop is not None:
-                # RFC 1939 §6: a session that ends without QUIT deletes nothing,
-                # but the lock is always released.
-                try:
-                    await self.loop.run_in_executor(self.service.executor, maildrop.close)
-                except Exception:
-                    log.exception("closing the maildrop of %s failed", self.conn.user)
-
-    async def _serve(self) -> None:
+    async def serve(self) -> None:
         conn = self.conn
         while True:
-            self._fresh = False
+            self.fresh = False
             event = conn.next_event()
             if event is NEED_DATA:
+                self.consumed()
                 await self._flush()
                 if conn.closing or not await self._wait_for_input():
                     return
@@ -243,8 +159,18 @@ class POP3Session(asyncio.Protocol):
             elif isinstance(event, Update):
                 await self._update(event)
             elif isinstance(event, StartTLS):
-                if not await self._start_tls():
+                await self._flush()
+                limits = self.service.limits
+                early = await self.upgrade_tls(
+                    self.service.tls_context, limits.tls_handshake_timeout
+                )
+                if early is None:
                     return
+                # Plaintext before this point was dropped by the protocol
+                # (RFC 2595 §4); what comes from now on is decrypted.
+                conn.tls_started()
+                for data in early:
+                    self.feed(data)
             elif isinstance(event, Closing):
                 await self._flush()
                 return
@@ -253,53 +179,26 @@ class POP3Session(asyncio.Protocol):
 
     async def _wait_for_input(self) -> bool:
         """Wait for bytes; False when the peer left, timed out or we shut down."""
-        if self._lost:
+        if not await self.wait_readable(self.service.limits.idle_timeout):
+            # RFC 1939 §3: the autologout timer closes without a response
+            # and without entering the UPDATE state.
+            self.conn.close(None)
             return False
-        if self._shutting_down:
+        if self.shutting_down and not self.conn.buffered:
             self.conn.close("Server shutting down")
             await self._flush()
             return False
-        if self._reading_paused and self.transport is not None:
-            self._reading_paused = False
-            self.transport.resume_reading()
-        if not self._fresh:
-            readable = self._readable = self.loop.create_future()
-            timer = self.loop.call_later(self.service.limits.idle_timeout, self._time_out, readable)
-            try:
-                await readable
-            finally:
-                timer.cancel()
-                self._readable = None
-            if self._timed_out:
-                # RFC 1939 §3: the autologout timer closes without a response
-                # and without entering the UPDATE state.
-                self.conn.close(None)
-                return False
-        if self._shutting_down and not self.conn.buffered:
-            self.conn.close("Server shutting down")
-            await self._flush()
-            return False
-        return not self._lost or self.conn.buffered > 0
+        return not self.lost or self.conn.buffered > 0
 
     async def _flush(self) -> None:
         """Write everything the protocol has to say, piece by piece, waiting
         whenever the transport's buffer is full (so a 100,000-line LIST or a
         big RETR never sits in memory whole)."""
-        while not self._lost:
+        while not self.lost:
             data = self.conn.data_to_send(_WRITE_PIECE)
             if not data:
                 return
-            if self.transport is None or self.transport.is_closing():
-                return
-            self.transport.write(data)
-            if self._writable is not None and not self._writable.done():
-                # The client is not reading; give it the idle timeout.
-                try:
-                    await asyncio.wait_for(self._writable, self.service.limits.idle_timeout)
-                except TimeoutError:
-                    if self.transport is not None:
-                        self.transport.abort()
-                    self._lost = True
+            await self.write(data, self.service.limits.idle_timeout)
 
     async def _retrieve(self, event: Retrieve) -> None:
         # Send what earlier pipelined commands produced first, so at most one
@@ -384,34 +283,3 @@ class POP3Session(asyncio.Protocol):
             self.conn.update_done(False)
             return
         self.conn.update_done(True)
-
-    async def _start_tls(self) -> bool:
-        await self._flush()
-        context = self.service.tls_context
-        if context is None or self.transport is None or self._lost:
-            return False
-        # Plaintext that came before this point was dropped by the protocol
-        # (RFC 2595 §4); what comes from now on is decrypted.
-        self._tls_early = []
-        try:
-            transport = await self.loop.start_tls(
-                self.transport,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=self.service.limits.tls_handshake_timeout,
-            )
-        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            log.info("STLS with [%s] failed: %s", self.ip, exc)
-            self._lost = True
-            return False
-        finally:
-            early, self._tls_early = self._tls_early, None
-        if transport is None:
-            return False
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.conn.tls_started()
-        for data in early:
-            self.conn.receive_data(data)
-        return True
