@@ -36,6 +36,7 @@ from mailstead.addresses import (
     normalize_domain,
     split_address,
 )
+from mailstead.sqlite_wal import enable_wal
 
 __all__ = ["Directory", "DirectoryError", "Resolution", "is_valid_mailbox_local_part"]
 
@@ -217,7 +218,7 @@ class Directory:
         except (OSError, sqlite3.Error) as exc:
             raise DirectoryError(f"cannot open directory {path}: {exc}") from None
         try:
-            self._db.execute("PRAGMA journal_mode = WAL")
+            enable_wal(self._db)
             self._db.execute("PRAGMA synchronous = FULL")  # an added user survives a crash
             self._migrate()
         except sqlite3.Error as exc:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from mailstead.sqlite_wal import enable_wal
 from mailstead.store.fsync import (
     Buffer,
     DirectorySyncer,
@@ -189,8 +190,8 @@ class Queue:
             self.db_path, timeout=5.0, isolation_level=None, check_same_thread=False
         )
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            mode = enable_wal(conn)
+            if mode != "wal":
                 raise sqlite3.OperationalError(f"queue database refused WAL mode ({mode})")
             # FULL: the WAL is fsynced at every commit, so a commit survives
             # power loss (NORMAL would only keep it consistent).

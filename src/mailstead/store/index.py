@@ -28,6 +28,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailstead.sqlite_wal import enable_wal
+
 INDEX_NAME = "mailstead-index.sqlite3"
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -133,7 +135,7 @@ class AccountIndex:
         self._conn = sqlite3.connect(
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._conn)
         # The UID map is precious: a commit is on disk before it returns.
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA cache_size=-512")
