@@ -35,8 +35,8 @@ from mailstead.proto.pop3 import POP3Settings
 from mailstead.proto.smtp.server import ServerSettings
 from mailstead.store import MailboxStore, open_store
 from mailstead.store.account import Account, Accounts, maildir_accounts
-from mailstead.store.maildrop import MaildirMaildrops
-from mailstead.store.mbox_account import MboxAccount, MboxMaildrops, mbox_accounts
+from mailstead.store.maildrop import maildir_maildrops
+from mailstead.store.mbox_account import MboxAccount, mbox_accounts, mbox_maildrops
 from mailstead.tlscert import server_context
 
 log = logging.getLogger("mailstead")
@@ -202,13 +202,12 @@ async def start(
     loop = asyncio.get_running_loop()
     # IMAP and POP3 read the store the MDA writes ([storage] format).
     accounts: Accounts[Account] | Accounts[MboxAccount]
-    maildrops: MaildirMaildrops | MboxMaildrops
     if config.storage.format == "mbox":
         accounts = mbox_accounts(config.mail_root)
-        maildrops = MboxMaildrops(config.mail_root)
+        maildrops = mbox_maildrops(config.mail_root)
     else:
         accounts = maildir_accounts(config.mail_root)
-        maildrops = MaildirMaildrops(config.mail_root)
+        maildrops = maildir_maildrops(config.mail_root)
     try:
         for listener, sockets in listeners.sockets.items():
             implicit_tls = listener in _IMPLICIT_TLS

@@ -18,7 +18,7 @@ from mailstead.proto.imap.storage import FlagLimitError, MailboxError
 from mailstead.proto.pop3.maildrop import MaildropInUse
 from mailstead.store.index import INDEX_NAME
 from mailstead.store.mbox import Mbox, MboxLockTimeout
-from mailstead.store.mbox_account import MboxAccount, MboxMaildrops, mbox_accounts
+from mailstead.store.mbox_account import MboxAccount, mbox_accounts, mbox_maildrops
 from mailstead.store.mbox_format import parse, unescape_mboxrd
 from mailstead.store.mbox_mailbox import MboxMailbox
 
@@ -510,7 +510,7 @@ def test_pop3_maildrop_lock_listing_and_delete(tmp_path: Path) -> None:
     root = tmp_path / "example.test" / "alice"
     deliver(root)
     deliver(root, b"Subject: 2\n\nFrom x\n")
-    drops = MboxMaildrops(tmp_path)
+    drops = mbox_maildrops(tmp_path)
     drop = drops.open("alice@example.test")
     try:
         with pytest.raises(MaildropInUse):

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
+from mailstead.proto.imap.storage import MessageLike
 from mailstead.proto.pop3.maildrop import MaildropInUse
 from mailstead.store.account import INBOX, Account
+from mailstead.store.index import AccountIndex
 from mailstead.store.paths import maildir_path
 
 LOCK_NAME = "mailstead-pop3.lock"
@@ -34,20 +37,51 @@ def uidl(uid: int, uidvalidity: int) -> str:
     return f"{uid:08X}{uidvalidity:08X}"
 
 
-class MaildirMaildrop:
-    """Owns one POP3 session's lock on an INBOX and its snapshot of the messages."""
+class _Inbox(Protocol):
+    uidvalidity: int
+    uids: list[int]
 
-    def __init__(self, root: Path) -> None:
-        self._account = Account(root)
-        self._lock_fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    @property
+    def messages(self) -> Mapping[int, MessageLike]: ...
+
+    def refresh(self, max_age: float = 0.0) -> None: ...
+
+    def read(self, uid: int) -> bytes: ...
+
+    def store(self, uids: Iterable[int], flags: Sequence[str], mode: str) -> list[int]: ...
+
+    def expunge(self, uids: Iterable[int]) -> list[int]: ...
+
+
+class _Account(Protocol):
+    @property
+    def index(self) -> AccountIndex: ...
+
+    def mailbox(self, name: str) -> _Inbox: ...
+
+
+class LockedMaildrop:
+    """Owns one POP3 session's lock on an INBOX and its snapshot of the messages.
+
+    ``account`` is opened for this session alone (Maildir or mbox); the lock
+    file lives in ``lock_dir``, beside the INBOX.
+    """
+
+    def __init__(self, account: _Account, lock_dir: Path) -> None:
+        self._account = account
+        self._lock_fd = os.open(lock_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
-            self._account.index.close()
+            account.index.close()
             raise MaildropInUse("Maildrop is locked by another POP3 session") from None
-        self._inbox = self._account.mailbox(INBOX)
-        self._inbox.refresh()
+        try:
+            self._inbox = account.mailbox(INBOX)
+            self._inbox.refresh()
+        except BaseException:
+            self.close()
+            raise
         self._uids = list(self._inbox.uids)
 
     def listing(self) -> Sequence[tuple[str, int]]:
@@ -75,11 +109,26 @@ class MaildirMaildrop:
             os.close(self._lock_fd)  # releases the flock
 
 
-class MaildirMaildrops:
-    """Opens maildrops below the mail root (``OpenMaildrop`` for the POP3 service)."""
+class Maildrops:
+    """Opens locked maildrops (``OpenMaildrop`` for the POP3 service).
 
-    def __init__(self, mail_root: Path) -> None:
-        self.mail_root = Path(mail_root)
+    ``locate(address)`` gives the account, opened afresh, and the directory
+    of its INBOX (for the lock file).
+    """
 
-    def open(self, address: str) -> MaildirMaildrop:
-        return MaildirMaildrop(maildir_path(self.mail_root, address))
+    def __init__(self, locate: Callable[[str], tuple[_Account, Path]]) -> None:
+        self._locate = locate
+
+    def open(self, address: str) -> LockedMaildrop:
+        account, lock_dir = self._locate(address)
+        return LockedMaildrop(account, lock_dir)
+
+
+def maildir_maildrops(mail_root: Path) -> Maildrops:
+    """POP3 maildrops over the Maildir INBOXes below ``mail_root``."""
+
+    def locate(address: str) -> tuple[_Account, Path]:
+        root = maildir_path(mail_root, address)
+        return Account(root), root
+
+    return Maildrops(locate)

@@ -21,21 +21,18 @@ refused. Every path is checked to stay below ``mail/``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import stat
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 from mailstead.proto.imap.mailbox_names import MAX_LEVELS
 from mailstead.proto.imap.storage import MailboxError
 from mailstead.proto.imap.utf7 import decode_mutf7, encode_mutf7
-from mailstead.proto.pop3.maildrop import MaildropInUse
 from mailstead.store.account import INBOX, SPECIAL_USE, Accounts, rename_inbox
 from mailstead.store.fsync import fsync_dir, make_dirs
 from mailstead.store.index import INDEX_NAME, AccountIndex
-from mailstead.store.maildrop import LOCK_NAME, uidl
+from mailstead.store.maildrop import Maildrops
 from mailstead.store.mbox import Mbox
 from mailstead.store.mbox_format import create_mbox, hold_locks
 from mailstead.store.mbox_mailbox import MboxMailbox
@@ -257,63 +254,15 @@ def mbox_accounts(mail_root: Path) -> Accounts[MboxAccount]:
     return Accounts(lambda address: MboxAccount(account_dir(mail_root, address)))
 
 
-class MboxMaildrop:
-    """Owns one POP3 session's lock on an mbox INBOX and its snapshot of the messages.
+def mbox_maildrops(mail_root: Path) -> Maildrops:
+    """POP3 maildrops over the mbox INBOXes below ``mail_root``.
 
-    The same semantics as :class:`mailstead.store.maildrop.MaildirMaildrop`:
-    an exclusive ``flock`` on ``mailstead-pop3.lock`` for the session
-    (RFC 1939 §8), the listing fixed at login, UIDL from UID and UIDVALIDITY.
     The mbox's own delivery locks are taken only for each read of the file,
     so mail keeps arriving during a POP3 session.
     """
 
-    def __init__(self, root: Path) -> None:
-        self._account = MboxAccount(root)
-        self._lock_fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            self._account.index.close()
-            raise MaildropInUse("Maildrop is locked by another POP3 session") from None
-        try:
-            self._inbox = self._account.mailbox(INBOX)
-            self._inbox.refresh()
-        except BaseException:
-            self.close()
-            raise
-        self._uids = list(self._inbox.uids)
+    def locate(address: str) -> tuple[MboxAccount, Path]:
+        root = account_dir(mail_root, address)
+        return MboxAccount(root), root
 
-    def listing(self) -> Sequence[tuple[str, int]]:
-        inbox = self._inbox
-        return [(uidl(uid, inbox.uidvalidity), inbox.messages[uid].size) for uid in self._uids]
-
-    def read(self, index: int) -> bytes:
-        return self._inbox.read(self._uids[index])
-
-    def read_head(self, index: int, body_lines: int) -> bytes:
-        return self.read(index)
-
-    def mark_seen(self, indexes: Sequence[int]) -> None:
-        self._inbox.refresh()
-        self._inbox.store([self._uids[i] for i in indexes], ["\\Seen"], "+")
-
-    def delete(self, indexes: Sequence[int]) -> None:
-        self._inbox.refresh()
-        self._inbox.expunge([self._uids[i] for i in indexes])
-
-    def close(self) -> None:
-        try:
-            self._account.index.close()
-        finally:
-            os.close(self._lock_fd)  # releases the flock
-
-
-class MboxMaildrops:
-    """Opens mbox maildrops below the mail root (``OpenMaildrop`` for the POP3 service)."""
-
-    def __init__(self, mail_root: Path) -> None:
-        self.mail_root = Path(mail_root)
-
-    def open(self, address: str) -> MboxMaildrop:
-        return MboxMaildrop(account_dir(self.mail_root, address))
+    return Maildrops(locate)
