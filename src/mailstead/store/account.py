@@ -11,6 +11,7 @@ as its base64 form ``&AC4-``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import shutil
 import threading
@@ -22,7 +23,7 @@ from typing import Generic, Protocol, TypeVar
 from mailstead.proto.imap.storage import MailboxError, MailboxLike
 from mailstead.proto.imap.utf7 import decode_mutf7, encode_mutf7
 from mailstead.store.fsync import fsync_dir
-from mailstead.store.index import INDEX_NAME, AccountIndex
+from mailstead.store.index import INDEX_NAME, AccountIndex, MailboxState
 from mailstead.store.mailbox import Mailbox, create_folder
 from mailstead.store.paths import maildir_path
 
@@ -58,18 +59,37 @@ def folder_name(dir_name: str) -> str | None:
     return "/".join(parts)
 
 
-class Account:
-    """Owns one account's folder tree, its index and the open :class:`Mailbox` objects."""
+_M = TypeVar("_M")
+
+
+class AccountBase(Generic[_M]):
+    """What the accounts of both store formats share: the index, the open
+    mailboxes, special use and subscriptions.
+
+    A subclass says where mailboxes live (:meth:`path_of`, :meth:`exists`,
+    :meth:`create`) and opens one (:meth:`_new_mailbox`).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        create_folder(self.root, is_inbox=True)
         self.index = AccountIndex(self.root / INDEX_NAME)
         # Kept for the account's lifetime: reopening a large mailbox costs a
         # full load from the index, so a client that reconnects finds it warm.
-        self._open: dict[str, Mailbox] = {}
+        self._open: dict[str, _M] = {}
         self._lock = threading.Lock()
         self._provisioned = False
+
+    def path_of(self, name: str) -> Path:
+        raise NotImplementedError
+
+    def exists(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def create(self, name: str) -> None:
+        raise NotImplementedError
+
+    def _new_mailbox(self, state: MailboxState, path: Path) -> _M:
+        raise NotImplementedError
 
     def provision(self) -> None:
         """Make the special-use mailboxes that are missing (first login)."""
@@ -78,8 +98,42 @@ class Account:
         self._provisioned = True
         for name in SPECIAL_USE:
             if not self.exists(name):
-                create_folder(self.path_of(name), is_inbox=False)
-                self.index.set_subscribed(name, True)
+                with contextlib.suppress(MailboxError):
+                    self.create(name)
+                    self.index.set_subscribed(name, True)
+
+    @staticmethod
+    def special_use(name: str) -> str | None:
+        return SPECIAL_USE.get(name)
+
+    def mailbox(self, name: str) -> _M:
+        """The open mailbox ``name``, shared with the other sessions of this process."""
+        with self._lock:
+            box = self._open.get(name)
+            if box is not None:
+                return box
+            if not self.exists(name):
+                raise MailboxError("Mailbox does not exist", "NONEXISTENT")
+            box = self._new_mailbox(self.index.ensure_mailbox(name), self.path_of(name))
+            self._open[name] = box
+            return box
+
+    def subscriptions(self) -> set[str]:
+        return self.index.subscriptions()
+
+    def set_subscribed(self, name: str, subscribed: bool) -> None:
+        self.index.set_subscribed(name, subscribed)
+
+
+class Account(AccountBase[Mailbox]):
+    """Owns one account's Maildir++ folder tree (INBOX is the Maildir itself)."""
+
+    def __init__(self, root: Path) -> None:
+        create_folder(Path(root), is_inbox=True)
+        super().__init__(root)
+
+    def _new_mailbox(self, state: MailboxState, path: Path) -> Mailbox:
+        return Mailbox(self.index, state, path)
 
     def path_of(self, name: str) -> Path:
         return self.root if name == INBOX else self.root / folder_dir_name(name)
@@ -96,28 +150,6 @@ class Account:
                 if name is not None and name.upper() != INBOX and entry.is_dir():
                     found.append(name)
         return [INBOX, *sorted(found)]
-
-    @staticmethod
-    def special_use(name: str) -> str | None:
-        return SPECIAL_USE.get(name)
-
-    def mailbox(self, name: str) -> Mailbox:
-        """The open mailbox ``name``, shared with the other sessions of this process."""
-        with self._lock:
-            box = self._open.get(name)
-            if box is not None:
-                return box
-            if not self.exists(name):
-                raise MailboxError("Mailbox does not exist", "NONEXISTENT")
-            box = Mailbox(self.index, self.index.ensure_mailbox(name), self.path_of(name))
-            self._open[name] = box
-            return box
-
-    def subscriptions(self) -> set[str]:
-        return self.index.subscriptions()
-
-    def set_subscribed(self, name: str, subscribed: bool) -> None:
-        self.index.set_subscribed(name, subscribed)
 
     def create(self, name: str) -> None:
         if name == INBOX or self.exists(name):

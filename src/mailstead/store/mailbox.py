@@ -82,6 +82,18 @@ def with_changes(uids: list[int], added: list[int], removed: set[int]) -> list[i
     return sorted(set(kept).union(added))
 
 
+def flags_after(current: Sequence[str], flags: Sequence[str], mode: str) -> set[str] | None:
+    """The flags after STORE adds (``+``), removes (``-``) or sets (``=``) ``flags``;
+    None when they would not change."""
+    if mode == "+":
+        new = set(current) | set(flags)
+    elif mode == "-":
+        new = set(current) - set(flags)
+    else:
+        new = set(flags)
+    return None if new == set(current) else new
+
+
 _flag_tuples: dict[str, tuple[str, ...]] = {}
 
 
@@ -350,13 +362,8 @@ class Mailbox:
                 msg = self.messages.get(uid)
                 if msg is None:
                     continue
-                if mode == "+":
-                    new = set(msg.flags) | set(flags)
-                elif mode == "-":
-                    new = set(msg.flags) - set(flags)
-                else:
-                    new = set(flags)
-                if new == set(msg.flags):
+                new = flags_after(msg.flags, flags, mode)
+                if new is None:
                     continue
                 letters = self.keywords.letters(sorted(new))
                 if letters is None:

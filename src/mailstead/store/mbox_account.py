@@ -20,18 +20,16 @@ refused. Every path is checked to stay below ``mail/``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import threading
 from pathlib import Path
 
 from mailstead.proto.imap.mailbox_names import MAX_LEVELS
 from mailstead.proto.imap.storage import MailboxError
 from mailstead.proto.imap.utf7 import decode_mutf7, encode_mutf7
-from mailstead.store.account import INBOX, SPECIAL_USE, Accounts, rename_inbox
+from mailstead.store.account import INBOX, AccountBase, Accounts, rename_inbox
 from mailstead.store.fsync import fsync_dir, make_dirs
-from mailstead.store.index import INDEX_NAME, AccountIndex
+from mailstead.store.index import MailboxState
 from mailstead.store.maildrop import Maildrops
 from mailstead.store.mbox import Mbox
 from mailstead.store.mbox_format import create_mbox, hold_locks
@@ -62,30 +60,16 @@ def _component(part: str) -> str:
     return encoded
 
 
-class MboxAccount:
+class MboxAccount(AccountBase[MboxMailbox]):
     """Owns one account's mbox files, its index and the open :class:`MboxMailbox` objects."""
 
     def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+        make_dirs(Path(root), mode=0o700)
+        super().__init__(root)
         self.mail_dir = self.root / MAILBOX_DIR
-        make_dirs(self.root, mode=0o700)
-        self.index = AccountIndex(self.root / INDEX_NAME)
-        # Kept for the account's lifetime, as Account does: a client that
-        # reconnects finds its mailboxes loaded.
-        self._open: dict[str, MboxMailbox] = {}
-        self._lock = threading.Lock()
-        self._provisioned = False
 
-    def provision(self) -> None:
-        """Make the special-use mailboxes that are missing (first login)."""
-        if self._provisioned:
-            return
-        self._provisioned = True
-        for name in SPECIAL_USE:
-            if not self.exists(name):
-                with contextlib.suppress(MailboxError):
-                    self.create(name)
-                    self.index.set_subscribed(name, True)
+    def _new_mailbox(self, state: MailboxState, path: Path) -> MboxMailbox:
+        return MboxMailbox(self.index, state, path)
 
     def path_of(self, name: str) -> Path:
         """The file of mailbox ``name`` (INBOX: ``mbox``); ``MailboxError`` if unsafe."""
@@ -137,28 +121,6 @@ class MboxAccount:
                 found.append("/".join([*prefix, part]))
             elif entry.is_dir(follow_symlinks=False):
                 self._walk(Path(entry.path), [*prefix, part], found)
-
-    @staticmethod
-    def special_use(name: str) -> str | None:
-        return SPECIAL_USE.get(name)
-
-    def mailbox(self, name: str) -> MboxMailbox:
-        """The open mailbox ``name``, shared with the other sessions of this process."""
-        with self._lock:
-            box = self._open.get(name)
-            if box is not None:
-                return box
-            if not self.exists(name):
-                raise MailboxError("Mailbox does not exist", "NONEXISTENT")
-            box = MboxMailbox(self.index, self.index.ensure_mailbox(name), self.path_of(name))
-            self._open[name] = box
-            return box
-
-    def subscriptions(self) -> set[str]:
-        return self.index.subscriptions()
-
-    def set_subscribed(self, name: str, subscribed: bool) -> None:
-        self.index.set_subscribed(name, subscribed)
 
     def _check_parents(self, path: Path) -> None:
         """Every level above ``path`` must be a directory (or not exist yet)."""

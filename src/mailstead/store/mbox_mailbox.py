@@ -44,7 +44,7 @@ from pathlib import Path
 from mailstead.proto.imap.storage import Appender, FlagLimitError
 from mailstead.store.fsync import fsync_dir
 from mailstead.store.index import AccountIndex, MailboxState, MailboxWriter, Row, write
-from mailstead.store.mailbox import flag_tuple, with_changes
+from mailstead.store.mailbox import flag_tuple, flags_after, with_changes
 from mailstead.store.maildir import crlf_size
 from mailstead.store.maildir_names import MAX_KEYWORDS
 from mailstead.store.mbox import Mbox, escape_mboxrd, from_line
@@ -448,13 +448,8 @@ class MboxMailbox:
                 msg = self.messages.get(uid)
                 if msg is None:
                     continue
-                if mode == "+":
-                    new = set(msg.flags) | set(flags)
-                elif mode == "-":
-                    new = set(msg.flags) - set(flags)
-                else:
-                    new = set(flags)
-                if new == set(msg.flags):
+                new = flags_after(msg.flags, flags, mode)
+                if new is None:
                     continue
                 flag_text = " ".join(sorted(new))
                 w.update(uid, msg.location, flag_text)
