@@ -51,9 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mailbox_gen import MARKER, generate
 from netutil import free_port, wait_for_port
+from smtp_inbound import cpu_model, write_docs
 
-REPO = Path(__file__).resolve().parent.parent
-DOCS = REPO / "docs" / "benchmarks.md"
 USER = "alice@bench.test"
 PASSWORD = "bench-password"
 BODY_FETCHES = 200
@@ -383,15 +382,6 @@ def report(results: Results, facts: list[tuple[str, str]]) -> str:
     return "\n".join(out)
 
 
-def replace_section(text: str, name: str, body: str) -> str:
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    if pattern.search(text):
-        return pattern.sub(lambda _: block, text)
-    return f"{text.rstrip()}\n\n{block}\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default="10000,100000", help="mailbox sizes for IMAP")
@@ -442,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                 before, after, opened = asyncio.run(idle_memory(server, args.idle_connections))
                 results.memory = (before, after, opened, args.idle_connections)
     facts = [
-        ("machine", f"{os.cpu_count()} CPUs, {_cpu_model()}"),
+        ("machine", f"{os.cpu_count()} CPUs, {cpu_model()}"),
         (
             "Dovecot",
             subprocess.run(["dovecot", "--version"], capture_output=True, text=True).stdout.strip(),
@@ -453,8 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(results, facts)
     print(text)
     if args.write_docs:
-        body = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-        DOCS.write_text(replace_section(body, "mail-access", text))
+        write_docs("mail-access", text)
     return 0
 
 
@@ -467,13 +456,6 @@ def _check_same_answers(results: Results, count: int) -> None:
             print(
                 f"WARNING: answers differ ({phase}): Dovecot {d} vs Mailstead {m}", file=sys.stderr
             )
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

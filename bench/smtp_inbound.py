@@ -221,7 +221,7 @@ def _command_output(*command: str) -> str:
     return out.stdout.strip()
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -250,7 +250,7 @@ def environment(workdir: Path, load_before: str) -> list[tuple[str, str]]:
     """Facts about this machine and the software versions, for the report."""
     commit = _command_output("git", "-C", str(REPO), "describe", "--always", "--dirty")
     facts = [
-        ("CPU", f"{_cpu_model()}, {os.cpu_count()} logical CPUs (nproc)"),
+        ("CPU", f"{cpu_model()}, {os.cpu_count()} logical CPUs (nproc)"),
         ("Kernel", f"{platform.system()} {platform.release()}"),
         ("Mail file system", _filesystem(workdir)),
         # Other work on the machine skews the numbers; say how busy it was.

@@ -45,12 +45,6 @@ class Message:
     modseq: int
 
 
-def to_crlf(data: bytes) -> bytes:
-    if b"\r\n" in data:
-        data = data.replace(b"\r\n", b"\n")
-    return data.replace(b"\n", b"\r\n")
-
-
 _UNIQUE_TIME = re.compile(r"(\d+)\.M(\d+)P\d+(?:Q(\d+))?")
 
 
