@@ -52,6 +52,9 @@ allow_networks = ["127.0.0.0/8", "fd00::/8"]
 [pop3]
 delete_retrieved = true
 
+[auth]
+password_cache_ttl = "10m"
+
 [[webhooks]]
 url    = "https://app.example/hooks/mail"
 events = ["message.*", "delivery.failed"]
@@ -119,6 +122,7 @@ def test_storage_delivery_http_client_pop3(full: Config) -> None:
         ipaddress.ip_network("fd00::/8"),
     )
     assert full.pop3.delete_retrieved is True
+    assert full.auth.password_cache_ttl == 600
 
 
 def test_webhooks(full: Config) -> None:
@@ -146,6 +150,7 @@ def test_only_domains_is_required(tmp_path: Path) -> None:
     assert config.http_client.allow_networks == ()
     assert config.webhooks == ()
     assert config.pop3.delete_retrieved is False
+    assert config.auth.password_cache_ttl == 3600
     assert config.workers == 0
     assert config.hostname  # socket.getfqdn(), or "localhost"
 
@@ -290,6 +295,13 @@ D = 'domains = ["example.test"]\n'
             "pop3.delete_retrieved: expected true or false, got 1",
         ),
         (D + "[pop3]\nkeep = true", "pop3.keep: unknown key"),
+        (D + "[auth]\npassword_cache_ttl = 60", "auth.password_cache_ttl: expected a string"),
+        (
+            D + "[auth]\npassword_cache_ttl = 'forever'",
+            'auth.password_cache_ttl: expected a duration like "30s", "5m", "1h" or "5d" (or "0"),'
+            ' got "forever"',
+        ),
+        (D + "[auth]\nmechanisms = ['plain']", "auth.mechanisms: unknown key"),
         (D + "workers = -1", "workers: expected 0 (one per CPU) to 256, got -1"),
         (D + "workers = 'two'", 'workers: expected a whole number, got "two"'),
         (D + "[webhooks]\nurl = 'https://a.example/'", "webhooks: expected an array of tables"),
@@ -352,3 +364,9 @@ def test_config_that_is_not_utf8(tmp_path: Path) -> None:
 def test_db_path_refuses_names_that_leave_data_dir(full: Config) -> None:
     with pytest.raises(ValueError):
         full.db_path("../directory")
+
+
+@pytest.mark.parametrize("text", ["0", "0s"])
+def test_password_cache_can_be_turned_off(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, f'domains = ["example.test"]\n[auth]\npassword_cache_ttl = "{text}"\n')
+    assert load_config(path).auth.password_cache_ttl == 0

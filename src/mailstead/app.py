@@ -30,6 +30,7 @@ from mailstead.net.memory import limit_idle_memory
 from mailstead.net.pop3_session import POP3Service
 from mailstead.net.smtp_session import SMTPService
 from mailstead.net.supervisor import Supervisor
+from mailstead.password_cache import PasswordCache
 from mailstead.proto.imap.server import IMAPSettings
 from mailstead.proto.pop3 import POP3Settings
 from mailstead.proto.smtp.server import ServerSettings
@@ -169,7 +170,11 @@ async def start(
     limit_idle_memory()
     if listeners is None:
         listeners = Listeners.bind(config, limits)
-    directory = Directory(config.db_path("directory"), config.domains)
+    directory = Directory(
+        config.db_path("directory"),
+        config.domains,
+        password_cache=PasswordCache(config.auth.password_cache_ttl),
+    )
     queue = Queue(config.data_dir)
     store = open_store(config.storage.format, config.mail_root)
     executor = ThreadPoolExecutor(_DELIVERY_THREADS, thread_name_prefix="deliver")

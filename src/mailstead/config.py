@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from mailstead.addresses import AddressError, normalize_domain
 
 __all__ = [
+    "AuthConfig",
     "Config",
     "ConfigError",
     "DeliveryConfig",
@@ -149,6 +150,16 @@ class Pop3Config:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """How logins are checked (IMAP, POP3 and SMTP AUTH alike)."""
+
+    #: Seconds a password that passed the full scrypt check is recognised
+    #: without it again (same user, same stored hash); 0 checks every login
+    #: in full. See password_cache.py for the trade-off.
+    password_cache_ttl: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionLimitsConfig:
     """How many connections each listener takes (the per-IP count is shared by workers)."""
 
@@ -185,6 +196,8 @@ class Config:
     webhooks: tuple[WebhookConfig, ...] = ()
     #: POP3 policy.
     pop3: Pop3Config = field(default_factory=Pop3Config)
+    #: Login checking.
+    auth: AuthConfig = field(default_factory=AuthConfig)
     #: Connection limits of every listener.
     limits: ConnectionLimitsConfig = field(default_factory=ConnectionLimitsConfig)
     #: Server processes sharing the listening sockets; 0 means one per CPU.
@@ -298,6 +311,7 @@ _TOP_KEYS = {
     "http_client",
     "webhooks",
     "pop3",
+    "auth",
     "limits",
 }
 _LISTEN_KEYS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
@@ -450,6 +464,15 @@ def _build(data: dict[str, object], path: Path, r: _Reader) -> Config:
         )
     )
 
+    auth_t = r.table(data, "auth", "", ("password_cache_ttl",))
+    cache_ttl = 3600
+    if "password_cache_ttl" in auth_t:
+        text = r.string(auth_t["password_cache_ttl"], "auth.password_cache_ttl")
+        try:
+            cache_ttl = 0 if text in ("0", "0s") else parse_duration(text)
+        except ValueError as exc:
+            r.fail("auth.password_cache_ttl", f'{exc} (or "0"), got {_show(text)}')
+
     limits_t = r.table(data, "limits", "", ("connections_per_ip", "connections_total"))
     per_ip, total = (
         r.typed(limits_t.get(key, default), f"limits.{key}", int, "a whole number")
@@ -477,6 +500,7 @@ def _build(data: dict[str, object], path: Path, r: _Reader) -> Config:
         http_client=HttpClientConfig(allow_networks=tuple(networks)),
         webhooks=_webhooks(r, data),
         pop3=pop3,
+        auth=AuthConfig(cache_ttl),
         limits=ConnectionLimitsConfig(per_ip, total),
     )
 
@@ -652,6 +676,10 @@ allow_networks = []                 # private/loopback networks they may reach,
 
 [pop3]
 delete_retrieved = false            # true: delete mail once a client retrieved it
+
+[auth]
+password_cache_ttl = "1h"           # a login with the same password skips the
+                                    # scrypt check this long; "0" = never skip
 
 [limits]                            # per listener
 connections_per_ip = 50

@@ -36,6 +36,7 @@ from mailstead.addresses import (
     normalize_domain,
     split_address,
 )
+from mailstead.password_cache import PasswordCache
 from mailstead.sqlite_wal import enable_wal
 
 __all__ = ["Directory", "DirectoryError", "Resolution", "is_valid_mailbox_local_part"]
@@ -195,17 +196,22 @@ class Directory:
     """Owns the local domains, the users (with password hashes) and the aliases.
 
     Backed by SQLite in WAL mode, so the CLI can change it while the server
-    runs; nothing is cached between calls, so a change is seen at the next
-    RCPT or login. One connection, shared by threads under a lock; password
-    hashing runs outside the lock so that logins do not serialise.
+    runs; every lookup reads the database, so a change is seen at the next
+    RCPT or login (the optional :class:`PasswordCache` only spares the hash
+    computation for a password that matched the same stored hash before).
+    One connection, shared by threads under a lock; password hashing runs
+    outside the lock so that logins do not serialise.
     """
 
-    def __init__(self, path: Path, domains: Sequence[str]) -> None:
+    def __init__(
+        self, path: Path, domains: Sequence[str], *, password_cache: PasswordCache | None = None
+    ) -> None:
         try:
             self._domains = frozenset(normalize_domain(d) for d in domains)
         except AddressError as exc:
             raise DirectoryError(str(exc)) from None
         self._path = path
+        self._password_cache = password_cache
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -392,8 +398,9 @@ class Directory:
     def authenticate(self, username: str, password: str) -> str | None:
         """The canonical address if ``username``/``password`` are right, else None.
 
-        Costs one scrypt computation whether or not the user exists. CPU-bound
-        (~50 ms): call it from a thread, not the event loop.
+        Costs one scrypt computation whether or not the user exists, unless
+        the password cache vouches for this very password and stored hash.
+        CPU-bound (~50 ms): call it from a thread, not the event loop.
         """
         encoded, key = _DUMMY_HASH, self._recipient_key(username)
         row = None
@@ -404,8 +411,17 @@ class Directory:
                 ).fetchone()
             if row is not None:
                 encoded = row[0]
-        ok = verify_password(password, encoded)
-        return key if ok and row is not None else None
+        if key is None or row is None:
+            verify_password(password, encoded)  # the same cost as a wrong password
+            return None
+        cache = self._password_cache
+        if cache is not None and cache.verified(key, encoded, password):
+            return key
+        if not verify_password(password, encoded):
+            return None
+        if cache is not None:
+            cache.remember(key, encoded, password)
+        return key
 
     # ----------------------------------------------------------------------- aliases
 
