@@ -120,6 +120,9 @@ class Mailbox:
         self.highestmodseq = 0
         self.uidnext = state.uidnext
         self._cur_sync = DirectorySyncer(self.path / "cur")
+        # Plain strings: SELECT stats both on every call.
+        self._new_dir = f"{self.path}/new"
+        self._cur_dir = f"{self.path}/cur"
         self._refreshed = -1e9
         self._letters_text: dict[str, str] = {}
 
@@ -146,13 +149,9 @@ class Mailbox:
 
     def _stamp(self) -> tuple[str, bool]:
         now = time.time()
-        parts = []
-        dirty = False
-        for sub in ("new", "cur"):
-            st = os.stat(self.path / sub)
-            parts.append(str(st.st_mtime_ns))
-            dirty = dirty or now - st.st_mtime < _DIRTY_WINDOW
-        return ":".join(parts), dirty
+        new, cur = os.stat(self._new_dir), os.stat(self._cur_dir)
+        dirty = now - new.st_mtime < _DIRTY_WINDOW or now - cur.st_mtime < _DIRTY_WINDOW
+        return f"{new.st_mtime_ns}:{cur.st_mtime_ns}", dirty
 
     def _pull(self) -> None:
         """Apply index changes made by other processes since :attr:`highestmodseq`."""
@@ -322,7 +321,7 @@ class Mailbox:
         # Usually new/ is empty (every SELECT empties it): then a directory
         # read spares both the walk over every message and a commit.
         try:
-            waiting = {split_name(name)[0] for name in os.listdir(self.path / "new")}
+            waiting = {split_name(name)[0] for name in os.listdir(self._new_dir)}
         except FileNotFoundError:
             return moved
         if not waiting:

@@ -315,15 +315,16 @@ class IMAPServer:
         return None
 
     def _finish(self, ctx: Context, reply: Reply) -> None:
-        if reply.status != b"BAD":
+        if reply.status == b"BAD":
+            self._errors += 1
+        elif ctx.command.name not in ("SELECT", "EXAMINE"):
+            # (A view SELECT just made is as new as the mailbox: nothing to tell.)
             # RFC 9051 §7.5.1: no EXPUNGE while the client holds numbers
             # from this command (FETCH, STORE, SEARCH without UID).
             allow = reply.allow_expunge and not (
                 ctx.command.name in ("FETCH", "STORE", "SEARCH") and not ctx.command.uid
             )
             self._out.extend(self._updates(allow_expunge=allow))
-        else:
-            self._errors += 1
         code = b"[" + reply.code + b"] " if reply.code else b""
         self._tagged(ctx.command.tag, reply.status + b" " + code + reply.text)
         if reply.status == b"BAD" and self._errors >= self.limits.errors_per_session:
