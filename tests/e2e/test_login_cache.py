@@ -41,7 +41,9 @@ def test_logins_of_every_protocol_share_the_cache(
         with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], context=tls) as smtp:
             assert smtp.login(*ALICE)[0] == 235
         # A wrong password is never answered from the cache.
-        with imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=tls) as imap:
-            with pytest.raises(imaplib.IMAP4.error):
-                imap.login(ALICE[0], "guess")
+        with (
+            imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=tls) as imap,
+            pytest.raises(imaplib.IMAP4.error),
+        ):
+            imap.login(ALICE[0], "guess")
     assert checked == [ALICE[1]] * full_checks + ["guess"]

@@ -139,6 +139,44 @@ def test_take_new_moves_to_cur_without_changing_uids(root: Path) -> None:
     assert box.uids == [1]
 
 
+def age(root: Path, seconds: int) -> None:
+    """Set new/ and cur/ mtimes to ``seconds`` ago: a look at them is then trusted."""
+    when = int(os.path.getmtime(root / "cur")) - seconds
+    for sub in ("new", "cur"):
+        os.utime(root / sub, (when, when))
+
+
+def test_take_new_after_a_quiet_look_still_sees_a_later_delivery(root: Path) -> None:
+    deliver(root)
+    box = Account(root).mailbox("INBOX")
+    box.refresh()
+    assert box.take_new() == [1]
+    age(root, 100)
+    box.refresh()
+    assert box.take_new() == []  # new/ is empty: remembered for this look
+    assert box.take_new() == []
+    deliver(root, b"Subject: later\n\nx\n")
+    age(root, 50)  # even when the delivery is older than the dirty window
+    box.refresh()
+    assert box.take_new() == [2]
+    assert not os.listdir(root / "new")
+
+
+def test_select_lists_a_keyword_another_process_defined(root: Path) -> None:
+    deliver(root)
+    a = Account(root).mailbox("INBOX")
+    b = Account(root).mailbox("INBOX")
+    age(root, 100)
+    a.refresh()
+    assert a.keyword_names() == []
+    b.refresh()
+    b.store([1], ["$Project"], "+")
+    age(root, 50)
+    a.refresh()
+    assert a.keyword_names() == ["$Project"]
+    assert a.messages[1].flags == ("$Project",)
+
+
 def test_folders_create_list_rename_delete(root: Path) -> None:
     account = Account(root)
     account.provision()

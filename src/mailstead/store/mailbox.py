@@ -123,6 +123,13 @@ class Mailbox:
         # Plain strings: SELECT stats both on every call.
         self._new_dir = f"{self.path}/new"
         self._cur_dir = f"{self.path}/cur"
+        # The stamp of the last look at new/ and cur/ ("" while dirty), and
+        # the looks at which new/ was empty and the keyword names were read:
+        # both can only have changed since if new/ or cur/ did.
+        self._look = ""
+        self._new_empty_at = "-"
+        self._keywords_at = "-"
+        self._keyword_names: list[str] = []
         self._refreshed = -1e9
         self._letters_text: dict[str, str] = {}
 
@@ -139,6 +146,7 @@ class Mailbox:
             return
         self._refreshed = now
         stamp, dirty = self._stamp()
+        self._look = "" if dirty else stamp
         state = self.index.mailbox(self.name)
         if state is None or state.id != self.id:
             raise FileNotFoundError(f"mailbox {self.name!r} no longer exists")
@@ -318,13 +326,18 @@ class Mailbox:
         session that moved them (RFC 3501 §2.3.2).
         """
         moved: list[int] = []
-        # Usually new/ is empty (every SELECT empties it): then a directory
-        # read spares both the walk over every message and a commit.
+        # Usually new/ is empty (every SELECT empties it), and known to be
+        # since the last look; else a directory read spares both the walk
+        # over every message and a commit.
+        if self._look and self._look == self._new_empty_at:
+            return moved
+        look = self._look
         try:
             waiting = {split_name(name)[0] for name in os.listdir(self._new_dir)}
         except FileNotFoundError:
             return moved
         if not waiting:
+            self._new_empty_at = look
             return moved
         with write(self.index, self.id) as w:
             for uid in self.uids:
@@ -453,7 +466,11 @@ class Mailbox:
         return removed
 
     def keyword_names(self) -> list[str]:
-        return self.keywords.names()
+        # A keyword is defined for a STORE that renames a file in cur/.
+        if not self._look or self._look != self._keywords_at:
+            self._keyword_names = self.keywords.names()
+            self._keywords_at = self._look
+        return self._keyword_names
 
     def deleted_uids(self) -> list[int]:
         return [uid for uid in self.uids if "\\Deleted" in self.messages[uid].flags]
