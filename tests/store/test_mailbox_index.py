@@ -177,6 +177,41 @@ def test_select_lists_a_keyword_another_process_defined(root: Path) -> None:
     assert a.messages[1].flags == ("$Project",)
 
 
+def test_a_folder_renamed_into_the_place_of_a_deleted_one_is_noticed(root: Path) -> None:
+    deliver(root)
+    account = Account(root)
+    for name in ("Old", "New"):
+        account.create(name)
+    old_dir, new_dir = root / folder_dir_name("Old"), root / folder_dir_name("New")
+    for folder in (old_dir, new_dir):  # the same mtimes, to the nanosecond
+        for sub in ("new", "cur"):
+            os.utime(folder / sub, ns=(10**18, 10**18))
+    box = account.mailbox("Old")
+    box.refresh()
+    other = Account(root)  # another process
+    other.delete("Old")
+    other.rename("New", "Old")
+    for sub in ("new", "cur"):
+        os.utime(old_dir / sub, ns=(10**18, 10**18))
+    with pytest.raises(FileNotFoundError):
+        box.refresh()
+
+
+def test_index_changes_without_file_changes_are_not_looked_for(root: Path) -> None:
+    deliver(root)
+    box = Account(root).mailbox("INBOX")
+    age(root, 100)
+    box.refresh()
+    calls = []
+    real = box.index.mailbox
+    box.index.mailbox = lambda name: calls.append(name) or real(name)  # type: ignore[method-assign]
+    box.refresh()
+    assert calls == []
+    deliver(root)
+    box.refresh()
+    assert calls and box.uids == [1, 2]
+
+
 def test_folders_create_list_rename_delete(root: Path) -> None:
     account = Account(root)
     account.provision()

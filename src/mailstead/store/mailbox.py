@@ -123,9 +123,10 @@ class Mailbox:
         # Plain strings: SELECT stats both on every call.
         self._new_dir = f"{self.path}/new"
         self._cur_dir = f"{self.path}/cur"
-        # The stamp of the last look at new/ and cur/ ("" while dirty), and
-        # the looks at which new/ was empty and the keyword names were read:
-        # both can only have changed since if new/ or cur/ did.
+        # The look at new/ and cur/ (_stamp) at which this process last
+        # matched files, index and memory ("" if untrusted), and the looks
+        # at which new/ was empty and the keyword names were read: neither
+        # can have changed since unless new/ or cur/ did.
         self._look = ""
         self._new_empty_at = "-"
         self._keywords_at = "-"
@@ -145,21 +146,34 @@ class Mailbox:
         if max_age and now - self._refreshed < max_age:
             return
         self._refreshed = now
-        stamp, dirty = self._stamp()
-        self._look = "" if dirty else stamp
+        stamp, look = self._stamp()
+        if look and look == self._look:
+            # Neither directory changed since this process last matched them
+            # with the index, and every index change of a Maildir folder
+            # comes after a change in new/ or cur/ (docs/durability.md).
+            return
         state = self.index.mailbox(self.name)
         if state is None or state.id != self.id:
             raise FileNotFoundError(f"mailbox {self.name!r} no longer exists")
         if stamp != state.stamp:
-            self._scan(stamp, dirty)
+            self._scan(stamp, dirty=not look)
         elif state.highestmodseq != self.highestmodseq:
             self._pull()
+        self._look = look
 
-    def _stamp(self) -> tuple[str, bool]:
+    def _stamp(self) -> tuple[str, str]:
+        """The mtimes of new/ and cur/ (the index's stamp), and this process's look.
+
+        The look adds the directories' inode numbers and is empty while
+        either changed within the last second (the same mtime tick may
+        still hold another change).
+        """
         now = time.time()
         new, cur = os.stat(self._new_dir), os.stat(self._cur_dir)
-        dirty = now - new.st_mtime < _DIRTY_WINDOW or now - cur.st_mtime < _DIRTY_WINDOW
-        return f"{new.st_mtime_ns}:{cur.st_mtime_ns}", dirty
+        stamp = f"{new.st_mtime_ns}:{cur.st_mtime_ns}"
+        if now - new.st_mtime < _DIRTY_WINDOW or now - cur.st_mtime < _DIRTY_WINDOW:
+            return stamp, ""
+        return stamp, f"{stamp}:{new.st_ino}:{cur.st_ino}"
 
     def _pull(self) -> None:
         """Apply index changes made by other processes since :attr:`highestmodseq`."""
