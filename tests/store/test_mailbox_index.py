@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from mailstead.store import mailbox as mailbox_module
 from mailstead.store.account import Account, MailboxError, folder_dir_name, folder_name
 from mailstead.store.index import INDEX_NAME
+from mailstead.store.mailbox import Mailbox
 from mailstead.store.maildir import Maildir
 
 MSG = b"From: a@example.test\nSubject: hi\n\nbody\n"
@@ -210,6 +212,68 @@ def test_index_changes_without_file_changes_are_not_looked_for(root: Path) -> No
     deliver(root)
     box.refresh()
     assert calls and box.uids == [1, 2]
+
+
+def scans_of(box: Mailbox) -> list[str]:
+    """Record every full scan of ``box`` (its argument: the stamp)."""
+    calls: list[str] = []
+    real = box._scan
+
+    def counting(stamp: str, dirty: bool) -> None:
+        calls.append(stamp)
+        real(stamp, dirty)
+
+    box._scan = counting  # type: ignore[method-assign]
+    return calls
+
+
+def test_own_changes_need_no_full_scan(root: Path) -> None:
+    for _ in range(3):
+        deliver(root)
+    a, b = Account(root).mailbox("INBOX"), Account(root).mailbox("INBOX")
+    a.refresh()
+    b.refresh()
+    assert b.take_new() == [1, 2, 3]  # moved by "another process", no new modseq
+    a.refresh()  # a full scan: the files moved, and nobody told a
+    scans = scans_of(a)
+    assert a.store([1], ["\\Seen"], "+") == [1]
+    a.refresh()
+    assert a.expunge([2]) == [2]
+    a.refresh()
+    uid = a.append(b"Subject: appended\n\nx\n", ["\\Flagged"], None)
+    a.refresh()
+    assert b.store([3], ["\\Answered"], "+") == [3]  # another process, via the index
+    a.refresh()
+    assert scans == []
+    assert a.uids == [1, 3, uid]
+    assert a.messages[3].flags == ("\\Answered",)
+    # A change nobody announced in the index still gets the full scan.
+    name = os.listdir(root / "cur")[0]
+    os.rename(root / "cur" / name, root / "cur" / (name.split(":")[0] + ":2,T"))
+    a.refresh()
+    assert len(scans) == 1
+
+
+def test_a_foreign_change_in_the_tick_of_an_own_change_is_found_once_trusted(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deliver(root)
+    box = Account(root).mailbox("INBOX")
+    box.refresh()
+    box.take_new()
+    box.refresh()
+    scans = scans_of(box)
+    assert box.store([1], ["\\Seen"], "+") == [1]
+    tick = os.stat(root / "cur").st_mtime_ns
+    # Another program (not Mailstead: no index) flags it in the same tick.
+    (name,) = os.listdir(root / "cur")
+    os.rename(root / "cur" / name, root / "cur" / (name.split(":")[0] + ":2,FS"))
+    os.utime(root / "cur", ns=(tick, tick))
+    box.refresh()
+    assert scans == [] and box.messages[1].flags == ("\\Seen",)  # not yet: untrusted
+    monkeypatch.setattr(mailbox_module, "_DIRTY_WINDOW", 0.0)  # the second has passed
+    box.refresh()
+    assert len(scans) == 1 and box.messages[1].flags == ("\\Flagged", "\\Seen")
 
 
 def test_folders_create_list_rename_delete(root: Path) -> None:

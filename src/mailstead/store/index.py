@@ -178,6 +178,11 @@ class AccountIndex:
             ).fetchone()
         return MailboxState(*row) if row else None
 
+    def set_stamp(self, mailbox_id: int, stamp: str) -> None:
+        """Record the directory stamp at which the mailbox's files match its rows."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE mailboxes SET stamp = ? WHERE id = ?", (stamp, mailbox_id))
+
     def ensure_mailbox(self, name: str) -> MailboxState:
         """The row of mailbox ``name``, made with a fresh UIDVALIDITY if absent."""
         state = self.mailbox(name)

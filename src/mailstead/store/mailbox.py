@@ -17,7 +17,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +129,10 @@ class Mailbox:
         # at which new/ was empty and the keyword names were read: neither
         # can have changed since unless new/ or cur/ did.
         self._look = ""
+        # The stamp at which the files were last known to match messages,
+        # and whether that was outside the dirty window (see _changing_files).
+        self._matched = ("", False)
+        self._diverged = False
         self._new_empty_at = "-"
         self._keywords_at = "-"
         self._keyword_names: list[str] = []
@@ -155,11 +160,58 @@ class Mailbox:
         state = self.index.mailbox(self.name)
         if state is None or state.id != self.id:
             raise FileNotFoundError(f"mailbox {self.name!r} no longer exists")
-        if stamp != state.stamp:
-            self._scan(stamp, dirty=not look)
-        elif state.highestmodseq != self.highestmodseq:
+        if state.highestmodseq != self.highestmodseq:
             self._pull()
+        matched, trusted = self._matched
+        if stamp == matched and (trusted or not look):
+            pass  # as this process left them; checked again once trusted
+        elif stamp == state.stamp:
+            pass  # as some process matched them with the index
+        elif self.messages and self._files_as_known():
+            # Changed, but only as this process knows: another process's
+            # change, pulled from the index, or its own from another object.
+            if look:
+                self.index.set_stamp(self.id, stamp)
+        else:
+            self._scan(stamp, dirty=not look)
+        self._matched = (stamp, bool(look))
         self._look = look
+
+    def _files_as_known(self) -> bool:
+        """True if new/ and cur/ hold exactly the files of :attr:`messages`.
+
+        A directory read and a set lookup per file: a fifth of a full scan,
+        which also reads every index row and reconciles name by name.
+        """
+        try:
+            listed = [f"new/{n}" for n in os.listdir(self._new_dir) if not n.startswith(".")]
+            listed += [f"cur/{n}" for n in os.listdir(self._cur_dir) if not n.startswith(".")]
+        except FileNotFoundError:
+            return False
+        if len(listed) != len(self.messages):
+            return False
+        known = {msg.location for msg in self.messages.values()}
+        return all(location in known for location in listed)
+
+    @contextmanager
+    def _changing_files(self) -> Iterator[None]:
+        """Around a change of this process's own to new/ or cur/, told to
+        :attr:`messages` and the index as it goes.
+
+        Files that matched before match after, unless the change called
+        :meth:`_diverge`. The new stamp counts as matched but untrusted: the
+        first refresh after the dirty window checks the files once more, for
+        another program may have changed them within the same mtime tick.
+        """
+        before = self._stamp()[0]
+        self._diverged = False
+        yield
+        if before == self._matched[0] and not self._diverged:
+            self._matched = (self._stamp()[0], False)
+
+    def _diverge(self) -> None:
+        """The files no longer match :attr:`messages` (one vanished under a change)."""
+        self._diverged = True
 
     def _stamp(self) -> tuple[str, str]:
         """The mtimes of new/ and cur/ (the index's stamp), and this process's look.
@@ -214,6 +266,7 @@ class Mailbox:
     def _scan(self, stamp: str, dirty: bool) -> None:
         """Reconcile the index with ``new/`` and ``cur/`` (one index transaction)."""
         flag_text = self._flag_text
+        messages = self.messages
         with write(self.index, self.id) as w:
             known = w.keys()
             seen: set[str] = set()
@@ -232,6 +285,11 @@ class Mailbox:
                         fresh.append((base, location, letters))
                         continue
                     uid, old_location, old_flags = old
+                    msg = messages.get(uid)
+                    if msg is not None and msg.location != location:
+                        # Moved without a new modseq (another process's
+                        # SELECT took it from new/): the pull will not say.
+                        msg.location = location
                     if old_location != location:
                         flags = flag_text(letters)
                         if flags != old_flags:
@@ -353,7 +411,7 @@ class Mailbox:
         if not waiting:
             self._new_empty_at = look
             return moved
-        with write(self.index, self.id) as w:
+        with self._changing_files(), write(self.index, self.id) as w:
             for uid in self.uids:
                 msg = self.messages[uid]
                 if (
@@ -368,6 +426,7 @@ class Mailbox:
                 try:
                     os.rename(self.path / msg.location, self.path / location)
                 except FileNotFoundError:
+                    self._diverge()
                     continue
                 w.move(uid, location)
                 msg.location = location
@@ -377,7 +436,7 @@ class Mailbox:
     def store(self, uids: Iterable[int], flags: Sequence[str], mode: str) -> list[int]:
         """Add (``+``), remove (``-``) or set (``=``) flags; the UIDs whose flags changed."""
         changed = []
-        with write(self.index, self.id) as w:
+        with self._changing_files(), write(self.index, self.id) as w:
             for uid in uids:
                 msg = self.messages.get(uid)
                 if msg is None:
@@ -397,10 +456,12 @@ class Mailbox:
                     # change): the index, read in this transaction, knows.
                     current = w.location(uid)
                     if current is None or current == msg.location:
+                        self._diverge()
                         continue  # expunged; the next scan tells
                     try:
                         os.rename(self.path / current, self.path / location)
                     except FileNotFoundError:
+                        self._diverge()
                         continue
                 flag_text = " ".join(sorted(new))
                 w.update(uid, location, flag_text)
@@ -424,15 +485,17 @@ class Mailbox:
             os.fsync(fd)
         finally:
             os.close(fd)
-        try:
-            if internaldate is not None:
-                os.utime(tmp, (internaldate, internaldate))
-            os.rename(tmp, self.path / location)
-        except BaseException:
-            unlink_quietly(tmp)
-            raise
-        self._cur_sync.sync()
-        return self._index_new(base, location, " ".join(sorted(set(flags))), data, internaldate)
+        with self._changing_files():
+            try:
+                if internaldate is not None:
+                    os.utime(tmp, (internaldate, internaldate))
+                os.rename(tmp, self.path / location)
+            except BaseException:
+                unlink_quietly(tmp)
+                raise
+            self._cur_sync.sync()
+            flag_text = " ".join(sorted(set(flags)))
+            return self._index_new(base, location, flag_text, data, internaldate)
 
     def _index_new(
         self, base: str, location: str, flags: str, data: bytes, internaldate: float | None
@@ -466,18 +529,21 @@ class Mailbox:
         # process and unlinked under its old name would survive the expunge
         # and come back at the next scan as a new message.
         current = self.index.locations(self.id, wanted)
-        removed = []
-        for uid in wanted:
-            unlink_quietly(self.path / current.get(uid, self.messages[uid].location))
-            removed.append(uid)
-        if removed:
+        if not wanted:
+            return []
+        with self._changing_files():
+            for uid in wanted:
+                try:
+                    os.unlink(self.path / current.get(uid, self.messages[uid].location))
+                except OSError:
+                    self._diverge()  # gone already, or moved where the index has not seen
             fsync_dir(self.path / "cur")
             with write(self.index, self.id) as w:
-                w.remove(removed)
-            for uid in removed:
+                w.remove(wanted)
+            for uid in wanted:
                 self.messages.pop(uid, None)
-            self.uids = with_changes(self.uids, [], set(removed))
-        return removed
+            self.uids = with_changes(self.uids, [], set(wanted))
+        return wanted
 
     def keyword_names(self) -> list[str]:
         # A keyword is defined for a STORE that renames a file in cur/.
