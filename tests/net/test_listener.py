@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 
-from mailstead.net.listener import ConnectionGate
+from mailstead.net.listener import ConnectionGate, bind
 
 
 def test_per_ip_limit_and_release() -> None:
@@ -42,3 +44,28 @@ def test_counts_are_shared_with_forked_workers() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert not gate.admit("192.0.2.1")
+
+
+def test_accepted_connections_do_not_wait_for_nagle() -> None:
+    """asyncio sets TCP_NODELAY only on sockets made as TCP; bind() must make them so."""
+
+    async def main() -> int:
+        listener = bind(("127.0.0.1", 0))
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listener)
+        port = listener.getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        nodelay = await asyncio.wait_for(accepted, 5)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return nodelay
+
+    assert asyncio.run(main()) != 0

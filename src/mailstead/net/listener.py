@@ -65,7 +65,12 @@ def bind(address: HostPort, *, backlog: int = 512) -> socket.socket:
     """A listening TCP socket, made before worker processes fork and share it."""
     host, port = address
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY)
+    # only on sockets that say TCP. With it on, a reply written right after
+    # an unacknowledged one (the greeting after TLS 1.3's session tickets)
+    # waited for the client's delayed ACK: 40 ms on every imaps, pop3s and
+    # submissions connection.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
