@@ -121,9 +121,11 @@ class Mailbox:
         self.highestmodseq = 0
         self.uidnext = state.uidnext
         self._cur_sync = DirectorySyncer(self.path / "cur")
-        # Plain strings: SELECT stats both on every call.
-        self._new_dir = f"{self.path}/new"
-        self._cur_dir = f"{self.path}/cur"
+        # Plain strings, not Path: joined for every message read or renamed
+        # (a Path join cost more than the open), and stat'ed by every SELECT.
+        self._root = str(self.path)
+        self._new_dir = f"{self._root}/new"
+        self._cur_dir = f"{self._root}/cur"
         # The look at new/ and cur/ (_stamp) at which this process last
         # matched files, index and memory ("" if untrusted), and the looks
         # at which new/ was empty and the keyword names were read: neither
@@ -168,8 +170,8 @@ class Mailbox:
         elif stamp == state.stamp:
             pass  # as some process matched them with the index
         elif self.messages and self._files_as_known():
-            # Changed, but only as this process knows: another process's
-            # change, pulled from the index, or its own from another object.
+            # Changed, but only in ways this process knows of: its own
+            # changes, and other processes' ones pulled from the index.
             if look:
                 self.index.set_stamp(self.id, stamp)
         else:
@@ -206,8 +208,9 @@ class Mailbox:
         before = self._stamp()[0]
         self._diverged = False
         yield
-        if before == self._matched[0] and not self._diverged:
-            self._matched = (self._stamp()[0], False)
+        after = self._stamp()[0]
+        if after != before and before == self._matched[0] and not self._diverged:
+            self._matched = (after, False)
 
     def _diverge(self) -> None:
         """The files no longer match :attr:`messages` (one vanished under a change)."""
@@ -272,7 +275,7 @@ class Mailbox:
             seen: set[str] = set()
             fresh: list[tuple[str, str, str]] = []
             for sub in ("new", "cur"):
-                for name in os.listdir(f"{self.path}/{sub}"):
+                for name in os.listdir(f"{self._root}/{sub}"):
                     if name.startswith("."):
                         continue
                     base, letters = split_name(name)
@@ -324,8 +327,7 @@ class Mailbox:
         return text
 
     def _describe(self, base: str, location: str) -> tuple[int, float] | None:
-        # Plain strings, not Path: this runs once per file of a mailbox.
-        path = f"{self.path}/{location}"
+        path = f"{self._root}/{location}"  # once per file of a mailbox
         try:
             st = os.stat(path)
             vsize = crlf_size_named(base)
@@ -369,7 +371,7 @@ class Mailbox:
         return found.get(uid)
 
     def _read(self, location: str) -> bytes:
-        fd = os.open(self.path / location, _READ_FLAGS)
+        fd = os.open(f"{self._root}/{location}", _READ_FLAGS)
         try:
             size = os.fstat(fd).st_size
             chunks = []
@@ -424,7 +426,7 @@ class Mailbox:
                     name += ":2,"
                 location = "cur/" + name
                 try:
-                    os.rename(self.path / msg.location, self.path / location)
+                    os.rename(f"{self._root}/{msg.location}", f"{self._root}/{location}")
                 except FileNotFoundError:
                     self._diverge()
                     continue
@@ -450,7 +452,7 @@ class Mailbox:
                 base, _ = split_name(msg.location[4:])
                 location = f"cur/{base}:2,{letters}"
                 try:
-                    os.rename(self.path / msg.location, self.path / location)
+                    os.rename(f"{self._root}/{msg.location}", f"{self._root}/{location}")
                 except FileNotFoundError:
                     # Moved elsewhere since we looked (a SELECT, a flag
                     # change): the index, read in this transaction, knows.
@@ -459,7 +461,7 @@ class Mailbox:
                         self._diverge()
                         continue  # expunged; the next scan tells
                     try:
-                        os.rename(self.path / current, self.path / location)
+                        os.rename(f"{self._root}/{current}", f"{self._root}/{location}")
                     except FileNotFoundError:
                         self._diverge()
                         continue
@@ -528,13 +530,13 @@ class Mailbox:
         # Locations from the index, not our records: a file moved by another
         # process and unlinked under its old name would survive the expunge
         # and come back at the next scan as a new message.
-        current = self.index.locations(self.id, wanted)
         if not wanted:
             return []
+        current = self.index.locations(self.id, wanted)
         with self._changing_files():
             for uid in wanted:
                 try:
-                    os.unlink(self.path / current.get(uid, self.messages[uid].location))
+                    os.unlink(f"{self._root}/{current.get(uid, self.messages[uid].location)}")
                 except OSError:
                     self._diverge()  # gone already, or moved where the index has not seen
             fsync_dir(self.path / "cur")
