@@ -10,6 +10,7 @@ import pytest
 from mailstead import directory as directory_module
 from mailstead.directory import Directory
 from mailstead.password_cache import PasswordCache
+from tests.password_checks import record_full_checks
 
 HASH = "$scrypt$ln=4,r=8,p=1$stored-hash-one"
 
@@ -93,15 +94,7 @@ def test_two_caches_make_different_digests() -> None:
 def checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The passwords that went through the full scrypt check."""
     monkeypatch.setattr(directory_module, "_SCRYPT_LN", 4)
-    seen: list[str] = []
-    real = directory_module.verify_password
-
-    def counting(password: str, encoded: str) -> bool:
-        seen.append(password)
-        return real(password, encoded)
-
-    monkeypatch.setattr(directory_module, "verify_password", counting)
-    return seen
+    return record_full_checks(monkeypatch)
 
 
 @pytest.fixture

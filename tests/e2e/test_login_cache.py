@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mailstead import directory as directory_module
 from mailstead.config import load_config
 from tests.e2e.harness import client_tls_context, running_config, write_config
+from tests.password_checks import record_full_checks
 
 ALICE = ("alice@example.test", "alice-pw")
 
@@ -21,14 +21,7 @@ def test_logins_of_every_protocol_share_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ttl: str, full_checks: int
 ) -> None:
     config = load_config(write_config(tmp_path, extra=f'[auth]\npassword_cache_ttl = "{ttl}"\n'))
-    checked: list[str] = []
-    real = directory_module.verify_password
-
-    def counting(password: str, encoded: str) -> bool:
-        checked.append(password)
-        return real(password, encoded)
-
-    monkeypatch.setattr(directory_module, "verify_password", counting)
+    checked = record_full_checks(monkeypatch)
     with running_config(config) as server:
         tls = client_tls_context()
         for _ in range(2):
