@@ -309,8 +309,19 @@ class Mailbox:
                 described = self._describe(base, location)
                 if described is not None:  # else it vanished since listdir
                     added.append((base, location, flag_text(letters), *described))
+            first_uid = w.uidnext
             w.add_many(added)
             w.set_stamp("" if dirty else stamp)
+        if not known and not messages:
+            # A first scan: the rows are just the ones added, so build the
+            # records from them instead of reading them all back (0.2 s at
+            # 100,000 messages); the pull then brings only later changes.
+            self.messages = {
+                first_uid + i: Message(first_uid + i, loc, flag_tuple(flags), size, when, w.modseq)
+                for i, (_, loc, flags, size, when) in enumerate(added)
+            }
+            self.uids = list(self.messages)
+            self.highestmodseq, self.uidnext = w.modseq, w.uidnext
         self._pull()
 
     def _flag_text(self, letters: str) -> str:
