@@ -51,6 +51,21 @@ def test_uidvalidity_and_uids_survive_a_new_process(root: Path) -> None:
     assert (again.uidvalidity, again.uids) == (first.uidvalidity, [1])
 
 
+def test_a_first_scan_holds_what_the_index_holds(root: Path) -> None:
+    for i in range(5):
+        deliver(root, b"Subject: %d\n\nbody\n" % i)
+    name = os.listdir(root / "new")[2]
+    os.rename(root / "new" / name, root / "cur" / f"{name}:2,FS")
+    first = Account(root).mailbox("INBOX")
+    first.refresh()  # builds its records while indexing
+    again = Account(root).mailbox("INBOX")
+    again.refresh()  # reads them from the index
+    assert first.uids == again.uids == [1, 2, 3, 4, 5]
+    assert first.messages == again.messages
+    assert (first.highestmodseq, first.uidnext) == (again.highestmodseq, again.uidnext)
+    assert [m.flags for m in first.messages.values()].count(("\\Flagged", "\\Seen")) == 1
+
+
 def test_file_from_another_mda_and_tmp_files(root: Path) -> None:
     deliver(root)
     box = Account(root).mailbox("INBOX")
