@@ -21,7 +21,7 @@ import pytest
 
 from mailstead.limits import POP3Limits
 from mailstead.net.listener import bind
-from mailstead.net.pop3_session import POP3Service, POP3Session, start_pop3_servers
+from mailstead.net.pop3_session import POP3Service, POP3Session
 from mailstead.proto.pop3.content import crlf_size
 from mailstead.proto.pop3.maildrop import Maildrop, MaildropInUse
 from mailstead.proto.pop3.server import POP3Settings
@@ -131,8 +131,8 @@ def _serve(
     servers: list[asyncio.Server] = []
 
     async def start() -> None:
-        servers.extend(await start_pop3_servers(plain, [plain_sock], implicit_tls=False))
-        servers.extend(await start_pop3_servers(implicit, [tls_sock], implicit_tls=True))
+        for service, sock, tls in ((plain, plain_sock, None), (implicit, tls_sock, context)):
+            servers.append(await loop.create_server(service.protocol_factory, sock=sock, ssl=tls))
 
     loop.run_until_complete(start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import socket
 import ssl
-from collections.abc import Sequence
 from concurrent.futures import Executor
 
 from mailstead.addresses import AddressError, canonical_address
@@ -86,28 +84,6 @@ class POP3Service:
             return False
         self.last_login[user] = now
         return True
-
-
-async def start_pop3_servers(
-    service: POP3Service, sockets: Sequence[socket.socket], *, implicit_tls: bool
-) -> list[asyncio.Server]:
-    """Serve ``service`` on listening ``sockets`` (pop3: STLS; pop3s: TLS at once)."""
-    if implicit_tls and service.tls_context is None:
-        raise ValueError("implicit TLS needs a TLS context")
-    loop = asyncio.get_running_loop()
-    servers = []
-    for sock in sockets:
-        servers.append(
-            await loop.create_server(
-                service.protocol_factory,
-                sock=sock,
-                ssl=service.tls_context if implicit_tls else None,
-                ssl_handshake_timeout=(
-                    service.limits.tls_handshake_timeout if implicit_tls else None
-                ),
-            )
-        )
-    return servers
 
 
 class POP3Session(StreamSession):
