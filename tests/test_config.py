@@ -45,6 +45,7 @@ source_ip    = "192.0.2.10"
 helo_name    = "out.example.test"
 retry_schedule = ["30s", "1m", "1h30m", "2d"]
 max_lifetime = "1w"
+delay_warning = "30m"
 
 [http_client]
 allow_networks = ["127.0.0.0/8", "fd00::/8"]
@@ -117,6 +118,7 @@ def test_storage_delivery_http_client_pop3(full: Config) -> None:
     assert (d.smtp_port, d.source_ip, d.helo_name) == (2525, "192.0.2.10", "out.example.test")
     assert d.retry_schedule == (30, 60, 5400, 172800)
     assert d.max_lifetime == 7 * 86400
+    assert d.delay_warning == 1800
     assert full.http_client.allow_networks == (
         ipaddress.ip_network("127.0.0.0/8"),
         ipaddress.ip_network("fd00::/8"),
@@ -147,6 +149,7 @@ def test_only_domains_is_required(tmp_path: Path) -> None:
     assert config.delivery.helo_name == config.hostname
     assert config.delivery.retry_schedule == (60, 300, 900, 1800, 3600, 7200, 14400, 28800)
     assert config.delivery.max_lifetime == 5 * 86400
+    assert config.delivery.delay_warning == 4 * 3600
     assert config.http_client.allow_networks == ()
     assert config.webhooks == ()
     assert config.pop3.delete_retrieved is False
@@ -298,10 +301,12 @@ D = 'domains = ["example.test"]\n'
         (D + "[auth]\npassword_cache_ttl = 60", "auth.password_cache_ttl: expected a string"),
         (
             D + "[auth]\npassword_cache_ttl = 'forever'",
-            'auth.password_cache_ttl: expected a duration like "30s", "5m", "1h" or "5d" (or "0"),'
-            ' got "forever"',
+            'auth.password_cache_ttl: expected a duration like "30s", "5m", "1h" or "5d"'
+            ' (or "0" for never), got "forever"',
         ),
         (D + "[auth]\nmechanisms = ['plain']", "auth.mechanisms: unknown key"),
+        (D + "[delivery]\ndelay_warning = 4", "delivery.delay_warning: expected a string, got 4"),
+        (D + "[delivery]\ndelay_warning = '0m'", "delivery.delay_warning: a duration must be"),
         (D + "workers = -1", "workers: expected 0 (one per CPU) to 256, got -1"),
         (D + "workers = 'two'", 'workers: expected a whole number, got "two"'),
         (D + "[webhooks]\nurl = 'https://a.example/'", "webhooks: expected an array of tables"),
@@ -367,6 +372,12 @@ def test_db_path_refuses_names_that_leave_data_dir(full: Config) -> None:
 
 
 @pytest.mark.parametrize("text", ["0", "0s"])
-def test_password_cache_can_be_turned_off(tmp_path: Path, text: str) -> None:
-    path = write(tmp_path, f'domains = ["example.test"]\n[auth]\npassword_cache_ttl = "{text}"\n')
-    assert load_config(path).auth.password_cache_ttl == 0
+def test_password_cache_and_delay_warning_can_be_turned_off(tmp_path: Path, text: str) -> None:
+    path = write(
+        tmp_path,
+        f'domains = ["example.test"]\n[auth]\npassword_cache_ttl = "{text}"\n'
+        f'[delivery]\ndelay_warning = "{text}"\n',
+    )
+    config = load_config(path)
+    assert config.auth.password_cache_ttl == 0
+    assert config.delivery.delay_warning == 0

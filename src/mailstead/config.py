@@ -25,6 +25,7 @@ from typing import Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from mailstead.addresses import AddressError, normalize_domain
+from mailstead.mta.schedule import DEFAULT_DELAY_WARNING
 
 __all__ = [
     "AuthConfig",
@@ -114,6 +115,9 @@ class DeliveryConfig:
     retry_schedule: tuple[int, ...] = (60, 300, 900, 1800, 3600, 7200, 14400, 28800)
     #: Seconds after which a message still undelivered is bounced (DSN, RFC 3464).
     max_lifetime: int = 5 * 86400
+    #: Seconds after which the sender is told, once, that a message is still
+    #: being retried (a "delayed" DSN, at the first deferral after it); 0 never.
+    delay_warning: int = DEFAULT_DELAY_WARNING
     #: Refuse to hand mail over in clear text: a host that offers no STARTTLS
     #: is deferred (4.7.4) instead. Off by default: STARTTLS is opportunistic.
     require_tls: bool = False
@@ -232,6 +236,20 @@ def parse_duration(text: str) -> int:
     if seconds <= 0:
         raise ValueError("a duration must be longer than zero")
     return seconds
+
+
+def _duration_or_off(r: _Reader, table: Mapping[str, object], key: str, default: int) -> int:
+    """The duration at ``key`` (its last part) in seconds, 0 for ``"0"`` (off), or ``default``."""
+    name = key.rpartition(".")[2]
+    if name not in table:
+        return default
+    text = r.string(table[name], key)
+    if text in ("0", "0s"):
+        return 0
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        r.fail(key, f'{exc} (or "0" for never), got {_show(text)}')
 
 
 def parse_hostport(text: str, default_port: int | None = None) -> HostPort:
@@ -465,13 +483,9 @@ def _build(data: dict[str, object], path: Path, r: _Reader) -> Config:
     )
 
     auth_t = r.table(data, "auth", "", ("password_cache_ttl",))
-    cache_ttl = 3600
-    if "password_cache_ttl" in auth_t:
-        text = r.string(auth_t["password_cache_ttl"], "auth.password_cache_ttl")
-        try:
-            cache_ttl = 0 if text in ("0", "0s") else parse_duration(text)
-        except ValueError as exc:
-            r.fail("auth.password_cache_ttl", f'{exc} (or "0"), got {_show(text)}')
+    cache_ttl = _duration_or_off(
+        r, auth_t, "auth.password_cache_ttl", AuthConfig().password_cache_ttl
+    )
 
     limits_t = r.table(data, "limits", "", ("connections_per_ip", "connections_total"))
     per_ip, total = (
@@ -500,7 +514,7 @@ def _build(data: dict[str, object], path: Path, r: _Reader) -> Config:
         http_client=HttpClientConfig(allow_networks=tuple(networks)),
         webhooks=_webhooks(r, data),
         pop3=pop3,
-        auth=AuthConfig(cache_ttl),
+        auth=AuthConfig(password_cache_ttl=cache_ttl),
         limits=ConnectionLimitsConfig(per_ip, total),
     )
 
@@ -535,6 +549,7 @@ def _delivery(r: _Reader, data: Mapping[str, object], hostname: str) -> Delivery
             "helo_name",
             "retry_schedule",
             "max_lifetime",
+            "delay_warning",
             "require_tls",
         ),
     )
@@ -594,6 +609,7 @@ def _delivery(r: _Reader, data: Mapping[str, object], hostname: str) -> Delivery
         helo_name=helo_name,
         retry_schedule=schedule,
         max_lifetime=max_lifetime,
+        delay_warning=_duration_or_off(r, t, "delivery.delay_warning", defaults.delay_warning),
         require_tls=r.typed(
             t.get("require_tls", False), "delivery.require_tls", bool, "true or false"
         ),
@@ -668,6 +684,7 @@ source_ip    = ""                   # local address for outbound connections
 helo_name    = ""                   # default: hostname
 retry_schedule = ["1m", "5m", "15m", "30m", "1h", "2h", "4h", "8h"]
 max_lifetime = "5d"
+delay_warning = "4h"                # tell the sender once if still undelivered; "0" = never
 require_tls  = false                # true: never hand mail over without STARTTLS
 
 [http_client]                       # HTTP requests the server makes (webhooks)

@@ -523,6 +523,30 @@ async def test_five_days_of_451_follow_the_schedule_warn_once_then_expire(world:
     assert warned_at[1] == received + 5 * DAY
 
 
+@pytest.mark.parametrize(("setting", "warn_after"), [('"1h"', HOUR), ('"0"', None)])
+@in_loop
+async def test_the_delay_warning_comes_when_configured(
+    world: World, setting: str, warn_after: float | None
+) -> None:
+    world.config = _config(world.config.path.parent, world.port, f"delay_warning = {setting}\n")
+    world.outbound = world._outbound()
+    await world.mx("127.0.0.1", rcpt={"bob@solo.test": "451 4.3.0 Try again later"})
+    received = world.clock.time()
+    qid = world.send("bob@solo.test")
+    warned_at = None
+    while (due := world.queue.next_due()) is not None and due < received + 1 * DAY:
+        world.clock.set_time(due)
+        await world.run_once()
+        if warned_at is None and world.recipient(qid, "bob@solo.test").delay_warned:
+            warned_at = world.clock.time() - received
+    assert world.recipient(qid, "bob@solo.test").state == "deferred"
+    assert [r.action for r in reports(world)] == ([] if warn_after is None else ["delayed"])
+    if warn_after is not None:
+        # Deferrals 1m, 5m, 15m, 30m and 1h (+ jitter) apart: the fifth is
+        # the first one an hour or more after arrival.
+        assert warned_at is not None and warn_after <= warned_at < 2 * warn_after
+
+
 # --------------------------------------------------------------------------- 3. whom to tell
 
 

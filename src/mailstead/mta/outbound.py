@@ -504,7 +504,9 @@ class Outbound:
             for r in current.recipients
             if r.state == "deferred"
             and not r.delay_warned
-            and schedule.delay_warning_due(message.received_at, now)
+            and schedule.delay_warning_due(
+                message.received_at, now, self.config.delivery.delay_warning
+            )
         ]
         if delayed:
             self._notify(job, "delayed", [(r, *_last_reply(r.last_error)) for r in delayed], now)
