@@ -205,6 +205,9 @@ def search(line: str, *, uid: bool = False, saved: frozenset[int] | None = None)
         ('SUBJECT "quarterly  report"', [3]),  # unfolded: CRLF removed, WSP kept
         ("SUBJECT façade", [4]),  # raw 8-bit (latin-1) header
         ("SUBJECT nothing", []),
+        ("SUBJECT chantillon", [2]),  # ASCII, but only in the decoded B word
+        ("SUBJECT alice", []),  # in the header, but not in Subject
+        ('SUBJECT "report"', [3]),  # a folded field
         ("HEADER X-Priority 1", [3]),
         ('HEADER x-priority ""', [3]),  # empty string: has the field
         ('HEADER Subject ""', [1, 2, 3, 4]),
