@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import socket
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from typing import Literal, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from mailstead.addresses import AddressError, normalize_domain
+from mailstead.config_template import TEMPLATE
+from mailstead.config_values import HostPort, default_hostname, parse_duration, parse_hostport
 from mailstead.mta.schedule import DEFAULT_DELAY_WARNING
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DeliveryConfig",
+    "HostPort",
     "HttpClientConfig",
     "ListenConfig",
     "Pop3Config",
@@ -45,7 +47,6 @@ __all__ = [
     "parse_hostport",
 ]
 
-HostPort = tuple[str, int]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 StorageFormat = Literal["maildir", "mbox"]
 
@@ -219,102 +220,6 @@ class Config:
         return self.data_dir / f"{name}.sqlite3"
 
 
-# --------------------------------------------------------------------------- value parsers
-
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION_PART = re.compile(r"(\d{1,9})([smhdw])")
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in a duration such as ``"90s"``, ``"5m"``, ``"1h30m"``, ``"5d"``.
-
-    Raises ValueError for anything else, including zero.
-    """
-    if not re.fullmatch(r"(?:\d{1,9}[smhdw])+", text):
-        raise ValueError('expected a duration like "30s", "5m", "1h" or "5d"')
-    seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text))
-    if seconds <= 0:
-        raise ValueError("a duration must be longer than zero")
-    return seconds
-
-
-def _duration_or_off(r: _Reader, table: Mapping[str, object], key: str, default: int) -> int:
-    """The duration at ``key`` (its last part) in seconds, 0 for ``"0"`` (off), or ``default``."""
-    name = key.rpartition(".")[2]
-    if name not in table:
-        return default
-    text = r.string(table[name], key)
-    if text in ("0", "0s"):
-        return 0
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        r.fail(key, f'{exc} (or "0" for never), got {_show(text)}')
-
-
-def parse_hostport(text: str, default_port: int | None = None) -> HostPort:
-    """Split ``"127.0.0.1:2525"`` or ``"[::1]:25"`` into ``(host, port)``.
-
-    IPv6 addresses must be bracketed (the colons are otherwise ambiguous);
-    the brackets are removed in the result. Without a port, ``default_port``
-    is used if given. Port 0 (any free port) is allowed. Raises ValueError.
-    """
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ValueError("unclosed [")
-        host, rest = text[1:end], text[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError('expected ":port" after ]')
-            port_text = rest[1:]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{host!r} is not an IPv6 address") from None
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    elif ":" in text:
-        raise ValueError('an IPv6 address must be written in brackets, e.g. "[::1]:25"')
-    if not port_text:
-        if default_port is None or text.endswith(":"):
-            raise ValueError("missing port")
-        port = default_port
-    elif port_text.isascii() and port_text.isdigit() and len(port_text) <= 5:
-        port = int(port_text)
-    else:
-        raise ValueError(f"invalid port {port_text!r}")
-    if port > 65535:
-        raise ValueError(f"port {port} is out of range")
-    if not text.startswith("["):
-        _check_host(host)
-    return host, port
-
-
-def _check_host(host: str) -> None:
-    if not host:
-        raise ValueError("missing host")
-    try:
-        ipaddress.IPv4Address(host)
-        return
-    except ValueError:
-        pass
-    try:
-        if host.startswith("[") or normalize_domain(host) != host.lower().rstrip("."):
-            raise AddressError(host)
-    except AddressError:
-        raise ValueError(f"invalid host {host!r}") from None
-
-
-def default_hostname() -> str:
-    """This machine's fully qualified name, or ``localhost`` if it has no usable one."""
-    try:
-        return normalize_domain(socket.getfqdn())
-    except (AddressError, OSError):
-        return "localhost"
-
-
 # --------------------------------------------------------------------------- loading
 
 _TOP_KEYS = {
@@ -398,6 +303,20 @@ def _show(value: object) -> str:
     if isinstance(value, dict):
         return "a table"
     return type(value).__name__
+
+
+def _duration_or_off(r: _Reader, table: Mapping[str, object], key: str, default: int) -> int:
+    """The duration at ``key`` (its last part) in seconds, 0 for ``"0"`` (off), or ``default``."""
+    name = key.rpartition(".")[2]
+    if name not in table:
+        return default
+    text = r.string(table[name], key)
+    if text in ("0", "0s"):
+        return 0
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        r.fail(key, f'{exc} (or "0" for never), got {_show(text)}')
 
 
 def load_config(path: Path) -> Config:
@@ -648,66 +567,6 @@ def _webhooks(r: _Reader, data: Mapping[str, object]) -> tuple[WebhookConfig, ..
 
 # --------------------------------------------------------------------------- writing
 
-_TEMPLATE = """\
-# Mailstead configuration. Every key is optional except `domains`.
-# Reference: docs/config.md
-
-# Fully qualified name of this host: SMTP banner, EHLO, Received headers.
-hostname = {hostname}
-# All state (databases, mail, TLS files); relative to this file.
-data_dir = "var"
-# Domains this server receives mail for.
-domains  = [{domain}]
-# Server processes sharing the listening sockets; 0 = one per CPU.
-workers  = 0
-
-[listen]                            # "host:port" strings; an empty list disables
-smtp        = ["127.0.0.1:2525"]    # MTA: from other servers, local recipients only
-submission  = ["127.0.0.1:2587"]    # MSA: STARTTLS, then AUTH required
-submissions = ["127.0.0.1:2465"]    # MSA over implicit TLS
-imap  = ["127.0.0.1:2143"]
-imaps = ["127.0.0.1:2993"]
-pop3  = ["127.0.0.1:2110"]
-pop3s = ["127.0.0.1:2995"]
-
-[tls]                               # relative to data_dir; self-signed by `mailstead init`
-cert = "tls/cert.pem"
-key  = "tls/key.pem"
-
-[storage]
-format = "maildir"                  # or "mbox"
-
-[delivery]                          # outbound MTA
-dns_servers  = []                   # [] = system resolver; e.g. ["127.0.0.1:5353"]
-smtp_port    = 25                   # port of remote MX hosts
-source_ip    = ""                   # local address for outbound connections
-helo_name    = ""                   # default: hostname
-retry_schedule = ["1m", "5m", "15m", "30m", "1h", "2h", "4h", "8h"]
-max_lifetime = "5d"
-delay_warning = "4h"                # tell the sender once if still undelivered; "0" = never
-require_tls  = false                # true: never hand mail over without STARTTLS
-
-[http_client]                       # HTTP requests the server makes (webhooks)
-allow_networks = []                 # private/loopback networks they may reach,
-                                    # e.g. ["127.0.0.0/8"]
-
-[pop3]
-delete_retrieved = false            # true: delete mail once a client retrieved it
-
-[auth]
-password_cache_ttl = "1h"           # a login with the same password skips the
-                                    # scrypt check this long; "0" = never skip
-
-[limits]                            # per listener
-connections_per_ip = 50
-connections_total  = 1000
-
-# [[webhooks]]                      # none by default; an example endpoint
-# url    = "https://app.example/hooks/mail"
-# events = ["message.*"]
-# secret = "whsec_change_me"
-"""
-
 
 def default_config_text(domain: str, hostname: str) -> str:
     """A commented ``mailstead.toml`` with the defaults, for ``mailstead init``.
@@ -718,7 +577,7 @@ def default_config_text(domain: str, hostname: str) -> str:
     _domain_name(r, domain, "--domain")
     _domain_name(r, hostname, "--hostname")
     # A JSON string is a valid TOML basic string (same escapes).
-    return _TEMPLATE.format(
+    return TEMPLATE.format(
         hostname=json.dumps(hostname, ensure_ascii=False),
         domain=json.dumps(domain, ensure_ascii=False),
     )

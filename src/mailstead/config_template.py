@@ -1,0 +1,66 @@
+"""The commented ``mailstead.toml`` that ``mailstead init`` writes (docs/config.md).
+
+Every key with its default, so that an operator sees what can be set; the
+``{hostname}`` and ``{domain}`` fields are filled with JSON strings, which are
+valid TOML basic strings.
+"""
+
+TEMPLATE = """\
+# Mailstead configuration. Every key is optional except `domains`.
+# Reference: docs/config.md
+
+# Fully qualified name of this host: SMTP banner, EHLO, Received headers.
+hostname = {hostname}
+# All state (databases, mail, TLS files); relative to this file.
+data_dir = "var"
+# Domains this server receives mail for.
+domains  = [{domain}]
+# Server processes sharing the listening sockets; 0 = one per CPU.
+workers  = 0
+
+[listen]                            # "host:port" strings; an empty list disables
+smtp        = ["127.0.0.1:2525"]    # MTA: from other servers, local recipients only
+submission  = ["127.0.0.1:2587"]    # MSA: STARTTLS, then AUTH required
+submissions = ["127.0.0.1:2465"]    # MSA over implicit TLS
+imap  = ["127.0.0.1:2143"]
+imaps = ["127.0.0.1:2993"]
+pop3  = ["127.0.0.1:2110"]
+pop3s = ["127.0.0.1:2995"]
+
+[tls]                               # relative to data_dir; self-signed by `mailstead init`
+cert = "tls/cert.pem"
+key  = "tls/key.pem"
+
+[storage]
+format = "maildir"                  # or "mbox"
+
+[delivery]                          # outbound MTA
+dns_servers  = []                   # [] = system resolver; e.g. ["127.0.0.1:5353"]
+smtp_port    = 25                   # port of remote MX hosts
+source_ip    = ""                   # local address for outbound connections
+helo_name    = ""                   # default: hostname
+retry_schedule = ["1m", "5m", "15m", "30m", "1h", "2h", "4h", "8h"]
+max_lifetime = "5d"
+delay_warning = "4h"                # tell the sender once if still undelivered; "0" = never
+require_tls  = false                # true: never hand mail over without STARTTLS
+
+[http_client]                       # HTTP requests the server makes (webhooks)
+allow_networks = []                 # private/loopback networks they may reach,
+                                    # e.g. ["127.0.0.0/8"]
+
+[pop3]
+delete_retrieved = false            # true: delete mail once a client retrieved it
+
+[auth]
+password_cache_ttl = "1h"           # a login with the same password skips the
+                                    # scrypt check this long; "0" = never skip
+
+[limits]                            # per listener
+connections_per_ip = 50
+connections_total  = 1000
+
+# [[webhooks]]                      # none by default; an example endpoint
+# url    = "https://app.example/hooks/mail"
+# events = ["message.*"]
+# secret = "whsec_change_me"
+"""
