@@ -11,6 +11,7 @@ from pathlib import Path
 import dkim
 import pytest
 
+from mailstead.mta import dkim as dkim_module
 from mailstead.mta.dkim import (
     DKIMError,
     DKIMKey,
@@ -211,6 +212,41 @@ def test_two_signatures_both_verify(signer: DKIMSigner, keys: DKIMKeys) -> None:
         assert t["c"] == "relaxed/relaxed"
         assert "l" not in t
     assert verify_all(signatures + MESSAGE, keys) == [True, True]
+
+
+@pytest.fixture
+def signings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The algorithm of every signature actually computed from now on."""
+    made: list[str] = []
+    real = dkim_module._dkimpy_sign
+
+    def counting(message: bytes, key: DKIMKey, include: list[bytes]) -> bytes:
+        made.append(key.algorithm)
+        return real(message, key, include)
+
+    monkeypatch.setattr(dkim_module, "_dkimpy_sign", counting)
+    return made
+
+
+def test_a_queued_message_is_signed_once(
+    signer: DKIMSigner, keys: DKIMKeys, signings: list[str]
+) -> None:
+    first = signer.sign(MESSAGE, "example.test", queue_id="Q1")
+    again = signer.sign(MESSAGE, "example.test", queue_id="Q1")  # another domain, a retry
+    assert again == first and signings == ["rsa", "ed25519"]
+    assert verify_all(again + MESSAGE, keys) == [True, True]
+    signer.sign(MESSAGE, "example.test", queue_id="Q2")
+    signer.sign(MESSAGE, "example.test")  # no queue id: nothing to remember it by
+    assert len(signings) == 6
+
+
+def test_remembered_signatures_are_bounded(keys: DKIMKeys, signings: list[str]) -> None:
+    keys.ensure("example.test")
+    signer = DKIMSigner(keys, remember=2)
+    for queue_id in ("A", "B", "C", "C", "B", "A"):
+        signer.sign(MESSAGE, "example.test", queue_id=queue_id)
+    # A, B, C signed; C and B remembered; A forgotten and signed again.
+    assert len(signings) == 2 * 4
 
 
 def test_signed_header_list_is_oversigned(signer: DKIMSigner) -> None:

@@ -28,7 +28,9 @@ import pytest
 
 from mailstead.config import Config, load_config
 from mailstead.directory import Directory
+from mailstead.mta import dkim as dkim_module
 from mailstead.mta import outbound, schedule
+from mailstead.mta.dkim import DKIMKey, DKIMKeys, DKIMSigner
 from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue, QueuedRecipient, RecipientStatus
 from mailstead.store import MaildirStore
@@ -830,6 +832,33 @@ async def test_a_message_to_two_domains_final_in_one_run_leaves_the_queue(world:
     assert world.queue.get(qid) is None
     (bounce,) = reports(world)
     assert "carol@third.test" in bounce.status and "bob@solo.test" not in bounce.status
+
+
+@in_loop
+async def test_a_message_to_two_domains_is_dkim_signed_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = DKIMKeys(world.config.data_dir)
+    keys.ensure("example.test")
+    world.outbound.signer = DKIMSigner(keys)
+    signed: list[bytes] = []
+    real = dkim_module._dkimpy_sign
+
+    def counting(message: bytes, key: DKIMKey, include: list[bytes]) -> bytes:
+        signed.append(message)
+        return real(message, key, include)
+
+    monkeypatch.setattr(dkim_module, "_dkimpy_sign", counting)
+    solo = await world.mx("127.0.0.1")
+    third = await world.mx("127.0.0.3")
+    world.send("bob@solo.test", "carol@third.test")
+
+    await world.run_until_idle()
+
+    (to_solo,), (to_third,) = solo.transactions, third.transactions
+    assert to_solo.data == to_third.data
+    assert to_solo.data.count(b"DKIM-Signature:") == 2  # RSA and Ed25519
+    assert len(signed) == 2  # one of each, not one per domain
 
 
 @in_loop

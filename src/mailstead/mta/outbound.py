@@ -278,7 +278,7 @@ class Outbound:
             domain = signing_domain(content, self.config.domains)
             if domain is not None:
                 try:
-                    content = self.signer.sign(content, domain) + content
+                    content = self.signer.sign(content, domain, queue_id=message.id) + content
                 except DKIMError as exc:
                     log.warning("%s: not DKIM-signed: %s", message.id, exc)
         return content
