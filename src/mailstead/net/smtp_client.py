@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from mailstead.limits import SMTPClientLimits
+from mailstead.net.flow import FlowProtocol
 from mailstead.proto.smtp.client import SMTPClient
 from mailstead.proto.smtp.client_events import (
     Closed,
@@ -55,15 +56,13 @@ class HostResult:
     connected: bool
 
 
-class _Pipe(asyncio.Protocol):
+class _Pipe(FlowProtocol):
     """Received bytes and connection state, for one awaiting reader."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
+        super().__init__()
         self.buffer = bytearray()
         self.eof = False
-        self._readable: asyncio.Future[None] | None = None
-        self._writable: asyncio.Future[None] | None = None
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -76,20 +75,7 @@ class _Pipe(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = True
-        self._wake()
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-
-    def pause_writing(self) -> None:
-        self._writable = self.loop.create_future()
-
-    def resume_writing(self) -> None:
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-
-    def _wake(self) -> None:
-        if self._readable is not None and not self._readable.done():
-            self._readable.set_result(None)
+        self._ended()
 
     async def read(self, timeout: float) -> bytes | None:
         """Buffered bytes, ``b""`` at end of stream, None on timeout."""

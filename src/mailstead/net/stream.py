@@ -15,6 +15,7 @@ import asyncio
 import logging
 import ssl
 
+from mailstead.net.flow import FlowProtocol
 from mailstead.net.listener import ConnectionGate
 
 log = logging.getLogger("mailstead.net")
@@ -23,7 +24,7 @@ log = logging.getLogger("mailstead.net")
 READ_HIGH_WATER = 256 * 1024
 
 
-class StreamSession(asyncio.Protocol):
+class StreamSession(FlowProtocol):
     """Owns one connection's transport and the futures its session waits on."""
 
     #: Written to a peer the gate refuses, before closing.
@@ -34,13 +35,11 @@ class StreamSession(asyncio.Protocol):
     read_high_water = READ_HIGH_WATER
 
     def __init__(self, gate: ConnectionGate | None, sessions: set[StreamSession]) -> None:
-        self.loop = asyncio.get_running_loop()
+        super().__init__()
         self.transport: asyncio.Transport | None = None
         self.ip = "unknown"
         self._gate = gate
         self._sessions = sessions
-        self._readable: asyncio.Future[None] | None = None
-        self._writable: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._unread = 0
         self.lost = False
@@ -166,26 +165,12 @@ class StreamSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
-        self._wake()
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
+        self._ended()
         if self._admitted:
             self._admitted = False
             if self._gate is not None:
                 self._gate.release(self.ip)
             self._sessions.discard(self)
-
-    def pause_writing(self) -> None:
-        if self._writable is None or self._writable.done():
-            self._writable = self.loop.create_future()
-
-    def resume_writing(self) -> None:
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-
-    def _wake(self) -> None:
-        if self._readable is not None and not self._readable.done():
-            self._readable.set_result(None)
 
     async def _run(self) -> None:
         try:
