@@ -126,14 +126,13 @@ class Mailbox:
         self._root = str(self.path)
         self._new_dir = f"{self._root}/new"
         self._cur_dir = f"{self._root}/cur"
-        # The look at new/ and cur/ (_stamp) at which this process last
-        # matched files, index and memory ("" if untrusted), and the looks
-        # at which new/ was empty and the keyword names were read: neither
-        # can have changed since unless new/ or cur/ did.
-        self._look = ""
-        # The stamp at which the files were last known to match messages,
-        # and whether that was outside the dirty window (see _changing_files).
-        self._matched = ("", False)
+        # The stamp of new/ and cur/ at which the files last matched
+        # messages (and the index), with the look (_stamp) it was taken with,
+        # "" while untrusted (dirty, or after a change of this process's
+        # own: see _changing_files). Then the looks at which new/ was empty
+        # and the keyword names were read: neither can have changed since
+        # unless new/ or cur/ did.
+        self._matched = ("", "")
         self._diverged = False
         self._new_empty_at = "-"
         self._keywords_at = "-"
@@ -154,7 +153,8 @@ class Mailbox:
             return
         self._refreshed = now
         stamp, look = self._stamp()
-        if look and look == self._look:
+        matched, matched_look = self._matched
+        if look and look == matched_look:
             # Neither directory changed since this process last matched them
             # with the index, and every index change of a Maildir folder
             # comes after a change in new/ or cur/ (docs/durability.md).
@@ -164,8 +164,7 @@ class Mailbox:
             raise FileNotFoundError(f"mailbox {self.name!r} no longer exists")
         if state.highestmodseq != self.highestmodseq:
             self._pull()
-        matched, trusted = self._matched
-        if stamp == matched and (trusted or not look):
+        if stamp == matched and (matched_look or not look):
             pass  # as this process left them; checked again once trusted
         elif stamp == state.stamp:
             pass  # as some process matched them with the index
@@ -176,8 +175,7 @@ class Mailbox:
                 self.index.set_stamp(self.id, stamp)
         else:
             self._scan(stamp, dirty=not look)
-        self._matched = (stamp, bool(look))
-        self._look = look
+        self._matched = (stamp, look)
 
     def _files_as_known(self) -> bool:
         """True if new/ and cur/ hold exactly the files of :attr:`messages`.
@@ -210,7 +208,7 @@ class Mailbox:
         yield
         after = self._stamp()[0]
         if after != before and before == self._matched[0] and not self._diverged:
-            self._matched = (after, False)
+            self._matched = (after, "")
 
     def _diverge(self) -> None:
         """The files no longer match :attr:`messages` (one vanished under a change)."""
@@ -414,9 +412,9 @@ class Mailbox:
         # Usually new/ is empty (every SELECT empties it), and known to be
         # since the last look; else a directory read spares both the walk
         # over every message and a commit.
-        if self._look and self._look == self._new_empty_at:
+        look = self._matched[1]
+        if look and look == self._new_empty_at:
             return moved
-        look = self._look
         try:
             waiting = {split_name(name)[0] for name in os.listdir(self._new_dir)}
         except FileNotFoundError:
@@ -560,9 +558,10 @@ class Mailbox:
 
     def keyword_names(self) -> list[str]:
         # A keyword is defined for a STORE that renames a file in cur/.
-        if not self._look or self._look != self._keywords_at:
+        look = self._matched[1]
+        if not look or look != self._keywords_at:
             self._keyword_names = self.keywords.names()
-            self._keywords_at = self._look
+            self._keywords_at = look
         return self._keyword_names
 
     def deleted_uids(self) -> list[int]:
