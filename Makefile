@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= mailstead.toml
 
-.PHONY: run test lint typecheck unit clean
+.PHONY: run test preflight lint typecheck unit fuzz-smoke fuzz clean
 
 $(BIN)/mailstead: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ $(CONFIG): | $(BIN)/mailstead
 run: $(BIN)/mailstead $(CONFIG)
 	$(BIN)/mailstead --config $(CONFIG) serve
 
+# Every external program the suite drives is there, with the features it uses.
+preflight: $(BIN)/mailstead
+	$(BIN)/python -m tests.preflight
+
 lint: $(BIN)/mailstead
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -28,7 +32,7 @@ typecheck: $(BIN)/mailstead
 unit: $(BIN)/mailstead
 	$(BIN)/pytest
 
-test: lint typecheck unit
+test: preflight lint typecheck unit
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

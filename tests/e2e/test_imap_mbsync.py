@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import ServerHandle, client_tls_context
+from tests.tools import require
 
 ALICE = "alice@example.test"
 PASSWORD = "alice-pw"
@@ -129,10 +130,7 @@ class Mbsync:
     def __init__(
         self, server: ServerHandle, home: Path, *, tls: str = "IMAPS", auth: str = "PLAIN"
     ) -> None:
-        binary = shutil.which("mbsync")
-        if binary is None:
-            pytest.skip("mbsync is not installed (CI installs it: apt-get install isync)")
-        self.binary = binary
+        self.binary = require("mbsync")
         home.mkdir(parents=True, exist_ok=True)
         self.local = home / "mail"
         self.local.mkdir()
@@ -141,7 +139,7 @@ class Mbsync:
         shutil.copyfile(server.config.tls.cert, certs)
         # isync < 1.5 calls it SSLType; 1.5 renamed it TLSType (keeping the old name).
         version = subprocess.run(
-            [binary, "--version"], capture_output=True, text=True, timeout=10
+            [self.binary, "--version"], capture_output=True, text=True, timeout=10
         ).stdout
         match = re.search(r"(\d+)\.(\d+)", version)
         modern = match is not None and (int(match[1]), int(match[2])) >= (1, 5)

@@ -32,6 +32,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import ServerHandle, client_tls_context
+from tests.tools import require
 
 ALICE = "alice@example.test"
 PASSWORD = "alice-pw"
@@ -77,10 +78,7 @@ class Mutt:
     """mutt with a muttrc for alice in ``home`` and a copy of the server's certificate."""
 
     def __init__(self, server: ServerHandle, home: Path, *, starttls: bool = False) -> None:
-        binary = shutil.which("mutt")
-        if binary is None:
-            pytest.skip("mutt is not installed (CI installs it: apt-get install mutt)")
-        self.binary = binary
+        self.binary = require("mutt")
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         # mutt trusts the certificates in certificate_file (its "accept always" store).

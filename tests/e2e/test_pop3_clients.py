@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import ServerHandle
+from tests.tools import require
 
 ALICE = "alice@example.test"
 PASSWORD = "alice-pw"
@@ -102,20 +103,13 @@ def _run(argv: list[str], env: dict[str, str] | None = None) -> str:
     return output
 
 
-def _binary(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (apt-get install {package})")
-    return path
-
-
 # --------------------------------------------------------------------------- fetchmail
 
 
 def _fetchmail(server: ServerHandle, home: Path, *, keep: bool) -> tuple[str, Path]:
     """Run fetchmail once over STLS; returns its log and the directory it
     delivered into (one file per message, through an MDA)."""
-    binary = _binary("fetchmail", "fetchmail")
+    binary = require("fetchmail")
     home.mkdir(parents=True, exist_ok=True)
     out = home / "delivered"
     out.mkdir(exist_ok=True)
@@ -196,7 +190,7 @@ def _getmail(
     server: ServerHandle, home: Path, target: tuple[Path, str], *, delete: bool
 ) -> tuple[str, Path]:
     """Run getmail once over POP3S into a local Maildir."""
-    binary = _binary("getmail", "getmail6")
+    binary = require("getmail")
     home.mkdir(parents=True, exist_ok=True)
     maildir, user_line = target
     rc = home / "getmailrc"
@@ -267,7 +261,7 @@ def _mpop(
     server: ServerHandle, home: Path, *, keep: bool, starttls: bool = True, auth: str = "user"
 ) -> tuple[str, Path]:
     """Run mpop once (STLS on the pop3 port, or POP3S) into a local Maildir."""
-    binary = _binary("mpop", "mpop")
+    binary = require("mpop")
     home.mkdir(parents=True, exist_ok=True)
     maildir = home / "Maildir"
     for sub in ("tmp", "new", "cur"):

@@ -11,7 +11,6 @@ system Postfix (/etc/postfix, port 25) is not touched.
 
 from __future__ import annotations
 
-import shutil
 import smtplib
 import socket
 import tempfile
@@ -29,11 +28,13 @@ from mailstead.testing.dns import DNSServer
 from mailstead.testing.postfix import PostfixInstance, running_postfix
 from mailstead.tlscert import ensure_self_signed
 from tests.e2e.harness import ServerHandle, client_tls_context, running_config
+from tests.tools import require
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("postfix", path="/usr/sbin") is None,
-    reason="Postfix is not installed (apt-get install -y postfix)",
-)
+
+@pytest.fixture(autouse=True)
+def _postfix_installed() -> None:
+    require("postfix")
+
 
 PF_HOST = "127.0.0.2"
 ZONES = {

@@ -9,7 +9,6 @@ status or result *and* the files the server wrote.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,6 +17,7 @@ import aiosmtplib
 import pytest
 
 from tests.e2e.harness import ServerHandle, client_tls_context
+from tests.tools import require
 
 # Seconds before a client that got no answer gives up (a delivery takes far less).
 CLIENT_TIMEOUT = 10
@@ -26,9 +26,7 @@ CLIENT_TIMEOUT = 10
 
 
 def _swaks(*args: str) -> subprocess.CompletedProcess[str]:
-    swaks = shutil.which("swaks")
-    if swaks is None:
-        pytest.skip("swaks is not installed (CI installs it: apt-get install swaks)")
+    swaks = require("swaks")
     try:
         return subprocess.run(
             [swaks, "--helo", "client.remote.test", *args],
@@ -280,9 +278,7 @@ def _msmtprc(tmp_path: Path, server: ServerHandle, password: str = "alice-pw") -
 def _msmtp(
     rc: Path, account: str, *recipients: str, subject: str
 ) -> subprocess.CompletedProcess[bytes]:
-    msmtp = shutil.which("msmtp")
-    if msmtp is None:
-        pytest.skip("msmtp is not installed (CI installs it: apt-get install msmtp)")
+    msmtp = require("msmtp")
     message = (
         f"From: alice@example.test\nTo: {', '.join(recipients)}\nSubject: {subject}\n\n"
         "Sent by msmtp.\n.\n..dots\n"

@@ -1,0 +1,100 @@
+"""The external programs the test suite drives, and how to tell they work.
+
+Each :class:`Tool` names the Debian package that brings it and a probe of
+the feature the tests need: swaks without Net::SSLeay runs, but cannot do
+STARTTLS, and a mutt built without IMAP runs too. ``python -m tests.preflight``
+(the first step of ``make test``) checks them all before anything else runs;
+a test asks for its tool with :func:`require`, which skips only outside CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+
+import pytest
+
+_SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """One program: where to find it, what installs it, how to ask for its features."""
+
+    name: str
+    package: str
+    # argv that prints the features; None: being there is enough.
+    probe: tuple[str, ...] | None = None
+    # every one of these must appear in the probe's output
+    needs: tuple[str, ...] = ()
+    # the packages that bring a missing feature (often a Recommends that
+    # --no-install-recommends drops)
+    feature_package: str = ""
+
+
+TOOLS: dict[str, Tool] = {
+    tool.name: tool
+    for tool in (
+        Tool(
+            "swaks",
+            "swaks",
+            ("swaks", "--support"),
+            ("=== TLS supported", "=== Basic AUTH supported"),
+            feature_package="libnet-ssleay-perl",
+        ),
+        Tool("msmtp", "msmtp", ("msmtp", "--version"), ("TLS/SSL library: GnuTLS",)),
+        Tool("postfix", "postfix"),
+        Tool("mutt", "mutt", ("mutt", "-v"), ("+USE_IMAP", "+USE_SSL")),
+        Tool("mbsync", "isync", ("mbsync", "--version"), ("isync",)),
+        Tool("fetchmail", "fetchmail", ("fetchmail", "-V"), ("+SSL",)),
+        Tool("getmail", "getmail6", ("getmail", "--version"), ("getmail 6",)),
+        Tool("mpop", "mpop", ("mpop", "--version"), ("TLS/SSL library: GnuTLS",)),
+    )
+}
+
+
+def locate(name: str) -> str | None:
+    """The program's path, also looking where root's daemons live."""
+    return shutil.which(name) or shutil.which(name, path=_SBIN)
+
+
+@cache
+def problem(name: str) -> str | None:
+    """Why the tool cannot serve the tests, as one line naming what to install; None if it can."""
+    tool = TOOLS[name]
+    path = locate(tool.name)
+    if path is None:
+        return f"{tool.name} is missing: apt-get install {tool.package}"
+    if tool.probe is None:
+        return None
+    try:
+        run = subprocess.run(
+            [path, *tool.probe[1:]],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{tool.name} does not run ({exc}): apt-get install --reinstall {tool.package}"
+    output = run.stdout + run.stderr
+    missing = [need for need in tool.needs if need not in output]
+    if missing:
+        package = tool.feature_package or tool.package
+        return f"{tool.name} lacks {', '.join(missing)!r}: apt-get install {package}"
+    return None
+
+
+def require(name: str) -> str:
+    """The path of a working tool; in CI a missing one fails the test, elsewhere it skips."""
+    reason = problem(name)
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    path = locate(name)
+    assert path is not None
+    return path
