@@ -56,6 +56,10 @@ delete_retrieved = true
 [auth]
 password_cache_ttl = "10m"
 
+[limits]
+watchdog_timeout = "3s"
+shutdown_timeout = "1m"
+
 [[webhooks]]
 url    = "https://app.example/hooks/mail"
 events = ["message.*", "delivery.failed"]
@@ -125,6 +129,7 @@ def test_storage_delivery_http_client_pop3(full: Config) -> None:
     )
     assert full.pop3.delete_retrieved is True
     assert full.auth.password_cache_ttl == 600
+    assert (full.limits.watchdog_timeout, full.limits.shutdown_timeout) == (3, 60)
 
 
 def test_webhooks(full: Config) -> None:
@@ -154,6 +159,7 @@ def test_only_domains_is_required(tmp_path: Path) -> None:
     assert config.webhooks == ()
     assert config.pop3.delete_retrieved is False
     assert config.auth.password_cache_ttl == 3600
+    assert (config.limits.watchdog_timeout, config.limits.shutdown_timeout) == (10, 30)
     assert config.workers == 0
     assert config.hostname  # socket.getfqdn(), or "localhost"
 
@@ -307,6 +313,8 @@ D = 'domains = ["example.test"]\n'
         (D + "[auth]\nmechanisms = ['plain']", "auth.mechanisms: unknown key"),
         (D + "[delivery]\ndelay_warning = 4", "delivery.delay_warning: expected a string, got 4"),
         (D + "[delivery]\ndelay_warning = '0m'", "delivery.delay_warning: a duration must be"),
+        (D + "[limits]\nwatchdog_timeout = '0s'", "limits.watchdog_timeout: a duration must be"),
+        (D + "[limits]\nshutdown_timeout = 30", "limits.shutdown_timeout: expected a string"),
         (D + "workers = -1", "workers: expected 0 (one per CPU) to 256, got -1"),
         (D + "workers = 'two'", 'workers: expected a whole number, got "two"'),
         (D + "[webhooks]\nurl = 'https://a.example/'", "webhooks: expected an array of tables"),

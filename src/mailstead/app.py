@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import os
@@ -24,12 +23,14 @@ from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Receiver, Role
 from mailstead.mta.resolver import DNSResolver
+from mailstead.net import watchdog
 from mailstead.net.imap_session import IMAPService
 from mailstead.net.listener import ConnectionGate, bind
 from mailstead.net.memory import limit_idle_memory
 from mailstead.net.pop3_session import POP3Service
 from mailstead.net.smtp_session import SMTPService
 from mailstead.net.supervisor import Supervisor
+from mailstead.net.watchdog import Heartbeats, Pulse
 from mailstead.password_cache import PasswordCache
 from mailstead.proto.imap.server import IMAPSettings
 from mailstead.proto.pop3 import POP3Settings
@@ -344,16 +345,19 @@ def _is_ip(text: str) -> bool:
 
 
 async def serve_until_signalled(
-    config: Config, limits: SMTPLimits, listeners: Listeners, worker: int
+    config: Config, limits: SMTPLimits, listeners: Listeners, worker: int, pulse: Pulse
 ) -> None:
     """One worker: serve until SIGINT or SIGTERM, then shut down gracefully."""
+    loop = asyncio.get_running_loop()
+    watchdog.install(pulse)
+    pulse.start(loop)  # before start(): the supervisor's clock runs from the fork
     running = await start(config, limits, listeners=listeners, worker=worker)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await running.stop()
+    pulse.stop()
 
 
 def serve(config: Config) -> None:
@@ -362,7 +366,8 @@ def serve(config: Config) -> None:
     The sockets are bound once; ``workers`` processes (one per CPU by
     default) then accept on them side by side, each with its own event loop,
     as Postfix runs several smtpd processes: one Python process cannot use
-    more than one core for protocol work.
+    more than one core for protocol work. Even a single worker runs under
+    the supervisor, whose watchdog replaces it if its loop ever blocks.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(message)s")
     limits = SMTPLimits()
@@ -374,10 +379,14 @@ def serve(config: Config) -> None:
         config.hostname,
         workers,
     )
-    if workers == 1:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve_until_signalled(config, limits, listeners, 0))
-        return
+    heartbeats = Heartbeats(workers)
+    block_limit = config.limits.watchdog_timeout
+    # Four beats per limit: one late beat is never mistaken for a block.
+    interval = min(1.0, block_limit / 4)
+
+    def run_worker(index: int) -> None:
+        pulse = Pulse(heartbeats, index, interval)
+        asyncio.run(serve_until_signalled(config, limits, listeners, index, pulse))
 
     def worker_exited(index: int) -> None:
         for gate in listeners.gates.values():
@@ -385,6 +394,9 @@ def serve(config: Config) -> None:
 
     Supervisor(
         workers,
-        lambda index: asyncio.run(serve_until_signalled(config, limits, listeners, index)),
+        run_worker,
         on_exit=worker_exited,
+        heartbeats=heartbeats,
+        block_limit=block_limit,
+        shutdown_timeout=config.limits.shutdown_timeout,
     ).run()

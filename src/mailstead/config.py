@@ -166,13 +166,19 @@ class AuthConfig:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLimitsConfig:
-    """How many connections each listener takes (the per-IP count is shared by workers)."""
+    """How many connections each listener takes (the per-IP count is shared by
+    workers), and how long a worker process may stall."""
 
     #: Simultaneous connections from one IP address to one listener (Postfix
     #: anvil and Dovecot mail_max_userip_connections are of this kind).
     connections_per_ip: int = 50
     #: Simultaneous connections to one listener in all.
     connections_total: int = 1000
+    #: Seconds a worker's event loop may go without a heartbeat before the
+    #: supervisor kills and replaces the worker (net/watchdog.py).
+    watchdog_timeout: int = 10
+    #: Seconds workers get to finish after SIGTERM before they are killed.
+    shutdown_timeout: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,18 +311,24 @@ def _show(value: object) -> str:
     return type(value).__name__
 
 
-def _duration_or_off(r: _Reader, table: Mapping[str, object], key: str, default: int) -> int:
-    """The duration at ``key`` (its last part) in seconds, 0 for ``"0"`` (off), or ``default``."""
+def _duration(
+    r: _Reader, table: Mapping[str, object], key: str, default: int, *, off: bool = False
+) -> int:
+    """The duration at ``key`` (its last part) in seconds, or ``default``.
+
+    With ``off``, ``"0"`` is allowed too and gives 0 (never, or turned off).
+    """
     name = key.rpartition(".")[2]
     if name not in table:
         return default
     text = r.string(table[name], key)
-    if text in ("0", "0s"):
+    if off and text in ("0", "0s"):
         return 0
     try:
         return parse_duration(text)
     except ValueError as exc:
-        r.fail(key, f'{exc} (or "0" for never), got {_show(text)}')
+        hint = ' (or "0" for never)' if off else ""
+        r.fail(key, f"{exc}{hint}, got {_show(text)}")
 
 
 def load_config(path: Path) -> Config:
@@ -402,11 +414,16 @@ def _build(data: dict[str, object], path: Path, r: _Reader) -> Config:
     )
 
     auth_t = r.table(data, "auth", "", ("password_cache_ttl",))
-    cache_ttl = _duration_or_off(
-        r, auth_t, "auth.password_cache_ttl", AuthConfig().password_cache_ttl
+    cache_ttl = _duration(
+        r, auth_t, "auth.password_cache_ttl", AuthConfig().password_cache_ttl, off=True
     )
 
-    limits_t = r.table(data, "limits", "", ("connections_per_ip", "connections_total"))
+    limits_t = r.table(
+        data,
+        "limits",
+        "",
+        ("connections_per_ip", "connections_total", "watchdog_timeout", "shutdown_timeout"),
+    )
     per_ip, total = (
         r.typed(limits_t.get(key, default), f"limits.{key}", int, "a whole number")
         for key, default in (("connections_per_ip", 50), ("connections_total", 1000))
@@ -415,6 +432,14 @@ def _build(data: dict[str, object], path: Path, r: _Reader) -> Config:
         r.fail("limits.connections_per_ip", f"expected 1 to 1000000, got {per_ip}")
     if not per_ip <= total <= 1_000_000:
         r.fail("limits.connections_total", f"expected {per_ip} to 1000000, got {total}")
+    limit_defaults = ConnectionLimitsConfig()
+    watchdog_timeout, shutdown_timeout = (
+        _duration(r, limits_t, f"limits.{key}", default)
+        for key, default in (
+            ("watchdog_timeout", limit_defaults.watchdog_timeout),
+            ("shutdown_timeout", limit_defaults.shutdown_timeout),
+        )
+    )
 
     workers = r.typed(data.get("workers", 0), "workers", int, "a whole number")
     if not 0 <= workers <= 256:
@@ -434,7 +459,7 @@ def _build(data: dict[str, object], path: Path, r: _Reader) -> Config:
         webhooks=_webhooks(r, data),
         pop3=pop3,
         auth=AuthConfig(password_cache_ttl=cache_ttl),
-        limits=ConnectionLimitsConfig(per_ip, total),
+        limits=ConnectionLimitsConfig(per_ip, total, watchdog_timeout, shutdown_timeout),
     )
 
 
@@ -528,7 +553,7 @@ def _delivery(r: _Reader, data: Mapping[str, object], hostname: str) -> Delivery
         helo_name=helo_name,
         retry_schedule=schedule,
         max_lifetime=max_lifetime,
-        delay_warning=_duration_or_off(r, t, "delivery.delay_warning", defaults.delay_warning),
+        delay_warning=_duration(r, t, "delivery.delay_warning", defaults.delay_warning, off=True),
         require_tls=r.typed(
             t.get("require_tls", False), "delivery.require_tls", bool, "true or false"
         ),

@@ -58,6 +58,10 @@ password_cache_ttl = "1h"           # a login with the same password skips the
 [limits]                            # per listener
 connections_per_ip = 50
 connections_total  = 1000
+watchdog_timeout   = "10s"          # a worker whose event loop is blocked this
+                                    # long is killed and replaced
+shutdown_timeout   = "30s"          # after SIGTERM, workers still running then
+                                    # are killed
 
 # [[webhooks]]                      # none by default; an example endpoint
 # url    = "https://app.example/hooks/mail"

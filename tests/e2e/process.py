@@ -22,6 +22,8 @@ from mailstead.config import Config, load_config
 from tests.e2e.harness import ServerHandle, free_port, write_config
 
 ROLES = ("smtp", "submission", "submissions")
+# Every listener, for tests that use IMAP and POP3 too.
+ALL_ROLES = (*ROLES, "imap", "imaps", "pop3", "pop3s")
 # Seconds a (re)start may take before the test gives up on the server.
 START_TIMEOUT = 30.0
 
@@ -34,12 +36,19 @@ class ServerProcess:
     """
 
     def __init__(
-        self, root: Path, *, storage: str = "maildir", workers: int = 0, delivery: str = ""
+        self,
+        root: Path,
+        *,
+        storage: str = "maildir",
+        workers: int = 0,
+        delivery: str = "",
+        extra: str = "",
+        roles: tuple[str, ...] = ROLES,
     ) -> None:
         self.root = root
-        self.ports = {role: free_port() for role in ROLES}
+        self.ports = {role: free_port() for role in roles}
         self.config_path = write_config(
-            root, ports=self.ports, storage=storage, workers=workers, delivery=delivery
+            root, ports=self.ports, storage=storage, workers=workers, delivery=delivery, extra=extra
         )
         self.config: Config = load_config(self.config_path)
         self.handle = ServerHandle(self.config, dict(self.ports))

@@ -20,7 +20,14 @@ from concurrent.futures import Executor
 from mailstead.limits import IMAPLimits
 from mailstead.net.listener import ConnectionGate
 from mailstead.net.stream import StreamSession
-from mailstead.proto.imap.server import AuthRequest, Closed, IMAPServer, IMAPSettings, StartTLS
+from mailstead.proto.imap.server import (
+    COMMAND_NAMES,
+    AuthRequest,
+    Closed,
+    IMAPServer,
+    IMAPSettings,
+    StartTLS,
+)
 from mailstead.proto.imap.storage import AccountLike
 
 log = logging.getLogger("mailstead.imap")
@@ -60,6 +67,8 @@ class IMAPSession(StreamSession):
 
     refusal = b"* BYE Too many connections from your address\r\n"
     protocol_name = "IMAP"
+    command_names = COMMAND_NAMES
+    command_word = 1  # after the tag
 
     def __init__(self, service: IMAPService) -> None:
         super().__init__(service.gate, service.sessions)

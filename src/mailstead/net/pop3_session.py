@@ -31,7 +31,7 @@ from mailstead.proto.pop3.events import (
     Update,
 )
 from mailstead.proto.pop3.maildrop import Authenticate, Maildrop, MaildropInUse, OpenMaildrop
-from mailstead.proto.pop3.server import POP3Server, POP3Settings
+from mailstead.proto.pop3.server import COMMAND_NAMES, POP3Server, POP3Settings
 
 log = logging.getLogger("mailstead.pop3")
 
@@ -92,6 +92,7 @@ class POP3Session(StreamSession):
 
     refusal = b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"
     protocol_name = "POP3"
+    command_names = COMMAND_NAMES
     # Commands are short; more than this unprocessed is a client not waiting.
     read_high_water = 64 * 1024
 
@@ -155,16 +156,19 @@ class POP3Session(StreamSession):
 
     async def _wait_for_input(self) -> bool:
         """Wait for bytes; False when the peer left, timed out or we shut down."""
-        if not await self.wait_readable(self.service.limits.idle_timeout):
+        if await self.wait_readable(self.service.limits.idle_timeout):
+            return True
+        if self.lost:
+            # RFC 1939 §6: a session that ends without QUIT updates nothing.
+            self.conn.close(None)
+        elif self.shutting_down:
+            self.conn.close("Server shutting down")
+            await self._flush()
+        else:
             # RFC 1939 §3: the autologout timer closes without a response
             # and without entering the UPDATE state.
             self.conn.close(None)
-            return False
-        if self.shutting_down and not self.conn.buffered:
-            self.conn.close("Server shutting down")
-            await self._flush()
-            return False
-        return not self.lost or self.conn.buffered > 0
+        return False
 
     async def _flush(self) -> None:
         """Write everything the protocol has to say, piece by piece, waiting

@@ -33,7 +33,7 @@ from mailstead.proto.smtp.events import (
     RcptTo,
     StartTLS,
 )
-from mailstead.proto.smtp.server import ServerSettings, SMTPServer
+from mailstead.proto.smtp.server import COMMAND_NAMES, ServerSettings, SMTPServer
 
 log = logging.getLogger("mailstead.smtp")
 
@@ -71,6 +71,7 @@ class SMTPSession(StreamSession):
 
     refusal = R.TOO_MANY_CONNECTIONS.encode()
     protocol_name = "SMTP"
+    command_names = COMMAND_NAMES
 
     def __init__(self, service: SMTPService) -> None:
         super().__init__(service.gate, service.sessions)
@@ -135,23 +136,15 @@ class SMTPSession(StreamSession):
 
     async def _wait_for_input(self) -> bool:
         """Wait for bytes; False when the peer left or timed out (after a 421)."""
-        if self.lost:
-            return False
-        if self.shutting_down:
-            self.conn.close(R.SHUTTING_DOWN)
-            await self._flush()
-            return False
         limits = self.service.limits
         timeout = limits.data_timeout if self.conn.in_data else limits.idle_timeout
-        if not await self.wait_readable(timeout):
-            self.conn.close(R.TIMEOUT)
-            await self._flush()
+        if await self.wait_readable(timeout):
+            return True
+        if self.lost:
             return False
-        if self.shutting_down and not self.conn.buffered:
-            self.conn.close(R.SHUTTING_DOWN)
-            await self._flush()
-            return False
-        return not self.lost or self.conn.buffered > 0
+        self.conn.close(R.SHUTTING_DOWN if self.shutting_down else R.TIMEOUT)
+        await self._flush()
+        return False
 
     async def _flush(self) -> None:
         await self.write(self.conn.data_to_send(), self.service.limits.idle_timeout)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import ssl
 
+from mailstead.net import watchdog
 from mailstead.net.flow import FlowProtocol
 from mailstead.net.listener import ConnectionGate
 
@@ -33,6 +34,10 @@ class StreamSession(FlowProtocol):
     protocol_name = ""
     #: Unprocessed input that pauses reading until the protocol catches up.
     read_high_water = READ_HIGH_WATER
+    #: The protocol's command names, and which word of a line is the name
+    #: (1 for IMAP, after the tag), for the watchdog's note.
+    command_names: frozenset[bytes] = frozenset()
+    command_word = 0
 
     def __init__(self, gate: ConnectionGate | None, sessions: set[StreamSession]) -> None:
         super().__init__()
@@ -47,6 +52,7 @@ class StreamSession(FlowProtocol):
         self.shutting_down = False
         self._admitted = False
         self._task: asyncio.Task[None] | None = None
+        self._input_head = b""  # the start of the first bytes since the last wait
         # Decrypted bytes that arrive with the client's TLS Finished, before
         # start_tls() returns; they are the first command under TLS.
         self._tls_early: list[bytes] | None = None
@@ -75,17 +81,36 @@ class StreamSession(FlowProtocol):
             self.transport.resume_reading()
 
     async def wait_readable(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for input; whether any arrived (or the peer left)."""
-        if self.fresh or self.lost or self.shutting_down:
-            return True
-        readable = self._readable = self.loop.create_future()
-        timer = self.loop.call_later(timeout, _settle, readable)
-        try:
-            await readable
-        finally:
-            timer.cancel()
-            self._readable = None
-        return self.fresh or self.lost or self.shutting_down
+        """Wait up to ``timeout`` seconds for input the protocol has not seen; whether any came.
+
+        The serve loops call this when the protocol needs more bytes, so each
+        turn of a loop either had fresh input or waited here. False means no
+        more is coming now: the time ran out, the server is shutting down, or
+        the peer ended its input, which leaves an unfinished line unfinished
+        for good. The caller tells these apart by ``lost`` and
+        ``shutting_down``; a loop that went on after a False with the peer
+        gone would spin without ever awaiting (a POP3 ``CAPA`` without CRLF,
+        then EOF, did).
+        """
+        if not self.fresh:
+            if self.lost or self.shutting_down:
+                return False
+            readable = self._readable = self.loop.create_future()
+            timer = self.loop.call_later(timeout, _settle, readable)
+            try:
+                await readable
+            finally:
+                timer.cancel()
+                self._readable = None
+            if not self.fresh:
+                return False
+        self._note_input()
+        return True
+
+    def _note_input(self) -> None:
+        """Tell the watchdog which command this loop is about to work on."""
+        command = watchdog.command_name(self._input_head, self.command_word, self.command_names)
+        watchdog.note(self.protocol_name, self.ip, command)
 
     async def write(self, data: bytes, timeout: float) -> None:
         """Write ``data``; if the peer does not read, wait up to ``timeout`` then abort."""
@@ -150,6 +175,10 @@ class StreamSession(FlowProtocol):
         if self._tls_early is not None:
             self._tls_early.append(data)
             return
+        if not self.fresh:
+            self._input_head = data[:64]
+            # The protocol may parse in feed(): note it before.
+            self._note_input()
         self.feed(data)
         self.fresh = True
         self._unread += len(data)

@@ -5,6 +5,13 @@ event loop) and only supervises: SIGTERM/SIGINT is passed on to every
 worker, a worker that dies is restarted, and each worker dies with its
 parent (Linux ``PR_SET_PDEATHSIG``), so ``kill -9`` of the server leaves no
 orphan accepting mail.
+
+Two deadlines make sure a stuck worker costs seconds, never the server:
+the watchdog kills (SIGKILL) a worker whose event loop has not beaten for
+``block_limit`` seconds (see watchdog.py) and starts a new one, and after
+SIGTERM, workers still running at ``shutdown_timeout`` are killed, so
+``serve`` always exits. Killing loses nothing acknowledged: a 250 is only
+sent once the message is on disk (docs/durability.md).
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import signal
 import time
 from collections.abc import Callable
 
+from mailstead.net.watchdog import Heartbeats
+
 log = logging.getLogger("mailstead")
 
 _PR_SET_PDEATHSIG = 1
@@ -24,6 +33,8 @@ _PR_SET_PDEATHSIG = 1
 _QUICK_DEATH = 5.0
 # Quick deaths in a row before the supervisor gives up on the whole server.
 _MAX_QUICK_DEATHS = 5
+# Seconds between two looks at the workers' heartbeats and exits.
+_TICK = 0.2
 
 
 def _die_with_parent(parent: int) -> None:
@@ -45,13 +56,24 @@ class Supervisor:
         run_worker: Callable[[int], object],
         *,
         on_exit: Callable[[int], object] = lambda index: None,
+        heartbeats: Heartbeats | None = None,
+        block_limit: float = 10.0,
+        shutdown_timeout: float = 30.0,
     ) -> None:
         self.workers = workers
         self._run_worker = run_worker
         self._on_exit = on_exit
+        self._heartbeats = heartbeats
+        self._block_limit = block_limit
+        self._shutdown_timeout = shutdown_timeout
         self._children: dict[int, tuple[int, float]] = {}  # pid -> (index, started)
-        self._stopping = False
+        self._killed: set[int] = set()  # pids sent SIGKILL, not yet reaped
+        self._stop_deadline: float | None = None
         self._quick_deaths = 0
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop_deadline is not None
 
     def run(self) -> None:
         """Start the workers and return when all have stopped after a signal."""
@@ -61,24 +83,61 @@ class Supervisor:
                 self._spawn(index)
             while self._children:
                 try:
-                    pid, status = os.wait()
+                    pid, status = os.waitpid(-1, os.WNOHANG)
                 except ChildProcessError:
                     break
-                self._reap(pid, status)
+                if pid:
+                    self._reap(pid, status)
+                    continue
+                self._watch()
+                time.sleep(_TICK)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    def _watch(self) -> None:
+        """Kill workers whose loop is blocked, and all of them past the shutdown deadline."""
+        overdue = self._stop_deadline is not None and time.monotonic() > self._stop_deadline
+        for pid, (index, _) in list(self._children.items()):
+            if pid in self._killed:
+                continue
+            if overdue:
+                log.error(
+                    "worker %d (pid %d) still running %.0f s after SIGTERM; killing it",
+                    index,
+                    pid,
+                    self._shutdown_timeout,
+                )
+            elif self._heartbeats is not None:
+                silence = self._heartbeats.silence(index)
+                if silence <= self._block_limit:
+                    continue
+                note = self._heartbeats.last_note(index) or "no session input"
+                log.error(
+                    "watchdog: worker %d (pid %d) blocked for %.1f s, last in: %s; killing it",
+                    index,
+                    pid,
+                    silence,
+                    note,
+                )
+            else:
+                continue
+            self._killed.add(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     def _stop(self, signum: int, frame: object) -> None:
         if not self._stopping:
             log.info("shutting down")
-        self._stopping = True
+            self._stop_deadline = time.monotonic() + self._shutdown_timeout
         for pid in list(self._children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
     def _spawn(self, index: int) -> None:
         parent = os.getpid()
+        if self._heartbeats is not None:
+            self._heartbeats.reset(index)
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
@@ -96,6 +155,7 @@ class Supervisor:
         self._children[pid] = (index, time.monotonic())
 
     def _reap(self, pid: int, status: int) -> None:
+        self._killed.discard(pid)
         entry = self._children.pop(pid, None)
         if entry is None:
             return

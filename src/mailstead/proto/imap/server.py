@@ -502,3 +502,18 @@ def _astring(token: Token) -> str:
         return _raw(token).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError("Not valid UTF-8") from exc
+
+
+#: Every command name the server knows (UID as its own word), for notes that
+#: must never carry arguments.
+COMMAND_NAMES = frozenset(
+    name.encode()
+    for name in (
+        *_ANY_STATE,
+        *_NOT_AUTHENTICATED,
+        *mailbox_commands.HANDLERS,
+        *message_commands.HANDLERS,
+        *(attr[5:].upper() for attr in dir(IMAPServer) if attr.startswith("_cmd_")),
+        "UID",
+    )
+)

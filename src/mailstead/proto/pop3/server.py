@@ -527,3 +527,7 @@ class POP3Server:
         "DELE": (_dele, _TRANS),
         "RSET": (_rset, _TRANS),
     }
+
+
+#: Every command the server knows, for notes that must never carry arguments.
+COMMAND_NAMES = frozenset(verb.encode() for verb in POP3Server._COMMANDS)

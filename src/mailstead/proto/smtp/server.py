@@ -671,3 +671,7 @@ class SMTPServer:
         "STARTTLS": _starttls,
         "AUTH": _auth,
     }
+
+
+#: Every verb the server knows, for notes that must never carry arguments.
+COMMAND_NAMES = frozenset(verb.encode() for verb in SMTPServer._HANDLERS)
