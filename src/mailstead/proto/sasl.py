@@ -114,5 +114,7 @@ MECHANISMS: dict[str, type[SASLMechanism]] = {"PLAIN": Plain, "LOGIN": Login}
 
 def server_mechanism(name: str) -> SASLMechanism | None:
     """A fresh exchange for mechanism ``name`` (case-insensitive), or None."""
+    if not name.isascii():
+        return None  # RFC 4422 §3.1: ASCII names; and "plaın".upper() is "PLAIN"
     cls = MECHANISMS.get(name.upper())
     return cls() if cls else None

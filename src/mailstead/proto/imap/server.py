@@ -258,6 +258,8 @@ class IMAPServer:
             self._bye(b"Too many bad commands")
 
     def _bye(self, text: bytes) -> None:
+        if self._mode is _Mode.CLOSED:
+            return  # one BYE is the last thing a connection hears (RFC 9051 §7.1.5)
         self._out.append(b"* BYE " + text + b"\r\n")
         self._mode = _Mode.CLOSED
 

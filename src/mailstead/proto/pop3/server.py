@@ -125,10 +125,13 @@ class POP3Server:
                 self._out.popleft()
                 chunk = item
             else:
-                chunk = next(item, b"")
-                if not chunk:
+                # Only exhaustion ends a lazy response: a piece may be empty
+                # (a LIST piece whose messages are all deleted).
+                piece = next(item, None)
+                if piece is None:
                     self._out.popleft()
                     continue
+                chunk = piece
             chunks.append(chunk)
             size += len(chunk)
         return b"".join(chunks)
