@@ -565,7 +565,9 @@ class Outbound:
 # What _outcome stores as last_error: "[host [ip] said: ]code enhanced text".
 _REMOTE = r"(?:(?P<remote>.+) said: )?"
 _REPLY = r"(?P<code>[245]\d\d) (?P<enhanced>[245]\.\d{1,3}\.\d{1,3}) ?(?P<text>.*)"
-_ERROR = re.compile(_REMOTE + _REPLY)
+# DOTALL: with "." stopping at a line feed, every " said: " was tried again
+# up to it, quadratic in the error's length.
+_ERROR = re.compile(_REMOTE + _REPLY, re.DOTALL)
 
 
 def _last_reply(error: str | None) -> tuple[Reply, str | None]:

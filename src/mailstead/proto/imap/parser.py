@@ -115,10 +115,14 @@ _NAME = re.compile(rb"[A-Za-z][A-Za-z0-9_.\-]*")
 # Atoms as commands use them: ATOM-CHAR plus "]" (astring), the list wildcards
 # "%" "*" and "\" (flags, \Seen, \*), with [section] parts that may hold spaces,
 # parens and quoted header names (RFC 9051 §6.4.5 section-spec).
-_SECTION = rb'\[(?:[^\x00-\x1f\x7f-\xff"\[\]]+|"(?:[^\x00-\x1f\x7f-\xff"\\]+|\\["\\])*")*\]'
-_ATOM = re.compile(rb'(?:[^\x00-\x20\x7f-\xff(){"\[]+|' + _SECTION + rb")+")
+# linear: these read peer input, so every repetition is possessive (++ *+):
+# a run is never split again on failure, which for (a+|b)* would be 2^n
+# tries. Nothing is lost: the alternatives start with disjoint characters
+# and what follows a run ("]" or DQUOTE) is not one of them.
+_SECTION = rb'\[(?:[^\x00-\x1f\x7f-\xff"\[\]]++|"(?:[^\x00-\x1f\x7f-\xff"\\]++|\\["\\])*+")*+\]'
+_ATOM = re.compile(rb'(?:[^\x00-\x20\x7f-\xff(){"\[]++|' + _SECTION + rb")++")
 # RFC 9051 §4.3 quoted: "\" escapes only DQUOTE and "\"; 8-bit is quoted-utf8-char.
-_QUOTED = re.compile(rb'"((?:[^"\\\x00\r\n]+|\\["\\])*)"')
+_QUOTED = re.compile(rb'"((?:[^"\\\x00\r\n]++|\\["\\])*+)"')  # linear: as _SECTION
 _UNESCAPE = re.compile(rb'\\(["\\])')
 # literal = "{" number64 ["+"] "}" CRLF (RFC 9051 §9, RFC 7888 §8); "~" is literal8 (RFC 3516).
 _LITERAL = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}")
