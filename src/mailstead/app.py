@@ -137,9 +137,14 @@ class Listeners:
                 for sock in socks:
                     sock.close()
             raise ListenError(f"cannot listen: {exc.strerror or exc}") from exc
+        counts = config.limits
         gates = {
             listener: ConnectionGate(
-                config.limits.connections_per_ip, config.limits.connections_total, workers=workers
+                counts.connections_per_ip,
+                counts.connections_total,
+                per_network=counts.connections_per_network,
+                stress_fraction=counts.stress_threshold / 100,
+                workers=workers,
             )
             for listener in sockets
         }
@@ -181,6 +186,7 @@ async def start(
     executor = ThreadPoolExecutor(_DELIVERY_THREADS, thread_name_prefix="deliver")
     running = RunningServer(config, directory, queue, executor)
     tls = _tls_context(config)
+    policy = config.limits.policy()
 
     def authenticate(authcid: str, password: str, authzid: str) -> str | None:
         user = directory.authenticate(authcid, password)
@@ -236,6 +242,7 @@ async def start(
                     tls,
                     gate,
                     executor,
+                    policy,
                 )
                 running.services.append(pop3)
                 protocol_factory = pop3.protocol_factory
@@ -250,6 +257,7 @@ async def start(
                     executor,
                     tls,
                     gate,
+                    policy,
                 )
                 running.services.append(imap)
                 protocol_factory = imap.protocol_factory
@@ -280,16 +288,14 @@ async def start(
                     authenticate if role.is_submission else None,
                     tls,
                     gate,
+                    policy,
                 )
                 running.services.append(smtp)
                 protocol_factory = smtp.protocol_factory
             for sock in sockets:
-                server = await loop.create_server(
-                    protocol_factory,
-                    sock=sock,
-                    ssl=tls if implicit_tls else None,
-                    ssl_handshake_timeout=limits.tls_handshake_timeout if implicit_tls else None,
-                )
+                # Implicit TLS too is done by the session, after the gate
+                # admitted it (net/stream.py): a handshake holds a slot.
+                server = await loop.create_server(protocol_factory, sock=sock)
                 running.servers.setdefault(listener, []).append(server)
                 if worker == 0:
                     host, port = running.address(listener)

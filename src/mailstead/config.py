@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from mailstead.addresses import AddressError, normalize_domain
 from mailstead.config_template import TEMPLATE
 from mailstead.config_values import HostPort, default_hostname, parse_duration, parse_hostport
+from mailstead.limits import ConnectionPolicy
 from mailstead.mta.schedule import DEFAULT_DELAY_WARNING
 
 __all__ = [
@@ -166,19 +167,43 @@ class AuthConfig:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLimitsConfig:
-    """How many connections each listener takes (the per-IP count is shared by
-    workers), and how long a worker process may stall."""
+    """How many connections each listener takes (counted across workers), the
+    deadlines against clients that hold them, failed-login penalties, and
+    how long a worker process may stall (docs/security.md)."""
 
     #: Simultaneous connections from one IP address to one listener (Postfix
     #: anvil and Dovecot mail_max_userip_connections are of this kind).
     connections_per_ip: int = 50
+    #: Simultaneous connections from one network (IPv4 /24, IPv6 /64).
+    connections_per_network: int = 200
     #: Simultaneous connections to one listener in all.
     connections_total: int = 1000
+    #: Seconds to finish a command line once its first byte arrived.
+    line_timeout: int = 60
+    #: Seconds from connect to a successful login (IMAP, POP3, submission).
+    login_timeout: int = 60
+    #: Seconds from MAIL FROM to the end of the message data (SMTP).
+    transaction_timeout: int = 1800
+    #: Percent of connections_total from which a listener is under stress.
+    stress_threshold: int = 80
+    #: Under stress: the idle, line and login deadlines of sessions not
+    #: logged in, in seconds.
+    stress_timeout: int = 10
     #: Seconds a worker's event loop may go without a heartbeat before the
     #: supervisor kills and replaces the worker (net/watchdog.py).
     watchdog_timeout: int = 10
     #: Seconds workers get to finish after SIGTERM before they are killed.
     shutdown_timeout: int = 30
+
+    def policy(self) -> ConnectionPolicy:
+        """The deadlines every session enforces (limits.ConnectionPolicy)."""
+        return ConnectionPolicy(
+            line_timeout=self.line_timeout,
+            login_timeout=self.login_timeout,
+            transaction_timeout=self.transaction_timeout,
+            stress_fraction=self.stress_threshold / 100,
+            stress_timeout=self.stress_timeout,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,28 +443,7 @@ def _build(data: dict[str, object], path: Path, r: _Reader) -> Config:
         r, auth_t, "auth.password_cache_ttl", AuthConfig().password_cache_ttl, off=True
     )
 
-    limits_t = r.table(
-        data,
-        "limits",
-        "",
-        ("connections_per_ip", "connections_total", "watchdog_timeout", "shutdown_timeout"),
-    )
-    per_ip, total = (
-        r.typed(limits_t.get(key, default), f"limits.{key}", int, "a whole number")
-        for key, default in (("connections_per_ip", 50), ("connections_total", 1000))
-    )
-    if not 1 <= per_ip <= 1_000_000:
-        r.fail("limits.connections_per_ip", f"expected 1 to 1000000, got {per_ip}")
-    if not per_ip <= total <= 1_000_000:
-        r.fail("limits.connections_total", f"expected {per_ip} to 1000000, got {total}")
-    limit_defaults = ConnectionLimitsConfig()
-    watchdog_timeout, shutdown_timeout = (
-        _duration(r, limits_t, f"limits.{key}", default)
-        for key, default in (
-            ("watchdog_timeout", limit_defaults.watchdog_timeout),
-            ("shutdown_timeout", limit_defaults.shutdown_timeout),
-        )
-    )
+    limits = _limits(r, data)
 
     workers = r.typed(data.get("workers", 0), "workers", int, "a whole number")
     if not 0 <= workers <= 256:
@@ -459,7 +463,47 @@ def _build(data: dict[str, object], path: Path, r: _Reader) -> Config:
         webhooks=_webhooks(r, data),
         pop3=pop3,
         auth=AuthConfig(password_cache_ttl=cache_ttl),
-        limits=ConnectionLimitsConfig(per_ip, total, watchdog_timeout, shutdown_timeout),
+        limits=limits,
+    )
+
+
+def _limits(r: _Reader, data: Mapping[str, object]) -> ConnectionLimitsConfig:
+    defaults = ConnectionLimitsConfig()
+    counts = ("connections_per_ip", "connections_per_network", "connections_total")
+    durations = (
+        "line_timeout",
+        "login_timeout",
+        "transaction_timeout",
+        "stress_timeout",
+        "watchdog_timeout",
+        "shutdown_timeout",
+    )
+    t = r.table(data, "limits", "", (*counts, "stress_threshold", *durations))
+    per_ip, per_network, total = (
+        r.typed(t.get(key, getattr(defaults, key)), f"limits.{key}", int, "a whole number")
+        for key in counts
+    )
+    if not 1 <= per_ip <= 1_000_000:
+        r.fail("limits.connections_per_ip", f"expected 1 to 1000000, got {per_ip}")
+    if not per_ip <= per_network <= 1_000_000:
+        r.fail("limits.connections_per_network", f"expected {per_ip} to 1000000, got {per_network}")
+    if not per_ip <= total <= 1_000_000:
+        r.fail("limits.connections_total", f"expected {per_ip} to 1000000, got {total}")
+    stress = r.typed(
+        t.get("stress_threshold", defaults.stress_threshold),
+        "limits.stress_threshold",
+        int,
+        "a whole number",
+    )
+    if not 1 <= stress <= 100:
+        r.fail("limits.stress_threshold", f"expected 1 to 100 (percent), got {stress}")
+    seconds = {key: _duration(r, t, f"limits.{key}", getattr(defaults, key)) for key in durations}
+    return ConnectionLimitsConfig(
+        connections_per_ip=per_ip,
+        connections_per_network=per_network,
+        connections_total=total,
+        stress_threshold=stress,
+        **seconds,
     )
 
 

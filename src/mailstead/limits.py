@@ -11,6 +11,36 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionPolicy:
+    """Deadlines that trickled bytes cannot extend, shared by SMTP, IMAP and POP3.
+
+    An idle timeout restarts with every byte, so a client that sends one
+    byte every few seconds and never ends a line would hold its connection
+    for ever; these deadlines run from a fixed point instead. Under stress
+    (a listener more than ``stress_fraction`` full) the deadlines of
+    sessions that have not logged in shrink to ``stress_timeout``, as
+    Postfix's ``smtpd_timeout`` drops from 300 s to 10 s in its stress
+    mode, and the oldest such session is closed to make room for a new
+    client. Logged-in sessions are never touched. Set from ``[limits]``.
+    """
+
+    # A command line must be complete this long after its first octet
+    # (Postfix smtpd_per_record_deadline). Message data and literals are
+    # bounded by the transaction deadline and their size instead.
+    line_timeout: float = 60.0
+    # From connect to a successful login, on IMAP, POP3 and submission
+    # (Dovecot closes login processes' clients after a similar time).
+    login_timeout: float = 60.0
+    # SMTP: from MAIL FROM to the reply after the message data (a 50 MB
+    # message at 64 KB/s takes 13 minutes).
+    transaction_timeout: float = 1800.0
+    # Share of a listener's connections_total that starts the stress mode.
+    stress_fraction: float = 0.8
+    # Idle, line and login deadlines of sessions not logged in, under stress.
+    stress_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class SMTPLimits:
     """Limits of one SMTP server session (MTA and MSA roles alike)."""
 

@@ -122,7 +122,7 @@ def test_connections_per_ip_limit(tmp_path: Path) -> None:
         held = [Conn(port).greet() for _ in range(3)]
         extra = Conn(port)
         # S: 421 4.7.0 Too many connections, then the server hangs up.
-        assert extra.reply() == b"421 4.7.0 Too many connections, try again later"
+        assert extra.reply() == b"421 4.7.0 Too many connections from your address, try again later"
         assert extra.closed_by_server()
         extra.close()
         for conn in held:

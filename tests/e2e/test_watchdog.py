@@ -63,6 +63,12 @@ def _messages(server: ServerProcess) -> list[bytes]:
     return [p.read_bytes() for sub in ("new", "cur") for p in sorted((maildir / sub).iterdir())]
 
 
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(status.split("SigCgt:")[1].split()[0], 16)
+    return bool(caught & (1 << (sig - 1)))
+
+
 def test_sigterm_ends_a_server_whose_worker_is_frozen(tmp_path: Path) -> None:
     extra = '[limits]\nwatchdog_timeout = "1m"\nshutdown_timeout = "2s"\n'
     server = ServerProcess(tmp_path, workers=2, extra=extra, roles=ALL_ROLES)
@@ -71,6 +77,8 @@ def test_sigterm_ends_a_server_whose_worker_is_frozen(tmp_path: Path) -> None:
     parent = server.proc.pid
     _wait_for(lambda: len(_workers(parent)) == 2)
     frozen = min(_workers(parent))
+    # Until its loop handles SIGTERM, a stopped worker would simply die of it.
+    _wait_for(lambda: _catches(frozen, signal.SIGTERM))
     os.kill(frozen, signal.SIGSTOP)
     asked = time.monotonic()
     server.proc.send_signal(signal.SIGTERM)

@@ -131,8 +131,9 @@ def _serve(
     servers: list[asyncio.Server] = []
 
     async def start() -> None:
-        for service, sock, tls in ((plain, plain_sock, None), (implicit, tls_sock, context)):
-            servers.append(await loop.create_server(service.protocol_factory, sock=sock, ssl=tls))
+        for service, sock in ((plain, plain_sock), (implicit, tls_sock)):
+            # The session does implicit TLS itself, after admission.
+            servers.append(await loop.create_server(service.protocol_factory, sock=sock))
 
     loop.run_until_complete(start())
     thread = threading.Thread(target=loop.run_forever, daemon=True)

@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-from mailstead.limits import IMAPLimits
+from mailstead.limits import ConnectionPolicy, IMAPLimits
 from mailstead.net.listener import ConnectionGate
-from mailstead.net.stream import StreamSession
+from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession
 from mailstead.proto.imap.server import (
     COMMAND_NAMES,
     AuthRequest,
@@ -48,8 +47,10 @@ class IMAPService:
         executor: Executor | None,
         tls_context: ssl.SSLContext | None,
         gate: ConnectionGate | None = None,
+        policy: ConnectionPolicy = DEFAULT_POLICY,
     ) -> None:
         self.settings = settings
+        self.policy = policy
         self.limits = limits
         self.open_account = open_account
         self.authenticate = authenticate
@@ -65,15 +66,27 @@ class IMAPService:
 class IMAPSession(StreamSession):
     """One IMAP connection: timers, password checks and TLS around the sans-IO state machine."""
 
-    refusal = b"* BYE Too many connections from your address\r\n"
+    refusal = "* BYE {reason}\r\n"
     protocol_name = "IMAP"
     command_names = COMMAND_NAMES
     command_word = 1  # after the tag
 
     def __init__(self, service: IMAPService) -> None:
-        super().__init__(service.gate, service.sessions)
+        implicit = (
+            (service.tls_context, service.limits.tls_handshake_timeout)
+            if service.settings.secure and service.tls_context is not None
+            else None
+        )
+        super().__init__(service.gate, service.sessions, service.policy, implicit)
         self.service = service
         self.conn = IMAPServer(service.settings, service.limits, service.open_account)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.conn.authenticated
+
+    def reading_lines(self) -> bool:
+        return not self.conn.in_literal
 
     def feed(self, data: bytes) -> None:
         self.conn.receive_data(data)
@@ -115,24 +128,28 @@ class IMAPSession(StreamSession):
     async def _wait_for_input(self) -> bool:
         """Wait for bytes (looking for changes while in IDLE); False to close."""
         limits = self.service.limits
-        deadline = time.monotonic() + limits.idle_timeout
-        while not self.fresh:
-            if self.lost:
-                return False
-            if self.shutting_down:
-                await self.write(b"* BYE Server shutting down\r\n", limits.idle_timeout)
-                return False
-            wait = deadline - time.monotonic()
-            if wait <= 0:
-                self.conn.timeout()
-                await self._flush()
-                return False
-            if self.conn.idling:
-                wait = min(wait, limits.idle_poll_interval)
-            if not await self.wait_readable(wait) and self.conn.idling:
-                self.conn.poll()
-                await self._flush()
-        return True
+        idling = self.conn.idling
+        ended = await self.wait_for_input(
+            limits.idle_timeout,
+            poll=limits.idle_poll_interval if idling else None,
+            on_poll=self._poll if idling else None,
+        )
+        if ended is None:
+            return True
+        if ended is Ended.SHUTDOWN:
+            await self.write(b"* BYE Server shutting down\r\n", limits.idle_timeout)
+        elif ended is Ended.IDLE:
+            self.conn.timeout()  # RFC 9051 §5.4 autologout
+            await self._flush()
+        elif ended not in (Ended.LOST, Ended.EVICTED):
+            self.conn.timeout(ended.value.encode())
+            await self._flush()
+        return False
+
+    async def _poll(self) -> None:
+        """In IDLE: report changes made by other sessions (RFC 2177)."""
+        self.conn.poll()
+        await self._flush()
 
     async def _flush(self) -> None:
         await self.write(self.conn.data_to_send(), self.service.limits.idle_timeout)

@@ -1,35 +1,75 @@
-"""Listening sockets and the per-IP connection gate shared by all protocols."""
+"""Listening sockets and the connection gate shared by all protocols."""
 
 from __future__ import annotations
 
 import ctypes
+import enum
+import ipaddress
 import multiprocessing
 import socket
 import zlib
 
 from mailstead.config import HostPort
 
-# Hash buckets for per-IP counts. Two addresses in one bucket are counted
-# together, which can only make the gate stricter, never looser.
+# Hash buckets for per-IP and per-network counts. Two addresses in one bucket
+# are counted together, which can only make the gate stricter, never looser.
 _BUCKETS = 4096
 
 
+class Admission(enum.Enum):
+    """What the gate said to a new connection; true only for ``ADMITTED``."""
+
+    ADMITTED = "admitted"
+    ADDRESS_FULL = "Too many connections from your address"
+    NETWORK_FULL = "Too many connections from your network"
+    LISTENER_FULL = "Too many connections to this server"
+
+    def __bool__(self) -> bool:
+        return self is Admission.ADMITTED
+
+
+def network_of(ip: str) -> str:
+    """The network an address is counted in: IPv4 /24, IPv6 /64 (one site, one customer)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        if mapped is None:
+            return str(ipaddress.IPv6Network((address, 64), strict=False))
+        address = mapped
+    return str(ipaddress.IPv4Network((address, 24), strict=False))
+
+
 class ConnectionGate:
-    """Counts open connections of one listener, in all and per client IP.
+    """Counts open connections of one listener: in all, per client IP and per network.
 
     Postfix's anvil and Dovecot's ``mail_max_userip_connections`` play this
-    part: one address cannot take every slot. The counts live in shared
-    memory made before the worker processes are forked, one row per worker:
-    each worker writes only its own row (from its single event-loop thread,
-    so without locks) and reads the sum. When a worker dies, the supervisor
-    clears its row, so a crash never leaks slots.
+    part: one address, or one network of many addresses (IPv4 /24, IPv6
+    /64), cannot take every slot. The counts live in shared memory made
+    before the worker processes are forked, one row per worker: each worker
+    writes only its own row (from its single event-loop thread, so without
+    locks) and reads the sum. When a worker dies, the supervisor clears its
+    row, so a crash never leaks slots.
     """
 
-    def __init__(self, per_ip: int, total: int, *, workers: int = 1) -> None:
+    def __init__(
+        self,
+        per_ip: int,
+        total: int,
+        *,
+        per_network: int | None = None,
+        stress_fraction: float = 0.8,
+        workers: int = 1,
+    ) -> None:
         self.per_ip = per_ip
+        self.per_network = per_network if per_network is not None else total
         self.total = total
+        self.stress_fraction = stress_fraction
         self.workers = workers
-        self._row = _BUCKETS + 1  # the last cell of a row is its total
+        # A row: IP buckets, then network buckets, then the row's total.
+        self._row = 2 * _BUCKETS + 1
         self._counts = multiprocessing.RawArray(ctypes.c_int32, workers * self._row)
         self._worker = 0
 
@@ -45,20 +85,42 @@ class ConnectionGate:
     def _sum(self, cell: int) -> int:
         return sum(self._counts[w * self._row + cell] for w in range(self.workers))
 
-    def admit(self, ip: str) -> bool:
-        bucket = zlib.crc32(ip.encode()) % _BUCKETS
-        if self._sum(_BUCKETS) >= self.total or self._sum(bucket) >= self.per_ip:
-            return False
-        base = self._worker * self._row
-        self._counts[base + bucket] += 1
-        self._counts[base + _BUCKETS] += 1
-        return True
+    @staticmethod
+    def _cells(ip: str) -> tuple[int, int]:
+        return (
+            zlib.crc32(ip.encode()) % _BUCKETS,
+            _BUCKETS + zlib.crc32(network_of(ip).encode()) % _BUCKETS,
+        )
+
+    @property
+    def open(self) -> int:
+        """Connections open on this listener, all workers together."""
+        return self._sum(2 * _BUCKETS)
+
+    @property
+    def stressed(self) -> bool:
+        """More than ``stress_fraction`` of the slots are taken: deadlines shrink."""
+        return self.open >= self.total * self.stress_fraction
+
+    def admit(self, ip: str) -> Admission:
+        ip_cell, net_cell = self._cells(ip)
+        if self._sum(ip_cell) >= self.per_ip:
+            return Admission.ADDRESS_FULL
+        if self._sum(net_cell) >= self.per_network:
+            return Admission.NETWORK_FULL
+        if self.open >= self.total:
+            return Admission.LISTENER_FULL
+        self._add(ip_cell, net_cell, 1)
+        return Admission.ADMITTED
 
     def release(self, ip: str) -> None:
-        bucket = zlib.crc32(ip.encode()) % _BUCKETS
+        self._add(*self._cells(ip), -1)
+
+    def _add(self, ip_cell: int, net_cell: int, step: int) -> None:
         base = self._worker * self._row
-        self._counts[base + bucket] -= 1
-        self._counts[base + _BUCKETS] -= 1
+        self._counts[base + ip_cell] += step
+        self._counts[base + net_cell] += step
+        self._counts[base + 2 * _BUCKETS] += step
 
 
 def bind(address: HostPort, *, backlog: int = 512) -> socket.socket:

@@ -18,9 +18,9 @@ import ssl
 from concurrent.futures import Executor
 
 from mailstead.addresses import AddressError, canonical_address
-from mailstead.limits import POP3Limits
+from mailstead.limits import ConnectionPolicy, POP3Limits
 from mailstead.net.listener import ConnectionGate
-from mailstead.net.stream import StreamSession
+from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession
 from mailstead.proto.pop3.events import (
     NEED_DATA,
     PAUSED,
@@ -56,8 +56,10 @@ class POP3Service:
         tls_context: ssl.SSLContext | None,
         gate: ConnectionGate | None = None,
         executor: Executor | None = None,
+        policy: ConnectionPolicy = DEFAULT_POLICY,
     ) -> None:
         self.settings = settings
+        self.policy = policy
         self.limits: POP3Limits = settings.limits
         self.authenticate = authenticate
         self.open_maildrop = open_maildrop
@@ -90,17 +92,26 @@ class POP3Session(StreamSession):
     """One POP3 connection: I/O, timeouts, TLS and the maildrop around the
     sans-IO state machine."""
 
-    refusal = b"-ERR [SYS/TEMP] Too many connections, try again later\r\n"
+    refusal = "-ERR [SYS/TEMP] {reason}, try again later\r\n"
     protocol_name = "POP3"
     command_names = COMMAND_NAMES
     # Commands are short; more than this unprocessed is a client not waiting.
     read_high_water = 64 * 1024
 
     def __init__(self, service: POP3Service) -> None:
-        super().__init__(service.gate, service.sessions)
+        implicit = (
+            (service.tls_context, service.limits.tls_handshake_timeout)
+            if service.settings.secure and service.tls_context is not None
+            else None
+        )
+        super().__init__(service.gate, service.sessions, service.policy, implicit)
         self.service = service
         self.conn = POP3Server(service.settings)
         self.maildrop: Maildrop | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.conn.user is not None
 
     def feed(self, data: bytes) -> None:
         self.conn.receive_data(data)
@@ -155,19 +166,20 @@ class POP3Session(StreamSession):
                 raise RuntimeError("protocol paused with no answer pending")
 
     async def _wait_for_input(self) -> bool:
-        """Wait for bytes; False when the peer left, timed out or we shut down."""
-        if await self.wait_readable(self.service.limits.idle_timeout):
+        """Wait for bytes; False when the peer left, timed out or we shut down.
+
+        Whatever the reason, a session that ends without QUIT updates
+        nothing (RFC 1939 §6).
+        """
+        ended = await self.wait_for_input(self.service.limits.idle_timeout)
+        if ended is None:
             return True
-        if self.lost:
-            # RFC 1939 §6: a session that ends without QUIT updates nothing.
+        if ended in (Ended.LOST, Ended.EVICTED, Ended.IDLE):
+            # RFC 1939 §3: the autologout timer closes without a response.
             self.conn.close(None)
-        elif self.shutting_down:
-            self.conn.close("Server shutting down")
-            await self._flush()
         else:
-            # RFC 1939 §3: the autologout timer closes without a response
-            # and without entering the UPDATE state.
-            self.conn.close(None)
+            self.conn.close(ended.value)
+            await self._flush()
         return False
 
     async def _flush(self) -> None:

@@ -17,10 +17,10 @@ from concurrent.futures import Executor
 from dataclasses import replace
 
 from mailstead.directory import Resolution
-from mailstead.limits import SMTPLimits
+from mailstead.limits import ConnectionPolicy, SMTPLimits
 from mailstead.mta.receiver import Peer, Receiver
 from mailstead.net.listener import ConnectionGate
-from mailstead.net.stream import StreamSession
+from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession
 from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.events import (
     NEED_DATA,
@@ -52,8 +52,10 @@ class SMTPService:
         authenticate: AuthFunc | None,
         tls_context: ssl.SSLContext | None,
         gate: ConnectionGate,
+        policy: ConnectionPolicy = DEFAULT_POLICY,
     ) -> None:
         self.settings = settings
+        self.policy = policy
         self.limits: SMTPLimits = settings.limits
         self.receiver = receiver
         self.executor = executor
@@ -69,17 +71,39 @@ class SMTPService:
 class SMTPSession(StreamSession):
     """One SMTP connection: I/O, timeouts and TLS around the sans-IO state machine."""
 
-    refusal = R.TOO_MANY_CONNECTIONS.encode()
+    refusal = "421 4.7.0 {reason}, try again later\r\n"
     protocol_name = "SMTP"
     command_names = COMMAND_NAMES
 
     def __init__(self, service: SMTPService) -> None:
-        super().__init__(service.gate, service.sessions)
+        settings = service.settings
+        implicit = (
+            (service.tls_context, service.limits.tls_handshake_timeout)
+            if settings.secure and service.tls_context is not None
+            else None
+        )
+        super().__init__(service.gate, service.sessions, service.policy, implicit)
         self.service = service
-        self.conn = SMTPServer(service.settings)
-        self.peer = Peer(ip="unknown", tls=service.settings.secure)
+        self.login_required = settings.auth_required
+        self.conn = SMTPServer(settings)
+        self.peer = Peer(ip="unknown", tls=settings.secure)
         # Where each recipient accepted in this transaction goes (from RCPT).
         self._routes: dict[str, Resolution] = {}
+        self._transaction_since: float | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.conn.authenticated_user is not None
+
+    def transaction_since(self) -> float | None:
+        if not self.conn.in_transaction:
+            self._transaction_since = None
+        elif self._transaction_since is None:
+            self._transaction_since = self.loop.time()
+        return self._transaction_since
+
+    def reading_lines(self) -> bool:
+        return not self.conn.in_data
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -135,15 +159,16 @@ class SMTPSession(StreamSession):
                 raise RuntimeError("protocol paused with no answer pending")
 
     async def _wait_for_input(self) -> bool:
-        """Wait for bytes; False when the peer left or timed out (after a 421)."""
+        """Wait for bytes; False when the session ends (after a 421 saying why)."""
         limits = self.service.limits
-        timeout = limits.data_timeout if self.conn.in_data else limits.idle_timeout
-        if await self.wait_readable(timeout):
+        ended = await self.wait_for_input(
+            limits.data_timeout if self.conn.in_data else limits.idle_timeout
+        )
+        if ended is None:
             return True
-        if self.lost:
-            return False
-        self.conn.close(R.SHUTTING_DOWN if self.shutting_down else R.TIMEOUT)
-        await self._flush()
+        if ended not in (Ended.LOST, Ended.EVICTED):
+            self.conn.close(_ENDED_REPLIES[ended])
+            await self._flush()
         return False
 
     async def _flush(self) -> None:
@@ -180,3 +205,13 @@ class SMTPSession(StreamSession):
         for data in early:
             self.feed(data)
         return True
+
+
+# The last word to a session that ends without input (limits.ConnectionPolicy).
+_ENDED_REPLIES = {
+    Ended.SHUTDOWN: R.SHUTTING_DOWN,
+    Ended.IDLE: R.TIMEOUT,
+    Ended.LINE: R.LINE_TIMEOUT,
+    Ended.LOGIN: R.LOGIN_TIMEOUT,
+    Ended.TRANSACTION: R.TRANSACTION_TIMEOUT,
+}

@@ -1,35 +1,64 @@
-"""What every line-protocol session shares: admission, reading, writing, TLS.
+"""What every line-protocol session shares: admission, reading, deadlines, writing, TLS.
 
-:class:`StreamSession` is the asyncio side of one connection for the IMAP and
-POP3 sessions: it admits or refuses the peer at the connection gate, hands
-received bytes to the protocol, lets the session wait for input with a
-timer (much cheaper per read than ``asyncio.wait_for``), waits for the
-client to read when the transport's buffer is full, and upgrades the
-connection to TLS keeping the bytes that arrive with the handshake's last
-flight. The subclass runs the protocol in :meth:`serve`.
+:class:`StreamSession` is the asyncio side of one connection for the SMTP,
+IMAP and POP3 sessions: it admits or refuses the peer at the connection
+gate (making room by closing the oldest session that has not logged in
+when the listener is full), hands received bytes to the protocol, lets the
+session wait for input until the nearest deadline (with a timer, much
+cheaper per read than ``asyncio.wait_for``), waits for the client to read
+when the transport's buffer is full, and upgrades the connection to TLS
+keeping the bytes that arrive with the handshake's last flight. Implicit
+TLS is done here too, after admission, so a handshake holds a counted slot
+and has a deadline like everything else. The subclass runs the protocol in
+:meth:`serve`.
+
+Deadlines (limits.ConnectionPolicy): the idle timeout restarts with each
+read, the others do not: a command line must end within ``line_timeout``
+of its first byte, a login must succeed within ``login_timeout`` of the
+connect, an SMTP transaction within ``transaction_timeout``; under stress
+the idle, line and login deadlines of sessions not logged in shrink to
+``stress_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 
+from mailstead.limits import ConnectionPolicy
 from mailstead.net import watchdog
 from mailstead.net.flow import FlowProtocol
-from mailstead.net.listener import ConnectionGate
+from mailstead.net.listener import Admission, ConnectionGate
 
 log = logging.getLogger("mailstead.net")
 
 # Stop reading from a client while this much input waits unprocessed.
 READ_HIGH_WATER = 256 * 1024
 
+DEFAULT_POLICY = ConnectionPolicy()
+
+
+class Ended(enum.Enum):
+    """Why waiting for input stopped without input: the session should end."""
+
+    LOST = "The peer closed the connection"
+    SHUTDOWN = "Server shutting down"
+    IDLE = "Idle for too long"
+    LINE = "Command line not completed in time"
+    LOGIN = "Login not completed in time"
+    TRANSACTION = "Transaction not completed in time"
+    EVICTED = "Server busy, closing to make room for another client"
+
 
 class StreamSession(FlowProtocol):
-    """Owns one connection's transport and the futures its session waits on."""
+    """Owns one connection's transport, its deadlines and the futures its session waits on."""
 
-    #: Written to a peer the gate refuses, before closing.
-    refusal = b""
+    #: Written to a peer the gate refuses, before closing; {reason} is the
+    #: gate's Admission text.
+    refusal = ""
     #: Name in log lines ("IMAP", "POP3").
     protocol_name = ""
     #: Unprocessed input that pauses reading until the protocol catches up.
@@ -38,13 +67,24 @@ class StreamSession(FlowProtocol):
     #: (1 for IMAP, after the tag), for the watchdog's note.
     command_names: frozenset[bytes] = frozenset()
     command_word = 0
+    #: Whether a client must log in (IMAP, POP3, submission): the login
+    #: deadline applies until it has.
+    login_required = True
 
-    def __init__(self, gate: ConnectionGate | None, sessions: set[StreamSession]) -> None:
+    def __init__(
+        self,
+        gate: ConnectionGate | None,
+        sessions: set[StreamSession],
+        policy: ConnectionPolicy,
+        implicit_tls: tuple[ssl.SSLContext, float] | None = None,
+    ) -> None:
         super().__init__()
         self.transport: asyncio.Transport | None = None
         self.ip = "unknown"
+        self.policy = policy
         self._gate = gate
         self._sessions = sessions
+        self._implicit_tls = implicit_tls  # (context, handshake timeout)
         self._reading_paused = False
         self._unread = 0
         self.lost = False
@@ -53,6 +93,11 @@ class StreamSession(FlowProtocol):
         self._admitted = False
         self._task: asyncio.Task[None] | None = None
         self._input_head = b""  # the start of the first bytes since the last wait
+        self.connected_at = self.loop.time()
+        # When the first byte after the last line feed arrived (None: the
+        # input so far ends with a complete line).
+        self._line_since: float | None = None
+        self.evicted = False
         # Decrypted bytes that arrive with the client's TLS Finished, before
         # start_tls() returns; they are the first command under TLS.
         self._tls_early: list[bytes] | None = None
@@ -80,32 +125,81 @@ class StreamSession(FlowProtocol):
             self._reading_paused = False
             self.transport.resume_reading()
 
-    async def wait_readable(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for input the protocol has not seen; whether any came.
+    @property
+    def authenticated(self) -> bool:
+        """The client has logged in: no login deadline, untouched by stress."""
+        return False
+
+    def transaction_since(self) -> float | None:
+        """Loop time the current transaction began (SMTP MAIL FROM), or None."""
+        return None
+
+    def reading_lines(self) -> bool:
+        """The protocol is reading command lines, not message data or a literal."""
+        return True
+
+    async def wait_for_input(
+        self,
+        idle_timeout: float,
+        *,
+        poll: float | None = None,
+        on_poll: Callable[[], Awaitable[None]] | None = None,
+    ) -> Ended | None:
+        """Wait for input the protocol has not seen: None when some came, else why to end.
 
         The serve loops call this when the protocol needs more bytes, so each
-        turn of a loop either had fresh input or waited here. False means no
-        more is coming now: the time ran out, the server is shutting down, or
-        the peer ended its input, which leaves an unfinished line unfinished
-        for good. The caller tells these apart by ``lost`` and
-        ``shutting_down``; a loop that went on after a False with the peer
-        gone would spin without ever awaiting (a POP3 ``CAPA`` without CRLF,
-        then EOF, did).
+        turn of a loop either had fresh input or waited here. The peer's end
+        of input (``Ended.LOST``) ends the session even with an unfinished
+        line buffered: nothing can finish it any more, and a loop that went
+        on would spin without awaiting (a POP3 ``CAPA`` without CRLF, then
+        EOF, did). ``on_poll`` runs every ``poll`` seconds without input
+        (IMAP IDLE looks for changes made elsewhere).
         """
-        if not self.fresh:
-            if self.lost or self.shutting_down:
-                return False
+        idle_deadline = self.loop.time() + idle_timeout
+        while not self.fresh:
+            if self.lost:
+                return Ended.EVICTED if self.evicted else Ended.LOST
+            if self.shutting_down:
+                return Ended.SHUTDOWN
+            now = self.loop.time()
+            deadline, reason = self._nearest_deadline(idle_deadline)
+            wait = deadline - now
+            if wait <= 0:
+                return reason
+            if not self.authenticated:
+                # Stress may begin meanwhile and shorten the deadlines: look again.
+                wait = min(wait, self.policy.stress_timeout)
+            if poll is not None:
+                wait = min(wait, poll)
             readable = self._readable = self.loop.create_future()
-            timer = self.loop.call_later(timeout, _settle, readable)
+            timer = self.loop.call_later(wait, _settle, readable)
             try:
                 await readable
             finally:
                 timer.cancel()
                 self._readable = None
-            if not self.fresh:
-                return False
+            if on_poll is not None and not self.fresh and not self.lost:
+                await on_poll()
         self._note_input()
-        return True
+        return None
+
+    def _nearest_deadline(self, idle_deadline: float) -> tuple[float, Ended]:
+        policy = self.policy
+        authenticated = self.authenticated
+        stressed = not authenticated and self._gate is not None and self._gate.stressed
+        now = self.loop.time()
+        short = policy.stress_timeout
+        deadlines = [(min(idle_deadline, now + short) if stressed else idle_deadline, Ended.IDLE)]
+        if self._line_since is not None and self.reading_lines():
+            limit = min(policy.line_timeout, short) if stressed else policy.line_timeout
+            deadlines.append((self._line_since + limit, Ended.LINE))
+        if self.login_required and not authenticated:
+            limit = min(policy.login_timeout, short) if stressed else policy.login_timeout
+            deadlines.append((self.connected_at + limit, Ended.LOGIN))
+        began = self.transaction_since()
+        if began is not None:
+            deadlines.append((began + policy.transaction_timeout, Ended.TRANSACTION))
+        return min(deadlines, key=lambda pair: pair[0])
 
     def _note_input(self) -> None:
         """Tell the watchdog which command this loop is about to work on."""
@@ -163,13 +257,56 @@ class StreamSession(FlowProtocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else "unknown"
-        if self._gate is not None and not self._gate.admit(self.ip):
-            transport.write(self.refusal)
-            transport.close()
-            return
+        if self._gate is not None:
+            admission = self._gate.admit(self.ip)
+            if admission is Admission.LISTENER_FULL and self._make_room():
+                admission = self._gate.admit(self.ip)
+            if not admission:
+                if self._implicit_tls is None:  # no words before a TLS handshake
+                    transport.write(self.refusal.format(reason=admission.value).encode())
+                transport.close()
+                return
         self._admitted = True
         self._sessions.add(self)
+        if self._implicit_tls is not None:
+            # The ClientHello is for the TLS layer start_tls() puts in between,
+            # not for the protocol: read nothing until it is there.
+            transport.pause_reading()
         self._task = self.loop.create_task(self._run())
+
+    def _make_room(self) -> bool:
+        """Close this worker's oldest session of the listener that has not logged in
+        and is not in a transaction (the slow-drip sockets, in an attack)."""
+        idle = [
+            s
+            for s in self._sessions
+            if not s.authenticated and not s.evicted and s.transaction_since() is None
+        ]
+        if not idle:
+            return False
+        min(idle, key=lambda s: s.connected_at).evict()
+        return True
+
+    def evict(self) -> None:
+        """Say why and close at once, freeing the slot now, not when the close completes."""
+        self.evicted = True
+        self.lost = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self.busy_notice())
+            self.transport.close()
+        self._release_slot()
+        self._ended()
+
+    def busy_notice(self) -> bytes:
+        """What an evicted client is told, in the protocol's words."""
+        return self.refusal.format(reason=Ended.EVICTED.value).encode()
+
+    def _release_slot(self) -> None:
+        if self._admitted:
+            self._admitted = False
+            if self._gate is not None:
+                self._gate.release(self.ip)
+            self._sessions.discard(self)
 
     def data_received(self, data: bytes) -> None:
         if self._tls_early is not None:
@@ -179,6 +316,11 @@ class StreamSession(FlowProtocol):
             self._input_head = data[:64]
             # The protocol may parse in feed(): note it before.
             self._note_input()
+        # The line deadline runs from the first byte after the last line feed.
+        if data.endswith(b"\n"):
+            self._line_since = None
+        elif self._line_since is None or b"\n" in data:
+            self._line_since = self.loop.time()
         self.feed(data)
         self.fresh = True
         self._unread += len(data)
@@ -195,14 +337,19 @@ class StreamSession(FlowProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self._ended()
-        if self._admitted:
-            self._admitted = False
-            if self._gate is not None:
-                self._gate.release(self.ip)
-            self._sessions.discard(self)
+        self._release_slot()
 
     async def _run(self) -> None:
         try:
+            if self._implicit_tls is not None:
+                context, timeout = self._implicit_tls
+                if self._gate is not None and self._gate.stressed:
+                    timeout = min(timeout, self.policy.stress_timeout)
+                early = await self.upgrade_tls(context, timeout)
+                if early is None:
+                    return
+                for data in early:
+                    self.data_received(data)
             await self.serve()
         except Exception:
             log.exception("%s session with [%s] failed", self.protocol_name, self.ip)

@@ -195,6 +195,11 @@ class CommandParser:
 
     # -- public API ----------------------------------------------------------------
 
+    @property
+    def in_literal(self) -> bool:
+        """True while the octets of a literal (taken or skipped) are being read."""
+        return self._state in (_State.LITERAL, _State.SKIP_LITERAL)
+
     def receive_data(self, data: bytes) -> None:
         """Bytes read from the client; ``b""`` (EOF) needs no special call."""
         if self._state is _State.CLOSED:

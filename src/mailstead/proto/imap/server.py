@@ -143,6 +143,11 @@ class IMAPServer:
     def authenticated(self) -> bool:
         return self.session.account is not None
 
+    @property
+    def in_literal(self) -> bool:
+        """True while a literal's octets are being read (not a command line)."""
+        return self._parser.in_literal
+
     def receive_data(self, data: bytes) -> None:
         self._parser.receive_data(data)
 
@@ -209,8 +214,9 @@ class IMAPServer:
                 self._updates(allow_expunge=True, max_age=self.limits.idle_poll_interval)
             )
 
-    def timeout(self) -> None:
-        self._bye(b"Autologout; idle for too long")
+    def timeout(self, text: bytes = b"Autologout; idle for too long") -> None:
+        """A deadline passed (RFC 9051 §5.4 autologout, or one of limits.ConnectionPolicy)."""
+        self._bye(text)
 
     # -- capabilities -----------------------------------------------------------
 

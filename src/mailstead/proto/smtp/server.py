@@ -127,6 +127,11 @@ class SMTPServer:
         return self._mode in ("data", "bdat")
 
     @property
+    def in_transaction(self) -> bool:
+        """True from an accepted MAIL FROM to the reply after the message."""
+        return self._txn is not None
+
+    @property
     def awaiting(self) -> str | None:
         """The kind of answer the application owes, if any."""
         return self._pending
