@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= mailstead.toml
+# Seconds per target of `make fuzz` (fuzz/README.md).
+FUZZ_SECONDS ?= 600
 
 .PHONY: run test preflight lint typecheck unit fuzz-smoke fuzz clean
 
@@ -23,8 +25,8 @@ preflight: $(BIN)/mailstead
 	$(BIN)/python -m tests.preflight
 
 lint: $(BIN)/mailstead
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
+	$(BIN)/ruff format --check src tests bench fuzz
 
 typecheck: $(BIN)/mailstead
 	$(BIN)/mypy
@@ -32,7 +34,15 @@ typecheck: $(BIN)/mailstead
 unit: $(BIN)/mailstead
 	$(BIN)/pytest
 
-test: preflight lint typecheck unit
+# Every atheris target for 10 s, from a temporary copy of its seed corpus.
+fuzz-smoke: $(BIN)/mailstead
+	$(BIN)/python -m fuzz.run --seconds 10
+
+# Long runs; inputs that add coverage are merged into fuzz/corpus.
+fuzz: $(BIN)/mailstead
+	$(BIN)/python -m fuzz.run --seconds $(FUZZ_SECONDS) --jobs 2 --grow-corpus
+
+test: preflight lint typecheck unit fuzz-smoke
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -20,8 +20,12 @@ def quoted_or_literal(data: bytes, *, utf8: bool = False) -> bytes:
     """A quoted string when ``data`` allows it, else a literal.
 
     ``utf8``: the client enabled UTF8=ACCEPT (or IMAP4rev2), so valid UTF-8
-    may stay quoted (RFC 9051 §4.3 ``quoted-utf8-char``).
+    may stay quoted (RFC 9051 §4.3 ``quoted-utf8-char``). A NUL (a stored
+    header may hold one) becomes 0x80, as Dovecot does: a literal is
+    ``*CHAR8`` and CHAR8 has no NUL (RFC 9051 §9).
     """
+    if b"\0" in data:
+        data = data.replace(b"\0", b"\x80")
     if len(data) > 1000 or any(b in b"\r\n\0" for b in data):
         return literal(data)
     if any(b >= 0x80 for b in data):

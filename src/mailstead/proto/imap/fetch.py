@@ -542,7 +542,12 @@ def _value(item: FetchItem, source: FetchSource, lazy: _Lazy, utf8: bool, out: l
     if kind == BINARY and b"\0" in data:
         out.append(b"~{%d}\r\n" % len(data))  # RFC 3516 §4.3 literal8
         out.append(data)
-    elif len(data) > 1000 or b"\n" in data or b"\r" in data or b"\0" in data or not data.isascii():
+        return
+    if b"\0" in data:
+        # RFC 9051 §9: a literal is *CHAR8, which has no NUL; only literal8
+        # (BINARY) may carry one. 0x80 in its place, as Dovecot does.
+        data = data.replace(b"\0", b"\x80")
+    if len(data) > 1000 or b"\n" in data or b"\r" in data or not data.isascii():
         # RFC 9051 §4.3: CR, LF, NUL and 8-bit octets need a literal.
         out.append(b"{%d}\r\n" % len(data))
         out.append(data)

@@ -219,7 +219,7 @@ class MimePart:
         return self._parts
 
     def _make_opaque(self) -> None:
-        """Past MAX_DEPTH / MAX_PARTS: serve this part as one opaque leaf."""
+        """Past MAX_DEPTH / MAX_PARTS, or an encoded message: serve this part as one opaque leaf."""
         self.opaque = True
         self._ctype = _OPAQUE
 
@@ -227,13 +227,13 @@ class MimePart:
         """The message inside a message/rfc822 (or message/global) part, else None."""
         if self._enclosed is None:
             ct = self.content_type
-            if (
-                ct.type.lower() != b"message"
-                or ct.subtype.lower() not in (b"rfc822", b"global")
-                or self.encoding.lower() not in _IDENTITY_CTE  # RFC 2046 §5.2.1
-            ):
+            if ct.type.lower() != b"message" or ct.subtype.lower() not in (b"rfc822", b"global"):
                 return None
-            if not self.msg.take_part(self.depth + 1):
+            # RFC 2046 §5.2.1: only 7bit, 8bit and binary; an encoded message is
+            # not parsed, and is served as an opaque leaf because BODYSTRUCTURE's
+            # body-type-msg (RFC 9051 §9) must carry an envelope and a body.
+            encoded = self.encoding.lower() not in _IDENTITY_CTE
+            if encoded or not self.msg.take_part(self.depth + 1):
                 self._make_opaque()
                 return None
             self._enclosed = MimePart(self.msg, self.body_start, self.end, self.depth + 1)
