@@ -24,6 +24,7 @@ from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Receiver, Role
 from mailstead.mta.resolver import DNSResolver
 from mailstead.net import watchdog
+from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.imap_session import IMAPService
 from mailstead.net.listener import ConnectionGate, bind
 from mailstead.net.memory import limit_idle_memory
@@ -122,6 +123,8 @@ class Listeners:
 
     sockets: dict[str, list[socket.socket]]
     gates: dict[str, ConnectionGate]
+    #: Failed logins by address and network, for every listener and worker.
+    penalty: AuthPenalty
     #: Worker processes that share these sockets (and the outbound queue).
     workers: int = 1
 
@@ -148,7 +151,12 @@ class Listeners:
             )
             for listener in sockets
         }
-        return cls(sockets, gates, workers)
+        penalty = AuthPenalty(
+            max_delay=counts.auth_penalty_max,
+            block_after=counts.auth_block_after,
+            block_time=counts.auth_block_time,
+        )
+        return cls(sockets, gates, penalty, workers)
 
 
 class ListenError(Exception):
@@ -243,6 +251,7 @@ async def start(
                     gate,
                     executor,
                     policy,
+                    listeners.penalty,
                 )
                 running.services.append(pop3)
                 protocol_factory = pop3.protocol_factory
@@ -258,6 +267,7 @@ async def start(
                     tls,
                     gate,
                     policy,
+                    listeners.penalty,
                 )
                 running.services.append(imap)
                 protocol_factory = imap.protocol_factory
@@ -289,6 +299,7 @@ async def start(
                     tls,
                     gate,
                     policy,
+                    listeners.penalty,
                 )
                 running.services.append(smtp)
                 protocol_factory = smtp.protocol_factory

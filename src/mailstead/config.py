@@ -189,6 +189,14 @@ class ConnectionLimitsConfig:
     #: Under stress: the idle, line and login deadlines of sessions not
     #: logged in, in seconds.
     stress_timeout: int = 10
+    #: Longest wait before a login attempt from an address that has failed
+    #: before (2 s after one failure, doubling), in seconds.
+    auth_penalty_max: int = 15
+    #: Failures from one address (or four times as many from its network)
+    #: after which its logins are refused unchecked.
+    auth_block_after: int = 20
+    #: Seconds after its last failure that an address's failures are forgotten.
+    auth_block_time: int = 900
     #: Seconds a worker's event loop may go without a heartbeat before the
     #: supervisor kills and replaces the worker (net/watchdog.py).
     watchdog_timeout: int = 10
@@ -471,6 +479,8 @@ def _limits(r: _Reader, data: Mapping[str, object]) -> ConnectionLimitsConfig:
     defaults = ConnectionLimitsConfig()
     counts = ("connections_per_ip", "connections_per_network", "connections_total")
     durations = (
+        "auth_penalty_max",
+        "auth_block_time",
         "line_timeout",
         "login_timeout",
         "transaction_timeout",
@@ -478,7 +488,7 @@ def _limits(r: _Reader, data: Mapping[str, object]) -> ConnectionLimitsConfig:
         "watchdog_timeout",
         "shutdown_timeout",
     )
-    t = r.table(data, "limits", "", (*counts, "stress_threshold", *durations))
+    t = r.table(data, "limits", "", (*counts, "stress_threshold", "auth_block_after", *durations))
     per_ip, per_network, total = (
         r.typed(t.get(key, getattr(defaults, key)), f"limits.{key}", int, "a whole number")
         for key in counts
@@ -497,12 +507,21 @@ def _limits(r: _Reader, data: Mapping[str, object]) -> ConnectionLimitsConfig:
     )
     if not 1 <= stress <= 100:
         r.fail("limits.stress_threshold", f"expected 1 to 100 (percent), got {stress}")
+    block_after = r.typed(
+        t.get("auth_block_after", defaults.auth_block_after),
+        "limits.auth_block_after",
+        int,
+        "a whole number",
+    )
+    if not 1 <= block_after <= 1_000_000:
+        r.fail("limits.auth_block_after", f"expected 1 to 1000000, got {block_after}")
     seconds = {key: _duration(r, t, f"limits.{key}", getattr(defaults, key)) for key in durations}
     return ConnectionLimitsConfig(
         connections_per_ip=per_ip,
         connections_per_network=per_network,
         connections_total=total,
         stress_threshold=stress,
+        auth_block_after=block_after,
         **seconds,
     )
 

@@ -10,13 +10,14 @@ delivery reaches it within a second.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 import ssl
 from collections.abc import Callable
 from concurrent.futures import Executor
 
 from mailstead.limits import ConnectionPolicy, IMAPLimits
+from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.listener import ConnectionGate
 from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession
 from mailstead.proto.imap.server import (
@@ -48,9 +49,11 @@ class IMAPService:
         tls_context: ssl.SSLContext | None,
         gate: ConnectionGate | None = None,
         policy: ConnectionPolicy = DEFAULT_POLICY,
+        penalty: AuthPenalty | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
+        self.penalty = penalty
         self.limits = limits
         self.open_account = open_account
         self.authenticate = authenticate
@@ -79,6 +82,7 @@ class IMAPSession(StreamSession):
         )
         super().__init__(service.gate, service.sessions, service.policy, implicit)
         self.service = service
+        self.penalty = service.penalty
         self.conn = IMAPServer(service.settings, service.limits, service.open_account)
 
     @property
@@ -156,15 +160,14 @@ class IMAPSession(StreamSession):
 
     async def _authenticate(self, event: AuthRequest) -> None:
         creds = event.credentials
-        user = await self.loop.run_in_executor(
-            self.service.executor,
-            self.service.authenticate,
-            creds.authcid,
-            creds.password,
-            creds.authzid,
+        # RFC 9051 §11.5 suggests slowing down password guessing.
+        user, blocked = await self.check_login(
+            functools.partial(
+                self.service.authenticate, creds.authcid, creds.password, creds.authzid
+            ),
+            executor=self.service.executor,
+            failure_delay=self.service.limits.auth_failure_delay,
+            mechanism=event.mechanism,
+            authcid=creds.authcid,
         )
-        if user is None:
-            # Slow down password guessing (RFC 9051 §11.5 suggests it).
-            await asyncio.sleep(self.service.limits.auth_failure_delay)
-            log.info("IMAP login failed for %r from [%s]", creds.authcid, self.ip)
-        self.conn.auth_done(user)
+        self.conn.auth_done(user, blocked=blocked)

@@ -11,7 +11,6 @@ the maildrop lock, released exactly once whatever happens.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import ssl
@@ -19,6 +18,7 @@ from concurrent.futures import Executor
 
 from mailstead.addresses import AddressError, canonical_address
 from mailstead.limits import ConnectionPolicy, POP3Limits
+from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.listener import ConnectionGate
 from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession
 from mailstead.proto.pop3.events import (
@@ -57,9 +57,11 @@ class POP3Service:
         gate: ConnectionGate | None = None,
         executor: Executor | None = None,
         policy: ConnectionPolicy = DEFAULT_POLICY,
+        penalty: AuthPenalty | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
+        self.penalty = penalty
         self.limits: POP3Limits = settings.limits
         self.authenticate = authenticate
         self.open_maildrop = open_maildrop
@@ -106,6 +108,7 @@ class POP3Session(StreamSession):
         )
         super().__init__(service.gate, service.sessions, service.policy, implicit)
         self.service = service
+        self.penalty = service.penalty
         self.conn = POP3Server(service.settings)
         self.maildrop: Maildrop | None = None
 
@@ -219,23 +222,27 @@ class POP3Session(StreamSession):
     async def _login(self, event: AuthRequest) -> None:
         creds = event.credentials
         executor = self.service.executor
-        user = await self.loop.run_in_executor(
-            executor, self.service.authenticate, creds.authcid, creds.password
+
+        def check() -> str | None:
+            user = self.service.authenticate(creds.authcid, creds.password)
+            if user is not None and creds.authzid:
+                # RFC 4616 §2: acting as somebody else is not allowed here.
+                try:
+                    if canonical_address(creds.authzid) != user:
+                        return None
+                except AddressError:
+                    return None
+            return user
+
+        user, blocked = await self.check_login(
+            check,
+            executor=executor,
+            failure_delay=self.service.limits.auth_failure_delay,
+            mechanism=event.mechanism,
+            authcid=creds.authcid,
         )
-        if user is not None and creds.authzid:
-            # RFC 4616 §2: acting as somebody else is not allowed here.
-            try:
-                if canonical_address(creds.authzid) != user:
-                    user = None
-            except AddressError:
-                user = None
         if user is None:
-            # Slow down password guessing; the session keeps its slot meanwhile.
-            await asyncio.sleep(self.service.limits.auth_failure_delay)
-            log.info(
-                "POP3 %s login failed for %r from [%s]", event.mechanism, creds.authcid, self.ip
-            )
-            self.conn.auth_failed()
+            self.conn.auth_failed(blocked=blocked)
             return
         if not self.service.login_allowed(user, self.loop.time()):
             self.conn.login_too_soon()

@@ -10,6 +10,7 @@ only I/O can know: timeouts, TLS upgrades, flow control, slow AUTH failures.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from dataclasses import replace
 from mailstead.directory import Resolution
 from mailstead.limits import ConnectionPolicy, SMTPLimits
 from mailstead.mta.receiver import Peer, Receiver
+from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.listener import ConnectionGate
 from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession
 from mailstead.proto.smtp import replies as R
@@ -53,9 +55,11 @@ class SMTPService:
         tls_context: ssl.SSLContext | None,
         gate: ConnectionGate,
         policy: ConnectionPolicy = DEFAULT_POLICY,
+        penalty: AuthPenalty | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
+        self.penalty = penalty
         self.limits: SMTPLimits = settings.limits
         self.receiver = receiver
         self.executor = executor
@@ -85,6 +89,7 @@ class SMTPSession(StreamSession):
         super().__init__(service.gate, service.sessions, service.policy, implicit)
         self.service = service
         self.login_required = settings.auth_required
+        self.penalty = service.penalty
         self.conn = SMTPServer(settings)
         self.peer = Peer(ip="unknown", tls=settings.secure)
         # Where each recipient accepted in this transaction goes (from RCPT).
@@ -177,20 +182,19 @@ class SMTPSession(StreamSession):
     async def _authenticate(self, event: AuthRequest) -> None:
         creds = event.credentials
         check = self.service.authenticate
-        user = None
-        if check is not None:
-            user = await self.loop.run_in_executor(
-                self.service.executor, check, creds.authcid, creds.password, creds.authzid
-            )
-        if user is None:
-            # Slow down password guessing; the session keeps its slot meanwhile.
-            await asyncio.sleep(self.service.limits.auth_failure_delay)
-            log.info(
-                "AUTH %s failed for %r from [%s]", event.mechanism, creds.authcid, self.peer.ip
-            )
-        else:
+        if check is None:  # pragma: no cover - AUTH is only offered with a check
+            self.conn.auth_result(None)
+            return
+        user, blocked = await self.check_login(
+            functools.partial(check, creds.authcid, creds.password, creds.authzid),
+            executor=self.service.executor,
+            failure_delay=self.service.limits.auth_failure_delay,
+            mechanism=event.mechanism,
+            authcid=creds.authcid,
+        )
+        if user is not None:
             self.peer = replace(self.peer, user=user)
-        self.conn.auth_result(user)
+        self.conn.auth_result(user, blocked=blocked)
 
     async def _start_tls(self) -> bool:
         await self._flush()

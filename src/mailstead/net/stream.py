@@ -27,9 +27,11 @@ import enum
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 
 from mailstead.limits import ConnectionPolicy
 from mailstead.net import watchdog
+from mailstead.net.auth_penalty import BLOCKED, AuthPenalty
 from mailstead.net.flow import FlowProtocol
 from mailstead.net.listener import Admission, ConnectionGate
 
@@ -70,6 +72,8 @@ class StreamSession(FlowProtocol):
     #: Whether a client must log in (IMAP, POP3, submission): the login
     #: deadline applies until it has.
     login_required = True
+    #: Failed logins of every worker, by address and network (None: no penalty).
+    penalty: AuthPenalty | None = None
 
     def __init__(
         self,
@@ -129,6 +133,56 @@ class StreamSession(FlowProtocol):
     def authenticated(self) -> bool:
         """The client has logged in: no login deadline, untouched by stress."""
         return False
+
+    async def check_login(
+        self,
+        check: Callable[[], str | None],
+        *,
+        executor: Executor | None,
+        failure_delay: float,
+        mechanism: str,
+        authcid: str,
+    ) -> tuple[str | None, bool]:
+        """Run a blocking credential ``check`` under the address's penalty: (user, blocked).
+
+        An address that failed before waits first (net/auth_penalty.py);
+        a blocked one is refused without a check. A failure waits
+        ``failure_delay`` more before its reply and is logged, with the
+        name tried but never the password.
+        """
+        penalty = self.penalty
+        failures = 0
+        if penalty is not None:
+            wait = penalty.attempt(self.ip)
+            failures = penalty.failures(self.ip)
+            if wait == BLOCKED:
+                log.info(
+                    "%s %s login refused for %r from [%s]: blocked after %d failures",
+                    self.protocol_name,
+                    mechanism,
+                    authcid,
+                    self.ip,
+                    failures,
+                )
+                return None, True
+            if wait:
+                await asyncio.sleep(wait)
+        user = await self.loop.run_in_executor(executor, check)
+        if user is not None:
+            if penalty is not None:
+                penalty.succeeded(self.ip)
+            return user, False
+        # Slow down password guessing; the session keeps its slot meanwhile.
+        await asyncio.sleep(failure_delay)
+        log.info(
+            "%s %s login failed for %r from [%s] (%d recent failures from there)",
+            self.protocol_name,
+            mechanism,
+            authcid,
+            self.ip,
+            failures,
+        )
+        return None, False
 
     def transaction_since(self) -> float | None:
         """Loop time the current transaction began (SMTP MAIL FROM), or None."""

@@ -51,6 +51,8 @@ class AuthRequest:
     """Check these credentials, then call :meth:`IMAPServer.auth_done`."""
 
     credentials: Credentials
+    #: How they came: "LOGIN", or the SASL mechanism of AUTHENTICATE.
+    mechanism: str = "LOGIN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,15 +176,23 @@ class IMAPServer:
             if isinstance(event, (AuthRequest, StartTLS, Closed)):
                 return event
 
-    def auth_done(self, address: str | None) -> None:
-        """The result of an :class:`AuthRequest`: the account logged in, or None."""
+    def auth_done(self, address: str | None, *, blocked: bool = False) -> None:
+        """The result of an :class:`AuthRequest`: the account logged in, or None.
+
+        ``blocked``: refused unchecked after too many failures from the
+        client's address (RFC 5530 §3 UNAVAILABLE: temporary).
+        """
         command = self._pending
         assert command is not None
         self._pending = None
         self._mode = _Mode.COMMANDS
         if address is None:
             self.auth_failures += 1
-            self._tagged(command.tag, b"NO [AUTHENTICATIONFAILED] Authentication failed")
+            if blocked:
+                text = b"NO [UNAVAILABLE] Too many failed logins from your address, try again later"
+            else:
+                text = b"NO [AUTHENTICATIONFAILED] Authentication failed"
+            self._tagged(command.tag, text)
             if self.auth_failures >= self.limits.auth_failures_per_session:
                 self._bye(b"Too many failed logins")
             return
@@ -443,7 +453,10 @@ class IMAPServer:
     def _ask(self, command: Command, credentials: Credentials) -> ServerEvent:
         self._pending = command
         self._mode = _Mode.WAITING
-        return AuthRequest(credentials)
+        name = command.args[0]
+        if command.name == "LOGIN" or not isinstance(name, Atom):
+            return AuthRequest(credentials)
+        return AuthRequest(credentials, name.value.upper())
 
     # -- authenticated state: session-level commands -------------------------------
 

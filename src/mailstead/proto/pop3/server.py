@@ -166,14 +166,22 @@ class POP3Server:
         drop = self._drop = Snapshot(listing)
         self._send(True, f"Logged in, {drop.live_count} messages ({drop.live_size} octets)")
 
-    def auth_failed(self) -> None:
-        """Wrong credentials (RFC 3206 §4: [AUTH]); too many end the session."""
+    def auth_failed(self, *, blocked: bool = False) -> None:
+        """Wrong credentials (RFC 3206 §4: [AUTH]); too many end the session.
+
+        ``blocked``: refused unchecked after too many failures from the
+        client's address, a temporary condition (RFC 3206 §4: [SYS/TEMP]).
+        """
         self._owe(AuthRequest)
         self._auth_failures += 1
-        if self._auth_failures >= self.limits.auth_failures_per_session:
-            self._close(_status(False, "Authentication failed, closing connection", "AUTH"))
+        if blocked:
+            text, code = "Too many failed logins from your address, try again later", "SYS/TEMP"
         else:
-            self._send(False, "Authentication failed", "AUTH")
+            text, code = "Authentication failed", "AUTH"
+        if self._auth_failures >= self.limits.auth_failures_per_session:
+            self._close(_status(False, f"{text}, closing connection", code))
+        else:
+            self._send(False, text, code)
 
     def maildrop_in_use(self) -> None:
         """Another session holds the lock (RFC 2449 §8.1.1); stay in AUTHORIZATION.

@@ -130,6 +130,7 @@ START_MAIL_INPUT = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
 SERVICE_CLOSING = Reply(221, "2.0.0", "Bye")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
 TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
+LOGINS_BLOCKED = Reply(454, "4.7.0", "Too many failed logins from your address, try again later")
 # Deadlines that trickled bytes cannot extend (limits.ConnectionPolicy).
 LINE_TIMEOUT = Reply(421, "4.4.2", "Command line not completed in time, closing connection")
 LOGIN_TIMEOUT = Reply(421, "4.7.0", "Authentication not completed in time, closing connection")

@@ -173,8 +173,13 @@ class SMTPServer:
                 self._messages += 1
         self._send(reply)
 
-    def auth_result(self, user: str | None) -> None:
-        """Finish AUTH: the canonical user name on success, None on failure."""
+    def auth_result(self, user: str | None, *, blocked: bool = False) -> None:
+        """Finish AUTH: the canonical user name on success, None on failure.
+
+        ``blocked``: the attempt was refused unchecked, after too many
+        failures from the client's address (RFC 4954 §6: 454 is a
+        temporary failure).
+        """
         if self._pending != "auth":
             raise LocalProtocolError("no AUTH awaits a result")
         self._pending = self._pending_event = None
@@ -183,7 +188,10 @@ class SMTPServer:
             self._send(Reply(235, "2.7.0", "Authentication successful"))
             return
         self._auth_failures += 1
-        self._send(Reply(535, "5.7.8", "Authentication credentials invalid"))
+        if blocked:
+            self._send(R.LOGINS_BLOCKED)
+        else:
+            self._send(Reply(535, "5.7.8", "Authentication credentials invalid"))
         if self._auth_failures >= self.limits.auth_failures_per_session:
             self._close(Reply(421, "4.7.0", "Too many authentication failures"))
 
