@@ -59,6 +59,15 @@ password_cache_ttl = "10m"
 [limits]
 watchdog_timeout = "3s"
 shutdown_timeout = "1m"
+connections_per_network = 120
+line_timeout = "20s"
+login_timeout = "2m"
+transaction_timeout = "1h"
+stress_threshold = 70
+stress_timeout = "5s"
+auth_penalty_max = "30s"
+auth_block_after = 50
+auth_block_time = "1h"
 
 [[webhooks]]
 url    = "https://app.example/hooks/mail"
@@ -130,6 +139,16 @@ def test_storage_delivery_http_client_pop3(full: Config) -> None:
     assert full.pop3.delete_retrieved is True
     assert full.auth.password_cache_ttl == 600
     assert (full.limits.watchdog_timeout, full.limits.shutdown_timeout) == (3, 60)
+    policy = full.limits.policy()
+    assert (policy.line_timeout, policy.login_timeout, policy.transaction_timeout) == (
+        20,
+        120,
+        3600,
+    )
+    assert (policy.stress_fraction, policy.stress_timeout) == (0.7, 5)
+    assert full.limits.connections_per_network == 120
+    assert (full.limits.auth_penalty_max, full.limits.auth_block_after) == (30, 50)
+    assert full.limits.auth_block_time == 3600
 
 
 def test_webhooks(full: Config) -> None:
@@ -315,6 +334,12 @@ D = 'domains = ["example.test"]\n'
         (D + "[delivery]\ndelay_warning = '0m'", "delivery.delay_warning: a duration must be"),
         (D + "[limits]\nwatchdog_timeout = '0s'", "limits.watchdog_timeout: a duration must be"),
         (D + "[limits]\nshutdown_timeout = 30", "limits.shutdown_timeout: expected a string"),
+        (D + "[limits]\nstress_threshold = 0", "limits.stress_threshold: expected 1 to 100"),
+        (
+            D + "[limits]\nconnections_per_ip = 9\nconnections_per_network = 3",
+            "limits.connections_per_network: expected 9 to 1000000, got 3",
+        ),
+        (D + "[limits]\nauth_block_after = 0", "limits.auth_block_after: expected 1 to"),
         (D + "workers = -1", "workers: expected 0 (one per CPU) to 256, got -1"),
         (D + "workers = 'two'", 'workers: expected a whole number, got "two"'),
         (D + "[webhooks]\nurl = 'https://a.example/'", "webhooks: expected an array of tables"),

@@ -55,9 +55,18 @@ delete_retrieved = false            # true: delete mail once a client retrieved 
 password_cache_ttl = "1h"           # a login with the same password skips the
                                     # scrypt check this long; "0" = never skip
 
-[limits]                            # per listener
-connections_per_ip = 50
-connections_total  = 1000
+[limits]                            # per listener; docs/security.md
+connections_per_ip      = 50
+connections_per_network = 200       # IPv4 /24, IPv6 /64
+connections_total       = 1000
+line_timeout       = "60s"          # to finish a command line once begun
+login_timeout      = "60s"          # from connect to login (IMAP, POP3, submission)
+transaction_timeout = "30m"         # SMTP: MAIL FROM to the end of the data
+stress_threshold   = 80             # percent of connections_total: stress mode,
+stress_timeout     = "10s"          # where sessions not logged in get this
+auth_penalty_max   = "15s"          # wait before logins from a failing address
+auth_block_after   = 20             # failures before its logins are refused
+auth_block_time    = "15m"          # how long failures are remembered
 watchdog_timeout   = "10s"          # a worker whose event loop is blocked this
                                     # long is killed and replaced
 shutdown_timeout   = "30s"          # after SIGTERM, workers still running then
