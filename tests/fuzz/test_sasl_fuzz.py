@@ -10,6 +10,7 @@ Properties:
   an exchange ends (credentials or SASLError) within three responses: no
   mechanism asks forever, and credentials are always valid text;
 * PLAIN and LOGIN give back exactly the identities and password sent;
+  an identity never holds a control character (SASLprep, RFC 4013 §2.3);
 * a mechanism is found only under its ASCII name, in any case.
 """
 
@@ -21,6 +22,7 @@ import contextlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailstead.peertext import has_control
 from mailstead.proto.sasl import (
     MECHANISMS,
     Credentials,
@@ -37,6 +39,10 @@ from tests.fuzz.wire import DEADLINE_MS, mutated, watchdog
 # Text a client may put in an identity or a password (no NUL: PLAIN's separator).
 _text = st.text(st.characters(codec="utf-8", exclude_characters="\0"), max_size=20)
 _name = st.text(st.characters(codec="utf-8", exclude_characters="\0"), min_size=1, max_size=20)
+# User names (authcid, authzid): no control characters either (RFC 4013 §2.3).
+_user_char = st.characters(codec="utf-8", exclude_categories=("Cc", "Zl", "Zp"))
+_user = st.text(_user_char, max_size=20)
+_user1 = st.text(_user_char, min_size=1, max_size=20)
 
 
 def _line(raw: bytes) -> bytes:
@@ -47,11 +53,11 @@ def _line(raw: bytes) -> bytes:
 
 _plain = st.builds(
     lambda z, c, p: _line(z.encode() + b"\0" + c.encode() + b"\0" + p.encode()),
-    _text,
-    _name,
+    _user,
+    _user1,
     _name,
 )
-_login = st.builds(lambda u, p: _line(u.encode()) + _line(p.encode()), _name, _text)
+_login = st.builds(lambda u, p: _line(u.encode()) + _line(p.encode()), _user1, _text)
 VALID = st.one_of(
     st.tuples(st.just("PLAIN"), _plain),
     st.tuples(st.just("LOGIN"), _login),
@@ -85,6 +91,7 @@ def exchange(mechanism_name: str, wire: bytes, initial: bool) -> Credentials | S
     for value in (result.authcid, result.password, result.authzid):
         value.encode("utf-8")  # valid text (no lone surrogates)
     assert result.authcid
+    assert not has_control(result.authcid + result.authzid)
     if mechanism_name == "PLAIN":  # NUL separates its fields (RFC 4616 §2)
         assert "\0" not in result.authzid + result.authcid + result.password
     return result

@@ -262,6 +262,22 @@ def test_crlf_in_envelope_values_is_neutralised() -> None:
     assert rcpt["X-B"] is None
 
 
+@pytest.mark.parametrize("sep", ["\x85", "\u2028", "\x0b", "\x9b"])
+def test_c1_controls_and_line_separators_in_envelope_values_are_neutralised(sep: str) -> None:
+    # mailstead.peertext.header_text: the same definition as every other header writer.
+    env = envelope(sender=f"alice@example.test{sep}Bcc: v@example.net", envid=f"id{sep}X-A: b")
+    report = RecipientReport(
+        f"b@x.org{sep}X-B: c", "failed", "5.0.0", original_recipient=f"rfc822;b@x.org{sep}X-C: d"
+    )
+    raw = dsn(env=env, recipients=[report])
+    assert sep.encode() not in raw
+    msg, _, status, _ = parts(raw)
+    assert msg["Bcc"] is None and b"\r\nTo: <alice@example.test Bcc: v@example.net>\r\n" in raw
+    per_message, rcpt = status_blocks(status)
+    assert per_message["Original-Envelope-Id"] == "id X-A: b"
+    assert rcpt.keys() == ["Original-Recipient", "Final-Recipient", "Action", "Status"]
+
+
 def test_long_diagnostic_is_folded_below_the_line_limit() -> None:
     long_text = "smtp; 550 5.7.1 " + " ".join(["blocked"] * 400) + " " + "y" * 3000
     report = RecipientReport("bob@example.org", "failed", "5.7.1", diagnostic_code=long_text)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email
 from collections.abc import Iterator
+from email import policy
 from pathlib import Path
 
 import pytest
@@ -188,3 +190,38 @@ def test_received_header_names_tls_and_auth(directory: Directory, tmp_path: Path
     assert _commit(receiver, ALICE, message).code == 250
     (stored,) = _inbox(tmp_path, "bob@example.test")
     assert b"by mx.example.test (Mailstead) with UTF8ESMTPSA id " in stored
+
+
+# -- peer text in trace headers and log lines: the defence behind the protocol ------
+
+# What the protocol refuses, handed to the receiver as if a caller had not.
+HOSTILE_HELO = "t.test\rX-Inj: 1\x00\nX-Inj2: 2\u2028X-Inj3: 3"
+HOSTILE_SENDER = "carol\r\nX-Inj4: 4\x85@remote.test"
+
+
+def test_hostile_peer_text_never_becomes_a_header_or_a_log_line(
+    directory: Directory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="mailstead.smtp")
+    receiver = _receiver(Role.MTA, directory, tmp_path)
+    peer = Peer(ip="192.0.2.7", helo=HOSTILE_HELO)
+    message = Message(
+        HOSTILE_SENDER,
+        MailParams(),
+        (Recipient("fwd@example.test", NO_PARAMS),),  # alice here, someone@remote.test queued
+        b"Subject: t\r\n\r\nbody\r\n",
+    )
+    assert _commit(receiver, peer, message).code == 250
+    (stored,) = _inbox(tmp_path, "alice@example.test")
+    delivered = email.message_from_bytes(stored, policy=policy.default)
+    assert delivered.keys() == ["Return-Path", "Delivered-To", "Received", "Subject"]
+    assert delivered["Return-Path"] == "<carol X-Inj4: 4 @remote.test>"
+    (queued,) = receiver.queue.list()
+    raw = receiver.queue.open_message(queued.id)
+    assert email.message_from_bytes(raw, policy=policy.default).keys() == ["Received", "Subject"]
+    for received in (stored.split(b"\nSubject:")[0], raw.split(b"\r\nSubject:")[0]):
+        assert received.count(b"\x00") == 0
+        assert b"from t.test X-Inj: 1 X-Inj2: 2 X-Inj3: 3 ([192.0.2.7])" in received
+    (line,) = [r.getMessage() for r in caplog.records if "from=<" in r.getMessage()]
+    assert line.isprintable()
+    assert "from=<carol\\r\\nX-Inj4: 4\\x85@remote.test>" in line

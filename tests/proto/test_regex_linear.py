@@ -352,7 +352,7 @@ def test_dsn_status_of_a_remote_code_in_linear_time(enhanced: str) -> None:
     "text", ["\x01" * K64 + "x", "a\r\n" * (K64 // 3), "\x7f \x00" * (K64 // 3)]
 )
 def test_dsn_of_hostile_remote_text_in_linear_time(text: str) -> None:
-    # _CONTROL_RE cleans every field value taken from the remote reply.
+    # peertext.header_text cleans every field value taken from the remote reply.
     report = dsn.RecipientReport(
         "bob@example.test",
         "failed",

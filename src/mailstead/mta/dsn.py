@@ -11,10 +11,11 @@ for a message with the null sender) and :func:`should_notify` (the
 submitter's RFC 3461 NOTIFY choice, or the default: failures and delays).
 
 Every value that reaches a header comes from somewhere else — the remote
-server's reply text above all — so each one is cleaned of control characters
-(CR and LF included) and folded here; nothing a peer sends can add a header
-field or a MIME part to the report. See docs/specifications.md (RFC 3461,
-3463, 3464, 3834, 6522, 6533).
+server's reply text above all, and the submitter's ENVID and ORCPT — so each
+one is cleaned of control characters (CR and LF included, by
+:func:`mailstead.peertext.header_text`) and folded here; nothing a peer sends
+can add a header field or a MIME part to the report. See
+docs/specifications.md (RFC 3461, 3463, 3464, 3834, 6522, 6533).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Literal
 
+from mailstead.peertext import header_text
 from mailstead.proto.smtp.replies import Reply
 
 __all__ = [
@@ -66,8 +68,6 @@ _KINDS: tuple[str, ...] = ("failed", "delayed", "delivered")
 _ACTIONS: tuple[str, ...] = ("failed", "delayed", "delivered", "relayed", "expanded")
 # RFC 3463 §2: class "." subject "." detail, subject and detail 1-3 digits.
 _STATUS_RE = re.compile(r"\A[245]\.[0-9]{1,3}\.[0-9]{1,3}\Z")
-# Control characters (C0 including TAB, CR, LF; DEL): never copied into a header.
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
 # A single header value is cut at this many characters before folding.
 _MAX_VALUE = 1000
 # Folding aims at 78 characters per line (RFC 5322 §2.1.1); a word longer
@@ -385,7 +385,7 @@ def _human_text(
 
 def _clean(value: str) -> str:
     """``value`` on one line: every run of control characters becomes one space."""
-    return _CONTROL_RE.sub(" ", value).strip()[:_MAX_VALUE]
+    return header_text(value).strip()[:_MAX_VALUE]
 
 
 def _ascii(value: str) -> str:

@@ -32,12 +32,14 @@ from mailstead.clock import Clock
 from mailstead.config import Config
 from mailstead.directory import Directory
 from mailstead.limits import SMTPClientLimits
+from mailstead.message import trace
 from mailstead.mta import dsn, schedule
 from mailstead.mta.dkim import DKIMError, DKIMSigner, signing_domain
 from mailstead.mta.queue import Attempt, Queue, QueuedMessage, QueuedRecipient, RecipientStatus
 from mailstead.mta.resolver import Resolver
 from mailstead.mta.routing import Route, RoutingError, route
 from mailstead.net.smtp_client import OutboundMessage, deliver_to_host
+from mailstead.peertext import log_text
 from mailstead.proto.smtp.client_events import MessageResult, Outcome
 from mailstead.proto.smtp.dotstuff import canonical
 from mailstead.proto.smtp.events import MailParams, RcptParams, Recipient
@@ -341,7 +343,8 @@ class Outbound:
                     if result.failure is not None:
                         last = result.failure.reply
                         permanent_only = permanent_only and result.failure.permanent
-                        log.info("%s: %s", remote, " ".join(result.failure.reply.lines))
+                        said = " ".join(result.failure.reply.lines)  # the remote's text
+                        log.info("%s: %s", remote, log_text(said))
                         break
                     if done == 0:
                         break  # pragma: no cover - a clean session answers every message
@@ -372,15 +375,20 @@ class Outbound:
                     reply = Reply(550, "5.1.1", "No such user here")
                     self._outcome(job, rcpt, Outcome.FAILED, reply, None)
                     continue
-                trace = f"Return-Path: <{job.message.sender}>\n".encode()
+                return_path = trace.return_path(job.message.sender)
                 try:
                     for mailbox in resolution.mailboxes:
-                        delivered = trace + f"Delivered-To: {mailbox}\n".encode()
+                        delivered = return_path + trace.delivered_to(mailbox)
                         self.store.deliver(
                             mailbox, (delivered, body), job.message.sender, received_at
                         )
                 except OSError as exc:
-                    log.error("%s: local delivery to %s failed: %s", job.message.id, rcpt, exc)
+                    log.error(
+                        "%s: local delivery to <%s> failed: %s",
+                        job.message.id,
+                        log_text(rcpt.address),
+                        log_text(str(exc)),
+                    )
                     reply = Reply(451, "4.3.0", "Local delivery failed")
                     self._outcome(job, rcpt, Outcome.DEFERRED, reply, None)
                     continue
@@ -431,10 +439,10 @@ class Outbound:
         log.info(
             "%s: to=<%s> relay=%s status=%s (%s)",
             message.id,
-            rcpt.address,
+            log_text(rcpt.address),
             remote or "none",
             plan.state if plan.reason != "expired" else "expired",
-            error,
+            log_text(error),  # the remote's reply text
         )
         if plan.state == "delivered" and not notified_downstream:
             job.successes.append((rcpt, reply, remote))

@@ -15,12 +15,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import format_datetime
 
 from mailstead.addresses import AddressError, split_address
 from mailstead.directory import Directory, Resolution
 from mailstead.limits import SMTPLimits
+from mailstead.message import trace
 from mailstead.mta.queue import Queue, QueuedRecipient, new_queue_id
+from mailstead.peertext import log_text
 from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.events import MailParams, Message, RcptParams
 from mailstead.proto.smtp.replies import Reply
@@ -168,14 +169,15 @@ class Receiver:
         except Exception:
             log.exception("%s: delivery failed", queue_id)
             return R.LOCAL_ERROR
+        # Addresses are the peer's text: escaped, so they cannot forge a log line.
         log.info(
             "%s: from=<%s> to=%s size=%d client=[%s] user=%s",
             queue_id,
-            sender,
-            ",".join(f"<{r.address}>" for r in message.recipients),
+            log_text(sender),
+            ",".join(f"<{log_text(r.address)}>" for r in message.recipients),
             len(content),
             peer.ip,
-            peer.user or "-",
+            log_text(peer.user or "-"),
         )
         return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")
 
@@ -191,8 +193,8 @@ class Receiver:
         # RFC 5321 §4.4: the final delivery adds Return-Path; Delivered-To
         # (Postfix/qmail practice) names the mailbox and lets loops be seen.
         return (
-            f"Return-Path: <{message.sender}>\n".encode()
-            + f"Delivered-To: {mailbox}\n".encode()
+            trace.return_path(message.sender)
+            + trace.delivered_to(mailbox)
             + self._received(peer, message, queue_id, original, stamp)
         )
 
@@ -212,13 +214,17 @@ class Receiver:
             proto += "S"
         if peer.user is not None:
             proto += "A"
-        helo = peer.helo.replace("(", "").replace(")", "")[:255]
-        for_clause = f"\n\tfor <{recipient}>" if recipient else ""
-        return (
-            f"Received: from {helo} ([{peer.ip}])\n"
-            f"\tby {self.hostname} (Mailstead) with {proto} id {queue_id}"
-            f"{for_clause};\n\t{format_datetime(stamp)}\n"
-        ).encode()
+        # The EHLO name and the recipient are the peer's text: trace.received
+        # keeps every control character out of the header (RFC 5322 §2.2).
+        return trace.received(
+            helo=peer.helo,
+            ip=peer.ip,
+            by=self.hostname,
+            protocol=proto,
+            queue_id=queue_id,
+            recipient=recipient,
+            stamp=stamp,
+        )
 
 
 def _count_received(content: bytes) -> int:

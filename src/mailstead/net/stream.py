@@ -34,6 +34,7 @@ from mailstead.net import watchdog
 from mailstead.net.auth_penalty import BLOCKED, AuthPenalty
 from mailstead.net.flow import FlowProtocol
 from mailstead.net.listener import Admission, ConnectionGate
+from mailstead.peertext import log_text
 
 log = logging.getLogger("mailstead.net")
 
@@ -157,10 +158,10 @@ class StreamSession(FlowProtocol):
             failures = penalty.failures(self.ip)
             if wait == BLOCKED:
                 log.info(
-                    "%s %s login refused for %r from [%s]: blocked after %d failures",
+                    "%s %s login refused for '%s' from [%s]: blocked after %d failures",
                     self.protocol_name,
                     mechanism,
-                    authcid,
+                    log_text(authcid),
                     self.ip,
                     failures,
                 )
@@ -175,10 +176,10 @@ class StreamSession(FlowProtocol):
         # Slow down password guessing; the session keeps its slot meanwhile.
         await asyncio.sleep(failure_delay)
         log.info(
-            "%s %s login failed for %r from [%s] (%d recent failures from there)",
+            "%s %s login failed for '%s' from [%s] (%d recent failures from there)",
             self.protocol_name,
             mechanism,
-            authcid,
+            log_text(authcid),
             self.ip,
             failures,
         )

@@ -12,6 +12,7 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 
+from mailstead.peertext import has_control
 from mailstead.proto.errors import RemoteProtocolError
 
 
@@ -57,6 +58,16 @@ def _text(value: bytes) -> str:
         raise SASLError("Credentials are not valid UTF-8") from exc
 
 
+def _identity(value: bytes) -> str:
+    """An authcid or authzid: RFC 4616 §2 wants them SASLprep'd, and RFC 4013
+    §2.3 prohibits control characters (C.2.1, C.2.2) in the result. A user
+    name goes into log lines, so a CR, LF or NUL in one is refused here."""
+    text = _text(value)
+    if has_control(text):
+        raise SASLError("Control characters are not allowed in a user name")
+    return text
+
+
 class SASLMechanism:
     """One exchange of one mechanism; create a new object per AUTH command."""
 
@@ -83,7 +94,7 @@ class Plain(SASLMechanism):
         parts = response.split(b"\0")
         if len(parts) != 3 or not parts[1] or not parts[2]:
             raise SASLError("Malformed PLAIN response")
-        authzid, authcid, password = (_text(p) for p in parts)
+        authzid, authcid, password = _identity(parts[0]), _identity(parts[1]), _text(parts[2])
         return Credentials(authcid=authcid, password=password, authzid=authzid)
 
 
@@ -104,7 +115,7 @@ class Login(SASLMechanism):
         if self._user is None:
             if not response:
                 raise SASLError("Empty user name")
-            self._user = _text(response)
+            self._user = _identity(response)
             return b"Password:"
         return Credentials(authcid=self._user, password=_text(response))
 

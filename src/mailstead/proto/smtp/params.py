@@ -63,8 +63,9 @@ def rcpt_params(raw: dict[str, str | None]) -> RcptParams:
                 raise PathError("5.5.4", "Bad NOTIFY value")
             notify = items
         elif key == "ORCPT" and value:
+            # RFC 3461 §4.2: addr-type is an atom, the address xtext (US-ASCII).
             addr_type, semi, addr = value.partition(";")
-            if not semi or not addr_type or not addr:
+            if not semi or not addr_type or not addr or not addr_type.isascii():
                 raise PathError("5.5.4", "Bad ORCPT value")
             orcpt = f"{addr_type};{decode_xtext(addr)}"
         else:

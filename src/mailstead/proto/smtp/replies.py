@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mailstead.peertext import CONTROL_CHARS
 from mailstead.proto.errors import RemoteProtocolError
 
 
@@ -49,8 +50,9 @@ class Reply:
 _REPLY_CODE = re.compile(rb"[2-5][0-9][0-9]")
 # RFC 3463 §2: class.subject.detail; the class must match the reply's first digit.
 _ENHANCED = re.compile(r"([245])\.([0-9]{1,3})\.([0-9]{1,3})(?: |$)")
-# Reply text goes into logs and DSNs: no control characters survive.
-_CONTROLS = {c: "?" for c in (*range(0x20), 0x7F)} | {0x09: " "}
+# Reply text goes into logs and DSNs: no control characters survive (C1 and
+# U+2028/U+2029 included, see mailstead.peertext).
+_CONTROLS = {ord(c): "?" for c in CONTROL_CHARS} | {0x09: " "}
 
 
 class ReplyParser:

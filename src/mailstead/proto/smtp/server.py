@@ -29,7 +29,7 @@ from mailstead.proto.sasl import (
     server_mechanism,
 )
 from mailstead.proto.smtp import replies as R
-from mailstead.proto.smtp.address import PathError, parse_params, parse_path
+from mailstead.proto.smtp.address import PathError, is_helo_name, parse_params, parse_path
 from mailstead.proto.smtp.dotstuff import DATA_END, received_line_ends, unstuff
 from mailstead.proto.smtp.events import (
     NEED_DATA,
@@ -411,19 +411,24 @@ class SMTPServer:
         return self._hello(arg, extended=False)
 
     def _hello(self, arg: str, *, extended: bool) -> Event | None:
-        name = arg.split(" ", 1)[0]
-        if not name:
-            self._error(Reply(501, "5.5.4", f"{'EHLO' if extended else 'HELO'} needs a domain"))
+        verb = "EHLO" if extended else "HELO"
+        if not arg:
+            self._error(Reply(501, "5.5.4", f"{verb} needs a domain"))
             return None
+        # RFC 5321 §4.1.1.1, §4.1.3: one Domain or address-literal and nothing
+        # else; the name goes into the Received header, so a CR, NUL or a
+        # second word is refused here, not cleaned later (docs/quirks.md).
+        if not is_helo_name(arg):
+            self._error(Reply(501, "5.5.2", f"{verb} takes one domain name or address literal"))
+            return None
+        name = arg
         # RFC 5321 §4.1.4: EHLO/HELO also resets any transaction.
         self._helo, self._esmtp, self._txn = name, extended, None
         host = self.settings.hostname
         if not extended:
             self._send(Reply(250, "", host))
         else:
-            # Echo only printable ASCII of what the client said about itself.
-            shown = "".join(c if " " < c < "\x7f" else "?" for c in name[:255])
-            self._send(Reply(250, "", (f"{host} greets {shown}", *self._extensions())))
+            self._send(Reply(250, "", (f"{host} greets {name}", *self._extensions())))
         return Hello(name, extended)
 
     def _extensions(self) -> list[str]:

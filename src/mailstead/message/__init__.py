@@ -1,0 +1,1 @@
+"""Building messages: the trace header fields added on receipt and delivery."""
