@@ -201,24 +201,51 @@ def test_a_full_listener_makes_room_and_keeps_logged_in_sessions(tmp_path: Path)
             sock.close()
 
 
-def test_under_stress_idle_sessions_not_logged_in_get_short_deadlines(tmp_path: Path) -> None:
+def test_under_stress_sessions_not_logged_in_get_short_deadlines(tmp_path: Path) -> None:
     limits = (
         "connections_total = 10\nconnections_per_ip = 10\nconnections_per_network = 10\n"
         'stress_threshold = 50\nstress_timeout = "1s"\n'
     )
     with serving(tmp_path, limits) as server:
-        calm = connect(server, "pop3")
+        calm = connect(server, "imap")
         read_line(calm)
-        time.sleep(1.5)  # under the threshold, the 10-minute autologout applies
-        calm.sendall(b"CAPA\r\n")
-        assert read_line(calm) == b"+OK Capability list follows"
-        crowd = [connect(server, "pop3", "127.0.0.2") for _ in range(5)]
-        started = time.monotonic()
-        for sock in crowd:  # 6 of 10: stressed; each is closed within about 1 s
-            read_line(sock)
-            _, closed = last_words(sock)
-            assert closed - started < 3.0
+        time.sleep(1.5)  # under the threshold, the 60 s login deadline applies
+        calm.sendall(b"a1 NOOP\r\n")
+        assert read_line(calm) == b"a1 OK NOOP completed"
         calm.close()
+        # Five logged-in sessions keep the listener at the threshold.
+        logged_in = []
+        for _ in range(5):
+            imap = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=10)
+            imap.starttls(client_tls_context())
+            imap.login(ALICE, USERS[ALICE])
+            logged_in.append(imap)
+        for _ in range(3):  # each newcomer that does not log in is closed in about 1 s
+            sock = connect(server, "imap", "127.0.0.2")
+            started = time.monotonic()
+            read_line(sock)
+            words, closed = last_words(sock)
+            assert words == b"* BYE Login not completed in time"
+            assert closed - started < 2.5
+        for imap in logged_in:  # never touched
+            assert imap.noop()[0] == "OK"
+            imap.logout()
+
+
+def test_under_stress_an_idle_smtp_client_gets_the_short_idle_timeout(tmp_path: Path) -> None:
+    # One connection of four is already a quarter: stressed from the start.
+    limits = (
+        "connections_total = 4\nconnections_per_ip = 4\nconnections_per_network = 4\n"
+        'stress_threshold = 25\nstress_timeout = "1s"\n'
+    )
+    with serving(tmp_path, limits) as server:
+        sock = connect(server, "smtp")
+        started = time.monotonic()
+        read_line(sock)
+        sock.sendall(b"EHLO client.test\r\n")
+        words, closed = last_words(sock)
+        assert words == b"421 4.4.2 Timeout, closing connection"
+        assert 1.0 <= closed - started < 2.5  # not the 5 minutes of RFC 5321 §4.5.3.2.7
 
 
 def test_a_pending_tls_handshake_holds_a_counted_slot(tmp_path: Path) -> None:

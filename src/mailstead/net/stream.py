@@ -210,14 +210,14 @@ class StreamSession(FlowProtocol):
         EOF, did). ``on_poll`` runs every ``poll`` seconds without input
         (IMAP IDLE looks for changes made elsewhere).
         """
-        idle_deadline = self.loop.time() + idle_timeout
+        waiting_since = self.loop.time()
         while not self.fresh:
             if self.lost:
                 return Ended.EVICTED if self.evicted else Ended.LOST
             if self.shutting_down:
                 return Ended.SHUTDOWN
             now = self.loop.time()
-            deadline, reason = self._nearest_deadline(idle_deadline)
+            deadline, reason = self._nearest_deadline(waiting_since, idle_timeout)
             wait = deadline - now
             if wait <= 0:
                 return reason
@@ -238,13 +238,13 @@ class StreamSession(FlowProtocol):
         self._note_input()
         return None
 
-    def _nearest_deadline(self, idle_deadline: float) -> tuple[float, Ended]:
+    def _nearest_deadline(self, waiting_since: float, idle_timeout: float) -> tuple[float, Ended]:
         policy = self.policy
         authenticated = self.authenticated
         stressed = not authenticated and self._gate is not None and self._gate.stressed
-        now = self.loop.time()
         short = policy.stress_timeout
-        deadlines = [(min(idle_deadline, now + short) if stressed else idle_deadline, Ended.IDLE)]
+        idle = min(idle_timeout, short) if stressed else idle_timeout
+        deadlines = [(waiting_since + idle, Ended.IDLE)]
         if self._line_since is not None and self.reading_lines():
             limit = min(policy.line_timeout, short) if stressed else policy.line_timeout
             deadlines.append((self._line_since + limit, Ended.LINE))
@@ -285,7 +285,8 @@ class StreamSession(FlowProtocol):
                 self.transport, self, context, server_side=True, ssl_handshake_timeout=timeout
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-            log.info("%s TLS handshake with [%s] failed: %s", self.protocol_name, self.ip, exc)
+            reason = str(exc) or type(exc).__name__  # a bare close says nothing
+            log.info("%s TLS handshake with [%s] failed: %s", self.protocol_name, self.ip, reason)
             self.lost = True
             return None
         finally:
