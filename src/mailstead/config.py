@@ -489,32 +489,18 @@ def _limits(r: _Reader, data: Mapping[str, object]) -> ConnectionLimitsConfig:
         "shutdown_timeout",
     )
     t = r.table(data, "limits", "", (*counts, "stress_threshold", "auth_block_after", *durations))
-    per_ip, per_network, total = (
-        r.typed(t.get(key, getattr(defaults, key)), f"limits.{key}", int, "a whole number")
-        for key in counts
-    )
-    if not 1 <= per_ip <= 1_000_000:
-        r.fail("limits.connections_per_ip", f"expected 1 to 1000000, got {per_ip}")
-    if not per_ip <= per_network <= 1_000_000:
-        r.fail("limits.connections_per_network", f"expected {per_ip} to 1000000, got {per_network}")
-    if not per_ip <= total <= 1_000_000:
-        r.fail("limits.connections_total", f"expected {per_ip} to 1000000, got {total}")
-    stress = r.typed(
-        t.get("stress_threshold", defaults.stress_threshold),
-        "limits.stress_threshold",
-        int,
-        "a whole number",
-    )
-    if not 1 <= stress <= 100:
-        r.fail("limits.stress_threshold", f"expected 1 to 100 (percent), got {stress}")
-    block_after = r.typed(
-        t.get("auth_block_after", defaults.auth_block_after),
-        "limits.auth_block_after",
-        int,
-        "a whole number",
-    )
-    if not 1 <= block_after <= 1_000_000:
-        r.fail("limits.auth_block_after", f"expected 1 to 1000000, got {block_after}")
+
+    def whole(key: str, low: int, high: int = 1_000_000, unit: str = "") -> int:
+        value = r.typed(t.get(key, getattr(defaults, key)), f"limits.{key}", int, "a whole number")
+        if not low <= value <= high:
+            r.fail(f"limits.{key}", f"expected {low} to {high}{unit}, got {value}")
+        return value
+
+    per_ip = whole("connections_per_ip", 1)
+    per_network = whole("connections_per_network", per_ip)
+    total = whole("connections_total", per_ip)
+    stress = whole("stress_threshold", 1, 100, " (percent)")
+    block_after = whole("auth_block_after", 1)
     seconds = {key: _duration(r, t, f"limits.{key}", getattr(defaults, key)) for key in durations}
     return ConnectionLimitsConfig(
         connections_per_ip=per_ip,
