@@ -15,11 +15,9 @@ pattern itself gets the 64 KB.
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import FrameType
 from typing import TypeVar
 
 import pytest
@@ -46,6 +44,7 @@ from mailstead.proto.smtp.dotstuff import canonical
 from mailstead.proto.smtp.replies import Reply, ReplyParser
 from mailstead.store import mbox, mbox_format
 from mailstead.store.maildir import crlf_size
+from tests.fuzz.wire import watchdog
 from tests.proto.imap.imap_transcript import MESSAGES, WHEN, IMAPTranscript, deliver
 from tests.proto.transcript import Transcript
 
@@ -56,20 +55,9 @@ K64 = 64 * 1024
 LINE = K64 - 100  # an IMAP command line just under the 64 KiB limit
 
 
-@contextmanager
-def hang_detector() -> Iterator[None]:
+def hang_detector() -> AbstractContextManager[None]:
     """Fail when the block runs over ``BOUND`` (re checks signals while it backtracks)."""
-
-    def expired(signum: int, frame: FrameType | None) -> None:
-        raise TimeoutError(f"over {BOUND} s: super-linear backtracking")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, BOUND)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    return watchdog(BOUND)
 
 
 def linear(call: Callable[[], T]) -> T:
