@@ -42,7 +42,7 @@ fuzz-smoke: $(BIN)/mailstead
 fuzz: $(BIN)/mailstead
 	$(BIN)/python -m fuzz.run --seconds $(FUZZ_SECONDS) --jobs 2 --grow-corpus
 
-test: preflight lint typecheck unit fuzz-smoke
+test: preflight lint typecheck fuzz-smoke unit
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
