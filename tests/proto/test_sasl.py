@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from mailstead.proto.errors import LocalProtocolError
 from mailstead.proto.sasl import (
+    Challenge,
     Credentials,
+    Failed,
+    Finished,
     Login,
+    Outcome,
     Plain,
     SASLCancelled,
     SASLError,
+    SASLExchange,
     decode_response,
     encode_challenge,
     server_mechanism,
@@ -115,3 +121,87 @@ def test_unknown_mechanism(name: str) -> None:
 
 def test_the_password_never_shows_in_a_repr() -> None:
     assert "secret" not in repr(Credentials("alice", "secret"))
+
+
+# -- one exchange, as SMTP AUTH, IMAP AUTHENTICATE and POP3 AUTH run it ---------------
+
+ALICE = Credentials("alice", "secret")
+ASK_USER, ASK_PASSWORD = Challenge(b"VXNlcm5hbWU6"), Challenge(b"UGFzc3dvcmQ6")
+CANCELLED = Failed("Authentication cancelled", cancelled=True)
+
+
+def run(name: str, initial: bytes | None, *lines: bytes) -> list[Outcome]:
+    """One exchange: what start() said, then what step() said to each line."""
+    mechanism = server_mechanism(name)
+    assert mechanism is not None
+    exchange = SASLExchange()
+    said = [exchange.start(mechanism, initial)]
+    for line in lines:
+        assert exchange.active
+        said.append(exchange.step(line))
+    assert not exchange.active  # every exchange below has ended
+    return said
+
+
+@pytest.mark.parametrize(
+    ("name", "initial", "lines", "said"),
+    [
+        # C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
+        ("PLAIN", b"AGFsaWNlAHNlY3JldA==", [], [Finished("PLAIN", ALICE)]),
+        # C: AUTH PLAIN / S: 334 / C: AGFsaWNlAHNlY3JldA==
+        ("PLAIN", None, [b"AGFsaWNlAHNlY3JldA=="], [Challenge(b""), Finished("PLAIN", ALICE)]),
+        (
+            "LOGIN",
+            None,
+            [b"YWxpY2U=", b"c2VjcmV0"],
+            [ASK_USER, ASK_PASSWORD, Finished("LOGIN", ALICE)],
+        ),
+        ("LOGIN", b"YWxpY2U=", [b"c2VjcmV0"], [ASK_PASSWORD, Finished("LOGIN", ALICE)]),
+        ("PLAIN", None, [b"*"], [Challenge(b""), CANCELLED]),
+        ("LOGIN", None, [b"YWxpY2U=", b" * "], [ASK_USER, ASK_PASSWORD, CANCELLED]),
+        ("PLAIN", b"*", [], [CANCELLED]),
+        ("PLAIN", None, [b"not base64!"], [Challenge(b""), Failed("Invalid base64 data")]),
+        ("LOGIN", b"YWxpY2U", [], [Failed("Invalid base64 data")]),
+        # RFC 4954 §4: "=" is an empty initial response, which neither mechanism takes.
+        ("PLAIN", b"=", [], [Failed("Malformed PLAIN response")]),
+        ("LOGIN", b"=", [], [Failed("Empty user name")]),
+        ("PLAIN", b"", [], [Failed("Malformed PLAIN response")]),
+        ("LOGIN", None, [b"="], [ASK_USER, Failed("Empty user name")]),
+        (
+            "LOGIN",
+            None,
+            [b"YWxpY2U=", b"="],
+            [ASK_USER, ASK_PASSWORD, Finished("LOGIN", Credentials("alice", ""))],
+        ),
+        ("PLAIN", b"AGFsAGljZQBzZWNyZXQ=", [], [Failed("Malformed PLAIN response")]),
+        ("plain", b"AGFs/2ljZQBzZWNyZXQ=", [], [Failed("Credentials are not valid UTF-8")]),
+    ],
+)
+def test_exchange(
+    name: str, initial: bytes | None, lines: list[bytes], said: list[Outcome]
+) -> None:
+    assert run(name, initial, *lines) == said
+
+
+def test_an_overlong_line_ends_the_exchange() -> None:
+    exchange = SASLExchange()
+    assert exchange.start(Login(), None) == ASK_USER
+    assert exchange.too_long() == Failed("Response too long")
+    assert not exchange.active
+    with pytest.raises(LocalProtocolError):
+        exchange.step(b"YWxpY2U=")  # the line after it is a command again
+
+
+def test_a_session_runs_one_exchange_after_another() -> None:
+    exchange = SASLExchange()
+    assert exchange.start(Plain(), b"*") == CANCELLED
+    assert exchange.start(Plain(), None) == Challenge(b"")
+    with pytest.raises(LocalProtocolError):
+        exchange.start(Login(), None)  # one at a time
+    assert exchange.step(b"AGFsaWNlAHNlY3JldA==") == Finished("PLAIN", ALICE)
+
+
+def test_failed_logins_are_counted_up_to_the_limit() -> None:
+    exchange = SASLExchange()
+    assert [exchange.failed(3) for _ in range(4)] == [False, False, True, True]
+    assert exchange.failures == 4

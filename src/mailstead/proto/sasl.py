@@ -3,7 +3,10 @@
 A mechanism takes decoded client responses and answers with either the
 next challenge (bytes) or the finished :class:`Credentials`. Base64 framing
 and the ``*`` cancel line are the same in all three protocols (RFC 4954 §4,
-RFC 9051 §6.2.2, RFC 5034 §4), so they live here too.
+RFC 9051 §6.2.2, RFC 5034 §4), so they live here too, and so does the
+exchange itself (:class:`SASLExchange`): each protocol only wraps its
+:class:`Challenge` in its own framing (SMTP ``334``, IMAP and POP3 ``+``),
+bounds the response line and words the refusal of a :class:`Failed`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import binascii
 from dataclasses import dataclass, field
 
 from mailstead.peertext import has_control
-from mailstead.proto.errors import RemoteProtocolError
+from mailstead.proto.errors import LocalProtocolError, RemoteProtocolError
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +132,99 @@ def server_mechanism(name: str) -> SASLMechanism | None:
         return None  # RFC 4422 §3.1: ASCII names; and "plaın".upper() is "PLAIN"
     cls = MECHANISMS.get(name.upper())
     return cls() if cls else None
+
+
+# -- one exchange, as every protocol runs it --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """Send ``data`` in the protocol's framing; the client's next line goes to
+    :meth:`SASLExchange.step`."""
+
+    data: bytes  # base64 already, without a line end; b"" for an empty challenge
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The exchange is over and the client made a claim: check ``credentials``."""
+
+    mechanism: str
+    credentials: Credentials
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The exchange is over without credentials; ``reason`` names no internal detail."""
+
+    reason: str
+    cancelled: bool = False  # the client sent "*"
+
+
+Outcome = Challenge | Finished | Failed
+
+
+class SASLExchange:
+    """Owns a session's SASL authentication: the exchange under way (its
+    mechanism and how far it got) and how many logins have failed.
+
+    One object lives as long as the session; :meth:`start` begins an
+    exchange, :meth:`step` takes each response line, and every
+    :class:`Finished` or :class:`Failed` ends it.
+    """
+
+    def __init__(self) -> None:
+        self._mechanism: SASLMechanism | None = None
+        #: Failed logins in this session, by SASL or the protocol's own command.
+        self.failures = 0
+
+    @property
+    def active(self) -> bool:
+        """True while the next client line is a SASL response, not a command."""
+        return self._mechanism is not None
+
+    def start(self, mechanism: SASLMechanism, initial: bytes | None) -> Outcome:
+        """Begin ``mechanism`` with the initial response as sent (base64), if any.
+
+        RFC 4954 §4, RFC 4959 §3, RFC 5034 §4: ``=`` is an empty initial
+        response and ``*`` cancels, as on every later line.
+        """
+        if self._mechanism is not None:
+            raise LocalProtocolError("a SASL exchange is already under way")
+        self._mechanism = mechanism
+        try:
+            result = mechanism.start(None if initial is None else decode_response(initial))
+        except SASLError as exc:
+            return self._failed(exc)
+        return self._outcome(mechanism, result)
+
+    def step(self, line: bytes) -> Outcome:
+        """Take one response line (its line end removed)."""
+        mechanism = self._mechanism
+        if mechanism is None:
+            raise LocalProtocolError("no SASL exchange is under way")
+        try:
+            result = mechanism.step(decode_response(line))
+        except SASLError as exc:
+            return self._failed(exc)
+        return self._outcome(mechanism, result)
+
+    def too_long(self) -> Failed:
+        """The response line broke the protocol's limit, which ends the exchange."""
+        self._mechanism = None
+        return Failed("Response too long")
+
+    def failed(self, limit: int) -> bool:
+        """Count one failed login; True once there have been ``limit`` of them."""
+        self.failures += 1
+        return self.failures >= limit
+
+    def _outcome(self, mechanism: SASLMechanism, result: bytes | Credentials) -> Outcome:
+        if isinstance(result, bytes):
+            return Challenge(encode_challenge(result))
+        self._mechanism = None
+        return Finished(mechanism.name, result)
+
+    def _failed(self, exc: SASLError) -> Failed:
+        self._mechanism = None
+        return Failed(str(exc), cancelled=isinstance(exc, SASLCancelled))

@@ -37,11 +37,11 @@ from mailstead.proto.imap.parser import (
 from mailstead.proto.imap.storage import AccountLike
 from mailstead.proto.imap.tokens import Atom, String, Token
 from mailstead.proto.sasl import (
+    Challenge,
     Credentials,
-    SASLError,
-    SASLMechanism,
-    decode_response,
-    encode_challenge,
+    Failed,
+    Outcome,
+    SASLExchange,
     server_mechanism,
 )
 
@@ -114,9 +114,8 @@ class IMAPServer:
         self._out: list[bytes] = []
         self._mode = _Mode.COMMANDS
         self._errors = 0
-        self.auth_failures = 0
         self._pending: Command | None = None  # the command an event is out for
-        self._sasl: SASLMechanism | None = None
+        self._sasl = SASLExchange()  # AUTHENTICATE's exchange; counts LOGIN failures too
         self._secure = settings.secure
         self._out.append(
             b"* OK [CAPABILITY %s] %s IMAP4rev2 ready\r\n"
@@ -144,6 +143,10 @@ class IMAPServer:
     @property
     def authenticated(self) -> bool:
         return self.session.account is not None
+
+    @property
+    def auth_failures(self) -> int:
+        return self._sasl.failures
 
     @property
     def in_literal(self) -> bool:
@@ -187,13 +190,13 @@ class IMAPServer:
         self._pending = None
         self._mode = _Mode.COMMANDS
         if address is None:
-            self.auth_failures += 1
+            too_many = self._sasl.failed(self.limits.auth_failures_per_session)
             if blocked:
                 text = b"NO [UNAVAILABLE] Too many failed logins from your address, try again later"
             else:
                 text = b"NO [AUTHENTICATIONFAILED] Authentication failed"
             self._tagged(command.tag, text)
-            if self.auth_failures >= self.limits.auth_failures_per_session:
+            if too_many:
                 self._bye(b"Too many failed logins")
             return
         try:
@@ -408,47 +411,36 @@ class IMAPServer:
         if mechanism is None:
             self._tagged(command.tag, b"NO Unsupported authentication mechanism")
             return None
-        self._sasl = mechanism
-        self._pending = command
         try:
-            initial = None
-            if len(command.args) == 2:  # RFC 4959 SASL-IR
-                initial = decode_response(_raw(command.args[1]))
-            return self._sasl_step(mechanism.start(initial))
-        except (SASLError, ValueError) as exc:
-            return self._sasl_failed(command, exc)
+            initial = _raw(command.args[1]) if len(command.args) == 2 else None  # RFC 4959 SASL-IR
+        except ValueError as exc:
+            self._bad(command.tag, str(exc))
+            return None
+        self._pending = command
+        return self._sasl_said(self._sasl.start(mechanism, initial))
 
     def _sasl_line(self) -> ServerEvent | object | None:
         line = self._parser.next_line(self.limits.sasl_line)
         if line is NEED_DATA:
             return _NEED
-        command = self._pending
-        assert command is not None and self._sasl is not None
         if isinstance(line, LineTooLong):
-            return self._sasl_failed(command, SASLError("Response too long"))
+            return self._sasl_said(self._sasl.too_long())
         assert isinstance(line, bytes)
-        try:
-            return self._sasl_step(self._sasl.step(decode_response(line)))
-        except SASLError as exc:
-            return self._sasl_failed(command, exc)
+        return self._sasl_said(self._sasl.step(line))
 
-    def _sasl_step(self, result: bytes | Credentials) -> ServerEvent | None:
+    def _sasl_said(self, outcome: Outcome) -> ServerEvent | None:
         command = self._pending
         assert command is not None
-        if isinstance(result, Credentials):
-            self._sasl = None
-            self._pending = None
-            return self._ask(command, result)
-        self._out.append(b"+ " + encode_challenge(result) + b"\r\n")
-        self._mode = _Mode.SASL
-        return None
-
-    def _sasl_failed(self, command: Command, exc: Exception) -> ServerEvent | None:
-        self._sasl = None
+        if isinstance(outcome, Challenge):
+            self._out.append(b"+ " + outcome.data + b"\r\n")  # RFC 9051 §7.5
+            self._mode = _Mode.SASL
+            return None
         self._pending = None
-        self._mode = _Mode.COMMANDS
-        self._bad(command.tag, str(exc) or "Authentication failed")
-        return None
+        if isinstance(outcome, Failed):
+            self._mode = _Mode.COMMANDS
+            self._bad(command.tag, outcome.reason or "Authentication failed")
+            return None
+        return self._ask(command, outcome.credentials)
 
     def _ask(self, command: Command, credentials: Credentials) -> ServerEvent:
         self._pending = command

@@ -34,12 +34,11 @@ from mailstead.proto.pop3.events import (
 from mailstead.proto.pop3.settings import MECHANISMS, POP3Settings, State, capabilities
 from mailstead.proto.pop3.snapshot import Snapshot
 from mailstead.proto.sasl import (
+    Challenge,
     Credentials,
-    SASLCancelled,
-    SASLError,
-    SASLMechanism,
-    decode_response,
-    encode_challenge,
+    Failed,
+    Outcome,
+    SASLExchange,
     server_mechanism,
 )
 
@@ -81,11 +80,10 @@ class POP3Server:
         self._in = bytearray()
         self._out: deque[bytes | Iterator[bytes]] = deque()
         self._pending: Event | None = None  # the event the application owes an answer to
-        self._sasl: SASLMechanism | None = None
+        self._sasl = SASLExchange()  # AUTH's exchange; counts USER/PASS failures too
         self._user_arg: str | None = None  # USER given, PASS expected
         self._discarding_line = False
         self._errors = 0
-        self._auth_failures = 0
         self._drop = Snapshot()  # the listing taken at login, with marks
         self._out.append(_status(True, f"{settings.hostname} {settings.software} POP3 ready"))
 
@@ -143,7 +141,10 @@ class POP3Server:
             line = self._read_line()
             if line is None:
                 return NEED_DATA
-            event = self._sasl_line(line) if self._sasl is not None else self._command(line)
+            if self._sasl.active:
+                event = self._sasl_said(self._sasl.step(line))
+            else:
+                event = self._command(line)
             if event is not None:
                 return event
         return NEED_DATA
@@ -173,12 +174,12 @@ class POP3Server:
         client's address, a temporary condition (RFC 3206 §4: [SYS/TEMP]).
         """
         self._owe(AuthRequest)
-        self._auth_failures += 1
+        too_many = self._sasl.failed(self.limits.auth_failures_per_session)
         if blocked:
             text, code = "Too many failed logins from your address, try again later", "SYS/TEMP"
         else:
             text, code = "Authentication failed", "AUTH"
-        if self._auth_failures >= self.limits.auth_failures_per_session:
+        if too_many:
             self._close(_status(False, f"{text}, closing connection", code))
         else:
             self._send(False, text, code)
@@ -299,9 +300,9 @@ class POP3Server:
             return line[:-1] if line.endswith(b"\r") else line
 
     def _too_long(self) -> None:
-        if self._sasl is not None:
+        if self._sasl.active:
             # RFC 5034 §4: an -ERR ends the exchange; what follows is a command.
-            self._sasl = None
+            self._sasl.too_long()
         self._error("Line too long")
 
     # -- commands ---------------------------------------------------------------
@@ -384,39 +385,19 @@ class POP3Server:
         if mechanism is None:
             self._error("Unrecognized authentication type")
             return None
-        self._sasl = mechanism
-        try:
-            # RFC 5034 §4: an initial response of "=" is an empty one.
-            first = decode_response(initial.encode()) if initial else None
-            return self._sasl_step(mechanism.start(first))
-        except SASLError as exc:
-            self._sasl_failed(exc)
-            return None
+        # RFC 5034 §4: an initial response of "=" is an empty one.
+        return self._sasl_said(self._sasl.start(mechanism, initial.encode() if initial else None))
 
-    def _sasl_line(self, line: bytes) -> Event | None:
-        assert self._sasl is not None
-        try:
-            return self._sasl_step(self._sasl.step(decode_response(line)))
-        except SASLError as exc:
-            self._sasl_failed(exc)
-            return None
-
-    def _sasl_step(self, result: bytes | Credentials) -> Event | None:
-        assert self._sasl is not None
-        if isinstance(result, bytes):
+    def _sasl_said(self, outcome: Outcome) -> Event | None:
+        if isinstance(outcome, Challenge):
             # RFC 5034 §4: "+" SP base64 challenge (an empty one is "+ ").
-            self._out.append(b"+ " + encode_challenge(result) + b"\r\n")
-            return None
-        mechanism, self._sasl = self._sasl.name, None
-        return self._await(AuthRequest(mechanism, result))
-
-    def _sasl_failed(self, exc: SASLError) -> None:
-        self._sasl = None
-        if isinstance(exc, SASLCancelled):
+            self._out.append(b"+ " + outcome.data + b"\r\n")
+        elif isinstance(outcome, Failed):
             # RFC 5034 §4: "*" cancels, and the server rejects with -ERR.
-            self._error("Authentication cancelled")
+            self._error("Authentication cancelled" if outcome.cancelled else outcome.reason)
         else:
-            self._error(str(exc))
+            return self._await(AuthRequest(outcome.mechanism, outcome.credentials))
+        return None
 
     def _stls(self, arg: str) -> Event | None:
         if arg:

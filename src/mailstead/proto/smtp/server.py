@@ -19,18 +19,9 @@ from typing import ClassVar
 
 from mailstead.limits import SMTPLimits
 from mailstead.proto.errors import LocalProtocolError
-from mailstead.proto.sasl import (
-    Credentials,
-    SASLCancelled,
-    SASLError,
-    SASLMechanism,
-    decode_response,
-    encode_challenge,
-    server_mechanism,
-)
+from mailstead.proto.sasl import Challenge, Failed, Outcome, SASLExchange, server_mechanism
 from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.address import PathError, is_helo_name, parse_params, parse_path
-from mailstead.proto.smtp.dotstuff import DATA_END, received_line_ends, unstuff
 from mailstead.proto.smtp.events import (
     NEED_DATA,
     PAUSED,
@@ -46,14 +37,13 @@ from mailstead.proto.smtp.events import (
     Reset,
     StartTLS,
 )
+from mailstead.proto.smtp.framing import LineTooLong, Reader, chunked_content
 from mailstead.proto.smtp.params import is_number, mail_params, rcpt_params
 from mailstead.proto.smtp.replies import Reply
 
 # Lines a web browser or proxy sends; an SMTP server that sees one is being
 # used for cross-protocol attacks and hangs up (Postfix smtpd_forbidden_commands).
 _FORBIDDEN_VERBS = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS"})
-# Reply text stays ASCII (RFC 5321 §2.4): the client may not have said SMTPUTF8.
-_BARE_CR = Reply(550, "5.6.0", "Message contains a bare CR (RFC 5321 section 2.3.8)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +77,10 @@ class _Transaction:
 class SMTPServer:
     """One SMTP server session's protocol state, from greeting to QUIT.
 
-    Owns the input buffer, the command/DATA/BDAT/SASL framing, the SMTP
-    transaction (sender, accepted recipients, message) and every limit in
-    :class:`SMTPLimits` that can be judged from bytes alone.
+    Owns the input (through a :class:`~mailstead.proto.smtp.framing.Reader`),
+    the SASL exchange, the SMTP transaction (sender, accepted recipients,
+    message) and every limit in :class:`SMTPLimits` that can be judged from
+    bytes alone.
     """
 
     def __init__(self, settings: ServerSettings) -> None:
@@ -98,24 +89,19 @@ class SMTPServer:
         self.secure = settings.secure
         self.authenticated_user: str | None = None
         self.closing = False
-        self._in = bytearray()
+        self._reader = Reader()
         self._out: list[bytes] = []
         self._helo: str | None = None
         self._esmtp = False
         self._txn: _Transaction | None = None
         self._pending: str | None = None  # which answer the application owes
         self._pending_event: Event | None = None
-        self._mode = "command"  # command | data | bdat | sasl
-        self._discarding_line = False
-        self._data_scanned = 0
-        self._data_oversize = False
-        self._bdat_remaining = 0
+        self._mode = "command"  # command | data | bdat (SASL lines while _sasl.active)
         self._bdat_last = False
         self._bdat_refusal: Reply | None = None
-        self._sasl: SASLMechanism | None = None
+        self._sasl = SASLExchange()
         self._commands = 0
         self._errors = 0
-        self._auth_failures = 0
         self._messages = 0
         self._send(Reply(220, "", f"{settings.hostname} ESMTP {settings.software}"))
 
@@ -139,7 +125,7 @@ class SMTPServer:
     @property
     def buffered(self) -> int:
         """Octets received and not yet consumed (for the session's flow control)."""
-        return len(self._in)
+        return len(self._reader)
 
     def receive_data(self, data: bytes) -> None:
         if self.closing:
@@ -148,7 +134,7 @@ class SMTPServer:
             # RFC 3207 §4.2 / CVE-2011-0411: nothing sent in the clear after
             # STARTTLS may be taken as a command once TLS is on.
             return
-        self._in += data
+        self._reader.feed(data)
 
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
@@ -187,12 +173,12 @@ class SMTPServer:
             self.authenticated_user = user
             self._send(Reply(235, "2.7.0", "Authentication successful"))
             return
-        self._auth_failures += 1
+        too_many = self._sasl.failed(self.limits.auth_failures_per_session)
         if blocked:
             self._send(R.LOGINS_BLOCKED)
         else:
             self._send(Reply(535, "5.7.8", "Authentication credentials invalid"))
-        if self._auth_failures >= self.limits.auth_failures_per_session:
+        if too_many:
             self._close(Reply(421, "4.7.0", "Too many authentication failures"))
 
     def tls_started(self) -> None:
@@ -200,7 +186,7 @@ class SMTPServer:
         if self._pending != "tls":
             raise LocalProtocolError("no STARTTLS is in progress")
         self._pending = self._pending_event = None
-        self._in.clear()
+        self._reader.clear()
         self.secure = True
         self._helo = None
         self._esmtp = False
@@ -220,13 +206,19 @@ class SMTPServer:
             elif self._mode == "bdat":
                 event = self._read_bdat_chunk()
             else:
-                line = self._read_line()
+                line = self._reader.line(
+                    self.limits.sasl_line if self._sasl.active else self.limits.command_line
+                )
                 if line is None:
                     return NEED_DATA
-                event = self._sasl_line(line) if self._mode == "sasl" else self._command(line)
-            if event is NEED_DATA or event is PAUSED:
-                return event
-            if event is not None:
+                if isinstance(line, LineTooLong):
+                    self._line_too_long()
+                    continue
+                if self._sasl.active:
+                    event = self._sasl_said(self._sasl.step(line))
+                else:
+                    event = self._command(line)
+            if event is not None:  # NEED_DATA and PAUSED too
                 return event
         return NEED_DATA
 
@@ -239,7 +231,7 @@ class SMTPServer:
         if not self.closing:
             self._send(reply)
             self.closing = True
-            self._in.clear()
+            self._reader.clear()
 
     def _error(self, reply: Reply) -> None:
         """A syntax or sequence error; too many of them end the session."""
@@ -252,97 +244,33 @@ class SMTPServer:
         self._pending, self._pending_event = kind, event
         return event
 
-    # -- framing -----------------------------------------------------------------
+    # -- framing (proto/smtp/framing.py cuts the input) ---------------------------
 
-    def _read_line(self) -> bytes | None:
-        """The next line without its ending, or None until one is complete.
-
-        A line longer than the limit is answered 500 once and the rest of it
-        is dropped as it arrives, so memory stays bounded.
-        """
-        buf = self._in
-        while True:
-            limit = self.limits.sasl_line if self._mode == "sasl" else self.limits.command_line
-            # While dropping an overlong line, its end may be anywhere.
-            end = buf.find(b"\n") if self._discarding_line else buf.find(b"\n", 0, limit + 1)
-            if end < 0:
-                if len(buf) > limit:
-                    if not self._discarding_line:
-                        self._discarding_line = True
-                        self._error(R.LINE_TOO_LONG)
-                        if self._mode == "sasl":
-                            # RFC 4954 §4: the 500 ends the exchange; what follows
-                            # is a command again, not a SASL response.
-                            self._mode, self._sasl = "command", None
-                    # The overlong line may end later in this same read: keep
-                    # what follows its end, which is the next command.
-                    end = buf.find(b"\n", limit + 1)
-                    if end < 0 or self.closing:
-                        del buf[:]
-                        return None
-                    del buf[: end + 1]
-                    self._discarding_line = False
-                    continue
-                return None
-            if self._discarding_line:
-                del buf[: end + 1]
-                self._discarding_line = False
-                continue
-            line = bytes(buf[:end])
-            del buf[: end + 1]
-            # Commands may end in a bare LF, as Postfix accepts; only message
-            # data insists on CRLF (see _read_data).
-            return line[:-1] if line.endswith(b"\r") else line
+    def _line_too_long(self) -> None:
+        self._error(R.LINE_TOO_LONG)
+        if self._sasl.active:
+            # RFC 4954 §4: the 500 ends the exchange; what follows is a
+            # command again, not a SASL response.
+            self._sasl.too_long()
 
     def _read_data(self) -> Event | None:
-        """Look for <CRLF>.<CRLF> (RFC 5321 §4.1.1.4); nothing else ends the data.
-
-        The buffer starts with a CRLF put there when DATA was accepted, so a
-        lone "." on the first line also ends the data.
-        """
-        buf = self._in
-        end = buf.find(DATA_END, self._data_scanned)
-        if end < 0:
-            # Dot-stuffing makes the stream longer than the message, so the
-            # exact size is checked once unstuffed; this only bounds memory.
-            limit = self.limits.message_size
-            if len(buf) > limit + limit // 8 + 1024:
-                # Over the limit: keep reading, and keep only a tail long enough
-                # to hold a terminator that straddles two reads.
-                self._data_oversize = True
-                del buf[: len(buf) - 4]
-            self._data_scanned = max(0, len(buf) - 4)
+        content = self._reader.data(self.limits.message_size)
+        if content is None:
             return NEED_DATA
-        raw = bytes(buf[: end + 2])
-        del buf[: end + len(DATA_END)]
         self._mode = "command"
-        self._data_scanned = 0
-        oversize, self._data_oversize = self._data_oversize, False
-        if oversize:
-            self._reject_message(R.MESSAGE_TOO_BIG)
-            return None
-        normalized = received_line_ends(raw)
-        if normalized is None:
-            self._reject_message(_BARE_CR)
-            return None
-        # RFC 5321 §4.5.2: drop the first "." of every line that starts with one
-        # (after the CRLF put in front when DATA was accepted).
-        return self._finish_message(unstuff(normalized[2:]))
+        return self._finish_message(content)
 
     def _read_bdat_chunk(self) -> Event | None:
         """Consume the octets announced by BDAT (RFC 3030 §2): no dot-stuffing."""
         txn = self._txn
-        take = min(self._bdat_remaining, len(self._in))
-        if take:
-            if txn is not None and txn.bdat is not None and txn.bdat_failed is None:
-                if len(txn.bdat) + take > self.limits.message_size:
-                    txn.bdat_failed = R.MESSAGE_TOO_BIG
-                    txn.bdat.clear()
-                else:
-                    txn.bdat += self._in[:take]
-            del self._in[:take]
-            self._bdat_remaining -= take
-        if self._bdat_remaining:
+        piece = self._reader.chunk()
+        if piece and txn is not None and txn.bdat is not None and txn.bdat_failed is None:
+            if len(txn.bdat) + len(piece) > self.limits.message_size:
+                txn.bdat_failed = R.MESSAGE_TOO_BIG
+                txn.bdat.clear()
+            else:
+                txn.bdat += piece
+        if self._reader.chunk_left:
             return NEED_DATA
         self._mode = "command"
         return self._bdat_chunk_done()
@@ -358,21 +286,16 @@ class SMTPServer:
             else:
                 self._send(txn.bdat_failed)
             return None
-        if txn.bdat_failed is not None:
-            self._reject_message(txn.bdat_failed)
-            return None
-        normalized = received_line_ends(bytes(txn.bdat))
-        if normalized is None:
-            self._reject_message(_BARE_CR)
-            return None
-        return self._finish_message(normalized)
+        # A chunk that broke a limit refuses the whole message, at LAST.
+        return self._finish_message(txn.bdat_failed or chunked_content(txn.bdat))
 
-    def _finish_message(self, content: bytes) -> Event | None:
+    def _finish_message(self, content: bytes | Reply) -> Event | None:
+        """Ask about the message, or refuse it (``content`` is then the reply)."""
+        if isinstance(content, Reply) or len(content) > self.limits.message_size:
+            self._reject_message(content if isinstance(content, Reply) else R.MESSAGE_TOO_BIG)
+            return None
         txn = self._txn
         assert txn is not None
-        if len(content) > self.limits.message_size:
-            self._reject_message(R.MESSAGE_TOO_BIG)
-            return None
         event = Message(txn.sender, txn.params, tuple(txn.recipients), content)
         return self._await("message", event)
 
@@ -533,8 +456,7 @@ class SMTPServer:
         else:
             self._send(R.START_MAIL_INPUT)
             self._mode = "data"
-            self._in[0:0] = b"\r\n"
-            self._data_scanned = 0
+            self._reader.start_data()
         return None
 
     def _bdat(self, arg: str) -> Event | None:
@@ -546,7 +468,8 @@ class SMTPServer:
             self._send(Reply(501, "5.5.4", "Syntax: BDAT size [LAST]"))
             self._close(Reply(421, "4.5.0", "Cannot resynchronise after bad BDAT, closing"))
             return Closing("bad BDAT")
-        self._bdat_remaining, self._bdat_last = int(parts[0]), last
+        self._reader.start_chunk(int(parts[0]))
+        self._bdat_last = last
         txn = self._txn
         # The chunk is read even when it cannot be used, to stay in step.
         if txn is None:
@@ -611,7 +534,7 @@ class SMTPServer:
         else:
             self._send(Reply(220, "2.0.0", "Ready to start TLS"))
             # RFC 3207 §4.2: drop whatever was pipelined behind STARTTLS.
-            self._in.clear()
+            self._reader.clear()
             return self._await("tls", StartTLS())
         return None
 
@@ -638,39 +561,20 @@ class SMTPServer:
         if mechanism is None:
             self._error(Reply(504, "5.5.4", "Unrecognized authentication type"))
             return None
-        self._sasl = mechanism
-        try:
-            # RFC 4954 §4: an initial response of "=" means an empty one.
-            first = decode_response(initial.encode()) if initial else None
-            return self._sasl_step(mechanism.start(first))
-        except SASLError as exc:
-            self._sasl_failed(exc)
-            return None
+        # RFC 4954 §4: an initial response of "=" means an empty one.
+        return self._sasl_said(self._sasl.start(mechanism, initial.encode() if initial else None))
 
-    def _sasl_line(self, line: bytes) -> Event | None:
-        assert self._sasl is not None
-        try:
-            return self._sasl_step(self._sasl.step(decode_response(line)))
-        except SASLError as exc:
-            self._sasl_failed(exc)
-            return None
-
-    def _sasl_step(self, result: bytes | Credentials) -> Event | None:
-        assert self._sasl is not None
-        if isinstance(result, bytes):
-            self._mode = "sasl"
-            self._out.append(b"334 " + encode_challenge(result) + b"\r\n")
-            return None
-        self._mode = "command"
-        mechanism, self._sasl = self._sasl.name, None
-        return self._await("auth", AuthRequest(mechanism, result))
-
-    def _sasl_failed(self, exc: SASLError) -> None:
-        self._mode, self._sasl = "command", None
-        if isinstance(exc, SASLCancelled):
-            self._error(Reply(501, "5.0.0", "Authentication cancelled"))
+    def _sasl_said(self, outcome: Outcome) -> Event | None:
+        if isinstance(outcome, Challenge):
+            self._out.append(b"334 " + outcome.data + b"\r\n")  # RFC 4954 §4
+        elif isinstance(outcome, Failed):
+            if outcome.cancelled:
+                self._error(Reply(501, "5.0.0", "Authentication cancelled"))
+            else:
+                self._error(Reply(501, "5.5.2", outcome.reason))
         else:
-            self._error(Reply(501, "5.5.2", str(exc)))
+            return self._await("auth", AuthRequest(outcome.mechanism, outcome.credentials))
+        return None
 
     # One transition table: verb -> handler (RFC 5321 §4.1.1, plus extensions).
     _HANDLERS: ClassVar[dict[str, Callable[[SMTPServer, str], Event | None]]] = {
