@@ -30,6 +30,10 @@ class Admission(enum.Enum):
 
 def network_of(ip: str) -> str:
     """The network an address is counted in: IPv4 /24, IPv6 /64 (one site, one customer)."""
+    if ":" not in ip and ip.count(".") == 3:
+        # A peer's IPv4 address as the kernel reports it, dotted quad: its
+        # /24 is the first three parts (cheaper than ipaddress, per connection).
+        return ip.rpartition(".")[0] + ".0/24"
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:

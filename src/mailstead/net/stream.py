@@ -243,18 +243,20 @@ class StreamSession(FlowProtocol):
         authenticated = self.authenticated
         stressed = not authenticated and self._gate is not None and self._gate.stressed
         short = policy.stress_timeout
-        idle = min(idle_timeout, short) if stressed else idle_timeout
-        deadlines = [(waiting_since + idle, Ended.IDLE)]
+        nearest = waiting_since + (min(idle_timeout, short) if stressed else idle_timeout)
+        reason = Ended.IDLE
         if self._line_since is not None and self.reading_lines():
             limit = min(policy.line_timeout, short) if stressed else policy.line_timeout
-            deadlines.append((self._line_since + limit, Ended.LINE))
+            if self._line_since + limit < nearest:
+                nearest, reason = self._line_since + limit, Ended.LINE
         if self.login_required and not authenticated:
             limit = min(policy.login_timeout, short) if stressed else policy.login_timeout
-            deadlines.append((self.connected_at + limit, Ended.LOGIN))
+            if self.connected_at + limit < nearest:
+                nearest, reason = self.connected_at + limit, Ended.LOGIN
         began = self.transaction_since()
-        if began is not None:
-            deadlines.append((began + policy.transaction_timeout, Ended.TRANSACTION))
-        return min(deadlines, key=lambda pair: pair[0])
+        if began is not None and began + policy.transaction_timeout < nearest:
+            nearest, reason = began + policy.transaction_timeout, Ended.TRANSACTION
+        return nearest, reason
 
     def _note_input(self) -> None:
         """Tell the watchdog which command this loop is about to work on."""
@@ -370,8 +372,6 @@ class StreamSession(FlowProtocol):
             return
         if not self.fresh:
             self._input_head = data[:64]
-            # The protocol may parse in feed(): note it before.
-            self._note_input()
         # The line deadline runs from the first byte after the last line feed.
         if data.endswith(b"\n"):
             self._line_since = None
