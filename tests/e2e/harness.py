@@ -20,6 +20,7 @@ from mailstead import app
 from mailstead.config import Config, load_config
 from mailstead.directory import Directory
 from mailstead.limits import IMAPLimits, SMTPLimits
+from mailstead.store.mailbox import arrival_order
 from mailstead.tlscert import ensure_self_signed
 
 DOMAIN = "example.test"
@@ -88,7 +89,9 @@ class ServerHandle:
         new = self.maildir(address) / "new"
         if not new.exists():
             return []
-        return [p.read_bytes() for p in sorted(new.iterdir())]
+        # In delivery order: name order is not (the microseconds are not padded).
+        paths = sorted(new.iterdir(), key=lambda p: arrival_order((p.name, "", "")))
+        return [p.read_bytes() for p in paths]
 
 
 def client_tls_context() -> ssl.SSLContext:

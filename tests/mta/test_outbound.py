@@ -34,6 +34,7 @@ from mailstead.mta.dkim import DKIMKey, DKIMKeys, DKIMSigner
 from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue, QueuedRecipient, RecipientStatus
 from mailstead.store import MaildirStore
+from mailstead.store.mailbox import arrival_order
 from mailstead.testing.clock import FakeClock
 from mailstead.testing.dns import FakeResolver
 
@@ -319,7 +320,7 @@ class World:
         if not new.exists():
             return []
         out = []
-        for p in sorted(new.iterdir()):
+        for p in sorted(new.iterdir(), key=_delivery_order):
             msg = email.message_from_bytes(p.read_bytes(), policy=policy.default)
             assert isinstance(msg, EmailMessage)
             out.append(msg)
@@ -372,6 +373,11 @@ class Report:
         match = re.search(r"^Action: (\S+)", self.status, re.M)
         assert match, self.status
         return match.group(1)
+
+
+def _delivery_order(path: Path) -> tuple[int, int, int, str]:
+    # Name order is not delivery order: the microseconds are not zero-padded.
+    return arrival_order((path.name, "", ""))
 
 
 def reports(world: World, address: str = ALICE) -> list[Report]:
