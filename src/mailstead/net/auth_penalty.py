@@ -27,12 +27,10 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import time
-import zlib
 from collections.abc import Callable
 
-from mailstead.net.listener import network_of
+from mailstead.net.listener import BUCKETS, bucket, network_of
 
-_BUCKETS = 4096
 # A network needs this many times an address's failures for the same penalty.
 NETWORK_SHARE = 4
 # Seconds of the first wait; each further failure doubles it (Dovecot: 2 s).
@@ -58,15 +56,15 @@ class AuthPenalty:
         self._clock = clock
         # Per bucket: failures, then the time of the last one. Addresses
         # first, networks after.
-        self._failures = multiprocessing.RawArray(ctypes.c_double, 2 * _BUCKETS)
-        self._last = multiprocessing.RawArray(ctypes.c_double, 2 * _BUCKETS)
+        self._failures = multiprocessing.RawArray(ctypes.c_double, 2 * BUCKETS)
+        self._last = multiprocessing.RawArray(ctypes.c_double, 2 * BUCKETS)
         self._lock = multiprocessing.Lock()
 
     @staticmethod
     def _cells(ip: str) -> tuple[int, int]:
         return (
-            zlib.crc32(ip.encode()) % _BUCKETS,
-            _BUCKETS + zlib.crc32(network_of(ip).encode()) % _BUCKETS,
+            bucket(ip),
+            BUCKETS + bucket(network_of(ip)),
         )
 
     def _count(self, cell: int, now: float) -> float:

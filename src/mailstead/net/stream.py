@@ -317,7 +317,10 @@ class StreamSession(FlowProtocol):
         self.ip = peer[0] if peer else "unknown"
         if self._gate is not None:
             admission = self._gate.admit(self.ip)
-            if admission is Admission.LISTENER_FULL and self._make_room():
+            # Another worker may take the slot just freed: a few tries.
+            for _ in range(3):
+                if admission is not Admission.LISTENER_FULL or not self._make_room():
+                    break
                 admission = self._gate.admit(self.ip)
             if not admission:
                 if self._implicit_tls is None:  # no words before a TLS handshake
