@@ -29,7 +29,7 @@ import multiprocessing
 import time
 from collections.abc import Callable
 
-from mailstead.net.listener import BUCKETS, bucket, network_of
+from mailstead.net.listener import BUCKETS, cells
 
 # A network needs this many times an address's failures for the same penalty.
 NETWORK_SHARE = 4
@@ -60,13 +60,6 @@ class AuthPenalty:
         self._last = multiprocessing.RawArray(ctypes.c_double, 2 * BUCKETS)
         self._lock = multiprocessing.Lock()
 
-    @staticmethod
-    def _cells(ip: str) -> tuple[int, int]:
-        return (
-            bucket(ip),
-            BUCKETS + bucket(network_of(ip)),
-        )
-
     def _count(self, cell: int, now: float) -> float:
         """Failures at ``cell``, forgotten once ``block_time`` passed since the last."""
         if now - self._last[cell] > self.block_time:
@@ -79,7 +72,7 @@ class AuthPenalty:
             return self._failures_of(ip, self._clock())
 
     def _failures_of(self, ip: str, now: float) -> int:
-        ip_cell, net_cell = self._cells(ip)
+        ip_cell, net_cell = cells(ip)
         own = self._count(ip_cell, now)
         network = self._count(net_cell, now) / NETWORK_SHARE
         return int(max(own, network))
@@ -94,7 +87,7 @@ class AuthPenalty:
         now = self._clock()
         with self._lock:
             failures = self._failures_of(ip, now)
-            for cell in self._cells(ip):
+            for cell in cells(ip):
                 self._failures[cell] = self._count(cell, now) + 1
                 self._last[cell] = now
         if failures >= self.block_after:
@@ -105,7 +98,7 @@ class AuthPenalty:
 
     def succeeded(self, ip: str) -> None:
         """The attempt logged in: the address starts again, its network forgets this one."""
-        ip_cell, net_cell = self._cells(ip)
+        ip_cell, net_cell = cells(ip)
         with self._lock:
             self._failures[ip_cell] = 0.0
             self._failures[net_cell] = max(0.0, self._failures[net_cell] - 1)

@@ -19,7 +19,7 @@ from concurrent.futures import Executor
 from mailstead.limits import ConnectionPolicy, IMAPLimits
 from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.listener import ConnectionGate
-from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession
+from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession, implicit_tls
 from mailstead.proto.imap.server import (
     COMMAND_NAMES,
     AuthRequest,
@@ -59,6 +59,9 @@ class IMAPService:
         self.authenticate = authenticate
         self.executor = executor
         self.tls_context = tls_context
+        self.implicit_tls = implicit_tls(
+            settings.secure, tls_context, self.limits.tls_handshake_timeout
+        )
         self.gate = gate
         self.sessions: set[StreamSession] = set()
 
@@ -75,14 +78,8 @@ class IMAPSession(StreamSession):
     command_word = 1  # after the tag
 
     def __init__(self, service: IMAPService) -> None:
-        implicit = (
-            (service.tls_context, service.limits.tls_handshake_timeout)
-            if service.settings.secure and service.tls_context is not None
-            else None
-        )
-        super().__init__(service.gate, service.sessions, service.policy, implicit)
+        super().__init__(service)
         self.service = service
-        self.penalty = service.penalty
         self.conn = IMAPServer(service.settings, service.limits, service.open_account)
 
     @property

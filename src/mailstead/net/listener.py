@@ -27,6 +27,12 @@ def bucket(key: str) -> int:
     return hash(key) % BUCKETS
 
 
+def cells(ip: str) -> tuple[int, int]:
+    """The two counts ``ip`` adds to: its own bucket, and its network's after the
+    ``BUCKETS`` address buckets (the layout of the gate's and the penalty's rows)."""
+    return bucket(ip), BUCKETS + bucket(network_of(ip))
+
+
 class Admission(enum.Enum):
     """What the gate said to a new connection; true only for ``ADMITTED``."""
 
@@ -100,13 +106,6 @@ class ConnectionGate:
     def _sum(self, cell: int) -> int:
         return sum(self._counts[w * self._row + cell] for w in range(self.workers))
 
-    @staticmethod
-    def _cells(ip: str) -> tuple[int, int]:
-        return (
-            bucket(ip),
-            BUCKETS + bucket(network_of(ip)),
-        )
-
     @property
     def open(self) -> int:
         """Connections open on this listener, all workers together."""
@@ -118,7 +117,7 @@ class ConnectionGate:
         return self.open >= self.total * self.stress_fraction
 
     def admit(self, ip: str) -> Admission:
-        ip_cell, net_cell = self._cells(ip)
+        ip_cell, net_cell = cells(ip)
         if self._sum(ip_cell) >= self.per_ip:
             return Admission.ADDRESS_FULL
         if self._sum(net_cell) >= self.per_network:
@@ -129,7 +128,7 @@ class ConnectionGate:
         return Admission.ADMITTED
 
     def release(self, ip: str) -> None:
-        self._add(*self._cells(ip), -1)
+        self._add(*cells(ip), -1)
 
     def _add(self, ip_cell: int, net_cell: int, step: int) -> None:
         base = self._worker * self._row

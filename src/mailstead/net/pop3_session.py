@@ -20,7 +20,7 @@ from mailstead.addresses import AddressError, canonical_address
 from mailstead.limits import ConnectionPolicy, POP3Limits
 from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.listener import ConnectionGate
-from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession
+from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession, implicit_tls
 from mailstead.proto.pop3.events import (
     NEED_DATA,
     PAUSED,
@@ -66,6 +66,9 @@ class POP3Service:
         self.authenticate = authenticate
         self.open_maildrop = open_maildrop
         self.tls_context = tls_context
+        self.implicit_tls = implicit_tls(
+            settings.secure, tls_context, self.limits.tls_handshake_timeout
+        )
         self.gate = gate or ConnectionGate(
             self.limits.connections_per_ip, self.limits.connections_total
         )
@@ -101,14 +104,8 @@ class POP3Session(StreamSession):
     read_high_water = 64 * 1024
 
     def __init__(self, service: POP3Service) -> None:
-        implicit = (
-            (service.tls_context, service.limits.tls_handshake_timeout)
-            if service.settings.secure and service.tls_context is not None
-            else None
-        )
-        super().__init__(service.gate, service.sessions, service.policy, implicit)
+        super().__init__(service)
         self.service = service
-        self.penalty = service.penalty
         self.conn = POP3Server(service.settings)
         self.maildrop: Maildrop | None = None
 

@@ -22,7 +22,7 @@ from mailstead.limits import ConnectionPolicy, SMTPLimits
 from mailstead.mta.receiver import Peer, Receiver
 from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.listener import ConnectionGate
-from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession
+from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession, implicit_tls
 from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.events import (
     NEED_DATA,
@@ -65,6 +65,9 @@ class SMTPService:
         self.executor = executor
         self.authenticate = authenticate
         self.tls_context = tls_context
+        self.implicit_tls = implicit_tls(
+            settings.secure, tls_context, self.limits.tls_handshake_timeout
+        )
         self.gate = gate
         self.sessions: set[StreamSession] = set()
 
@@ -80,16 +83,10 @@ class SMTPSession(StreamSession):
     command_names = COMMAND_NAMES
 
     def __init__(self, service: SMTPService) -> None:
+        super().__init__(service)
         settings = service.settings
-        implicit = (
-            (service.tls_context, service.limits.tls_handshake_timeout)
-            if settings.secure and service.tls_context is not None
-            else None
-        )
-        super().__init__(service.gate, service.sessions, service.policy, implicit)
         self.service = service
         self.login_required = settings.auth_required
-        self.penalty = service.penalty
         self.conn = SMTPServer(settings)
         self.peer = Peer(ip="unknown", tls=settings.secure)
         # Where each recipient accepted in this transaction goes (from RCPT).

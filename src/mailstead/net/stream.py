@@ -28,6 +28,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from typing import Protocol
 
 from mailstead.limits import ConnectionPolicy
 from mailstead.net import watchdog
@@ -42,6 +43,31 @@ log = logging.getLogger("mailstead.net")
 READ_HIGH_WATER = 256 * 1024
 
 DEFAULT_POLICY = ConnectionPolicy()
+
+# A TLS context and its handshake timeout, for a listener with implicit TLS.
+ImplicitTLS = tuple[ssl.SSLContext, float]
+
+
+def implicit_tls(
+    secure: bool, context: ssl.SSLContext | None, handshake_timeout: float
+) -> ImplicitTLS | None:
+    """What a listener's sessions need to start with a handshake; None for plain ones."""
+    return (context, handshake_timeout) if secure and context is not None else None
+
+
+class ListenerService(Protocol):
+    """What every session takes from the service of its listener."""
+
+    @property
+    def gate(self) -> ConnectionGate | None: ...
+    @property
+    def sessions(self) -> set[StreamSession]: ...
+    @property
+    def policy(self) -> ConnectionPolicy: ...
+    @property
+    def penalty(self) -> AuthPenalty | None: ...
+    @property
+    def implicit_tls(self) -> ImplicitTLS | None: ...
 
 
 class Ended(enum.Enum):
@@ -73,23 +99,17 @@ class StreamSession(FlowProtocol):
     #: Whether a client must log in (IMAP, POP3, submission): the login
     #: deadline applies until it has.
     login_required = True
-    #: Failed logins of every worker, by address and network (None: no penalty).
-    penalty: AuthPenalty | None = None
 
-    def __init__(
-        self,
-        gate: ConnectionGate | None,
-        sessions: set[StreamSession],
-        policy: ConnectionPolicy,
-        implicit_tls: tuple[ssl.SSLContext, float] | None = None,
-    ) -> None:
+    def __init__(self, service: ListenerService) -> None:
         super().__init__()
         self.transport: asyncio.Transport | None = None
         self.ip = "unknown"
-        self.policy = policy
-        self._gate = gate
-        self._sessions = sessions
-        self._implicit_tls = implicit_tls  # (context, handshake timeout)
+        self.policy = service.policy
+        #: Failed logins of every worker, by address and network (None: no penalty).
+        self.penalty = service.penalty
+        self._gate = service.gate
+        self._sessions = service.sessions
+        self._implicit_tls = service.implicit_tls
         self._reading_paused = False
         self._unread = 0
         self.lost = False
@@ -353,14 +373,11 @@ class StreamSession(FlowProtocol):
         self.evicted = True
         self.lost = True
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(self.busy_notice())
+            if self._tls_early is None:  # no plain text in the middle of a handshake
+                self.transport.write(self.refusal.format(reason=Ended.EVICTED.value).encode())
             self.transport.close()
         self._release_slot()
         self._ended()
-
-    def busy_notice(self) -> bytes:
-        """What an evicted client is told, in the protocol's words."""
-        return self.refusal.format(reason=Ended.EVICTED.value).encode()
 
     def _release_slot(self) -> None:
         if self._admitted:
