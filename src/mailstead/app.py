@@ -17,12 +17,12 @@ from mailstead.addresses import AddressError, canonical_address
 from mailstead.clock import SystemClock
 from mailstead.config import Config, HostPort
 from mailstead.directory import Directory
+from mailstead.dns import DNSResolver
 from mailstead.limits import IMAPLimits, POP3Limits, SMTPLimits
 from mailstead.mta.dkim import DKIMKeys, DKIMSigner
 from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Receiver, Role
-from mailstead.mta.resolver import DNSResolver
 from mailstead.net import watchdog
 from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.imap_session import IMAPService

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from mailstead.store.fsync import write_file_atomically
+from mailstead.durable import write_file_atomically
 
 __all__ = ["CertificateError", "ensure_self_signed", "server_context"]
 

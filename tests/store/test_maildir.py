@@ -13,7 +13,7 @@ from typing import overload
 
 import pytest
 
-from mailstead.store.fsync import Buffer
+from mailstead.durable import Buffer
 from mailstead.store.maildir import Maildir
 
 MESSAGE: list[Buffer] = [

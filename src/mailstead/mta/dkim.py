@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mailstead.addresses import AddressError, normalize_domain
-from mailstead.store.fsync import write_file_atomically
+from mailstead.durable import write_file_atomically
 
 __all__ = [
     "SIGNED_HEADERS",

@@ -31,12 +31,12 @@ from mailstead.addresses import AddressError, split_address
 from mailstead.clock import Clock
 from mailstead.config import Config
 from mailstead.directory import Directory
+from mailstead.dns import Resolver
 from mailstead.limits import SMTPClientLimits
 from mailstead.message import trace
 from mailstead.mta import dsn, schedule
 from mailstead.mta.dkim import DKIMError, DKIMSigner, signing_domain
 from mailstead.mta.queue import Attempt, Queue, QueuedMessage, QueuedRecipient, RecipientStatus
-from mailstead.mta.resolver import Resolver
 from mailstead.mta.routing import Route, RoutingError, route
 from mailstead.net.smtp_client import OutboundMessage, deliver_to_host
 from mailstead.peertext import log_text

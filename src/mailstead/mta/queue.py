@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mailstead.sqlite_wal import enable_wal
-from mailstead.store.fsync import (
+from mailstead.durable import (
     Buffer,
     DirectorySyncer,
     buffer_size,
@@ -41,6 +40,7 @@ from mailstead.store.fsync import (
     unlink_quietly,
     write_all,
 )
+from mailstead.sqlite_wal import enable_wal
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
 hosts to try, in order, each with its addresses — or raises a
 :class:`RoutingError` that carries the reply code, the enhanced status code
 (RFC 3463) and a text fit for a DSN. It reads the DNS only through a
-:class:`~mailstead.mta.resolver.Resolver`, so tests pass a fake, and takes
+:class:`~mailstead.dns.Resolver`, so tests pass a fake, and takes
 its randomness from a ``random.Random`` the caller owns.
 
 The rules, in the order they are applied:
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from mailstead.addresses import AddressError, normalize_domain
-from mailstead.mta.resolver import (
+from mailstead.dns import (
     DNSError,
     MXRecord,
     NoAnswer,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from mailstead.store.fsync import Buffer, make_dirs
+from mailstead.durable import Buffer, make_dirs
 from mailstead.store.maildir import Maildir
 from mailstead.store.mbox import Mbox, MboxLockTimeout
 from mailstead.store.paths import (

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
+from mailstead.durable import fsync_dir
 from mailstead.proto.imap.storage import MailboxError, MailboxLike
 from mailstead.proto.imap.utf7 import decode_mutf7, encode_mutf7
-from mailstead.store.fsync import fsync_dir
 from mailstead.store.index import INDEX_NAME, AccountIndex, MailboxState
 from mailstead.store.mailbox import Mailbox, create_folder
 from mailstead.store.paths import maildir_path

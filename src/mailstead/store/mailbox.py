@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailstead.durable import DirectorySyncer, fsync_dir, make_dirs, unlink_quietly, write_all
 from mailstead.proto.imap.storage import Appender, FlagLimitError
-from mailstead.store.fsync import DirectorySyncer, fsync_dir, make_dirs, unlink_quietly, write_all
 from mailstead.store.index import AccountIndex, MailboxState, Row, write
 from mailstead.store.maildir import crlf_size, unique_name
 from mailstead.store.maildir_names import Keywords, crlf_size_named, split_name

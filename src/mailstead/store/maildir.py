@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mailstead.store.fsync import (
+from mailstead.durable import (
     Buffer,
     DirectorySyncer,
     buffer_size,

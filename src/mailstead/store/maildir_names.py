@@ -21,7 +21,7 @@ import os
 import re
 from pathlib import Path
 
-from mailstead.store.fsync import write_file_atomically
+from mailstead.durable import write_file_atomically
 
 KEYWORDS_FILE = "dovecot-keywords"
 MAX_KEYWORDS = 26

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mailstead.store.fsync import Buffer, fsync_dir, write_all
+from mailstead.durable import Buffer, fsync_dir, write_all
 
 log = logging.getLogger(__name__)
 

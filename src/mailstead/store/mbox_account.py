@@ -24,11 +24,11 @@ import os
 import stat
 from pathlib import Path
 
+from mailstead.durable import fsync_dir, make_dirs
 from mailstead.proto.imap.mailbox_names import MAX_LEVELS
 from mailstead.proto.imap.storage import MailboxError
 from mailstead.proto.imap.utf7 import decode_mutf7, encode_mutf7
 from mailstead.store.account import INBOX, AccountBase, Accounts, rename_inbox
-from mailstead.store.fsync import fsync_dir, make_dirs
 from mailstead.store.index import MailboxState
 from mailstead.store.maildrop import Maildrops
 from mailstead.store.mbox import Mbox

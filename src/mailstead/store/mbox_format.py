@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
-from mailstead.store.fsync import fsync_dir, unlink_quietly, write_all
+from mailstead.durable import fsync_dir, unlink_quietly, write_all
 from mailstead.store.maildir import crlf_size
 from mailstead.store.mbox import Mbox, MboxLockTimeout
 

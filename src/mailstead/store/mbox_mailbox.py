@@ -41,8 +41,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailstead.durable import fsync_dir
 from mailstead.proto.imap.storage import Appender, FlagLimitError
-from mailstead.store.fsync import fsync_dir
 from mailstead.store.index import AccountIndex, MailboxState, MailboxWriter, Row, write
 from mailstead.store.mailbox import flag_tuple, flags_after, with_changes
 from mailstead.store.maildir import crlf_size

@@ -1,4 +1,4 @@
-"""DNS for tests: a fake :class:`~mailstead.mta.resolver.Resolver` and a tiny real server.
+"""DNS for tests: a fake :class:`~mailstead.dns.Resolver` and a tiny real server.
 
 Both take the same zone data, a mapping from owner name to record type to
 values::
@@ -21,7 +21,7 @@ that is, but lacks the type asked for, is NODATA.
 * :class:`FakeResolver` answers in memory, for unit tests of routing.
 * :class:`DNSServer` is an authoritative server on ``127.0.0.1``, UDP and TCP
   on one port chosen by the kernel, for tests of the real
-  :class:`~mailstead.mta.resolver.DNSResolver`. It runs in a thread, so it
+  :class:`~mailstead.dns.DNSResolver`. It runs in a thread, so it
   serves synchronous tests and any event loop alike::
 
       with DNSServer(ZONES, servfail={"broken.test"}) as (host, port):
@@ -54,7 +54,7 @@ import dns.rdtypes.IN.AAAA
 import dns.rrset
 
 from mailstead.addresses import AddressError, normalize_domain
-from mailstead.mta.resolver import (
+from mailstead.dns import (
     MXRecord,
     NoAnswer,
     NXDomain,
@@ -176,10 +176,10 @@ class _ZoneData:
 
 
 class FakeResolver:
-    """An in-memory :class:`~mailstead.mta.resolver.Resolver` over zone data.
+    """An in-memory :class:`~mailstead.dns.Resolver` over zone data.
 
     ``fail`` names (or ``(name, type)`` questions) raise
-    :class:`~mailstead.mta.resolver.TemporaryDNSError`, as SERVFAIL or a
+    :class:`~mailstead.dns.TemporaryDNSError`, as SERVFAIL or a
     timeout would. Every question asked is appended to :attr:`queries` as
     ``(name, TYPE)``, so tests can check what was (not) looked up.
     """

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.store import fsync as fsync_mod
-from mailstead.store.fsync import Buffer, DirectorySyncer, buffer_size, make_dirs, write_all
+from mailstead import durable as fsync_mod
+from mailstead.durable import Buffer, DirectorySyncer, buffer_size, make_dirs, write_all
 
 
 def _fd_path(fd: int) -> str:

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from mailstead.mta.resolver import (
+from mailstead.dns import (
     DNSResolver,
     MXRecord,
     NoAnswer,
