@@ -4,29 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Re-exported: a session imports the sentinels with its protocol's events.
+from mailstead.proto.events import NEED_DATA as NEED_DATA
+from mailstead.proto.events import PAUSED as PAUSED
+from mailstead.proto.events import Event as Event
 from mailstead.proto.sasl import Credentials
-
-
-class Event:
-    """Base of everything :meth:`POP3Server.next_event` returns."""
-
-    __slots__ = ()
-
-
-class _Sentinel(Event):
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-# More bytes are needed before another event can be produced.
-NEED_DATA = _Sentinel("NEED_DATA")
-# The protocol waits for the application to answer the last event.
-PAUSED = _Sentinel("PAUSED")
 
 
 @dataclass(frozen=True, slots=True)
