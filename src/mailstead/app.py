@@ -19,7 +19,7 @@ from mailstead.config import Config, HostPort
 from mailstead.directory import Directory
 from mailstead.dns import DNSResolver
 from mailstead.limits import IMAPLimits, POP3Limits, SMTPLimits
-from mailstead.mta.dkim import DKIMKeys, DKIMSigner
+from mailstead.mailauth.dkim import DKIMKeys, DKIMSigner
 from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Receiver, Role

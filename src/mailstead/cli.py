@@ -264,8 +264,8 @@ def dns_records(ctx: click.Context, domain: str, as_json: bool) -> None:
 
     Creates the domain's DKIM keys if it has none.
     """
-    from mailstead.mta.dkim import DKIMError
-    from mailstead.mta.dnsrecords import DNSRecordsError, records, zone_text
+    from mailstead.mailauth.dkim import DKIMError
+    from mailstead.mailauth.dnsrecords import DNSRecordsError, records, zone_text
 
     config = _config(ctx)
     try:

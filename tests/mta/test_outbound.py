@@ -28,9 +28,9 @@ import pytest
 
 from mailstead.config import Config, load_config
 from mailstead.directory import Directory
-from mailstead.mta import dkim as dkim_module
+from mailstead.mailauth import dkim as dkim_module
+from mailstead.mailauth.dkim import DKIMKey, DKIMKeys, DKIMSigner
 from mailstead.mta import outbound, schedule
-from mailstead.mta.dkim import DKIMKey, DKIMKeys, DKIMSigner
 from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue, QueuedRecipient, RecipientStatus
 from mailstead.store import MaildirStore

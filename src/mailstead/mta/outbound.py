@@ -33,9 +33,9 @@ from mailstead.config import Config
 from mailstead.directory import Directory
 from mailstead.dns import Resolver
 from mailstead.limits import SMTPClientLimits
+from mailstead.mailauth.dkim import DKIMError, DKIMSigner, signing_domain
 from mailstead.message import trace
 from mailstead.mta import dsn, schedule
-from mailstead.mta.dkim import DKIMError, DKIMSigner, signing_domain
 from mailstead.mta.queue import Attempt, Queue, QueuedMessage, QueuedRecipient, RecipientStatus
 from mailstead.mta.routing import Route, RoutingError, route
 from mailstead.net.smtp_client import OutboundMessage, deliver_to_host

@@ -11,8 +11,8 @@ from pathlib import Path
 import dkim
 import pytest
 
-from mailstead.mta import dkim as dkim_module
-from mailstead.mta.dkim import (
+from mailstead.mailauth import dkim as dkim_module
+from mailstead.mailauth.dkim import (
     DKIMError,
     DKIMKey,
     DKIMKeys,

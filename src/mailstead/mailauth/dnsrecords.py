@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from mailstead.addresses import AddressError, normalize_domain
 from mailstead.config import Config
-from mailstead.mta.dkim import DKIMKeys, txt_record
+from mailstead.mailauth.dkim import DKIMKeys, txt_record
 
 __all__ = ["TTL", "DNSRecordsError", "Record", "records", "txt_strings", "zone_text"]
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner, Result
 
 from mailstead.cli import main
 from mailstead.config import load_config
-from mailstead.mta.dkim import DKIMKeys, DKIMSigner
-from mailstead.mta.dnsrecords import DNSRecordsError, Record, records, txt_strings, zone_text
+from mailstead.mailauth.dkim import DKIMKeys, DKIMSigner
+from mailstead.mailauth.dnsrecords import DNSRecordsError, Record, records, txt_strings, zone_text
 
 
 @pytest.fixture
