@@ -13,8 +13,9 @@ from click.testing import CliRunner, Result
 
 from mailstead.cli import main
 from mailstead.config import load_config
+from mailstead.message.compose import Body, build_message
 from mailstead.mta.queue import Queue
-from mailstead.mta.submit import Body, build_message, html_to_text
+from mailstead.templates.text import html_to_text
 
 
 @pytest.fixture
@@ -231,7 +232,7 @@ def test_a_storage_failure_is_one_line_with_its_cause(
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(MaildirStore, "deliver", disk_full)
+    monkeypatch.setattr(MaildirStore, "stage", disk_full)
     result = run(
         config, "send", "--from", "alice@example.test", "--to", "bob@example.test", "--text", "x"
     )

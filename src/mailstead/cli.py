@@ -493,6 +493,7 @@ def send(
     and no --text, the text part is derived from the HTML. Nothing is sent
     unless every recipient is accepted.
     """
+    from mailstead.message.compose import ComposeError, build_message
     from mailstead.mta import submit as sub
     from mailstead.mta.receiver import Receiver, Role
     from mailstead.store import open_store
@@ -500,7 +501,7 @@ def send(
     config = _config(ctx)
     try:
         body = sub.load_body(text, html_file, template, data_json)
-        content = sub.build_message(sender, recipients, subject, body)
+        content = build_message(sender, recipients, subject, body)
         with _directory(config) as directory, _queue(config) as q:
             receiver = Receiver(
                 Role.MSA,
@@ -522,8 +523,8 @@ def send(
                     )
             else:
                 done = sub.submit(receiver, sender, recipients, content)
-    except sub.SubmitError as exc:
+    except (sub.SubmitError, ComposeError) as exc:
         raise _Failure(str(exc)) from None
     click.echo(" ".join(str(x) for x in (done.reply.code, done.reply.enhanced, *done.reply.lines)))
-    if done.queue_id is not None:
+    if done.remote:
         click.echo(f"queue id {done.queue_id} for {len(done.remote)} remote recipient(s)")

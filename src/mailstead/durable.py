@@ -11,18 +11,24 @@ of those two steps cheap or hard to forget:
 * :func:`make_dirs` creates missing directories and fsyncs each parent whose
   entries it changed;
 * :class:`DirectorySyncer` lets many threads that each renamed a file into one
-  directory share a single directory ``fsync`` (group commit).
+  directory share a single directory ``fsync`` (group commit);
+* :class:`Staged` and :func:`publish_all` make a delivery to several places
+  all or nothing: the slow, failure-prone writes happen while staging, where
+  nothing is visible yet, and a failed publish takes back the others.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeAlias
+from typing import Protocol, TypeAlias
+
+log = logging.getLogger(__name__)
 
 #: A message fragment: anything ``writev(2)`` takes without a copy.
 Buffer: TypeAlias = bytes | bytearray | memoryview
@@ -212,3 +218,50 @@ class DirectorySyncer:
                 batch.error = error
                 self._running = False
                 self._cond.notify_all()
+
+
+class Staged(Protocol):
+    """One copy of a message, written but not yet visible (a Maildir file in
+    ``tmp/``, a queue file without its rows, mbox bytes in memory).
+
+    ``publish`` makes it visible and durable; ``undo`` takes a successful
+    publish back (only before ``close``: an mbox holds its locks till then);
+    ``close`` releases what the copy holds and removes what was never
+    published. Staging does the work that fails for ordinary reasons (disk
+    full, quota); publishing is a link, a row insert or an append under a
+    lock, so it rarely fails.
+    """
+
+    def publish(self) -> None: ...
+
+    def undo(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def publish_all(copies: Sequence[Staged]) -> None:
+    """Publish every copy in order, or none: a failure undoes the earlier ones.
+
+    The copies are always closed. Callers order them so that locks are taken
+    in one global order (no two deliveries wait for each other) and the
+    copy most likely to fail goes first. An undo that fails too is logged: the
+    copy it could not take back may then be delivered twice, never lost.
+    """
+    published: list[Staged] = []
+    try:
+        for copy in copies:
+            copy.publish()
+            published.append(copy)
+    except BaseException:
+        for copy in reversed(published):
+            try:
+                copy.undo()
+            except Exception:
+                log.exception("could not take back a published copy; it may be duplicated")
+        raise
+    finally:
+        for copy in copies:
+            try:
+                copy.close()
+            except Exception:
+                log.exception("releasing a staged copy failed")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.directory import Directory
+from mailstead.directory import Directory, Resolution
 from mailstead.limits import SMTPLimits
 from mailstead.mta.queue import Queue
-from mailstead.mta.receiver import Peer, Receiver, Role
+from mailstead.mta.receiver import Peer, Receiver, Refused, Role
 from mailstead.proto.smtp.events import MailParams, Message, RcptParams, Recipient
 from mailstead.proto.smtp.replies import Reply
 from mailstead.store import open_store
@@ -52,13 +52,24 @@ def _message(*recipients: str, content: bytes = b"Subject: t\r\n\r\nbody\r\n") -
 
 
 def _commit(receiver: Receiver, peer: Peer, message: Message) -> Reply:
-    """Route every recipient as RCPT would have, then commit the message."""
-    routes = {}
+    """MAIL FROM, every RCPT TO (each must be accepted), DATA: the reply to DATA."""
+    delivery = receiver.start(peer, message.sender, message.mail_params)
     for rcpt in message.recipients:
-        reply, route = receiver.route(peer, rcpt.address)
-        assert reply.code == 250 and route is not None, rcpt.address
-        routes[rcpt.address] = route
-    return receiver.commit(peer, message, routes)
+        delivery.add_rcpt(rcpt.address, rcpt.params)
+    try:
+        delivery.body(message.content)
+        return delivery.commit().reply
+    except Refused as refused:
+        delivery.abort()
+        return refused.reply
+
+
+def _route(receiver: Receiver, peer: Peer, recipient: str) -> tuple[Reply, Resolution | None]:
+    """The reply to RCPT TO and, when it is 250, where the copies go."""
+    try:
+        return Reply(250, "2.1.5", "Ok"), receiver.route(peer, recipient)
+    except Refused as refused:
+        return refused.reply, None
 
 
 def _inbox(tmp_path: Path, address: str) -> list[bytes]:
@@ -87,16 +98,16 @@ ALICE = Peer(ip="192.0.2.8", helo="laptop", tls=True, user="alice@example.test")
 def test_mta_recipient_policy(
     directory: Directory, tmp_path: Path, recipient: str, code: int, enhanced: str
 ) -> None:
-    reply, route = _receiver(Role.MTA, directory, tmp_path).route(STRANGER, recipient)
+    reply, route = _route(_receiver(Role.MTA, directory, tmp_path), STRANGER, recipient)
     assert (reply.code, reply.enhanced) == (code, enhanced)
     assert (route is not None) == (code == 250)
 
 
 def test_msa_relays_only_for_the_authenticated(directory: Directory, tmp_path: Path) -> None:
     msa = _receiver(Role.MSA, directory, tmp_path)
-    reply, route = msa.route(ALICE, "someone@remote.test")
+    reply, route = _route(msa, ALICE, "someone@remote.test")
     assert reply.code == 250 and route is not None and route.remote == ("someone@remote.test",)
-    assert msa.route(STRANGER, "someone@remote.test")[0].code == 554
+    assert _route(msa, STRANGER, "someone@remote.test")[0].code == 554
 
 
 @pytest.mark.parametrize(
@@ -114,7 +125,12 @@ def test_msa_sender_must_be_owned(
     directory: Directory, tmp_path: Path, sender: str, code: int
 ) -> None:
     msa = _receiver(Role.MSA, directory, tmp_path)
-    assert msa.sender_reply(ALICE, sender, MailParams()).code == code
+    try:
+        msa.start(ALICE, sender, MailParams())
+        reply_code = 250
+    except Refused as refused:
+        reply_code = refused.reply.code
+    assert reply_code == code
 
 
 def test_commit_delivers_one_copy_per_mailbox(directory: Directory, tmp_path: Path) -> None:
@@ -148,11 +164,11 @@ def test_user_deleted_after_rcpt_still_gets_the_message(
     # The 250 to RCPT is a promise; a directory change before DATA ends
     # must not turn it into a loss.
     receiver = _receiver(Role.MTA, directory, tmp_path)
-    reply, route = receiver.route(STRANGER, "bob@example.test")
-    assert reply.code == 250 and route is not None
+    delivery = receiver.start(STRANGER, "carol@remote.test", MailParams())
+    delivery.add_rcpt("bob@example.test", NO_PARAMS)
     directory.delete_user("bob@example.test")
-    message = _message("bob@example.test")
-    assert receiver.commit(STRANGER, message, {"bob@example.test": route}).code == 250
+    delivery.body(b"Subject: t\r\n\r\nbody\r\n")
+    assert delivery.commit().reply.code == 250
     assert len(_inbox(tmp_path, "bob@example.test")) == 1
 
 
@@ -174,7 +190,7 @@ def test_storage_failure_answers_451(
     def disk_full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(receiver.store, "deliver", disk_full)
+    monkeypatch.setattr(receiver.store, "stage", disk_full)
     reply = _commit(receiver, STRANGER, _message("alice@example.test"))
     assert (reply.code, reply.enhanced) == (451, "4.3.0")
 
@@ -225,3 +241,63 @@ def test_hostile_peer_text_never_becomes_a_header_or_a_log_line(
     (line,) = [r.getMessage() for r in caplog.records if "from=<" in r.getMessage()]
     assert line.isprintable()
     assert "from=<carol\\r\\nX-Inj4: 4\\x85@remote.test>" in line
+
+
+# -- all or nothing: a 451 leaves no copy that the client's retry would duplicate ----
+
+
+def _break_maildir(tmp_path: Path, address: str) -> None:
+    """Make ``address``'s Maildir refuse new files: its tmp/ is a plain file."""
+    local, domain = address.split("@")
+    maildir = tmp_path / "mail" / domain / local / "Maildir"
+    maildir.mkdir(parents=True)
+    (maildir / "tmp").write_bytes(b"")
+
+
+def test_a_failed_copy_leaves_no_other_copy_behind(directory: Directory, tmp_path: Path) -> None:
+    # team@ reaches alice and bob; bob's copy cannot be written. Before the
+    # transaction split alice's copy stayed in new/ beside the 451, and the
+    # client's retry gave her a second one.
+    receiver = _receiver(Role.MTA, directory, tmp_path)
+    _break_maildir(tmp_path, "bob@example.test")
+    reply = _commit(receiver, STRANGER, _message("team@example.test", "fwd@example.test"))
+    assert (reply.code, reply.enhanced) == (451, "4.3.0")
+    assert _inbox(tmp_path, "alice@example.test") == []
+    assert receiver.queue.list() == []  # fwd@'s remote copy was not queued either
+    alice_tmp = tmp_path / "mail" / "example.test" / "alice" / "Maildir" / "tmp"
+    assert list(alice_tmp.iterdir()) == []
+    assert list((tmp_path / "queue" / "msg").iterdir()) == []
+    # The client retries once the disk is fixed: one copy each, not two.
+    (tmp_path / "mail" / "example.test" / "bob" / "Maildir" / "tmp").unlink()
+    receiver = _receiver(Role.MTA, directory, tmp_path)
+    reply = _commit(receiver, STRANGER, _message("team@example.test", "fwd@example.test"))
+    assert reply.code == 250
+    assert len(_inbox(tmp_path, "alice@example.test")) == 1
+    assert len(_inbox(tmp_path, "bob@example.test")) == 1
+    assert len(receiver.queue.list()) == 1
+
+
+def test_a_failed_publish_takes_back_the_published_copies(
+    directory: Directory, tmp_path: Path
+) -> None:
+    # mbox copies are appended at commit, alice's before bob's; bob's mbox is
+    # a directory, so his append fails after alice's went in.
+    receiver = Receiver(
+        Role.MTA,
+        hostname="mx.example.test",
+        domains=["example.test"],
+        directory=directory,
+        store=open_store("mbox", tmp_path / "mail"),
+        queue=Queue(tmp_path),
+        limits=SMTPLimits(),
+    )
+    alice = tmp_path / "mail" / "example.test" / "alice" / "mbox"
+    bob = tmp_path / "mail" / "example.test" / "bob" / "mbox"
+    _commit(receiver, STRANGER, _message("alice@example.test"))
+    before = alice.read_bytes()
+    bob.mkdir(parents=True)
+    reply = _commit(receiver, STRANGER, _message("team@example.test", "fwd@example.test"))
+    assert (reply.code, reply.enhanced) == (451, "4.3.0")
+    assert alice.read_bytes() == before  # truncated back under the lock
+    assert not alice.with_name("mbox.lock").exists()
+    assert receiver.queue.list() == []  # the queued copy was taken back too

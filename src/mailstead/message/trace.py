@@ -15,7 +15,7 @@ from email.utils import format_datetime
 
 from mailstead.peertext import header_text
 
-__all__ = ["delivered_to", "received", "return_path"]
+__all__ = ["delivered_to", "final_delivery", "received", "return_path"]
 
 # RFC 5321 §4.5.3.1.2: a domain is at most 255 octets.
 _MAX_HELO = 255
@@ -29,6 +29,16 @@ def return_path(sender: str) -> bytes:
 def delivered_to(mailbox: str) -> bytes:
     """``Delivered-To: mailbox`` (Postfix/qmail practice): loops become visible."""
     return f"Delivered-To: {header_text(mailbox)}\n".encode()
+
+
+def final_delivery(sender: str, mailbox: str) -> bytes:
+    """What the delivery into ``mailbox`` adds: Return-Path, then Delivered-To.
+
+    RFC 5321 §4.4: the final delivery adds Return-Path; Delivered-To
+    (Postfix/qmail practice) names the mailbox and lets loops be seen. The
+    receiver and the outbound MTA's local delivery both use this.
+    """
+    return return_path(sender) + delivered_to(mailbox)
 
 
 def received(

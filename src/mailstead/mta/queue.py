@@ -267,6 +267,37 @@ class Queue:
         returns, the file and the envelope are both on disk. A recipient
         given twice is queued once (the first one's DSN parameters win).
         """
+        staged = self.stage(
+            sender,
+            recipients,
+            parts,
+            envid=envid,
+            ret=ret,
+            received_at=received_at,
+            queue_id=queue_id,
+        )
+        try:
+            staged.publish()
+        finally:
+            staged.close()
+        return staged.queue_id
+
+    def stage(
+        self,
+        sender: str,
+        recipients: Sequence[QueuedRecipient],
+        parts: Sequence[Buffer],
+        *,
+        envid: str | None = None,
+        ret: str | None = None,
+        received_at: float,
+        queue_id: str | None = None,
+    ) -> StagedQueueMessage:
+        """Write the message file durably; its rows go in when the result is published.
+
+        Until then the file is an orphan nobody delivers (recover() removes
+        one left by a crash).
+        """
         if not recipients:
             raise ValueError("a queued message needs at least one recipient")
         if ret is not None and ret not in _RET_VALUES:
@@ -278,30 +309,25 @@ class Queue:
             raise ValueError(f"bad queue id {queue_id!r}")
         size = buffer_size(parts)
         queue_id, msg_path = self._write_file(parts, queue_id)
-        committing = False
-        try:
-            with self._transaction() as conn:
-                conn.execute(
-                    "INSERT INTO messages (id, sender, received_at, size, envid, ret, path)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (queue_id, sender, received_at, size, envid, ret, f"msg/{queue_id}"),
-                )
-                conn.executemany(
-                    "INSERT INTO recipients (message_id, address, notify, orcpt, state,"
-                    " attempts, next_attempt) VALUES (?, ?, ?, ?, 'pending', 0, ?)",
-                    [
-                        (queue_id, r.address, _encode_notify(r.notify), r.orcpt, received_at)
-                        for r in unique.values()
-                    ],
-                )
-                committing = True
-        except BaseException:
-            # A failed COMMIT may still have reached the disk; then the file
-            # must stay. If it did not, recover() removes the orphan later.
-            if not committing:
-                unlink_quietly(msg_path)
-            raise
-        return queue_id
+        message = (queue_id, sender, received_at, size, envid, ret, f"msg/{queue_id}")
+        rows = [
+            (queue_id, r.address, _encode_notify(r.notify), r.orcpt, received_at)
+            for r in unique.values()
+        ]
+        return StagedQueueMessage(self, queue_id, msg_path, message, rows)
+
+    def _insert(self, message: tuple[object, ...], rows: Sequence[tuple[object, ...]]) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO messages (id, sender, received_at, size, envid, ret, path)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                message,
+            )
+            conn.executemany(
+                "INSERT INTO recipients (message_id, address, notify, orcpt, state,"
+                " attempts, next_attempt) VALUES (?, ?, ?, ?, 'pending', 0, ?)",
+                rows,
+            )
 
     def _write_file(self, parts: Sequence[Buffer], wanted: str | None) -> tuple[str, str]:
         """Write ``parts`` durably to ``msg/<id>``; return the id and path.
@@ -558,3 +584,44 @@ class Queue:
         return QueuedMessage(
             queue_id, sender, received_at, size, envid, ret, self.queue_dir / path, tuple(rcpts)
         )
+
+
+class StagedQueueMessage:
+    """A queue file on disk whose rows are not yet in the database.
+
+    :meth:`publish` inserts the rows (the message is then queued); without
+    it, :meth:`close` removes the file.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        queue_id: str,
+        msg_path: str,
+        message: tuple[object, ...],
+        rows: Sequence[tuple[object, ...]],
+    ) -> None:
+        self.queue_id = queue_id
+        self._queue = queue
+        self._msg_path = msg_path
+        self._message = message
+        self._rows = rows
+        self._keep_file = False
+
+    def publish(self) -> None:
+        try:
+            self._queue._insert(self._message, self._rows)
+        except sqlite3.OperationalError:
+            # A failed COMMIT may still have reached the disk (an I/O error
+            # after the WAL write); then the file must stay. If it did not,
+            # recover() removes the orphan later.
+            self._keep_file = True
+            raise
+        self._keep_file = True
+
+    def undo(self) -> None:
+        self._queue.delete(self.queue_id)
+
+    def close(self) -> None:
+        if not self._keep_file:
+            unlink_quietly(self._msg_path)

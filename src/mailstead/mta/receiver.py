@@ -3,8 +3,28 @@
 The protocol object knows the grammar; this module knows the directory,
 the relay rules of each listener role, and the durable hand-off of an
 accepted message to the local mailboxes (MDA) and the outbound queue.
-Its :meth:`Receiver.commit` returns only once every copy is fsynced, which
-is what the 250 to DATA/BDAT promises (DESIGN.md §2).
+
+One SMTP transaction is one :class:`Delivery`, after maddy's delivery
+target: :meth:`Receiver.start` at MAIL FROM, :meth:`Delivery.add_rcpt` per
+RCPT TO, :meth:`Delivery.body` when the message is in, then
+:meth:`Delivery.commit` or :meth:`Delivery.abort`. The contract:
+
+* ``start`` and ``add_rcpt`` decide and store nothing; a refusal is a
+  :class:`Refused` carrying the reply for the client.
+* ``body`` makes no visible change: it writes and fsyncs every copy where no
+  reader looks (Maildir ``tmp/``, a queue file without its rows, mbox bytes
+  in memory). A failure there discards what was staged: the 451 leaves
+  nothing behind that a retry would duplicate.
+* ``commit`` publishes every copy (queue rows, links into ``new/``, mbox
+  appends under their locks) or, if one fails, takes the others back. When
+  it returns, every accepted recipient's copy is durable: that is what the
+  250 to DATA/BDAT promises (docs/durability.md). It is the one place a
+  delivered message becomes an event.
+* ``abort`` drops whatever ``body`` staged; calling it twice, or after
+  ``commit``, does nothing.
+
+``body`` and ``commit`` block on disk writes: sessions run them in a worker
+thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -12,18 +32,19 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mailstead.addresses import AddressError, split_address
 from mailstead.directory import Directory, Resolution
+from mailstead.durable import Staged, publish_all
 from mailstead.limits import SMTPLimits
 from mailstead.message import trace
 from mailstead.mta.queue import Queue, QueuedRecipient, new_queue_id
 from mailstead.peertext import log_text
 from mailstead.proto.smtp import replies as R
-from mailstead.proto.smtp.events import MailParams, Message, RcptParams
+from mailstead.proto.smtp.events import MailParams, RcptParams
 from mailstead.proto.smtp.replies import Reply
 from mailstead.store import MailboxStore
 
@@ -31,7 +52,7 @@ log = logging.getLogger("mailstead.smtp")
 
 
 class Role(enum.Enum):
-    """The three listener roles of DESIGN.md §3."""
+    """The three listener roles of the external contract (docs/config.md)."""
 
     MTA = "smtp"  # mail from other servers, for our domains only
     MSA = "submission"  # our users, STARTTLS then AUTH
@@ -51,6 +72,31 @@ class Peer:
     tls: bool = False
     user: str | None = None
     esmtp: bool = True
+
+
+class Refused(Exception):
+    """The receiver says no. ``reply`` is what the client is told; ``cause``
+    is the internal reason, for the log and the operator, never the peer."""
+
+    def __init__(self, reply: Reply, cause: str | None = None) -> None:
+        super().__init__(" ".join(str(x) for x in (reply.code, reply.enhanced, *reply.lines) if x))
+        self.reply = reply
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A message every accepted recipient's copy of which is on disk."""
+
+    #: The id that names the message in its Received header, the 250 reply,
+    #: the log and, when something went to the queue, the queue.
+    queue_id: str
+    #: The 250 to DATA/BDAT ("Ok: queued as <queue_id>").
+    reply: Reply
+    #: Local mailboxes that got their copy.
+    local: tuple[str, ...]
+    #: Remote addresses handed to the outbound queue (empty: nothing queued).
+    remote: tuple[str, ...]
 
 
 class Receiver:
@@ -82,21 +128,20 @@ class Receiver:
         # Called (from the delivery thread) after mail went into the queue.
         self.on_queued = on_queued
 
-    # -- MAIL FROM / RCPT TO --------------------------------------------------
-
-    def sender_reply(self, peer: Peer, sender: str, params: MailParams) -> Reply:
+    def start(self, peer: Peer, sender: str, params: MailParams) -> Delivery:
+        """MAIL FROM: a new transaction, or :class:`Refused`."""
         # RFC 6409 §6.1: the MSA checks the sender against the authenticated
         # identity; nobody may send as somebody else.
         if self.role.is_submission and not (
             peer.user is not None and sender and self.directory.may_send_as(peer.user, sender)
         ):
-            return Reply(553, "5.7.1", "Sender address not owned by authenticated user")
-        return R.SENDER_OK
+            raise Refused(Reply(553, "5.7.1", "Sender address not owned by authenticated user"))
+        return Delivery(self, peer, sender, params)
 
-    def route(self, peer: Peer, recipient: str) -> tuple[Reply, Resolution | None]:
-        """The reply to RCPT TO and, when it is 250, where the copies will go.
+    def route(self, peer: Peer, recipient: str) -> Resolution:
+        """Where the copies for ``recipient`` go, or :class:`Refused` (the RCPT reply).
 
-        The route is decided here, once, on the event loop; :meth:`commit`
+        The route is decided here, once, on the event loop; the commit
         follows it without asking the directory again, so a 250 given at
         RCPT is honoured even if the directory changes before DATA ends.
         """
@@ -106,109 +151,29 @@ class Receiver:
             _, domain = split_address(recipient)
             local = self.directory.is_local_domain(domain)
         except AddressError:
-            return Reply(501, "5.1.3", "Bad recipient address syntax"), None
+            raise Refused(Reply(501, "5.1.3", "Bad recipient address syntax")) from None
         if local:
             resolution = self.directory.resolve(recipient)
             if resolution is None:
-                return R.NO_SUCH_USER, None
-            return R.RECIPIENT_OK, resolution
+                raise Refused(R.NO_SUCH_USER)
+            return resolution
         if self.role.is_submission and peer.user is not None:
-            return R.RECIPIENT_OK, Resolution(mailboxes=(), remote=(recipient,))
+            return Resolution(mailboxes=(), remote=(recipient,))
         # Never an open relay: strangers may only send to our own domains.
-        return R.RELAY_DENIED, None
+        raise Refused(R.RELAY_DENIED)
 
-    # -- the message ------------------------------------------------------------
-
-    def commit(self, peer: Peer, message: Message, routes: Mapping[str, Resolution]) -> Reply:
-        """Store every copy durably, then say 250; runs in a worker thread.
-
-        ``routes`` maps each accepted recipient to what :meth:`route` said.
-        """
-        content = message.content
-        hops = _count_received(content)
-        if hops >= self.limits.max_received_headers:
-            # RFC 5321 §6.3: a message that has looped must not go round again.
-            return Reply(554, "5.4.6", "Too many Received headers: mail loop")
-        # One id names the message everywhere: Received header, 250 reply,
-        # log lines and, for remote recipients, the queue.
-        queue_id = new_queue_id()
-        now = time.time()
-        sender = message.sender
-        mailboxes: dict[str, str] = {}  # final mailbox -> the recipient it came from
-        remote: dict[str, RcptParams] = {}
-        for rcpt in message.recipients:
-            resolution = routes[rcpt.address]
-            for mailbox in resolution.mailboxes:
-                mailboxes.setdefault(mailbox, rcpt.address)
-            for target in resolution.remote:
-                remote.setdefault(target, rcpt.params)
-        stamp = datetime.fromtimestamp(now, UTC)
-        # Maildir and mbox files use the Unix line ending.
-        body_lf = content.replace(b"\r\n", b"\n") if mailboxes else b""
-        try:
-            for mailbox, original in mailboxes.items():
-                trace = self._trace_headers(peer, message, queue_id, original, mailbox, stamp)
-                self.store.deliver(mailbox, (trace, body_lf), sender, now)
-            if remote:
-                received = self._received(peer, message, queue_id, None, stamp)
-                recipients = [
-                    QueuedRecipient(address=a, notify=p.notify, orcpt=p.orcpt)
-                    for a, p in remote.items()
-                ]
-                self.queue.enqueue(
-                    sender,
-                    recipients,
-                    (received.replace(b"\n", b"\r\n"), content),
-                    envid=message.mail_params.envid,
-                    ret=message.mail_params.ret,
-                    received_at=now,
-                    queue_id=queue_id,
-                )
-                if self.on_queued is not None:
-                    self.on_queued()
-        except Exception:
-            log.exception("%s: delivery failed", queue_id)
-            return R.LOCAL_ERROR
-        # Addresses are the peer's text: escaped, so they cannot forge a log line.
-        log.info(
-            "%s: from=<%s> to=%s size=%d client=[%s] user=%s",
-            queue_id,
-            log_text(sender),
-            ",".join(f"<{log_text(r.address)}>" for r in message.recipients),
-            len(content),
-            peer.ip,
-            log_text(peer.user or "-"),
-        )
-        return Reply(250, "2.0.0", f"Ok: queued as {queue_id}")
-
-    def _trace_headers(
+    def received_header(
         self,
         peer: Peer,
-        message: Message,
-        queue_id: str,
-        original: str,
-        mailbox: str,
-        stamp: datetime,
-    ) -> bytes:
-        # RFC 5321 §4.4: the final delivery adds Return-Path; Delivered-To
-        # (Postfix/qmail practice) names the mailbox and lets loops be seen.
-        return (
-            trace.return_path(message.sender)
-            + trace.delivered_to(mailbox)
-            + self._received(peer, message, queue_id, original, stamp)
-        )
-
-    def _received(
-        self,
-        peer: Peer,
-        message: Message,
+        params: MailParams,
         queue_id: str,
         recipient: str | None,
         stamp: datetime,
     ) -> bytes:
+        """The Received field this listener adds to a message (RFC 5321 §4.4)."""
         # RFC 3848 protocol names: ESMTP + S (TLS) + A (authenticated).
         proto = "ESMTP" if peer.esmtp else "SMTP"
-        if message.mail_params.smtputf8:
+        if params.smtputf8:
             proto = "UTF8" + proto
         if peer.tls:
             proto += "S"
@@ -225,6 +190,132 @@ class Receiver:
             recipient=recipient,
             stamp=stamp,
         )
+
+
+class Delivery:
+    """One transaction from MAIL FROM to the end of DATA/BDAT (see the module docstring)."""
+
+    def __init__(self, receiver: Receiver, peer: Peer, sender: str, params: MailParams) -> None:
+        self.receiver = receiver
+        self.peer = peer
+        self.sender = sender
+        self.params = params
+        # Accepted recipients in RCPT order, each with where it goes.
+        self._routes: dict[str, tuple[RcptParams, Resolution]] = {}
+        self._staged: list[Staged] = []
+        self._queue_id = ""
+        self._size = 0
+        self._local: tuple[str, ...] = ()
+        self._remote: tuple[str, ...] = ()
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return tuple(self._routes)
+
+    def add_rcpt(self, recipient: str, params: RcptParams) -> None:
+        """RCPT TO: accept ``recipient`` or raise :class:`Refused`."""
+        resolution = self.receiver.route(self.peer, recipient)
+        self._routes.setdefault(recipient, (params, resolution))
+
+    def body(self, content: bytes) -> None:
+        """Stage every copy of ``content`` (CRLF); visible nowhere until :meth:`commit`."""
+        receiver = self.receiver
+        if _count_received(content) >= receiver.limits.max_received_headers:
+            # RFC 5321 §6.3: a message that has looped must not go round again.
+            raise Refused(Reply(554, "5.4.6", "Too many Received headers: mail loop"))
+        # One id names the message everywhere: Received header, 250 reply,
+        # log lines and, for remote recipients, the queue.
+        queue_id = new_queue_id()
+        now = time.time()
+        mailboxes: dict[str, str] = {}  # final mailbox -> the recipient it came from
+        remote: dict[str, RcptParams] = {}
+        for rcpt, (params, resolution) in self._routes.items():
+            for mailbox in resolution.mailboxes:
+                mailboxes.setdefault(mailbox, rcpt)
+            for target in resolution.remote:
+                remote.setdefault(target, params)
+        stamp = datetime.fromtimestamp(now, UTC)
+        staged: list[Staged] = []
+        try:
+            if remote:
+                # The queue goes first: its COMMIT is the step most likely to
+                # fail (a busy database), and nothing is visible before it.
+                received = receiver.received_header(self.peer, self.params, queue_id, None, stamp)
+                staged_queue = receiver.queue.stage(
+                    self.sender,
+                    [QueuedRecipient(a, notify=p.notify, orcpt=p.orcpt) for a, p in remote.items()],
+                    (received.replace(b"\n", b"\r\n"), content),
+                    envid=self.params.envid,
+                    ret=self.params.ret,
+                    received_at=now,
+                    queue_id=queue_id,
+                )
+                staged.append(staged_queue)
+                queue_id = staged_queue.queue_id
+            # Maildir and mbox files use the Unix line ending.
+            body_lf = content.replace(b"\r\n", b"\n") if mailboxes else b""
+            # Sorted: mbox copies hold their locks until every copy is in, so
+            # every delivery takes them in the same order.
+            for mailbox in sorted(mailboxes):
+                headers = trace.final_delivery(self.sender, mailbox) + receiver.received_header(
+                    self.peer, self.params, queue_id, mailboxes[mailbox], stamp
+                )
+                staged.append(receiver.store.stage(mailbox, (headers, body_lf), self.sender, now))
+        except Exception as exc:
+            _discard(staged)
+            log.exception("%s: staging the message failed", queue_id)
+            raise Refused(R.LOCAL_ERROR, cause=str(exc)) from None
+        self.abort()  # a second body() replaces the first
+        self._staged = staged
+        self._queue_id = queue_id
+        self._size = len(content)
+        self._local = tuple(mailboxes)
+        self._remote = tuple(remote)
+
+    def commit(self) -> Committed:
+        """Publish every staged copy, or none of them (:class:`Refused` with a 451)."""
+        if not self._staged:
+            raise RuntimeError("commit() without a staged body()")
+        staged, self._staged = self._staged, []
+        queue_id = self._queue_id
+        try:
+            publish_all(staged)
+        except Exception as exc:
+            log.exception("%s: delivery failed", queue_id)
+            raise Refused(R.LOCAL_ERROR, cause=str(exc)) from None
+        receiver = self.receiver
+        if self._remote and receiver.on_queued is not None:
+            receiver.on_queued()
+        # Addresses are the peer's text: escaped, so they cannot forge a log line.
+        log.info(
+            "%s: from=<%s> to=%s size=%d client=[%s] user=%s",
+            queue_id,
+            log_text(self.sender),
+            ",".join(f"<{log_text(r)}>" for r in self._routes),
+            self._size,
+            self.peer.ip,
+            log_text(self.peer.user or "-"),
+        )
+        return Committed(
+            queue_id=queue_id,
+            reply=Reply(250, "2.0.0", f"Ok: queued as {queue_id}"),
+            local=self._local,
+            remote=self._remote,
+        )
+
+    def abort(self) -> None:
+        """Drop what :meth:`body` staged."""
+        staged, self._staged = self._staged, []
+        _discard(staged)
+
+
+def _discard(staged: Sequence[Staged]) -> None:
+    """Close copies that will never be published (removing their files)."""
+    for copy in staged:
+        try:
+            copy.close()
+        except Exception:
+            log.exception("discarding a staged copy failed")
 
 
 def _count_received(content: bytes) -> int:

@@ -17,9 +17,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import replace
 
-from mailstead.directory import Resolution
 from mailstead.limits import ConnectionPolicy, SMTPLimits
-from mailstead.mta.receiver import Peer, Receiver
+from mailstead.mta.receiver import Delivery, Peer, Receiver, Refused
 from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.listener import ConnectionGate
 from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession, implicit_tls
@@ -35,6 +34,7 @@ from mailstead.proto.smtp.events import (
     RcptTo,
     StartTLS,
 )
+from mailstead.proto.smtp.replies import Reply
 from mailstead.proto.smtp.server import COMMAND_NAMES, ServerSettings, SMTPServer
 
 log = logging.getLogger("mailstead.smtp")
@@ -89,8 +89,8 @@ class SMTPSession(StreamSession):
         self.login_required = settings.auth_required
         self.conn = SMTPServer(settings)
         self.peer = Peer(ip="unknown", tls=settings.secure)
-        # Where each recipient accepted in this transaction goes (from RCPT).
-        self._routes: dict[str, Resolution] = {}
+        # The transaction MAIL FROM started (None outside one).
+        self._delivery: Delivery | None = None
         self._transaction_since: float | None = None
 
     @property
@@ -135,18 +135,16 @@ class SMTPSession(StreamSession):
                 if conn.closing or not await self._wait_for_input():
                     return
             elif isinstance(event, MailFrom):
-                self._routes = {}
-                conn.reply(receiver.sender_reply(self.peer, event.sender, event.params))
+                try:
+                    self._delivery = receiver.start(self.peer, event.sender, event.params)
+                    conn.reply(R.SENDER_OK)
+                except Refused as refused:
+                    self._delivery = None
+                    conn.reply(refused.reply)
             elif isinstance(event, RcptTo):
-                reply, route = receiver.route(self.peer, event.recipient)
-                if route is not None:
-                    self._routes[event.recipient] = route
-                conn.reply(reply)
+                conn.reply(self._add_rcpt(event))
             elif isinstance(event, Message):
-                reply = await self.loop.run_in_executor(
-                    self.service.executor, receiver.commit, self.peer, event, self._routes
-                )
-                conn.reply(reply)
+                conn.reply(await self._deliver(event))
             elif isinstance(event, Hello):
                 self.peer = replace(self.peer, helo=event.name, esmtp=event.extended)
             elif isinstance(event, AuthRequest):
@@ -159,6 +157,23 @@ class SMTPSession(StreamSession):
                 return
             elif event is PAUSED:  # pragma: no cover - every event above answers
                 raise RuntimeError("protocol paused with no answer pending")
+
+    def _add_rcpt(self, event: RcptTo) -> Reply:
+        if self._delivery is None:  # pragma: no cover - the protocol orders MAIL before RCPT
+            raise RuntimeError("RCPT outside a transaction")
+        try:
+            self._delivery.add_rcpt(event.recipient, event.params)
+        except Refused as refused:
+            return refused.reply
+        return R.RECIPIENT_OK
+
+    async def _deliver(self, event: Message) -> Reply:
+        delivery, self._delivery = self._delivery, None
+        if delivery is None:  # pragma: no cover - the protocol orders MAIL before DATA
+            raise RuntimeError("DATA outside a transaction")
+        return await self.loop.run_in_executor(
+            self.service.executor, _finish, delivery, event.content
+        )
 
     async def _wait_for_input(self) -> bool:
         """Wait for bytes; False when the session ends (after a 421 saying why)."""
@@ -206,6 +221,16 @@ class SMTPSession(StreamSession):
         for data in early:
             self.feed(data)
         return True
+
+
+def _finish(delivery: Delivery, content: bytes) -> Reply:
+    """Stage and commit the message (in a worker thread); the reply to DATA/BDAT."""
+    try:
+        delivery.body(content)
+        return delivery.commit().reply
+    except Refused as refused:
+        delivery.abort()
+        return refused.reply
 
 
 # The last word to a session that ends without input (limits.ConnectionPolicy).

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from mailstead.durable import Buffer, make_dirs
+from mailstead.durable import Buffer, Staged, make_dirs
 from mailstead.store.maildir import Maildir
 from mailstead.store.mbox import Mbox, MboxLockTimeout
 from mailstead.store.paths import (
@@ -45,7 +45,25 @@ _Box = TypeVar("_Box", Maildir, Mbox)
 
 
 class MailboxStore(Protocol):
-    """Where local delivery puts a message for one account's INBOX."""
+    """Where local delivery puts a message for one account's INBOX.
+
+    ``stage`` does the slow part (Maildir: write and fsync ``tmp/``; mbox:
+    format the record) and returns a :class:`~mailstead.durable.Staged` copy
+    that ``publish`` delivers; ``deliver`` is both steps for one copy.
+    """
+
+    def stage(
+        self,
+        address: str,
+        parts: Sequence[Buffer],
+        envelope_sender: str,
+        received_at: float,
+    ) -> Staged:
+        """Prepare ``parts`` (LF line endings) for ``address``'s INBOX; nothing visible yet.
+
+        Raises like :meth:`deliver`.
+        """
+        ...
 
     def deliver(
         self,
@@ -84,15 +102,25 @@ class _PerAccount(Generic[_Box]):
                     box = self._boxes[address] = self._make(address)
         return box
 
-    def deliver(self, address: str, deliver: Callable[[_Box], object]) -> None:
+    def stage(self, address: str, stage: Callable[[_Box], Staged]) -> Staged:
         try:
-            deliver(self.get(address))
+            return stage(self.get(address))
         except FileNotFoundError:
             # The account's directory was removed behind our back (an admin,
             # a restore): forget it, make it again and retry once.
             with self._lock:
                 self._boxes.pop(address, None)
-            deliver(self.get(address))
+            return stage(self.get(address))
+
+
+def _deliver(
+    store: MailboxStore, address: str, parts: Sequence[Buffer], sender: str, at: float
+) -> None:
+    staged = store.stage(address, parts, sender, at)
+    try:
+        staged.publish()
+    finally:
+        staged.close()
 
 
 class MaildirStore:
@@ -118,12 +146,22 @@ class MaildirStore:
         envelope_sender: str,
         received_at: float,
     ) -> None:
-        """Deliver into ``<mail_root>/<domain>/<local>/Maildir/new/``.
+        """Deliver into ``<mail_root>/<domain>/<local>/Maildir/new/``."""
+        _deliver(self, address, parts, envelope_sender, received_at)
+
+    def stage(
+        self,
+        address: str,
+        parts: Sequence[Buffer],
+        envelope_sender: str,
+        received_at: float,
+    ) -> Staged:
+        """A file in the INBOX's ``tmp/``, fsynced.
 
         The envelope is not stored: Maildir has no place for it, and the
         Return-Path header the caller prepends carries the sender.
         """
-        self._accounts.deliver(address, lambda md: md.deliver(parts))
+        return self._accounts.stage(address, lambda md: md.stage(parts))
 
 
 class MboxStore:
@@ -154,8 +192,18 @@ class MboxStore:
         received_at: float,
     ) -> None:
         """Append to ``<mail_root>/<domain>/<local>/mbox`` (created 0600 if absent)."""
-        self._accounts.deliver(
-            address, lambda box: box.deliver(parts, envelope_sender, received_at)
+        _deliver(self, address, parts, envelope_sender, received_at)
+
+    def stage(
+        self,
+        address: str,
+        parts: Sequence[Buffer],
+        envelope_sender: str,
+        received_at: float,
+    ) -> Staged:
+        """The mbox record, appended under the locks when published."""
+        return self._accounts.stage(
+            address, lambda box: box.stage(parts, envelope_sender, received_at)
         )
 
 

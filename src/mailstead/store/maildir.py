@@ -124,26 +124,32 @@ class Maildir:
         any error nothing is left in ``tmp/`` or ``new/`` and the error is
         re-raised.
         """
+        staged = self.stage(parts)
+        try:
+            return staged.publish_name()
+        finally:
+            staged.close()
+
+    def stage(self, parts: Sequence[Buffer]) -> StagedMaildirMessage:
+        """Write ``parts`` to ``tmp/`` and fsync it; readers do not see it yet.
+
+        On error nothing is left in ``tmp/`` and the error is re-raised.
+        """
         size = buffer_size(parts)
         # Dovecot's ",W=": the size with CRLF line ends, which IMAP and POP3
         # report, so that listing a mailbox never has to read the files.
         vsize = crlf_size(parts)
         fd, unique, tmp_path = self._create_tmp()
-        final_path: str | None = None
         try:
             try:
                 write_all(fd, parts)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            final_path = self._move_into_new(tmp_path, unique, f",S={size},W={vsize}")
-            self._new_sync.sync()
         except BaseException:
-            if final_path is not None:
-                unlink_quietly(final_path)
             unlink_quietly(tmp_path)
             raise
-        return os.path.basename(final_path)
+        return StagedMaildirMessage(self, tmp_path, unique, f",S={size},W={vsize}")
 
     def _create_tmp(self) -> tuple[int, str, str]:
         tmp_dir = os.fspath(self.tmp)
@@ -192,3 +198,40 @@ class Maildir:
             raise FileExistsError(errno.EEXIST, "Maildir name taken", final_path)
         os.rename(tmp_path, final_path)
         return final_path
+
+
+class StagedMaildirMessage:
+    """A message fsynced in ``tmp/``: :meth:`publish` delivers it, else :meth:`close` removes it."""
+
+    def __init__(self, maildir: Maildir, tmp_path: str, unique: str, attributes: str) -> None:
+        self._maildir = maildir
+        self._tmp_path = tmp_path
+        self._unique = unique
+        self._attributes = attributes
+        self._final_path: str | None = None
+
+    def publish(self) -> None:
+        self.publish_name()
+
+    def publish_name(self) -> str:
+        """Link the file into ``new/`` and fsync ``new/``; return its name there."""
+        md = self._maildir
+        final_path = md._move_into_new(self._tmp_path, self._unique, self._attributes)
+        try:
+            md._new_sync.sync()
+        except BaseException:
+            unlink_quietly(final_path)
+            raise
+        self._final_path = final_path
+        return os.path.basename(final_path)
+
+    def undo(self) -> None:
+        """Remove the published file again (a reader may have glimpsed it)."""
+        if self._final_path is not None:
+            os.unlink(self._final_path)
+            self._final_path = None
+            self._maildir._new_sync.sync()
+
+    def close(self) -> None:
+        # After a publish the tmp/ name is gone already; this is for the rest.
+        unlink_quietly(self._tmp_path)

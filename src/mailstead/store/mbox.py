@@ -11,6 +11,7 @@ truncated away, leaving the file byte for byte as it was.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -89,26 +90,25 @@ class Mbox:
         is fsynced; on error the file is truncated back to its old length and
         the error re-raised.
         """
-        # Format before locking: the locks are held only while writing.
+        staged = self.stage(parts, envelope_sender, received_at)
+        try:
+            staged.publish()
+        finally:
+            staged.close()
+
+    def stage(
+        self, parts: Sequence[Buffer], envelope_sender: str, received_at: float
+    ) -> StagedMboxAppend:
+        """The record to append, formatted now so the locks are held only while writing.
+
+        Raises FileNotFoundError if the mbox's directory is gone, so the
+        store can make it again before anything is promised.
+        """
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(errno.ENOENT, "mbox directory is gone", str(self.path.parent))
         body = escape_mboxrd(b"".join(parts))
         trailer = b"\n" if body.endswith(b"\n") or not body else b"\n\n"
-        record = [from_line(envelope_sender, received_at), body, trailer]
-        deadline = time.monotonic() + self.lock_timeout
-        if not self._thread_lock.acquire(timeout=self.lock_timeout):
-            raise MboxLockTimeout(f"mbox busy in this process: {self.path}")
-        try:
-            self._acquire_dotlock(deadline)
-            try:
-                fd, created = self._open()
-                try:
-                    self._acquire_fcntl(fd, deadline)
-                    self._append(fd, record, created)
-                finally:
-                    os.close(fd)  # also releases the fcntl lock
-            finally:
-                self._release_dotlock()
-        finally:
-            self._thread_lock.release()
+        return StagedMboxAppend(self, [from_line(envelope_sender, received_at), body, trailer])
 
     def _open(self) -> tuple[int, bool]:
         """Open the mbox for appending, creating it 0600 if absent."""
@@ -128,7 +128,8 @@ class Mbox:
                 raise OSError(f"mbox is not a regular file: {self.path}")
             return fd, created
 
-    def _append(self, fd: int, record: list[bytes], created: bool) -> None:
+    def _append(self, fd: int, record: list[bytes], created: bool) -> int:
+        """Append ``record`` and fsync; return the old length (to truncate back to)."""
         old_size = os.fstat(fd).st_size
         if old_size:
             # The previous message must end with a blank line, or our "From "
@@ -149,6 +150,7 @@ class Mbox:
                 exc.add_note(f"truncating {self.path} back to {old_size} bytes failed: {undo}")
                 log.error("mbox %s may hold a partial message: %s", self.path, undo)
             raise
+        return old_size
 
     def _acquire_dotlock(self, deadline: float) -> None:
         """Create ``<mbox>.lock`` exclusively, breaking a stale one, or time out."""
@@ -206,3 +208,54 @@ class Mbox:
             os.unlink(self.lock_path)
         except FileNotFoundError:
             log.warning("mbox dotlock %s vanished while held (broken as stale?)", self.lock_path)
+
+
+class StagedMboxAppend:
+    """One formatted mbox record; :meth:`publish` appends it and keeps the locks.
+
+    The locks (in-process, dotlock, fcntl) stay held until :meth:`close`, so
+    :meth:`undo` can truncate the append away while no other writer can
+    have appended after it.
+    """
+
+    def __init__(self, mbox: Mbox, record: list[bytes]) -> None:
+        self._mbox = mbox
+        self._record = record
+        self._fd: int | None = None
+        self._dotlocked = False
+        self._thread_locked = False
+        self._old_size: int | None = None
+
+    def publish(self) -> None:
+        mbox = self._mbox
+        deadline = time.monotonic() + mbox.lock_timeout
+        if not mbox._thread_lock.acquire(timeout=mbox.lock_timeout):
+            raise MboxLockTimeout(f"mbox busy in this process: {mbox.path}")
+        self._thread_locked = True
+        mbox._acquire_dotlock(deadline)
+        self._dotlocked = True
+        self._fd, created = mbox._open()
+        mbox._acquire_fcntl(self._fd, deadline)
+        self._old_size = mbox._append(self._fd, self._record, created)
+
+    def undo(self) -> None:
+        if self._fd is not None and self._old_size is not None:
+            os.ftruncate(self._fd, self._old_size)
+            os.fsync(self._fd)
+            self._old_size = None
+
+    def close(self) -> None:
+        mbox = self._mbox
+        try:
+            if self._fd is not None:
+                os.close(self._fd)  # also releases the fcntl lock
+                self._fd = None
+        finally:
+            try:
+                if self._dotlocked:
+                    self._dotlocked = False
+                    mbox._release_dotlock()
+            finally:
+                if self._thread_locked:
+                    self._thread_locked = False
+                    mbox._thread_lock.release()
