@@ -1,6 +1,6 @@
 """The clock the server reads and sleeps on, passed in so tests can fake it.
 
-DESIGN.md §2/§4: time comes in through a small interface like the resolver
+docs/architecture.md: time comes in through a small interface like the resolver
 and the streams do. Code that schedules work (the outbound queue runner,
 webhook retries) takes a :class:`Clock`; production passes
 :class:`SystemClock`, tests pass :class:`mailstead.testing.clock.FakeClock`,

@@ -93,7 +93,7 @@ def is_valid_mailbox_local_part(local: str) -> bool:
     plus non-ASCII letters, digits and combining marks (RFC 6531); no
     leading, trailing or doubled dot (RFC 5322 §3.2.3 dot-atom). Everything
     else — ``/``, NUL, whitespace, shell metacharacters — is refused, because
-    the local part becomes a directory name (DESIGN.md §3 mail paths) and may
+    the local part becomes a directory name (the mail paths of docs/config.md) and may
     reach scripts and logs.
     """
     if not is_safe_local_part(local):

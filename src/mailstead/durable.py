@@ -1,6 +1,6 @@
 """Durable file-system primitives shared by the mail store and the queue.
 
-What "on disk" means here (DESIGN.md §2): a file's data is durable after
+What "on disk" means here (docs/durability.md): a file's data is durable after
 ``fsync`` of the file, and its *name* is durable only after ``fsync`` of the
 directory that holds the name. Every helper in this module exists to make one
 of those two steps cheap or hard to forget:

@@ -1,4 +1,4 @@
-"""Durability under SIGKILL (DESIGN.md §2): what got a 250 is on disk, once.
+"""Durability under SIGKILL (docs/durability.md): what got a 250 is on disk, once.
 
 A client sends messages one after another while the real ``mailstead serve``
 process is killed at random points (between commands, in the middle of

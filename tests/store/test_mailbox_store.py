@@ -1,4 +1,4 @@
-"""The MailboxStore interface: DESIGN.md §3 paths, INBOX made on first delivery."""
+"""The MailboxStore interface: the paths of docs/config.md, INBOX made on first delivery."""
 
 from __future__ import annotations
 

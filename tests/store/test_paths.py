@@ -1,4 +1,4 @@
-"""Account paths: DESIGN.md §3 layout, and no address may leave the mail root."""
+"""Account paths: the layout of docs/config.md, and no address may leave the mail root."""
 
 from __future__ import annotations
 

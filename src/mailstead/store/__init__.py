@@ -2,7 +2,7 @@
 
 The delivery code sees only :class:`MailboxStore`; :func:`open_store` picks
 the implementation named by ``[storage] format`` in the configuration. Paths
-follow DESIGN.md §3: ``<mail_root>/<domain>/<local>/Maildir/`` or
+follow docs/config.md: ``<mail_root>/<domain>/<local>/Maildir/`` or
 ``<mail_root>/<domain>/<local>/mbox``.
 """
 

@@ -1,7 +1,7 @@
 """The mailboxes of one account: a Maildir++ folder tree with one index.
 
 INBOX is the Maildir itself (``<data_dir>/mail/<domain>/<local>/Maildir/``,
-DESIGN.md §3); every other mailbox is a Maildir++ folder directly below it,
+docs/config.md); every other mailbox is a Maildir++ folder directly below it,
 ``.Work.Projects/`` for the IMAP name ``Work/Projects``. On disk each name
 component is in modified UTF-7 (as Courier and Dovecot write them) and a
 ``.`` inside a component, which would read as a level separator, is written

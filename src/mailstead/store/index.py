@@ -3,7 +3,7 @@
 One database per account, ``<account>/Maildir/mailstead-index.sqlite3`` (or
 ``<account>/mailstead-index.sqlite3`` in mbox mode), shared by every process
 and session that opens the account. What it holds, by how precious it is
-(DESIGN.md §2):
+(docs/durability.md):
 
 * **precious**: each mailbox's UIDVALIDITY and UIDNEXT and the UID of every
   message (keyed by the message's file name). Losing them makes every client

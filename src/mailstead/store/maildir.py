@@ -1,4 +1,4 @@
-"""Maildir delivery (https://cr.yp.to/proto/maildir.html), durable per DESIGN.md §2.
+"""Maildir delivery (https://cr.yp.to/proto/maildir.html), durable per docs/durability.md.
 
 A delivery writes the message to ``tmp/`` under a name unique to this host,
 process and moment, fsyncs it, hard-links it into ``new/`` and fsyncs

@@ -1,4 +1,4 @@
-"""mbox delivery in the mboxrd variant (RFC 4155; DESIGN.md §2).
+"""mbox delivery in the mboxrd variant (RFC 4155; docs/durability.md).
 
 Each message is appended as a ``From `` separator line, the message with
 every line matching ``^>*From `` quoted by one more ``>`` (so a reader can

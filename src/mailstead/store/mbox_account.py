@@ -1,7 +1,7 @@
 """The mailboxes of one account in mbox mode: one mbox file per mailbox, one index.
 
 Layout below the account directory ``<data_dir>/mail/<domain>/<local>/``
-(DESIGN.md §3):
+(docs/config.md):
 
 * INBOX is the file ``mbox`` (where the MDA delivers);
 * every other mailbox is a file below ``mail/``, each ``/`` level a

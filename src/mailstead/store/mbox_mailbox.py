@@ -11,7 +11,7 @@ What the index holds per message:
   rewrites of the file by us or by another program, so UIDs do too;
 * **location**: ``"offset:length"`` of the (escaped) message bytes in the
   file, checked against the key on every read;
-* **flags**. A known deviation from DESIGN.md §2: in mbox mode **the index is
+* **flags**. A known deviation from docs/durability.md: in mbox mode **the index is
   the truth for flags**. mbox has no cheap place for them (rewriting the file
   on every STORE would cost a copy of the mailbox), so the index is precious
   for them here, unlike with Maildir. ``Status:``/``X-Status:`` headers are

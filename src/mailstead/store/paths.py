@@ -1,4 +1,4 @@
-"""Where each account's mail lives below the mail root (DESIGN.md §3).
+"""Where each account's mail lives below the mail root (docs/config.md, `[storage]`).
 
 ``local@domain`` maps to ``<mail_root>/<domain>/<local>/``; its Maildir INBOX
 is ``Maildir/`` and its mbox INBOX is the file ``mbox`` in that directory.
