@@ -44,7 +44,8 @@ _IDLE_LEAVES = {
 # Start-up frames that enclose everything the server does.
 _ENTRY_FILES = {
     "mailstead/__main__.py",
-    "mailstead/cli.py",
+    "mailstead/cli/common.py",
+    "mailstead/cli/serve.py",
     "mailstead/app.py",
     "mailstead/net/supervisor.py",
 }

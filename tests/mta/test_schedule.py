@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailstead.config import DeliveryConfig
+from mailstead.config import DEFAULT_DELAY_WARNING, DeliveryConfig
 from mailstead.mta.schedule import (
-    DEFAULT_DELAY_WARNING,
     Plan,
     delay_warning_at,
     delay_warning_due,
@@ -27,6 +26,7 @@ T0 = 1_700_000_000.0
 DEFAULTS = DeliveryConfig()
 SCHEDULE = DEFAULTS.retry_schedule  # 1m, 5m, 15m, 30m, 1h, 2h, 4h, 8h
 LIFETIME = DEFAULTS.max_lifetime  # 5d
+WARN = DEFAULTS.delay_warning  # 4h
 H = 3600
 
 # Seconds after arrival of every attempt when each one fails temporarily and
@@ -120,10 +120,10 @@ def test_plan_per_outcome() -> None:
 
 
 def test_delay_warning() -> None:
-    assert delay_warning_at(T0) == T0 + 4 * H
-    assert not delay_warning_due(T0, T0 + 4 * H - 1)
-    assert delay_warning_due(T0, T0 + 4 * H)
-    assert not delay_warning_due(T0, T0 + 4 * H, already_warned=True)
+    assert delay_warning_at(T0, WARN) == T0 + 4 * H
+    assert not delay_warning_due(T0, T0 + 4 * H - 1, WARN)
+    assert delay_warning_due(T0, T0 + 4 * H, WARN)
+    assert not delay_warning_due(T0, T0 + 4 * H, WARN, already_warned=True)
     assert not delay_warning_due(T0, T0 + 10 * H, warn_after=0)  # disabled
     assert delay_warning_at(T0, 0) is None
 
@@ -170,11 +170,11 @@ async def retry_loop(
     due: float | None = received_at
     warned = False
     while True:
-        warn_at = None if warned else delay_warning_at(received_at)
+        warn_at = None if warned else delay_warning_at(received_at, WARN)
         wake = min(t for t in (due, warn_at) if t is not None)
         await clock.sleep(wake - clock.time())
         now = clock.time()
-        if delay_warning_due(received_at, now, already_warned=warned):
+        if delay_warning_due(received_at, now, WARN, already_warned=warned):
             warnings.append(now)
             warned = True
         if due is not None and now >= due:

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
-    "DEFAULT_DELAY_WARNING",
     "DEFAULT_JITTER_SPREAD",
     "Outcome",
     "Plan",
@@ -47,12 +46,6 @@ __all__ = [
     "plan",
     "retry_interval",
 ]
-
-#: Seconds a message may wait before its sender gets a "delayed" DSN
-#: (RFC 3464 ``Action: delayed``). Postfix's ``delay_warning_time`` is off by
-#: default, with 4h as the documented suggestion; sendmail's
-#: ``Timeout.queuewarn`` defaults to 4h. Mailstead warns after 4h; 0 disables.
-DEFAULT_DELAY_WARNING = 4 * 3600
 
 #: Largest share of an interval that jitter may add (10%: a 1h wait becomes
 #: at most 1h06m).
@@ -140,8 +133,10 @@ def next_attempt(
     return min(now + interval, end)
 
 
-def delay_warning_at(received_at: float, warn_after: float = DEFAULT_DELAY_WARNING) -> float | None:
+def delay_warning_at(received_at: float, warn_after: float) -> float | None:
     """When a "delayed" DSN becomes due, or None if warnings are disabled (0).
+
+    ``warn_after`` is ``DeliveryConfig.delay_warning`` (the default lives there).
 
     The runner wakes at ``min(next_attempt, delay_warning_at)`` so the warning
     goes out on time even when no attempt falls on that moment.
@@ -152,7 +147,7 @@ def delay_warning_at(received_at: float, warn_after: float = DEFAULT_DELAY_WARNI
 def delay_warning_due(
     received_at: float,
     now: float,
-    warn_after: float = DEFAULT_DELAY_WARNING,
+    warn_after: float,
     already_warned: bool = False,
 ) -> bool:
     """Whether to send the one "delayed" DSN now (RFC 3464 §2.3.3 ``delayed``).

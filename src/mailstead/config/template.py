@@ -5,6 +5,14 @@ Every key with its default, so that an operator sees what can be set; the
 valid TOML basic strings.
 """
 
+from __future__ import annotations
+
+import json
+
+from mailstead.config.reader import Reader, domain_name
+
+__all__ = ["TEMPLATE", "default_config_text"]
+
 TEMPLATE = """\
 # Mailstead configuration. Every key is optional except `domains`.
 # Reference: docs/config.md
@@ -77,3 +85,18 @@ shutdown_timeout   = "30s"          # after SIGTERM, workers still running then
 # events = ["message.*"]
 # secret = "whsec_change_me"
 """
+
+
+def default_config_text(domain: str, hostname: str) -> str:
+    """A commented ``mailstead.toml`` with the defaults, for ``mailstead init``.
+
+    Raises ConfigError if ``domain`` or ``hostname`` is not a domain name.
+    """
+    r = Reader("mailstead init")
+    domain_name(r, domain, "--domain")
+    domain_name(r, hostname, "--hostname")
+    # A JSON string is a valid TOML basic string (same escapes).
+    return TEMPLATE.format(
+        hostname=json.dumps(hostname, ensure_ascii=False),
+        domain=json.dumps(domain, ensure_ascii=False),
+    )

@@ -2,7 +2,7 @@
 
 Each parser takes the text as written and returns the resolved value, or
 raises ValueError with a message that completes "key: ..." in a
-:class:`~mailstead.config.ConfigError`.
+:class:`~mailstead.config.reader.ConfigError`.
 """
 
 from __future__ import annotations

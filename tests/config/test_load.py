@@ -1,4 +1,4 @@
-"""mailstead.toml: every key of DESIGN.md §3, and one clear line for every mistake."""
+"""Loading mailstead.toml: every key of DESIGN.md §3, and one clear line for every mistake."""
 
 from __future__ import annotations
 
@@ -7,15 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.config import (
-    Config,
-    ConfigError,
-    ListenConfig,
-    default_config_text,
-    load_config,
-    parse_duration,
-    parse_hostport,
-)
+from mailstead.config import Config, ConfigError, ListenConfig, load_config
 
 FULL = """
 hostname = "Mail.Example.TEST"
@@ -181,71 +173,6 @@ def test_only_domains_is_required(tmp_path: Path) -> None:
     assert (config.limits.watchdog_timeout, config.limits.shutdown_timeout) == (10, 30)
     assert config.workers == 0
     assert config.hostname  # socket.getfqdn(), or "localhost"
-
-
-def test_default_config_text_round_trips(tmp_path: Path) -> None:
-    path = write(tmp_path, default_config_text("Bücher.example", "mail.example.test"))
-    config = load_config(path)
-    assert config.domains == ("xn--bcher-kva.example",)
-    assert config.hostname == "mail.example.test"
-    assert config.data_dir == tmp_path / "var"
-    assert config.listen == ListenConfig()
-    assert config.storage.format == "maildir"
-    assert config.webhooks == ()
-
-
-def test_default_config_text_refuses_a_bad_domain() -> None:
-    with pytest.raises(ConfigError, match="--domain"):
-        default_config_text('x"\nevil = 1', "mail.example.test")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("127.0.0.1:2525", ("127.0.0.1", 2525)),
-        ("[::1]:25", ("::1", 25)),
-        ("mail.example.test:587", ("mail.example.test", 587)),
-        ("0.0.0.0:0", ("0.0.0.0", 0)),
-    ],
-)
-def test_parse_hostport(text: str, expected: tuple[str, int]) -> None:
-    assert parse_hostport(text) == expected
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
-        "foo",
-        ":25",
-        "host:",
-        "::1:25",
-        "[::1]",
-        "[::1]25",
-        "[nothost]:25",
-        "h:99999",
-        "h:-1",
-        "h:2٥",
-        "a b:25",
-        "[::1:25",
-    ],
-)
-def test_parse_hostport_refuses(bad: str) -> None:
-    with pytest.raises(ValueError):
-        parse_hostport(bad)
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [("90s", 90), ("5m", 300), ("1h30m", 5400), ("5d", 432000), ("2w", 1209600)],
-)
-def test_parse_duration(text: str, seconds: int) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("bad", ["", "5", "0s", "1y", "-1m", "1.5h", "5 m", "m"])
-def test_parse_duration_refuses(bad: str) -> None:
-    with pytest.raises(ValueError):
-        parse_duration(bad)
 
 
 D = 'domains = ["example.test"]\n'

@@ -1,0 +1,37 @@
+"""The ``mailstead`` group: the global ``--config`` option and every command group."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from mailstead.cli.alias import alias
+from mailstead.cli.dns_records import dns_records
+from mailstead.cli.init import init
+from mailstead.cli.queue import queue
+from mailstead.cli.send import send
+from mailstead.cli.serve import serve
+from mailstead.cli.user import user
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=lambda: os.environ.get("MAILSTEAD_CONFIG") or "mailstead.toml",
+    show_default="$MAILSTEAD_CONFIG or ./mailstead.toml",
+    help="Configuration file.",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path) -> None:
+    """Mailstead: a self-hosted mail system."""
+    ctx.obj = config_path
+
+
+for _command in (init, serve, user, alias, queue, send, dns_records):
+    main.add_command(_command)

@@ -1,0 +1,123 @@
+"""``[delivery]``: how the outbound MTA reaches remote servers, and for how long."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mailstead.config.reader import Reader, domain_name, duration, show
+from mailstead.config.values import HostPort, parse_duration, parse_hostport
+
+__all__ = ["DEFAULT_DELAY_WARNING", "DeliveryConfig", "load_delivery"]
+
+#: Seconds a message may wait before its sender gets a "delayed" DSN
+#: (RFC 3464 ``Action: delayed``). Postfix's ``delay_warning_time`` is off by
+#: default, with 4h as the documented suggestion; sendmail's
+#: ``Timeout.queuewarn`` defaults to 4h. Mailstead warns after 4h; 0 disables.
+DEFAULT_DELAY_WARNING = 4 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """How the outbound MTA reaches remote servers and how long it keeps trying."""
+
+    #: Resolvers used for every lookup (MX, SPF, DKIM, DMARC, MTA-STS);
+    #: empty means the system resolver. Port 53 unless given.
+    dns_servers: tuple[HostPort, ...] = ()
+    #: TCP port of remote MX hosts (25 on the Internet; other values for tests).
+    smtp_port: int = 25
+    #: Local address outbound connections are bound to; ``None`` lets the kernel choose.
+    source_ip: str | None = None
+    #: Name sent in EHLO/HELO to remote servers; defaults to ``Config.hostname``.
+    helo_name: str = ""
+    #: Seconds to wait after the 1st, 2nd, … temporary failure; the last
+    #: interval repeats until ``max_lifetime`` is reached.
+    retry_schedule: tuple[int, ...] = (60, 300, 900, 1800, 3600, 7200, 14400, 28800)
+    #: Seconds after which a message still undelivered is bounced (DSN, RFC 3464).
+    max_lifetime: int = 5 * 86400
+    #: Seconds after which the sender is told, once, that a message is still
+    #: being retried (a "delayed" DSN, at the first deferral after it); 0 never.
+    delay_warning: int = DEFAULT_DELAY_WARNING
+    #: Refuse to hand mail over in clear text: a host that offers no STARTTLS
+    #: is deferred (4.7.4) instead. Off by default: STARTTLS is opportunistic.
+    require_tls: bool = False
+
+
+_KEYS = (
+    "dns_servers",
+    "smtp_port",
+    "source_ip",
+    "helo_name",
+    "retry_schedule",
+    "max_lifetime",
+    "delay_warning",
+    "require_tls",
+)
+
+
+def _resolver(text: str) -> HostPort:
+    try:
+        return str(ipaddress.ip_address(text)), 53  # bare address, IPv6 too
+    except ValueError:
+        pass
+    host, port = parse_hostport(text, default_port=53)
+    ipaddress.ip_address(host)  # a resolver is an address, never a name to resolve
+    if port == 0:
+        raise ValueError("port 0")
+    return host, port
+
+
+def load_delivery(r: Reader, data: Mapping[str, object], hostname: str) -> DeliveryConfig:
+    """The ``[delivery]`` table of ``data``; ``helo_name`` defaults to ``hostname``."""
+    t = r.table(data, "delivery", "", _KEYS)
+    defaults = DeliveryConfig()
+
+    dns_servers = r.each(
+        t.get("dns_servers", []), "delivery.dns_servers", _resolver, "an IP address[:port]"
+    )
+
+    port = r.typed(t.get("smtp_port", defaults.smtp_port), "delivery.smtp_port", int, "an integer")
+    if not 1 <= port <= 65535:
+        r.fail("delivery.smtp_port", f"expected a port 1-65535, got {port}")
+
+    source_text = r.string(t.get("source_ip", ""), "delivery.source_ip")
+    source_ip: str | None = None
+    if source_text:
+        try:
+            source_ip = str(ipaddress.ip_address(source_text))
+        except ValueError:
+            r.fail("delivery.source_ip", f"expected an IP address, got {show(source_text)}")
+
+    helo_text = r.string(t.get("helo_name", ""), "delivery.helo_name")
+    helo_name = domain_name(r, helo_text, "delivery.helo_name") if helo_text else hostname
+
+    if "retry_schedule" in t:
+        schedule = tuple(
+            r.each(t["retry_schedule"], "delivery.retry_schedule", parse_duration, "a duration")
+        )
+        if not schedule:
+            r.fail("delivery.retry_schedule", "at least one interval is required")
+    else:
+        schedule = defaults.retry_schedule
+
+    max_lifetime = defaults.max_lifetime
+    if "max_lifetime" in t:
+        text = r.string(t["max_lifetime"], "delivery.max_lifetime")
+        try:
+            max_lifetime = parse_duration(text)
+        except ValueError as exc:
+            r.fail("delivery.max_lifetime", f"{exc}, got {show(text)}")
+
+    return DeliveryConfig(
+        dns_servers=tuple(dns_servers),
+        smtp_port=port,
+        source_ip=source_ip,
+        helo_name=helo_name,
+        retry_schedule=schedule,
+        max_lifetime=max_lifetime,
+        delay_warning=duration(r, t, "delivery.delay_warning", defaults.delay_warning, off=True),
+        require_tls=r.typed(
+            t.get("require_tls", False), "delivery.require_tls", bool, "true or false"
+        ),
+    )

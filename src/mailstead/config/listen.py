@@ -1,0 +1,50 @@
+"""``[listen]``: the sockets each protocol listens on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mailstead.config.reader import Reader
+from mailstead.config.values import HostPort, parse_hostport
+
+__all__ = ["ListenConfig", "load_listen"]
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    """The sockets each protocol listens on; an empty tuple disables that listener."""
+
+    #: MTA: mail from other servers, for local recipients only.
+    smtp: tuple[HostPort, ...] = (("127.0.0.1", 2525),)
+    #: MSA with STARTTLS; AUTH is required, and only after TLS.
+    submission: tuple[HostPort, ...] = (("127.0.0.1", 2587),)
+    #: MSA over implicit TLS (RFC 8314 §3.3).
+    submissions: tuple[HostPort, ...] = (("127.0.0.1", 2465),)
+    #: IMAP with STARTTLS.
+    imap: tuple[HostPort, ...] = (("127.0.0.1", 2143),)
+    #: IMAP over implicit TLS.
+    imaps: tuple[HostPort, ...] = (("127.0.0.1", 2993),)
+    #: POP3 with STLS.
+    pop3: tuple[HostPort, ...] = (("127.0.0.1", 2110),)
+    #: POP3 over implicit TLS.
+    pop3s: tuple[HostPort, ...] = (("127.0.0.1", 2995),)
+
+
+_KEYS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+
+
+def load_listen(r: Reader, data: Mapping[str, object]) -> ListenConfig:
+    """The ``[listen]`` table of ``data``; a protocol not named keeps its default."""
+    t = r.table(data, "listen", "", _KEYS)
+    defaults = ListenConfig()
+    return ListenConfig(
+        **{
+            name: (
+                tuple(r.each(t[name], f"listen.{name}", parse_hostport, '"host:port"'))
+                if name in t
+                else getattr(defaults, name)
+            )
+            for name in _KEYS
+        }
+    )
