@@ -3,7 +3,7 @@
 Owns :class:`mailstead.proto.smtp.server.SMTPServer` with its framing
 (command lines, DATA with dot-stuffing, BDAT chunks, SASL exchanges), its
 transaction state and limits. The application's side answers every event
-the way a permissive policy would (as ``tests/proto/transcript.py`` does),
+the way a permissive policy would (as ``tests/proto/smtp/transcript.py`` does),
 so the session gets as far as the bytes take it. Oracles: nothing but
 ``NEED_DATA``/an event comes out, every reply is well formed ASCII ending in
 CRLF, a message has CRLF line ends and is within the size limit, and the

@@ -196,15 +196,17 @@ class Session:
                 self.flush()  # the session writes what came before the slow check
                 user, password = ev.credentials.authcid, ev.credentials.password
                 if password != "secret" or ev.credentials.authzid not in ("", user):
-                    conn.auth_failed()
-                elif user == "carol":
+                    conn.auth_result(None)
+                    continue
+                conn.auth_result(user)
+                if user == "carol":
                     conn.maildrop_in_use()
                 elif user == "dave":
                     conn.login_too_soon()
                 elif user == "erin":
                     conn.maildrop_failed()
                 else:
-                    conn.logged_in(user, self.listing)
+                    conn.maildrop_opened(self.listing)
             elif isinstance(ev, Retrieve):
                 assert 0 <= ev.index < len(self.listing)
                 if ev.index == 3 and ev.body_lines is None:

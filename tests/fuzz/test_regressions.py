@@ -6,8 +6,8 @@ from pathlib import Path
 
 from tests.proto.imap.imap_transcript import IMAPTranscript
 from tests.proto.pop3.transcript import Transcript as POP3Transcript
-from tests.proto.transcript import SUBMISSIONS
-from tests.proto.transcript import Transcript as SMTPTranscript
+from tests.proto.smtp.transcript import SUBMISSIONS
+from tests.proto.smtp.transcript import Transcript as SMTPTranscript
 
 
 def test_pop3_list_and_uidl_end_in_a_dot_when_every_message_is_deleted() -> None:

@@ -54,7 +54,7 @@ from tests.fuzz.wire import (
     watchdog,
     weighted,
 )
-from tests.proto.transcript import MTA, MTA_NO_TLS, SUBMISSION, SUBMISSIONS, FakePolicy
+from tests.proto.smtp.transcript import MTA, MTA_NO_TLS, SUBMISSION, SUBMISSIONS, FakePolicy
 
 TIGHT = SMTPLimits(
     command_line=80,

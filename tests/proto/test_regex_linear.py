@@ -46,7 +46,7 @@ from mailstead.store import mbox, mbox_format
 from mailstead.store.maildir import crlf_size
 from tests.fuzz.wire import watchdog
 from tests.proto.imap.imap_transcript import MESSAGES, WHEN, IMAPTranscript, deliver
-from tests.proto.transcript import Transcript
+from tests.proto.smtp.transcript import Transcript
 
 T = TypeVar("T")
 

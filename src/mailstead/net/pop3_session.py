@@ -238,8 +238,8 @@ class POP3Session(StreamSession):
             mechanism=event.mechanism,
             authcid=creds.authcid,
         )
+        self.conn.auth_result(user, blocked=blocked)
         if user is None:
-            self.conn.auth_failed(blocked=blocked)
             return
         if not self.service.login_allowed(user, self.loop.time()):
             self.conn.login_too_soon()
@@ -263,7 +263,7 @@ class POP3Session(StreamSession):
             self.conn.maildrop_failed()
             return
         log.info("POP3 login %s from [%s], %d messages", user, self.ip, len(listing))
-        self.conn.logged_in(user, listing)
+        self.conn.maildrop_opened(listing)
 
     async def _update(self, event: Update) -> None:
         maildrop = self.maildrop

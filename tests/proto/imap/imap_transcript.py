@@ -29,7 +29,7 @@ from mailstead.proto.imap.server import (
 )
 from mailstead.store.account import Account
 from mailstead.store.maildir import Maildir
-from tests.proto.transcript import play
+from tests.proto.transcript_player import play
 
 HOST = "mx.example.test"
 USER = "alice@example.test"

@@ -226,8 +226,10 @@ def test_login_delay_and_maildrop_failure_codes() -> None:
     t.output()
     t.server.receive_data(b"USER alice\r\nPASS secret\r\nUSER alice\r\nPASS secret\r\n")
     assert isinstance(t.server.next_event(), AuthRequest)
+    t.server.auth_result("alice")
     t.server.login_too_soon()
     assert isinstance(t.server.next_event(), AuthRequest)
+    t.server.auth_result("alice")
     t.server.maildrop_failed()
     assert t.server.data_to_send() == (
         b"+OK Send PASS\r\n-ERR [LOGIN-DELAY] Minimum time between logins not elapsed\r\n"

@@ -80,7 +80,9 @@ def test_answers_out_of_turn_are_our_bug() -> None:
     with pytest.raises(LocalProtocolError):
         t.server.retrieved(b"x")
     with pytest.raises(LocalProtocolError):
-        t.server.logged_in("alice", [])
+        t.server.auth_result("alice")
+    with pytest.raises(LocalProtocolError):
+        t.server.maildrop_opened([])
 
 
 def test_autologout_closes_silently_without_update() -> None:

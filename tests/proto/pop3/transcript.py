@@ -1,6 +1,6 @@
 """Drive the sans-IO POP3 server from a C:/S: transcript, byte for byte.
 
-The same player as the SMTP transcripts (:func:`tests.proto.transcript.play`);
+Played by :mod:`tests.proto.transcript_player`, as the SMTP and IMAP ones;
 the application side is a fake: ``alice``/``secret`` logs in to a maildrop of
 three messages, ``carol``/``secret`` finds hers locked by another session.
 """
@@ -21,7 +21,7 @@ from mailstead.proto.pop3.events import (
     Update,
 )
 from mailstead.proto.pop3.server import POP3Server, POP3Settings
-from tests.proto.transcript import play
+from tests.proto.transcript_player import Player
 
 HOST = "pop.example.test"
 GREETING = f"+OK {HOST} Mailstead POP3 ready"
@@ -53,7 +53,7 @@ class FakeMaildrops:
         return [(f"uid-{i + 1}", crlf_size(m)) for i, m in enumerate(self.messages)]
 
 
-class Transcript:
+class Transcript(Player):
     """One POP3 session's protocol object, the fake storage, and what happened."""
 
     def __init__(
@@ -67,6 +67,7 @@ class Transcript:
             settings = replace(settings, limits=limits)
         self.drops = drops or FakeMaildrops()
         self.server = POP3Server(settings)
+        super().__init__(self.server)
         self.events: list[Event] = []
         self.updates: list[Update] = []
 
@@ -81,11 +82,13 @@ class Transcript:
             if isinstance(event, AuthRequest):
                 creds = event.credentials
                 if self.drops.passwords.get(creds.authcid) != creds.password:
-                    conn.auth_failed()
-                elif creds.authcid in self.drops.locked:
+                    conn.auth_result(None)
+                    continue
+                conn.auth_result(creds.authcid)
+                if creds.authcid in self.drops.locked:
                     conn.maildrop_in_use()
                 else:
-                    conn.logged_in(creds.authcid, self.drops.listing())
+                    conn.maildrop_opened(self.drops.listing())
             elif isinstance(event, Retrieve):
                 conn.retrieved(self.drops.messages[event.index])
             elif isinstance(event, Update):
@@ -93,19 +96,6 @@ class Transcript:
                 conn.update_done(True)
             elif isinstance(event, StartTLS):
                 conn.tls_started()
-
-    def feed(self, data: bytes) -> bytes:
-        self.server.receive_data(data)
-        self.drive()
-        return self.server.data_to_send()
-
-    def output(self) -> bytes:
-        self.drive()
-        return self.server.data_to_send()
-
-    def run(self, script: str) -> None:
-        """Play a C:/S: transcript and assert each server batch byte for byte."""
-        play(script, us="S", output=self.output, feed=self.feed)
 
     def login(self) -> Transcript:
         """Greeting and USER/PASS as alice, checked loosely."""

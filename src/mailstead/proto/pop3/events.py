@@ -18,9 +18,10 @@ class StartTLS(Event):
 
 @dataclass(frozen=True, slots=True)
 class AuthRequest(Event):
-    """USER/PASS or a finished AUTH exchange: check the credentials, open the
-    maildrop, and answer with ``logged_in()``, ``auth_failed()``,
-    ``maildrop_in_use()``, ``login_too_soon()`` or ``maildrop_failed()``.
+    """USER/PASS or a finished AUTH exchange: check the credentials and answer
+    with ``auth_result()``; after a user name, open the maildrop and answer
+    with ``maildrop_opened()``, ``maildrop_in_use()``, ``login_too_soon()``
+    or ``maildrop_failed()``.
 
     ``mechanism`` is ``"USER"`` for USER/PASS (RFC 1939 §7), else the SASL
     mechanism name (RFC 5034).

@@ -2,7 +2,8 @@
 
 Feed bytes with :meth:`POP3Server.receive_data`, take events from
 :meth:`POP3Server.next_event`, answer the ones that need storage or a
-password check (``AuthRequest``, ``Retrieve``, ``Update``, ``StartTLS``),
+password check (``AuthRequest`` with :meth:`~POP3Server.auth_result` and,
+after a success, the maildrop's answer; ``Retrieve``, ``Update``, ``StartTLS``),
 and write :meth:`POP3Server.data_to_send` to the peer. Everything that needs
 only the listing taken at login (STAT, LIST, UIDL, DELE, RSET, NOOP, CAPA)
 the protocol answers itself.
@@ -19,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import ClassVar, TypeVar
 
-from mailstead.proto.errors import LocalProtocolError
+from mailstead.proto.errors import LocalProtocolError, RemoteProtocolError
 from mailstead.proto.pop3.content import head, stuffed
 from mailstead.proto.pop3.events import (
     NEED_DATA,
@@ -80,6 +81,7 @@ class POP3Server:
         self._in = bytearray()
         self._out: deque[bytes | Iterator[bytes]] = deque()
         self._pending: Event | None = None  # the event the application owes an answer to
+        self._verified: str | None = None  # AuthRequest's user, before the maildrop's answer
         self._sasl = SASLExchange()  # AUTH's exchange; counts USER/PASS failures too
         self._user_arg: str | None = None  # USER given, PASS expected
         self._discarding_line = False
@@ -160,20 +162,22 @@ class POP3Server:
         """The size of message ``index`` (0-based) in the listing taken at login."""
         return self._drop.listing[index][1]
 
-    def logged_in(self, user: str, listing: Sequence[tuple[str, int]]) -> None:
-        """Login succeeded and the maildrop is locked: enter TRANSACTION (RFC 1939 §4)."""
-        self._owe(AuthRequest)
-        self.user, self.state = user, State.TRANSACTION
-        drop = self._drop = Snapshot(listing)
-        self._send(True, f"Logged in, {drop.live_count} messages ({drop.live_size} octets)")
-
-    def auth_failed(self, *, blocked: bool = False) -> None:
-        """Wrong credentials (RFC 3206 §4: [AUTH]); too many end the session.
+    def auth_result(self, user: str | None, *, blocked: bool = False) -> None:
+        """Answer AuthRequest: the canonical user name, or None for wrong
+        credentials (RFC 3206 §4: [AUTH]); too many failures end the session.
 
         ``blocked``: refused unchecked after too many failures from the
         client's address, a temporary condition (RFC 3206 §4: [SYS/TEMP]).
+        After a user name the maildrop's answer is owed:
+        :meth:`maildrop_opened`, :meth:`maildrop_in_use`,
+        :meth:`login_too_soon` or :meth:`maildrop_failed`.
         """
-        self._owe(AuthRequest)
+        if self._verified is not None or not isinstance(self._pending, AuthRequest):
+            raise LocalProtocolError(f"no AuthRequest awaits a result (awaiting {self._pending})")
+        if user is not None:
+            self._verified = user
+            return
+        self._pending = None
         too_many = self._sasl.failed(self.limits.auth_failures_per_session)
         if blocked:
             text, code = "Too many failed logins from your address, try again later", "SYS/TEMP"
@@ -184,22 +188,29 @@ class POP3Server:
         else:
             self._send(False, text, code)
 
+    def maildrop_opened(self, listing: Sequence[tuple[str, int]]) -> None:
+        """The maildrop is locked and listed (uid, size per message): enter
+        TRANSACTION (RFC 1939 §4)."""
+        self.user, self.state = self._owe_maildrop(), State.TRANSACTION
+        drop = self._drop = Snapshot(listing)
+        self._send(True, f"Logged in, {drop.live_count} messages ({drop.live_size} octets)")
+
     def maildrop_in_use(self) -> None:
         """Another session holds the lock (RFC 2449 §8.1.1); stay in AUTHORIZATION.
 
         RFC 1939 §4 lets the client try again or QUIT after this -ERR.
         """
-        self._owe(AuthRequest)
+        self._owe_maildrop()
         self._send(False, "Maildrop is locked by another session", "IN-USE")
 
     def login_too_soon(self) -> None:
         """RFC 2449 §8.1.2: the user logged in less than LOGIN-DELAY seconds ago."""
-        self._owe(AuthRequest)
+        self._owe_maildrop()
         self._send(False, "Minimum time between logins not elapsed", "LOGIN-DELAY")
 
     def maildrop_failed(self) -> None:
         """The maildrop could not be opened for a reason of ours (RFC 3206 §4)."""
-        self._owe(AuthRequest)
+        self._owe_maildrop()
         self._send(False, "Maildrop unavailable, try again later", "SYS/TEMP")
 
     def retrieved(self, message: bytes) -> None:
@@ -242,6 +253,14 @@ class POP3Server:
             raise LocalProtocolError(f"no {kind.__name__} awaits an answer (awaiting {event})")
         self._pending = None
         return event
+
+    def _owe_maildrop(self) -> str:
+        """The user whose maildrop's answer is owed, after a successful auth_result()."""
+        user = self._verified
+        if user is None:
+            raise LocalProtocolError("no verified login awaits its maildrop")
+        self._verified = self._pending = None
+        return user
 
     def _send(self, ok: bool, text: str, code: str = "") -> None:
         self._out.append(_status(ok, text, code))
@@ -309,25 +328,29 @@ class POP3Server:
 
     def _command(self, raw: bytes) -> Event | None:
         try:
+            return self._dispatch(raw)
+        except RemoteProtocolError as exc:
+            self._error(exc.text, exc.code)
+            return None
+
+    def _dispatch(self, raw: bytes) -> Event | None:
+        """Look the verb up in :attr:`_COMMANDS` and run it, or raise its refusal."""
+        try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            self._error("Command is not valid UTF-8")
-            return None
+            raise RemoteProtocolError("Command is not valid UTF-8") from None
         verb, _, arg = line.partition(" ")
         # ASCII only before upper(): "quıt".upper() is "QUIT" (dotless i).
         verb = verb.upper() if verb.isascii() else ""
         # RFC 2449 §4: 255 octets with CRLF; AUTH may take more (RFC 5034 §4).
         if verb != "AUTH" and len(raw) + 2 > self.limits.command_line:
-            self._error("Line too long")
-            return None
+            raise RemoteProtocolError("Line too long")
         entry = self._COMMANDS.get(verb)
         if entry is None:
-            self._error("Unknown command")
-            return None
+            raise RemoteProtocolError("Unknown command")
         handler, states = entry
         if self.state not in states:
-            self._error(f"{verb} not valid in the {self.state.value} state")
-            return None
+            raise RemoteProtocolError(f"{verb} not valid in the {self.state.value} state")
         # RFC 1939 §7: PASS may contain spaces; other arguments are single words.
         return handler(self, arg if verb == "PASS" else arg.strip(" "))
 
@@ -338,42 +361,35 @@ class POP3Server:
     def _login_allowed(self) -> bool:
         return self.secure or self.settings.cleartext_login
 
-    def _refuse_cleartext(self) -> bool:
+    def _refuse_cleartext(self) -> None:
         if self._login_allowed():
-            return False
+            return
         # Not [AUTH] (RFC 3206 §4 is about the credentials): nothing was checked.
-        self._error(
+        raise RemoteProtocolError(
             "Login needs TLS: send STLS first"
             if self.settings.tls_available
             else "Login needs TLS: use the POP3S port"
         )
-        return True
 
     def _user(self, arg: str) -> Event | None:
-        if self._refuse_cleartext():
-            return None
+        self._refuse_cleartext()
         if not arg:
-            self._error("Syntax: USER name")
-            return None
+            raise RemoteProtocolError("Syntax: USER name")
         self._user_arg = arg
         self._send(True, "Send PASS")
         return None
 
     def _pass(self, arg: str) -> Event | None:
-        if self._refuse_cleartext():
-            return None
+        self._refuse_cleartext()
         user, self._user_arg = self._user_arg, None
         if user is None:
-            self._error("Send USER first")  # RFC 1939 §7: PASS only after USER
-            return None
+            raise RemoteProtocolError("Send USER first")  # RFC 1939 §7: PASS only after USER
         if not arg:
-            self._error("Syntax: PASS password")
-            return None
+            raise RemoteProtocolError("Syntax: PASS password")
         return self._await(AuthRequest("USER", Credentials(authcid=user, password=arg)))
 
     def _auth(self, arg: str) -> Event | None:
-        if self._refuse_cleartext():
-            return None
+        self._refuse_cleartext()
         self._user_arg = None
         if not arg:
             # Not in RFC 5034 (the mechanism is required, §4), but Outlook and
@@ -383,8 +399,7 @@ class POP3Server:
         name, _, initial = arg.partition(" ")
         mechanism = server_mechanism(name) if name.upper() in MECHANISMS else None
         if mechanism is None:
-            self._error("Unrecognized authentication type")
-            return None
+            raise RemoteProtocolError("Unrecognized authentication type")
         # RFC 5034 §4: an initial response of "=" is an empty one.
         return self._sasl_said(self._sasl.start(mechanism, initial.encode() if initial else None))
 
@@ -401,18 +416,16 @@ class POP3Server:
 
     def _stls(self, arg: str) -> Event | None:
         if arg:
-            self._error("STLS takes no arguments")
-        elif self.secure:
-            self._error("TLS already active")
-        elif not self.settings.tls_available:
-            self._error("STLS not available")
-        else:
-            self._send(True, "Begin TLS negotiation")
-            # RFC 2595 §4 / CVE-2011-0411: drop whatever was pipelined behind STLS.
-            self._in.clear()
-            self._user_arg = None
-            return self._await(StartTLS())
-        return None
+            raise RemoteProtocolError("STLS takes no arguments")
+        if self.secure:
+            raise RemoteProtocolError("TLS already active")
+        if not self.settings.tls_available:
+            raise RemoteProtocolError("STLS not available")
+        self._send(True, "Begin TLS negotiation")
+        # RFC 2595 §4 / CVE-2011-0411: drop whatever was pipelined behind STLS.
+        self._in.clear()
+        self._user_arg = None
+        return self._await(StartTLS())
 
     def _quit(self, arg: str) -> Event | None:
         if self.state is State.AUTHORIZATION:
@@ -434,16 +447,14 @@ class POP3Server:
         self._send(True, f"{self._drop.live_count} {self._drop.live_size}")
         return None
 
-    def _message(self, arg: str) -> int | None:
-        """The 0-based index of live message ``arg``, or None after an -ERR."""
+    def _message(self, arg: str) -> int:
+        """The 0-based index of live message ``arg``."""
         number = _number(arg)
         if number is None:
-            self._error("Syntax: a message number is needed")
-            return None
+            raise RemoteProtocolError("Syntax: a message number is needed")
         found = self._drop.find(number)
         if isinstance(found, str):
-            self._error(found)
-            return None
+            raise RemoteProtocolError(found)
         return found
 
     def _list(self, arg: str) -> Event | None:
@@ -456,8 +467,7 @@ class POP3Server:
         """LIST (``column`` 1, the size) or UIDL (``column`` 0), RFC 1939 §5, §7."""
         if arg:
             index = self._message(arg)
-            if index is not None:
-                self._send(True, f"{index + 1} {self._drop.listing[index][column]}")
+            self._send(True, f"{index + 1} {self._drop.listing[index][column]}")
             return None
         drop = self._drop
         if column:
@@ -468,24 +478,20 @@ class POP3Server:
         return None
 
     def _retr(self, arg: str) -> Event | None:
-        index = self._message(arg)
-        return None if index is None else self._await(Retrieve(index))
+        return self._await(Retrieve(self._message(arg)))
 
     def _top(self, arg: str) -> Event | None:
         msg, _, lines = arg.partition(" ")
         count = _number(lines)
         if count is None:
-            self._error("Syntax: TOP message lines")
-            return None
-        index = self._message(msg)
-        return None if index is None else self._await(Retrieve(index, count))
+            raise RemoteProtocolError("Syntax: TOP message lines")
+        return self._await(Retrieve(self._message(msg), count))
 
     def _dele(self, arg: str) -> Event | None:
         index = self._message(arg)
-        if index is not None:
-            # RFC 1939 §5: only marked now; removed in the UPDATE state.
-            self._drop.delete(index)
-            self._send(True, f"Message {index + 1} deleted")
+        # RFC 1939 §5: only marked now; removed in the UPDATE state.
+        self._drop.delete(index)
+        self._send(True, f"Message {index + 1} deleted")
         return None
 
     def _rset(self, arg: str) -> Event | None:

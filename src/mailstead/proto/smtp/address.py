@@ -10,7 +10,7 @@ import ipaddress
 import re
 
 from mailstead.peertext import has_control
-from mailstead.proto.errors import RemoteProtocolError
+from mailstead.proto.smtp.replies import Reply, SMTPError
 
 # RFC 5321 §4.5.3.1.1-3: size limits of the parts of a path, in octets.
 MAX_LOCAL_PART = 64
@@ -51,14 +51,14 @@ _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _VALUE = re.compile(r"[\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+")
 
 
-class PathError(RemoteProtocolError):
-    """A path or parameter that breaks the RFC 5321 grammar."""
+class PathError(SMTPError):
+    """A path or parameter that breaks the RFC 5321 grammar.
 
-    def __init__(self, enhanced: str, text: str, code: int = 501) -> None:
-        super().__init__(text)
-        self.code = code  # 501 syntax; 553 mailbox name not allowed; 555 parameter unknown
-        self.enhanced = enhanced
-        self.text = text
+    ``reply_code``: 501 syntax; 553 mailbox name not allowed; 555 parameter unknown.
+    """
+
+    def __init__(self, enhanced: str, text: str, reply_code: int = 501) -> None:
+        super().__init__(Reply(reply_code, enhanced, text))
 
 
 def parse_path(text: str, *, utf8: bool, null_allowed: bool, enhanced: str) -> tuple[str, str]:

@@ -25,6 +25,7 @@ from typing import ClassVar
 
 from mailstead.limits import SMTPClientLimits
 from mailstead.proto.errors import LocalProtocolError, RemoteProtocolError
+from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.client_events import (
     CLOSED,
     MessageResult,
@@ -37,25 +38,8 @@ from mailstead.proto.smtp.client_events import (
 )
 from mailstead.proto.smtp.dotstuff import canonical, stuff
 from mailstead.proto.smtp.events import NEED_DATA, PAUSED, Event, MailParams, Recipient
+from mailstead.proto.smtp.extensions import HostExtensions
 from mailstead.proto.smtp.replies import Reply, ReplyParser
-
-# Replies the client makes up itself (remote=False in results): the texts
-# name no internal detail and end up in DSNs.
-TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size of the host")
-NEED_8BITMIME = Reply(554, "5.6.3", "Message has 8-bit content, but the host lacks 8BITMIME")
-NEED_SMTPUTF8 = Reply(554, "5.6.7", "Message needs SMTPUTF8, but the host lacks it")
-TLS_NOT_OFFERED = Reply(451, "4.7.4", "TLS is required, but was not offered by the host")
-TLS_REFUSED = Reply(451, "4.7.4", "TLS is required, but the host refused STARTTLS")
-TLS_INJECTION = Reply(451, "4.7.0", "Data after 220 to STARTTLS, possible injection")
-CONNECTION_LOST = Reply(451, "4.4.2", "Connection closed by the host")
-
-
-def encode_xtext(value: str) -> str:
-    """RFC 3461 §4 xtext: "+" hex for "+", "=" and octets outside "!".."~" (UTF-8)."""
-    out = []
-    for b in value.encode("utf-8"):
-        out.append(chr(b) if 0x21 <= b <= 0x7E and b not in (0x2B, 0x3D) else f"+{b:02X}")
-    return "".join(out)
 
 
 def _check_path(address: str) -> None:
@@ -116,7 +100,7 @@ class SMTPClient:
         self.limits = limits or SMTPClientLimits()
         self.secure = False
         self.esmtp = False
-        self._ext: dict[str, str] = {}
+        self._ext = HostExtensions()
         self._parser = self._new_parser()
         self._out: list[bytes] = []
         self._events: deque[Event] = deque()
@@ -135,15 +119,12 @@ class SMTPClient:
     @property
     def extensions(self) -> Mapping[str, str]:
         """EHLO keywords (upper-case) and their parameters, as last advertised."""
-        return dict(self._ext)
+        return dict(self._ext.keywords)
 
     @property
     def max_size(self) -> int | None:
-        """RFC 1870 §4: SIZE with a positive number is a limit; 0 or none is not."""
-        value = self._ext.get("SIZE", "")
-        if value.isascii() and value.isdigit() and int(value) > 0:
-            return int(value)
-        return None
+        """RFC 1870 §4: the host's SIZE limit, if it has one."""
+        return self._ext.max_size
 
     @property
     def timeout(self) -> float | None:
@@ -175,7 +156,7 @@ class SMTPClient:
         elif self._state == "tls":
             # RFC 3207 §4.2 / CVE-2011-0411: clear text after 220 to
             # STARTTLS would be taken as replies to the first encrypted commands.
-            self._fail(TLS_INJECTION, remote=False)
+            self._fail(R.TLS_INJECTION, remote=False)
         else:
             self._parser.feed(data)
 
@@ -197,7 +178,7 @@ class SMTPClient:
                 if self._state == "quit":
                     self._close()
                 else:
-                    self._fail(CONNECTION_LOST, remote=False)
+                    self._fail(R.CONNECTION_LOST, remote=False)
                 continue
             self._on_reply(reply)
         if self._events:
@@ -212,7 +193,7 @@ class SMTPClient:
             raise LocalProtocolError("no STARTTLS is in progress")
         self.secure = True
         self.esmtp = False
-        self._ext = {}
+        self._ext = HostExtensions()
         self._parser = self._new_parser()
         self._state = "hello"
         self._command("EHLO " + self.helo_name, "ehlo")
@@ -259,7 +240,7 @@ class SMTPClient:
         )
         self._txn = txn
         self._state = "mail"
-        refusal = self._local_refusal(txn)
+        refusal = self._ext.refusal(txn.sender, txn.recipients, txn.content, params)
         if refusal is not None:
             self._finish(refusal, remote=False)
         elif self._needs_rset:
@@ -311,7 +292,7 @@ class SMTPClient:
             if reply.code == 421:  # e.g. the host's idle timeout while we wait
                 self._fail(reply, remote=True)
             else:
-                self._fail(Reply(451, "4.5.0", "Protocol error: unexpected reply"), remote=False)
+                self._fail(R.UNEXPECTED_REPLY, remote=False)
             return
         kind = self._expect.popleft()
         if reply.code == 421 and kind != "quit":
@@ -336,11 +317,7 @@ class SMTPClient:
     def _on_ehlo(self, reply: Reply) -> None:
         if reply.is_success:
             self.esmtp = True
-            self._ext = {}
-            for line in reply.lines[1:]:
-                keyword, _, value = line.strip().partition(" ")
-                if keyword.isascii() and keyword:
-                    self._ext[keyword.upper()] = value.strip()
+            self._ext = HostExtensions.from_ehlo(reply)
             self._after_hello()
         elif reply.code >= 500:
             # RFC 5321 §3.2: a host that does not know EHLO still knows HELO.
@@ -353,7 +330,7 @@ class SMTPClient:
     def _on_helo(self, reply: Reply) -> None:
         if reply.is_success:
             self.esmtp = False
-            self._ext = {}
+            self._ext = HostExtensions()
             self._after_hello()
         elif reply.code >= 400:
             self._fail(reply, remote=True, quit=True, permanent=reply.code >= 500)
@@ -365,79 +342,32 @@ class SMTPClient:
             # RFC 3207 §4: STARTTLS ends a pipelined group, so it goes alone.
             self._command("STARTTLS", "starttls")
         elif self.require_tls and not self.secure:
-            self._fail(TLS_NOT_OFFERED, remote=False, quit=True)
+            self._fail(R.TLS_NOT_OFFERED, remote=False, quit=True)
         else:
             self._state = "ready"
-            self._events.append(Ready(self.secure, frozenset(self._ext), self.max_size))
+            self._events.append(Ready(self.secure, frozenset(self._ext.keywords), self.max_size))
 
     def _on_starttls(self, reply: Reply) -> None:
         if reply.code == 220:
             if self._parser.pending:
                 # RFC 3207 §4.2 / CVE-2011-0411: bytes behind the 220 were sent
                 # in clear text and would be read as replies under TLS.
-                self._fail(TLS_INJECTION, remote=False)
+                self._fail(R.TLS_INJECTION, remote=False)
                 return
             self._state = "tls"
             self._events.append(StartTLSRequested())
         elif self.require_tls:
-            self._fail(TLS_REFUSED, remote=False, quit=True)
+            self._fail(R.TLS_REFUSED, remote=False, quit=True)
         else:
             # Opportunistic TLS (RFC 3207 §4.1): carry on in clear text; the
             # host's state is as it was after EHLO.
             self._state = "ready"
-            self._events.append(Ready(False, frozenset(self._ext), self.max_size))
+            self._events.append(Ready(False, frozenset(self._ext.keywords), self.max_size))
 
     def _on_quit(self, reply: Reply) -> None:
         self._close()
 
     # -- the mail transaction ----------------------------------------------------
-
-    def _local_refusal(self, txn: _Transaction) -> Reply | None:
-        max_size = self.max_size
-        if max_size is not None and len(txn.content) > max_size:
-            return TOO_BIG  # RFC 1870 §6.1: do not send what will be refused
-        if self._needs_smtputf8(txn) and "SMTPUTF8" not in self._ext:
-            return NEED_SMTPUTF8  # RFC 6531 §3.2, §3.4
-        if not txn.content.isascii() and "8BITMIME" not in self._ext:
-            # RFC 6152 §3: convert or bounce. MIME downgrading would break a
-            # DKIM signature made before this point, so we bounce.
-            return NEED_8BITMIME
-        return None
-
-    @staticmethod
-    def _needs_smtputf8(txn: _Transaction) -> bool:
-        return (
-            txn.params.smtputf8
-            or not txn.sender.isascii()
-            or any(not r.address.isascii() for r in txn.recipients)
-        )
-
-    def _mail_command(self, txn: _Transaction) -> str:
-        words = [f"MAIL FROM:<{txn.sender}>"]
-        if "SIZE" in self._ext:
-            words.append(f"SIZE={len(txn.content)}")  # RFC 1870 §3
-        if "8BITMIME" in self._ext and (
-            not txn.content.isascii() or (txn.params.body or "").upper() == "8BITMIME"
-        ):
-            words.append("BODY=8BITMIME")  # RFC 6152 §2
-        if self._needs_smtputf8(txn):
-            words.append("SMTPUTF8")  # RFC 6531 §3.4
-        if txn.dsn:  # RFC 3461 §4.3, §4.4: only to a host that offers DSN
-            if txn.params.ret:
-                words.append(f"RET={txn.params.ret.upper()}")
-            if txn.params.envid:
-                words.append(f"ENVID={encode_xtext(txn.params.envid)}")
-        return " ".join(words)
-
-    def _rcpt_command(self, txn: _Transaction, rcpt: Recipient) -> str:
-        words = [f"RCPT TO:<{rcpt.address}>"]
-        if txn.dsn:  # RFC 3461 §4.1, §4.2
-            if rcpt.params.notify:
-                words.append("NOTIFY=" + ",".join(rcpt.params.notify).upper())
-            if rcpt.params.orcpt:
-                addr_type, _, addr = rcpt.params.orcpt.partition(";")
-                words.append(f"ORCPT={addr_type};{encode_xtext(addr)}")
-        return " ".join(words)
 
     @property
     def _pipelining(self) -> bool:
@@ -450,13 +380,14 @@ class SMTPClient:
     def _start_mail(self) -> None:
         txn = self._txn
         assert txn is not None
-        self._command(self._mail_command(txn), "mail")
+        mail = self._ext.mail_command(txn.sender, txn.recipients, txn.content, txn.params)
+        self._command(mail, "mail")
         if self._pipelining:
             # RFC 2920 §3.1: MAIL, every RCPT and DATA in one group, replies
             # read in order. BDAT waits for the RCPT replies instead, so no
             # message is sent for nobody.
             for rcpt in txn.recipients:
-                self._command(self._rcpt_command(txn, rcpt), "rcpt")
+                self._command(self._ext.rcpt_command(rcpt), "rcpt")
             if not self._chunking:
                 self._command("DATA", "data")
 
@@ -475,7 +406,7 @@ class SMTPClient:
         if not self._pipelining and not reply.is_success:
             self._finish(reply, remote=True)
         elif not self._pipelining:
-            self._command(self._rcpt_command(txn, txn.recipients[0]), "rcpt")
+            self._command(self._ext.rcpt_command(txn.recipients[0]), "rcpt")
 
     def _on_rcpt(self, reply: Reply) -> None:
         txn = self._txn
@@ -483,7 +414,7 @@ class SMTPClient:
         txn.rcpts.append(reply)
         done = len(txn.rcpts) == len(txn.recipients)
         if not self._pipelining and not done:
-            self._command(self._rcpt_command(txn, txn.recipients[len(txn.rcpts)]), "rcpt")
+            self._command(self._ext.rcpt_command(txn.recipients[len(txn.rcpts)]), "rcpt")
         elif done and (self._chunking or not self._pipelining):
             self._after_rcpts(txn)
 

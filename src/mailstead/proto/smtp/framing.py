@@ -10,9 +10,6 @@ from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.dotstuff import DATA_END, received_line_ends, unstuff
 from mailstead.proto.smtp.replies import Reply
 
-# Reply text stays ASCII (RFC 5321 §2.4): the client may not have said SMTPUTF8.
-BARE_CR = Reply(550, "5.6.0", "Message contains a bare CR (RFC 5321 section 2.3.8)")
-
 
 class LineTooLong:
     """A line broke the limit; it is dropped as it arrives, and said once."""
@@ -118,7 +115,7 @@ class Reader:
             return R.MESSAGE_TOO_BIG
         normalized = received_line_ends(raw)
         if normalized is None:
-            return BARE_CR
+            return R.BARE_CR
         # RFC 5321 §4.5.2: drop the first "." of every line that starts with one
         # (after the CRLF put in front by start_data).
         return unstuff(normalized[2:])
@@ -145,4 +142,4 @@ def chunked_content(chunks: bytes | bytearray) -> bytes | Reply:
     """The content BDAT chunks added up to (RFC 3030 §2: never dot-stuffed),
     with CRLF line ends, or the reply that refuses it."""
     normalized = received_line_ends(bytes(chunks))
-    return BARE_CR if normalized is None else normalized
+    return R.BARE_CR if normalized is None else normalized

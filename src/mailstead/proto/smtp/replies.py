@@ -45,6 +45,14 @@ class Reply:
         return "".join(out).encode("utf-8")
 
 
+class SMTPError(RemoteProtocolError):
+    """The client broke the protocol; :attr:`reply` is what it is told."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.lines[0] if reply.lines else "", code=reply.enhanced)
+        self.reply = reply
+
+
 # RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39; digits only are
 # checked for the second place, as real servers use a few outside 0-5.
 _REPLY_CODE = re.compile(rb"[2-5][0-9][0-9]")
@@ -124,13 +132,15 @@ class ReplyParser:
         return Reply(code, enhanced, lines[0] if len(lines) == 1 else tuple(lines))
 
 
-# Replies that several places use; the texts name no internal detail.
+# The server's replies; the texts name no internal detail.
 OK = Reply(250, "2.0.0", "OK")
 SENDER_OK = Reply(250, "2.1.0", "Sender OK")
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
 START_MAIL_INPUT = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
 SERVICE_CLOSING = Reply(221, "2.0.0", "Bye")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
+TOO_MANY_COMMANDS = Reply(421, "4.7.0", "Too many commands, closing connection")
+TOO_MANY_MESSAGES = Reply(421, "4.7.0", "Too many messages in one session")
 TIMEOUT = Reply(421, "4.4.2", "Timeout, closing connection")
 LOGINS_BLOCKED = Reply(454, "4.7.0", "Too many failed logins from your address, try again later")
 # Deadlines that trickled bytes cannot extend (limits.ConnectionPolicy).
@@ -139,7 +149,10 @@ LOGIN_TIMEOUT = Reply(421, "4.7.0", "Authentication not completed in time, closi
 TRANSACTION_TIMEOUT = Reply(421, "4.4.2", "Transaction not completed in time, closing connection")
 LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing, try again later")
 SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, try again later")
+# Web browsers and proxies (Postfix smtpd_forbidden_commands).
+FORBIDDEN_COMMAND = Reply(221, "2.7.0", "This is an SMTP server, closing connection")
 LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
+NOT_UTF8 = Reply(500, "5.5.2", "Command is not valid UTF-8")
 UNKNOWN_COMMAND = Reply(500, "5.5.1", "Command unrecognized")
 BAD_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands")
 NEED_HELO = Reply(503, "5.5.1", "Send EHLO or HELO first")
@@ -148,7 +161,50 @@ NEED_RCPT = Reply(554, "5.5.1", "No valid recipients")
 NESTED_MAIL = Reply(503, "5.5.1", "Sender already given")
 NEED_TLS = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 NEED_AUTH = Reply(530, "5.7.0", "Authentication required")
+MAIL_SYNTAX = Reply(501, "5.5.4", "Syntax: MAIL FROM:<address>")
+RCPT_SYNTAX = Reply(501, "5.5.4", "Syntax: RCPT TO:<address>")
+BDAT_SYNTAX = Reply(501, "5.5.4", "Syntax: BDAT size [LAST]")
+BDAT_LOST_STEP = Reply(421, "4.5.0", "Cannot resynchronise after bad BDAT, closing")
+VRFY_SYNTAX = Reply(501, "5.5.4", "Syntax: VRFY <address>")
+# RFC 5321 §3.5.3: 252 neither confirms nor denies; no user harvesting.
+CANNOT_VRFY = Reply(252, "2.0.0", "Cannot VRFY user, but will accept message")
+NO_EXPN = Reply(502, "5.5.1", "EXPN not available")
+HELP = Reply(
+    214,
+    "2.0.0",
+    (
+        "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP",
+        "STARTTLS AUTH where offered; see RFC 5321",
+    ),
+)
+READY_FOR_TLS = Reply(220, "2.0.0", "Ready to start TLS")
+TLS_ACTIVE = Reply(503, "5.5.1", "TLS already active")
+NO_STARTTLS = Reply(502, "5.5.1", "STARTTLS not available")
+NO_AUTH = Reply(502, "5.5.1", "AUTH not available on this port")
+NEED_EHLO = Reply(503, "5.5.1", "Send EHLO first")
+ALREADY_AUTHENTICATED = Reply(503, "5.5.1", "Already authenticated")
+AUTH_IN_TRANSACTION = Reply(503, "5.5.1", "AUTH not allowed during a mail transaction")
+UNKNOWN_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
+AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication cancelled")
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+TOO_MANY_AUTH_FAILURES = Reply(421, "4.7.0", "Too many authentication failures")
 MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+# Reply text stays ASCII (RFC 5321 §2.4): the client may not have said SMTPUTF8.
+BARE_CR = Reply(550, "5.6.0", "Message contains a bare CR (RFC 5321 section 2.3.8)")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
 NO_SUCH_USER = Reply(550, "5.1.1", "No such user here")
 RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
+
+# Replies the client makes up itself (remote=False in its results); they end
+# up in DSNs.
+TOO_BIG_FOR_HOST = Reply(
+    552, "5.3.4", "Message size exceeds fixed maximum message size of the host"
+)
+NEED_8BITMIME = Reply(554, "5.6.3", "Message has 8-bit content, but the host lacks 8BITMIME")
+NEED_SMTPUTF8 = Reply(554, "5.6.7", "Message needs SMTPUTF8, but the host lacks it")
+TLS_NOT_OFFERED = Reply(451, "4.7.4", "TLS is required, but was not offered by the host")
+TLS_REFUSED = Reply(451, "4.7.4", "TLS is required, but the host refused STARTTLS")
+TLS_INJECTION = Reply(451, "4.7.0", "Data after 220 to STARTTLS, possible injection")
+CONNECTION_LOST = Reply(451, "4.4.2", "Connection closed by the host")
+UNEXPECTED_REPLY = Reply(451, "4.5.0", "Protocol error: unexpected reply")

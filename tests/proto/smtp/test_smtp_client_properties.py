@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 
 from mailstead.proto.smtp.client_events import Closed, MessageResult
 from mailstead.proto.smtp.dotstuff import DATA_END, canonical, stuff, unstuff
-from tests.proto.client_transcript import ClientTranscript
-from tests.proto.transcript import MTA_NO_TLS, Transcript
+from tests.proto.smtp.client_transcript import ClientTranscript
+from tests.proto.smtp.transcript import MTA_NO_TLS, Transcript
 
 # Text lines without CR or LF, often starting with dots or looking like commands.
 _line = st.one_of(

@@ -7,7 +7,6 @@ import pytest
 from mailstead.limits import SMTPClientLimits
 from mailstead.proto.errors import LocalProtocolError
 from mailstead.proto.smtp.address import decode_xtext
-from mailstead.proto.smtp.client import encode_xtext
 from mailstead.proto.smtp.client_events import (
     CLOSED,
     Closed,
@@ -17,8 +16,9 @@ from mailstead.proto.smtp.client_events import (
     StartTLSRequested,
 )
 from mailstead.proto.smtp.events import NEED_DATA, PAUSED, MailParams, RcptParams, Recipient
+from mailstead.proto.smtp.extensions import encode_xtext
 from mailstead.proto.smtp.replies import Reply
-from tests.proto.client_transcript import ClientTranscript
+from tests.proto.smtp.client_transcript import ClientTranscript
 
 PLAIN_EHLO = """
     S: 220 mx.remote.test ESMTP

@@ -10,7 +10,7 @@ from mailstead.limits import SMTPLimits
 from mailstead.proto.sasl import Credentials
 from mailstead.proto.smtp.events import AuthRequest, Hello, StartTLS
 from mailstead.proto.smtp.server import ServerSettings
-from tests.proto.transcript import SUBMISSION, SUBMISSIONS, Transcript
+from tests.proto.smtp.transcript import SUBMISSION, SUBMISSIONS, Transcript
 
 # base64 of "\0alice\0secret", "\0alice\0wrong", "alice", "secret", "wrong"
 PLAIN_OK = "AGFsaWNlAHNlY3JldA=="

@@ -13,7 +13,7 @@ import base64
 import pytest
 
 from mailstead.proto.smtp.events import AuthRequest, Hello, MailFrom, RcptTo
-from tests.proto.transcript import EHLO_LINES, SUBMISSIONS, Transcript
+from tests.proto.smtp.transcript import EHLO_LINES, SUBMISSIONS, Transcript
 
 BAD_EHLO = b"501 5.5.2 EHLO takes one domain name or address literal\r\n"
 BAD_HELO = b"501 5.5.2 HELO takes one domain name or address literal\r\n"

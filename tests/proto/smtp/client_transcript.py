@@ -1,6 +1,7 @@
 """Drive the sans-IO SMTP client from a transcript and check every byte it says.
 
-The mirror image of :mod:`tests.proto.transcript`: here ``S:`` lines are what
+Played by :mod:`tests.proto.transcript_player` the other way round from
+:mod:`tests.proto.smtp.transcript`: here ``S:`` lines are what
 the test (playing the remote host) sends, and ``C:`` lines are what the
 client must have written, byte for byte with CRLF::
 
@@ -28,7 +29,7 @@ from mailstead.proto.smtp.client_events import (
     StartTLSRequested,
 )
 from mailstead.proto.smtp.events import NEED_DATA, PAUSED, Event, MailParams, RcptParams, Recipient
-from tests.proto.transcript import play
+from tests.proto.transcript_player import Player
 
 E = TypeVar("E", bound=Event)
 
@@ -39,8 +40,10 @@ def rcpts(*addresses: str) -> list[Recipient]:
     return [Recipient(a, RcptParams()) for a in addresses]
 
 
-class ClientTranscript:
+class ClientTranscript(Player):
     """One client session, the events it yielded, and what it wrote."""
+
+    us = "C"
 
     def __init__(
         self,
@@ -53,6 +56,7 @@ class ClientTranscript:
         self.client = SMTPClient(
             HELO, require_tls=require_tls, tls_available=tls_available, limits=limits
         )
+        super().__init__(self.client)
         self.auto_tls = auto_tls
         self.events: list[Event] = []
 
@@ -72,16 +76,6 @@ class ClientTranscript:
                     return
                 self.client.tls_started()
 
-    def feed(self, data: bytes) -> bytes:
-        """Bytes from the host; returns everything the client then wrote."""
-        self.client.receive_data(data)
-        self.drive()
-        return self.client.data_to_send()
-
-    def output(self) -> bytes:
-        self.drive()
-        return self.client.data_to_send()
-
     def send(
         self,
         recipients: list[Recipient] | list[str],
@@ -92,10 +86,6 @@ class ClientTranscript:
     ) -> None:
         rl = [r if isinstance(r, Recipient) else Recipient(r, RcptParams()) for r in recipients]
         self.client.send_message(sender, rl, content, params)
-
-    def run(self, script: str) -> None:
-        """Play an S:/C: transcript and assert each client batch byte for byte."""
-        play(script, us="C", output=self.output, feed=self.feed)
 
     # -- what happened ---------------------------------------------------------
 

@@ -17,7 +17,7 @@ from mailstead.proto.smtp.events import (
     Reset,
 )
 from mailstead.proto.smtp.replies import Reply
-from tests.proto.transcript import MTA_NO_TLS, Transcript
+from tests.proto.smtp.transcript import MTA_NO_TLS, Transcript
 
 
 def test_greeting_and_ehlo_with_starttls_offered() -> None:

@@ -1,17 +1,8 @@
 """Drive the sans-IO SMTP server from a transcript and check every byte it says.
 
-A transcript is written as the RFCs write them::
-
-    S: 220 mx.example.test ESMTP Mailstead
-    C: EHLO client.example
-    S: 250-mx.example.test greets client.example
-
-Consecutive ``C:`` lines go to the server in one ``receive_data`` call (so a
-run of them is a pipelined batch); the ``S:`` lines that follow must be,
-byte for byte with CRLF, everything the server has to send after it has
-worked through that batch. A ``C:`` group followed by no ``S:`` line asserts
-that the server said nothing. Hostile inputs that are not text lines use
-:meth:`Transcript.feed` with raw bytes.
+The player is :mod:`tests.proto.transcript_player`: ``C:`` lines are the
+test, ``S:`` lines what the server must say, byte for byte. Hostile inputs
+that are not text lines use :meth:`Transcript.feed` with raw bytes.
 
 The application side is a tiny fake policy (:class:`FakePolicy`): local
 users of ``example.test``, every other domain is relay, ``alice``/``secret``
@@ -20,8 +11,6 @@ authenticates.
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -39,6 +28,7 @@ from mailstead.proto.smtp.events import (
 )
 from mailstead.proto.smtp.replies import Reply
 from mailstead.proto.smtp.server import ServerSettings, SMTPServer
+from tests.proto.transcript_player import Player
 
 E = TypeVar("E", bound=Event)
 
@@ -89,49 +79,7 @@ class FakePolicy:
         return None
 
 
-def play(
-    script: str, *, us: str, output: Callable[[], bytes], feed: Callable[[bytes], bytes]
-) -> None:
-    """Play a C:/S: transcript against the side ``us`` ("S" or "C") byte for byte.
-
-    Consecutive lines of the peer go in one write; the lines of ``us`` that
-    follow must be exactly what came out in answer. What is waiting before
-    the first peer line (a greeting) must be the first group of ``us``.
-    """
-    steps: list[tuple[str, list[str]]] = []
-    for raw in textwrap.dedent(script).splitlines():
-        if not raw.strip():
-            continue
-        side, sep, text = raw.partition(":")
-        if side not in ("C", "S") or not sep:
-            raise ValueError(f"transcript line must start with C: or S: - {raw!r}")
-        text = text[1:] if text.startswith(" ") else text
-        if steps and steps[-1][0] == side:
-            steps[-1][1].append(text)
-        else:
-            steps.append((side, [text]))
-    said = output()
-    if not steps or steps[0][0] != us:
-        _expect(us, [], said)
-    for i, (side, lines) in enumerate(steps):
-        if side != us:
-            said = feed(b"".join(f"{line}\r\n".encode() for line in lines))
-            if i + 1 == len(steps):
-                _expect(us, [], said)
-        else:
-            _expect(us, lines, said)
-
-
-def _expect(us: str, lines: list[str], said: bytes) -> None:
-    expected = b"".join(f"{line}\r\n".encode() for line in lines)
-    if said != expected:
-        who = "server" if us == "S" else "client"
-        want = "\n".join(f"{us}: {line}" for line in lines) or "(nothing)"
-        got = "\n".join(f"{us}: {line!r}" for line in said.split(b"\r\n")[:-1]) or "(nothing)"
-        raise AssertionError(f"{who} said:\n{got}\nexpected:\n{want}\nraw: {said!r}")
-
-
-class Transcript:
+class Transcript(Player):
     """One SMTP session's protocol object, the fake policy, and what came out."""
 
     def __init__(
@@ -146,6 +94,7 @@ class Transcript:
             settings = replace(settings, limits=limits)
         self.policy = policy or FakePolicy()
         self.server = SMTPServer(settings)
+        super().__init__(self.server)
         # With auto_tls the handshake "succeeds" as soon as StartTLS is seen.
         self.auto_tls = auto_tls
         self.events: list[Event] = []
@@ -178,12 +127,6 @@ class Transcript:
                     return
                 conn.tls_started()
 
-    def feed(self, data: bytes) -> bytes:
-        """Send raw bytes, let the server work, return everything it said."""
-        self.server.receive_data(data)
-        self.drive()
-        return self.server.data_to_send()
-
     def feed_split(self, data: bytes, cuts: list[int]) -> bytes:
         """Send ``data`` in pieces cut at ``cuts`` (taken modulo its length), as TCP may."""
         said, start = b"", 0
@@ -192,20 +135,11 @@ class Transcript:
             start = cut
         return said
 
-    def output(self) -> bytes:
-        """What the server has to say without new input (the greeting, at first)."""
-        self.drive()
-        return self.server.data_to_send()
-
     def handshake(self, name: str = "client.example") -> Transcript:
         """Greeting and EHLO, checked only loosely: for tests about what follows."""
         assert self.output() == f"{GREETING}\r\n".encode()
         assert self.feed(f"EHLO {name}\r\n".encode()).startswith(b"250-")
         return self
-
-    def run(self, script: str) -> None:
-        """Play a C:/S: transcript and assert each server batch byte for byte."""
-        play(script, us="S", output=self.output, feed=self.feed)
 
     # -- what happened ---------------------------------------------------------
 

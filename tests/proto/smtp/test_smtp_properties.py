@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.proto.transcript import Transcript
+from tests.proto.smtp.transcript import Transcript
 
 # Text lines without CR or LF, often starting with dots or looking like commands.
 _line = st.one_of(

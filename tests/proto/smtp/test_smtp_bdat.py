@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailstead.proto.smtp.events import Closing, MailFrom
-from tests.proto.transcript import Transcript
+from tests.proto.smtp.transcript import Transcript
 
 
 def _ready() -> Transcript:

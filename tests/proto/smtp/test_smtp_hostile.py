@@ -6,7 +6,7 @@ import pytest
 
 from mailstead.limits import SMTPLimits
 from mailstead.proto.smtp.events import Closing, MailFrom, Message
-from tests.proto.transcript import Transcript
+from tests.proto.smtp.transcript import Transcript
 
 BARE_CR = b"550 5.6.0 Message contains a bare CR (RFC 5321 section 2.3.8)\r\n"
 SMUGGLED = b"MAIL FROM:<evil@bad.example>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nforged\r\n"
