@@ -15,10 +15,10 @@ client closes):
   a tagged status is ``OK``/``NO``/``BAD`` with text free of control
   characters, for a tag the client could have sent;
 * at most one unfinished line or literal is buffered between reads;
-* when input ends ``process()`` keeps returning None (or ``Closed``,
-  once closed) and says nothing; the autologout (``timeout()``) says one
-  ``* BYE`` unless the connection was over, and then ``process()`` says
-  ``Closed`` for good.
+* when input ends ``next_event()`` keeps returning ``NEED_DATA`` (or
+  ``Idling`` in IDLE, ``Closing`` once closed) and says nothing; the
+  autologout (``timeout()``) says one ``* BYE`` unless the connection was
+  over, and then ``next_event()`` says ``Closing`` for good.
 
 The unterminated quoted string and ``[`` section of the IMAP parser used to
 backtrack exponentially (fixed in parser.py by possessive repetitions);
@@ -38,7 +38,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from mailstead.limits import IMAPLimits
-from mailstead.proto.imap.server import AuthRequest, Closed, IMAPServer, IMAPSettings, StartTLS
+from mailstead.proto.imap.events import NEED_DATA, AuthRequest, Closing, Idling, StartTLS
+from mailstead.proto.imap.server import IMAPServer, IMAPSettings
 from mailstead.store.account import Account
 from tests.fuzz.wire import (
     DEADLINE_MS,
@@ -234,6 +235,7 @@ class Session:
         self.kinds: set[str] = set()
         self.said = bytearray()
         self.over = False
+        self.idling = False  # the last drain stopped at Idling
         self.flush()  # the greeting
 
     def open(self, address: str) -> Account:
@@ -260,9 +262,9 @@ class Session:
         self.reads += 1
         if conn.session.view is not None:
             self.kinds.add("(a mailbox selected)")
-        if conn.idling:
+        if self.idling:
             self.kinds.add("(idling)")
-        if conn.idling and self.poll_every and self.reads % self.poll_every == 0:
+        if self.idling and self.poll_every and self.reads % self.poll_every == 0:
             conn.poll()
         self.flush()
         parser = conn._parser
@@ -273,19 +275,20 @@ class Session:
     def drain(self, budget: int) -> None:
         conn = self.server
         for _ in range(budget):
-            ev = conn.process()
-            if ev is None:
+            ev = conn.next_event()
+            self.idling = isinstance(ev, Idling)
+            if ev is NEED_DATA or self.idling:
                 return
             self.kinds.add(type(ev).__name__)
             if isinstance(ev, AuthRequest):
                 self.flush()  # the session writes before the slow password check
                 creds = ev.credentials
                 ok = creds.password == "pw" and creds.authzid in ("", creds.authcid)
-                conn.auth_done(f"{creds.authcid}@example.test" if ok else None)
+                conn.auth_result(f"{creds.authcid}@example.test" if ok else None)
             elif isinstance(ev, StartTLS):
                 assert self.flush().endswith(b" OK Begin TLS negotiation now\r\n")
                 conn.tls_started()
-            elif isinstance(ev, Closed):
+            elif isinstance(ev, Closing):
                 self.over = True
                 return
         raise AssertionError(f"more than {budget} events from one read: it spins")
@@ -293,16 +296,19 @@ class Session:
     def end(self) -> None:
         """The client is gone, or silent until the autologout."""
         conn = self.server
-        want = Closed() if self.over else None
         for _ in range(3):
-            assert conn.process() == want
+            ev = conn.next_event()
+            if self.over:
+                assert isinstance(ev, Closing)
+            else:
+                assert ev is NEED_DATA or isinstance(ev, Idling)
         assert conn.data_to_send() == b""
         conn.timeout()
         said = conn.data_to_send()
         assert said == (b"" if self.over else b"* BYE Autologout; idle for too long\r\n")
         conn.receive_data(b"x NOOP\r\n")
         for _ in range(3):
-            assert conn.process() == Closed()
+            assert isinstance(conn.next_event(), Closing)
         assert conn.data_to_send() == b""
 
 

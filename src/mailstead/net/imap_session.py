@@ -20,14 +20,15 @@ from mailstead.limits import ConnectionPolicy, IMAPLimits
 from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.listener import ConnectionGate
 from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession, implicit_tls
-from mailstead.proto.imap.server import (
-    COMMAND_NAMES,
+from mailstead.proto.imap.events import (
+    NEED_DATA,
+    PAUSED,
     AuthRequest,
-    Closed,
-    IMAPServer,
-    IMAPSettings,
+    Closing,
+    Idling,
     StartTLS,
 )
+from mailstead.proto.imap.server import COMMAND_NAMES, IMAPServer, IMAPSettings
 from mailstead.proto.imap.storage import AccountLike
 
 log = logging.getLogger("mailstead.imap")
@@ -100,11 +101,11 @@ class IMAPSession(StreamSession):
         await self._flush()  # the greeting
         while True:
             self.fresh = False
-            event = conn.process()
-            if event is None:
+            event = conn.next_event()
+            if event is NEED_DATA or isinstance(event, Idling):
                 self.consumed()
                 await self._flush()
-                if not await self._wait_for_input():
+                if not await self._wait_for_input(idling=event is not NEED_DATA):
                     return
             elif isinstance(event, AuthRequest):
                 await self._flush()
@@ -122,14 +123,15 @@ class IMAPSession(StreamSession):
                 for data in early:
                     self.feed(data)
                     self.fresh = True
-            elif isinstance(event, Closed):
+            elif isinstance(event, Closing):
                 await self._flush()
                 return
+            elif event is PAUSED:  # pragma: no cover - every event above answers
+                raise RuntimeError("protocol paused with no answer pending")
 
-    async def _wait_for_input(self) -> bool:
+    async def _wait_for_input(self, *, idling: bool) -> bool:
         """Wait for bytes (looking for changes while in IDLE); False to close."""
         limits = self.service.limits
-        idling = self.conn.idling
         ended = await self.wait_for_input(
             limits.idle_timeout,
             poll=limits.idle_poll_interval if idling else None,
@@ -167,4 +169,4 @@ class IMAPSession(StreamSession):
             mechanism=event.mechanism,
             authcid=creds.authcid,
         )
-        self.conn.auth_done(user, blocked=blocked)
+        self.conn.auth_result(user, blocked=blocked)

@@ -3,6 +3,8 @@
 An engine (SMTP server and client, IMAP, POP3) is driven the same way:
 ``receive_data(bytes)`` in, then ``next_event()`` until it returns one of
 the two sentinels below, answering each event the engine asks about.
+IMAP's ``Idling`` and ``Closing`` end a turn too: they come back until new
+input changes them, or for good.
 Each protocol names its own events after its RFC's nouns (``MailFrom``,
 ``Retr``, ``Command``), all subclasses of :class:`Event`.
 """

@@ -1,8 +1,8 @@
 """Drive the sans-IO IMAP server from a C:/S: transcript, byte for byte.
 
-The same player as the SMTP and POP3 transcripts
-(:func:`tests.proto.transcript.play`): consecutive ``C:`` lines go to the
-server in one write, the ``S:`` lines after them must be everything it says
+The player the SMTP and POP3 transcripts share
+(:class:`tests.proto.transcript_player.Player`): consecutive ``C:`` lines go
+to the server in one write, the ``S:`` lines after them must be everything it says
 in answer, with CRLF. A literal's ``+`` continuation splits a command into
 two ``C:`` groups, as it does on the wire.
 
@@ -19,17 +19,11 @@ import os
 from pathlib import Path
 
 from mailstead.limits import IMAPLimits
-from mailstead.proto.imap.server import (
-    AuthRequest,
-    Closed,
-    IMAPServer,
-    IMAPSettings,
-    ServerEvent,
-    StartTLS,
-)
+from mailstead.proto.imap.events import NEED_DATA, AuthRequest, Closing, Event, Idling, StartTLS
+from mailstead.proto.imap.server import IMAPServer, IMAPSettings
 from mailstead.store.account import Account
 from mailstead.store.maildir import Maildir
-from tests.proto.transcript_player import play
+from tests.proto.transcript_player import Player
 
 HOST = "mx.example.test"
 USER = "alice@example.test"
@@ -73,7 +67,7 @@ def deliver(root: Path, *messages: bytes, when: float | None = None) -> list[str
     return names
 
 
-class IMAPTranscript:
+class IMAPTranscript(Player):
     """One IMAP connection: the protocol object, its account, and the events it yielded."""
 
     def __init__(
@@ -85,8 +79,11 @@ class IMAPTranscript:
     ) -> None:
         self.root = root
         self.accounts: list[Account] = []
-        self.events: list[ServerEvent] = []
+        self.events: list[Event] = []
+        # The last drive stopped at Idling: the client is in IDLE.
+        self.idling = False
         self.server = IMAPServer(settings, limits or IMAPLimits(), self._open)
+        super().__init__(self.server)
 
     def _open(self, address: str) -> Account:
         assert address == USER
@@ -104,31 +101,19 @@ class IMAPTranscript:
         """Run the server until it needs bytes; answer AuthRequest and StartTLS."""
         conn = self.server
         while True:
-            event = conn.process()
-            if event is None:
+            event = conn.next_event()
+            self.idling = isinstance(event, Idling)
+            if event is NEED_DATA or self.idling:
                 return
             self.events.append(event)
             if isinstance(event, AuthRequest):
                 creds = event.credentials
                 ok = creds.authcid == USER and creds.password == PASSWORD
-                conn.auth_done(USER if ok and creds.authzid in ("", USER) else None)
+                conn.auth_result(USER if ok and creds.authzid in ("", USER) else None)
             elif isinstance(event, StartTLS):
                 conn.tls_started()
-            elif isinstance(event, Closed):
+            elif isinstance(event, Closing):
                 return
-
-    def feed(self, data: bytes) -> bytes:
-        self.server.receive_data(data)
-        self.drive()
-        return self.server.data_to_send()
-
-    def output(self) -> bytes:
-        self.drive()
-        return self.server.data_to_send()
-
-    def run(self, script: str) -> None:
-        """Play a C:/S: transcript and assert each server batch byte for byte."""
-        play(script, us="S", output=self.output, feed=self.feed)
 
     def say(self, line: str) -> str:
         """One command line in, the server's whole answer out (as text, CRLF kept)."""
@@ -156,3 +141,20 @@ class IMAPTranscript:
 
     def uidvalidity(self, name: str = "INBOX") -> int:
         return Account(self.root).mailbox(name).uidvalidity
+
+
+# -- for the transcript tests (the INBOX holds MESSAGES: conftest.py's `root`) --
+
+FLAGS = r"\Answered \Flagged \Deleted \Seen \Draft $Forwarded"
+
+
+def authed(root: Path) -> IMAPTranscript:
+    return IMAPTranscript(root).login()
+
+
+def selected(root: Path, *, rev2: bool = False) -> IMAPTranscript:
+    return IMAPTranscript(root).login().select(enable_rev2=rev2)
+
+
+def uidvalidity(root: Path, name: str = "INBOX") -> int:
+    return IMAPTranscript(root).uidvalidity(name)

@@ -61,6 +61,10 @@ class ArgumentError(RemoteProtocolError):
     """A command's arguments are wrong; the server answers BAD with the text."""
 
 
+class NameRefused(Exception):
+    """A mailbox name the server cannot use; answered ``NO [CANNOT]`` with the text."""
+
+
 @dataclass(slots=True)
 class Context:
     """One command being handled."""
@@ -123,6 +127,7 @@ __all__ = [
     "ArgumentError",
     "Context",
     "MailboxNameError",
+    "NameRefused",
     "Reply",
     "Session",
     "atom",

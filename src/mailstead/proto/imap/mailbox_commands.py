@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Callable
 
 from mailstead.proto.imap.context import (
     ArgumentError,
     Context,
+    NameRefused,
     Reply,
     atom,
     no,
@@ -46,11 +46,7 @@ def _name(ctx: Context, token: Token) -> str:
     try:
         return ctx.mailbox_name(token)
     except MailboxNameError as exc:
-        raise _NameRefused(str(exc) or "Invalid mailbox name") from exc
-
-
-class _NameRefused(Exception):
-    pass
+        raise NameRefused(str(exc) or "Invalid mailbox name") from exc
 
 
 def _quote_name(ctx: Context, name: str) -> bytes:
@@ -438,31 +434,3 @@ def append(ctx: Context) -> Reply:
     except (MailboxError, OSError) as exc:
         return _error(exc)
     return ok("APPEND completed", b"APPENDUID %d %d" % (mailbox.uidvalidity, uid))
-
-
-HANDLERS: dict[str, Callable[[Context], Reply]] = {
-    "SELECT": select,
-    "EXAMINE": examine,
-    "CREATE": create,
-    "DELETE": delete,
-    "RENAME": rename,
-    "SUBSCRIBE": subscribe,
-    "UNSUBSCRIBE": unsubscribe,
-    "LIST": list_cmd,
-    "LSUB": lsub,
-    "STATUS": status,
-    "APPEND": append,
-}
-
-
-def wrap_name_errors(handler: Callable[[Context], Reply]) -> Callable[[Context], Reply]:
-    def run(ctx: Context) -> Reply:
-        try:
-            return handler(ctx)
-        except _NameRefused as exc:
-            return no(str(exc), b"CANNOT")
-
-    return run
-
-
-HANDLERS = {name: wrap_name_errors(h) for name, h in HANDLERS.items()}

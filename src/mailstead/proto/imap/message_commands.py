@@ -7,7 +7,7 @@ prefix (§6.4.9) switches the numbers a command takes and returns.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from mailstead.proto.imap.context import ArgumentError, Context, Reply, atom, no, ok
 from mailstead.proto.imap.fetch import parse_fetch, render_fetch
@@ -407,28 +407,3 @@ def unselect(ctx: Context) -> Reply:
 def check(ctx: Context) -> Reply:
     _view(ctx)
     return ok("CHECK completed")
-
-
-def _selected_only(handler: Callable[[Context], Reply]) -> Callable[[Context], Reply]:
-    def run(ctx: Context) -> Reply:
-        if ctx.session.view is None:
-            return Reply(b"BAD", b"No mailbox selected")
-        return handler(ctx)
-
-    return run
-
-
-HANDLERS: dict[str, Callable[[Context], Reply]] = {
-    name: _selected_only(handler)
-    for name, handler in {
-        "FETCH": fetch,
-        "STORE": store,
-        "SEARCH": search,
-        "COPY": copy,
-        "MOVE": move,
-        "EXPUNGE": expunge,
-        "CLOSE": close,
-        "UNSELECT": unselect,
-        "CHECK": check,
-    }.items()
-}

@@ -23,9 +23,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum, auto
-from typing import Final
 
 from mailstead.proto.errors import LocalProtocolError
+
+# Re-exported: NEED_DATA is the sentinel every engine shares (read more bytes, then ask again).
+from mailstead.proto.events import NEED_DATA as NEED_DATA
+from mailstead.proto.events import Event
 from mailstead.proto.imap.tokens import Atom, ParenList, String, Token
 
 DEFAULT_MAX_LINE = 64 * 1024
@@ -35,17 +38,8 @@ DEFAULT_MAX_TOKENS = 100_000
 DEFAULT_MAX_RAW_LINE = 8 * 1024
 
 
-class NeedData(Enum):
-    """The type of :data:`NEED_DATA`: no whole event (or raw line) is buffered yet."""
-
-    NEED_DATA = "NEED_DATA"
-
-
-NEED_DATA: Final = NeedData.NEED_DATA  # read more bytes, then ask again
-
-
 @dataclass(frozen=True, slots=True)
-class Command:
+class Command(Event):
     """A complete command; ``UID FETCH`` is ``name="FETCH", uid=True`` (RFC 9051 §6.4.9)."""
 
     tag: str
@@ -55,14 +49,14 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True)
-class ContinuationNeeded:
+class ContinuationNeeded(Event):
     """A synchronising literal ``{size}`` was accepted: send ``+ ...`` CRLF (RFC 9051 §7.5)."""
 
     size: int
 
 
 @dataclass(frozen=True, slots=True)
-class BadCommand:
+class BadCommand(Event):
     """A command that breaks the grammar, already skipped; answer ``<tag> BAD <text>``.
 
     ``tag`` is ``"*"`` when none could be read. ``fatal``: say ``* BYE <text>``
@@ -75,7 +69,7 @@ class BadCommand:
 
 
 @dataclass(frozen=True, slots=True)
-class LiteralTooBig:
+class LiteralTooBig(Event):
     """A literal over the limit after authentication; the command was skipped.
 
     For a synchronising literal no "+" was sent, so the client sends no data
@@ -89,7 +83,7 @@ class LiteralTooBig:
 
 
 @dataclass(frozen=True, slots=True)
-class LineTooLong:
+class LineTooLong(Event):
     """A raw line (see :meth:`CommandParser.next_line`) longer than asked; it is skipped."""
 
     limit: int
@@ -208,7 +202,7 @@ class CommandParser:
         if self._state in _SKIPPING:
             self._skip()  # discard at once: skipped input is never buffered
 
-    def next_event(self) -> ParseEvent | NeedData:
+    def next_event(self) -> ParseEvent | Event:
         """The next event, or ``NEED_DATA``."""
         while True:
             if self._state is _State.CLOSED:
@@ -223,7 +217,7 @@ class CommandParser:
             if result is not None:
                 return result
 
-    def next_line(self, max_len: int = DEFAULT_MAX_RAW_LINE) -> bytes | LineTooLong | NeedData:
+    def next_line(self, max_len: int = DEFAULT_MAX_RAW_LINE) -> bytes | LineTooLong | Event:
         """One raw line without its CRLF (or LF), for AUTHENTICATE and IDLE.
 
         Call it only between commands, i.e. after ``next_event`` returned a
@@ -266,7 +260,7 @@ class CommandParser:
         self._scan = 0
         return line
 
-    def _read_line(self) -> ParseEvent | NeedData | None:
+    def _read_line(self) -> ParseEvent | Event | None:
         limit = self.max_line - self._used
         try:
             line = self._take_line(limit)
@@ -327,7 +321,7 @@ class CommandParser:
         self._state = _State.LITERAL
         return ContinuationNeeded(literal.size) if literal.sync else None
 
-    def _read_literal(self) -> ParseEvent | NeedData | None:
+    def _read_literal(self) -> ParseEvent | Event | None:
         literal = self._literal
         assert literal is not None
         if len(self._buf) < literal.size:

@@ -11,10 +11,9 @@ ESEARCH response), RFC 5182 (``RETURN (SAVE)`` and ``$``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence, Set
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Protocol
 
 from mailstead.proto.errors import RemoteProtocolError
 from mailstead.proto.imap.search_match import (
@@ -28,6 +27,7 @@ from mailstead.proto.imap.search_match import (
     Not,
     Or,
     SearchKey,
+    SearchTarget,
     Size,
     TextKey,
     _Message,
@@ -120,49 +120,6 @@ class BadCharset(RemoteProtocolError):
     def response_code(self) -> str:
         """The text inside the brackets of the NO response."""
         return "BADCHARSET (UTF-8)"
-
-
-class SearchTarget(Protocol):
-    """What a message must offer to be searched; the store implements it."""
-
-    @property
-    def seq(self) -> int: ...
-    @property
-    def uid(self) -> int: ...
-    @property
-    def flags(self) -> Collection[str]: ...
-    @property
-    def internaldate(self) -> float:
-        """POSIX seconds."""
-        ...
-
-    @property
-    def size(self) -> int:
-        """RFC 822 size (RFC 9051 §6.4.4 LARGER/SMALLER)."""
-        ...
-
-    @property
-    def max_seq(self) -> int:
-        """The number of messages in the mailbox (what ``*`` means in a sequence set)."""
-        ...
-
-    @property
-    def max_uid(self) -> int:
-        """The largest UID in use (what ``*`` means in a UID set)."""
-        ...
-
-    @property
-    def saved(self) -> Set[int] | None:
-        """UIDs of the RFC 5182 saved search result, for ``$``; None when none was saved."""
-        ...
-
-    def header_bytes(self) -> bytes:
-        """The header of the message, up to and including the blank line."""
-        ...
-
-    def message_bytes(self) -> bytes:
-        """The whole message, lines ending in CRLF."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

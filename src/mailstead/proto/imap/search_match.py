@@ -23,15 +23,12 @@ import email.message
 import email.policy
 import email.utils
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Set
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from mailstead.proto.imap.sequence import SequenceSet
-
-if TYPE_CHECKING:
-    from mailstead.proto.imap.search import SearchTarget
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
@@ -142,6 +139,49 @@ def walk(key: SearchKey) -> list[SearchKey]:
             out += k.keys
         i += 1
     return out
+
+
+class SearchTarget(Protocol):
+    """What a message must offer to be searched; the store implements it."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def uid(self) -> int: ...
+    @property
+    def flags(self) -> Collection[str]: ...
+    @property
+    def internaldate(self) -> float:
+        """POSIX seconds."""
+        ...
+
+    @property
+    def size(self) -> int:
+        """RFC 822 size (RFC 9051 §6.4.4 LARGER/SMALLER)."""
+        ...
+
+    @property
+    def max_seq(self) -> int:
+        """The number of messages in the mailbox (what ``*`` means in a sequence set)."""
+        ...
+
+    @property
+    def max_uid(self) -> int:
+        """The largest UID in use (what ``*`` means in a UID set)."""
+        ...
+
+    @property
+    def saved(self) -> Set[int] | None:
+        """UIDs of the RFC 5182 saved search result, for ``$``; None when none was saved."""
+        ...
+
+    def header_bytes(self) -> bytes:
+        """The header of the message, up to and including the blank line."""
+        ...
+
+    def message_bytes(self) -> bytes:
+        """The whole message, lines ending in CRLF."""
+        ...
 
 
 # --- per-message state -----------------------------------------------------------

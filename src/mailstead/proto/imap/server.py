@@ -1,18 +1,47 @@
 """The IMAP server state machine (RFC 9051 and RFC 3501), sans-IO.
 
-:class:`IMAPServer` takes the client's bytes (:meth:`receive_data`), runs
-the commands they hold (:meth:`process`) and queues the responses
-(:meth:`data_to_send`). It stops and returns an event when it needs the
-session: a password to check (:class:`AuthRequest`, scrypt is slow and
-runs off the event loop), a TLS handshake (:class:`StartTLS`), or the end
-of the connection (:class:`Closed`). Storage is the :class:`AccountLike`
-the session's ``open_account`` returns; the server does no other I/O.
+:class:`IMAPServer` takes the client's bytes (``receive_data``), runs the
+commands they hold as ``next_event()`` is called, and queues the responses
+(``data_to_send``). Unlike the SMTP and POP3 engines it runs nearly every
+command itself, against the storage interface of
+:mod:`~mailstead.proto.imap.storage`; it does no other I/O. What only the
+session can do comes out as an event (:mod:`~mailstead.proto.imap.events`):
+a password to check (``AuthRequest``, answered with ``auth_result()``), a TLS
+handshake (``StartTLS``, answered with ``tls_started()``), an IDLE to wait
+in, polling for changes (``Idling``), and the end (``Closing``). Otherwise
+``next_event()`` gives ``NEED_DATA``, or ``PAUSED`` while an event awaits
+its answer.
 
-Connection states (RFC 9051 §3)::
+Connection states (RFC 9051 §3), valid commands per state in ``_COMMANDS``::
 
     NOT_AUTHENTICATED --LOGIN/AUTHENTICATE--> AUTHENTICATED <--CLOSE/UNSELECT--+
             |                                    |  SELECT/EXAMINE            |
             +----------- LOGOUT -----------------+--------> SELECTED ---------+
+
+Implementation notes
+--------------------
+
+* Concurrency. Each worker process keeps one account object per user and
+  one mailbox object per open mailbox (``store/account.py``), shared by every
+  IMAP session of that worker; a session owns only its
+  :class:`~mailstead.proto.imap.view.SelectedView` (its sequence numbers).
+  Nothing locks those mailbox objects: what serialises them is the worker's
+  one event-loop thread. ``net/imap_session.py`` calls ``next_event()`` on
+  the loop, and a command runs start to finish inside that call, its storage
+  work included (only password checks go to the thread pool), so two
+  sessions' commands never interleave. Hence: never await, or hand storage
+  work to a thread, in the middle of a command; the price is that a slow
+  disk (APPEND's fsync) holds up the worker's other sessions meanwhile.
+  A mailbox replaces its UID list rather than changing it in place, so a
+  view that shares the list keeps its numbering. The other writers (other
+  workers; local delivery and POP3, in pool threads through objects of
+  their own) change only the files and the index, read back by ``refresh()``.
+* A command's pending changes (EXISTS, EXPUNGE, FETCH FLAGS) go out just
+  before its tagged line; EXPUNGE waits while the client holds sequence
+  numbers of the command (RFC 9051 §7.5.1).
+* Errors are chosen by what the client should see: BAD for a command it
+  should not have sent (syntax, wrong state), NO for one that could not be
+  done. Too many BADs, or failed logins, end the session with ``* BYE``.
 """
 
 from __future__ import annotations
@@ -20,13 +49,31 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from mailstead.limits import IMAPLimits
 from mailstead.proto.errors import RemoteProtocolError
-from mailstead.proto.imap import mailbox_commands, message_commands
-from mailstead.proto.imap.context import Context, Reply, Session
-from mailstead.proto.imap.parser import (
+from mailstead.proto.imap import mailbox_commands as mc
+from mailstead.proto.imap import message_commands as msg
+from mailstead.proto.imap.context import (
+    ArgumentError,
+    Context,
+    NameRefused,
+    Reply,
+    Session,
+    no,
+    text,
+)
+from mailstead.proto.imap.events import (
     NEED_DATA,
+    PAUSED,
+    AuthRequest,
+    Closing,
+    Event,
+    Idling,
+    StartTLS,
+)
+from mailstead.proto.imap.parser import (
     BadCommand,
     Command,
     CommandParser,
@@ -47,28 +94,6 @@ from mailstead.proto.sasl import (
 
 
 @dataclass(frozen=True, slots=True)
-class AuthRequest:
-    """Check these credentials, then call :meth:`IMAPServer.auth_done`."""
-
-    credentials: Credentials
-    #: How they came: "LOGIN", or the SASL mechanism of AUTHENTICATE.
-    mechanism: str = "LOGIN"
-
-
-@dataclass(frozen=True, slots=True)
-class StartTLS:
-    """Do the TLS handshake now, then call :meth:`IMAPServer.tls_started`."""
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """Flush :meth:`IMAPServer.data_to_send` and close the connection."""
-
-
-ServerEvent = AuthRequest | StartTLS | Closed
-
-
-@dataclass(frozen=True, slots=True)
 class IMAPSettings:
     """What a listener offers: its name, and where TLS stands."""
 
@@ -79,6 +104,14 @@ class IMAPSettings:
     tls_available: bool = False
 
 
+class State(enum.Enum):
+    """The connection states of RFC 9051 §3 (LOGOUT is the end, not a state here)."""
+
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+
+
 class _Mode(enum.Enum):
     COMMANDS = enum.auto()
     SASL = enum.auto()  # reading AUTHENTICATE responses
@@ -87,14 +120,29 @@ class _Mode(enum.Enum):
     CLOSED = enum.auto()
 
 
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One command of the table: what runs it, where it is valid."""
+
+    run: Callable[[IMAPServer, Command], Event | None]
+    states: frozenset[State]
+    # RFC 9051 §6.4.9: it may follow "UID" (RFC 4315 §2.1 for EXPUNGE, RFC 6851 MOVE).
+    uid: bool = False
+
+
+def _storage(handler: Callable[[Context], Reply]) -> Callable[[IMAPServer, Command], Event | None]:
+    """A row's ``run`` for a handler of mailbox_commands or message_commands."""
+
+    def run(server: IMAPServer, command: Command) -> None:
+        server._run(handler, command)
+
+    return run
+
+
 _BASE_CAPABILITIES = (
     "IMAP4rev2 IMAP4rev1 LITERAL+ SASL-IR ENABLE ID IDLE NAMESPACE UIDPLUS MOVE UNSELECT"
     " CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES STATUS=SIZE BINARY"
 )
-
-# Commands by the state they are valid in (RFC 9051 §6).
-_ANY_STATE = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
-_NOT_AUTHENTICATED = frozenset({"STARTTLS", "AUTHENTICATE", "LOGIN"})
 
 
 class IMAPServer:
@@ -113,6 +161,7 @@ class IMAPServer:
         self._parser = self._new_parser()
         self._out: list[bytes] = []
         self._mode = _Mode.COMMANDS
+        self._closing = ""  # why, once the mode is CLOSED
         self._errors = 0
         self._pending: Command | None = None  # the command an event is out for
         self._sasl = SASLExchange()  # AUTHENTICATE's exchange; counts LOGIN failures too
@@ -137,16 +186,14 @@ class IMAPServer:
         return self._mode is _Mode.CLOSED
 
     @property
-    def idling(self) -> bool:
-        return self._mode is _Mode.IDLE
-
-    @property
     def authenticated(self) -> bool:
         return self.session.account is not None
 
     @property
-    def auth_failures(self) -> int:
-        return self._sasl.failures
+    def state(self) -> State:
+        if self.session.account is None:
+            return State.NOT_AUTHENTICATED
+        return State.AUTHENTICATED if self.session.view is None else State.SELECTED
 
     @property
     def in_literal(self) -> bool:
@@ -161,26 +208,24 @@ class IMAPServer:
         self._out.clear()
         return out
 
-    def process(self) -> ServerEvent | None:
-        """Run what the buffered input allows; an event for the session, or None for "need data"."""
+    def next_event(self) -> Event:
+        """Run what the buffered input allows; stop at what needs the session."""
         while True:
             if self._mode is _Mode.CLOSED:
-                return Closed()
+                return Closing(self._closing)
             if self._mode is _Mode.WAITING:
-                return None
+                return PAUSED
             if self._mode is _Mode.SASL:
                 event = self._sasl_line()
             elif self._mode is _Mode.IDLE:
                 event = self._idle_line()
             else:
                 event = self._next_command()
-            if event is _NEED:
-                return None
-            if isinstance(event, (AuthRequest, StartTLS, Closed)):
+            if event is not None:
                 return event
 
-    def auth_done(self, address: str | None, *, blocked: bool = False) -> None:
-        """The result of an :class:`AuthRequest`: the account logged in, or None.
+    def auth_result(self, user: str | None, *, blocked: bool = False) -> None:
+        """Finish an :class:`AuthRequest`: the canonical user name on success, None on failure.
 
         ``blocked``: refused unchecked after too many failures from the
         client's address (RFC 5530 §3 UNAVAILABLE: temporary).
@@ -189,7 +234,7 @@ class IMAPServer:
         assert command is not None
         self._pending = None
         self._mode = _Mode.COMMANDS
-        if address is None:
+        if user is None:
             too_many = self._sasl.failed(self.limits.auth_failures_per_session)
             if blocked:
                 text = b"NO [UNAVAILABLE] Too many failed logins from your address, try again later"
@@ -200,12 +245,12 @@ class IMAPServer:
                 self._bye(b"Too many failed logins")
             return
         try:
-            account = self._open_account(address)
+            account = self._open_account(user)
         except OSError:
             self._tagged(command.tag, b"NO [UNAVAILABLE] Mailbox store unavailable")
             return
         self.session.account = account
-        self.session.user = address
+        self.session.user = user
         self._parser.authenticated = True
         self._parser.max_literal = self.limits.append_limit
         self._tagged(
@@ -247,10 +292,10 @@ class IMAPServer:
 
     # -- reading ------------------------------------------------------------------
 
-    def _next_command(self) -> ServerEvent | object | None:
+    def _next_command(self) -> Event | None:
         event = self._parser.next_event()
         if event is NEED_DATA:
-            return _NEED
+            return event
         if isinstance(event, ContinuationNeeded):
             self._out.append(b"+ Ready for literal data\r\n")
             return None
@@ -280,7 +325,11 @@ class IMAPServer:
         if self._mode is _Mode.CLOSED:
             return  # one BYE is the last thing a connection hears (RFC 9051 §7.1.5)
         self._out.append(b"* BYE " + text + b"\r\n")
+        self._close(text.decode("utf-8", "replace"))
+
+    def _close(self, reason: str) -> None:
         self._mode = _Mode.CLOSED
+        self._closing = reason
 
     def _tagged(self, tag: str, text: bytes) -> None:
         self._out.append(tag.encode() + b" " + text + b"\r\n")
@@ -301,39 +350,25 @@ class IMAPServer:
 
     # -- dispatch -----------------------------------------------------------------
 
-    def _dispatch(self, command: Command) -> ServerEvent | None:
-        name = command.name
-        if name not in _ANY_STATE | _NOT_AUTHENTICATED and not self.authenticated:
-            if (
-                name in mailbox_commands.HANDLERS
-                or name in message_commands.HANDLERS
-                or name in _AUTH_STATE
-            ):
-                self._bad(command.tag, "Log in first")
-            else:
-                self._bad(command.tag, f"Unknown command {name}")
+    def _dispatch(self, command: Command) -> Event | None:
+        row = self._COMMANDS.get(command.name)
+        state = self.state
+        if row is None or state not in row.states or (command.uid and not row.uid):
+            self._bad(command.tag, _refusal(command, row, state))
             return None
-        if command.uid and name not in _UID_COMMANDS:
-            self._bad(command.tag, f"UID {name} is not a command")
+        try:
+            return row.run(self, command)
+        except RemoteProtocolError as exc:  # bad arguments
+            self._bad(command.tag, str(exc) or "Syntax error")
             return None
-        if name in _NOT_AUTHENTICATED and self.authenticated:
-            self._bad(command.tag, "Already logged in")
-            return None
-        own = getattr(self, "_cmd_" + name.lower(), None) if name.isalpha() else None
-        if own is not None:
-            return own(command)  # type: ignore[no-any-return]
-        handler = mailbox_commands.HANDLERS.get(name) or message_commands.HANDLERS.get(name)
-        if handler is None:
-            self._bad(command.tag, f"Unknown command {name}")
-            return None
+
+    def _run(self, handler: Callable[[Context], Reply], command: Command) -> None:
         ctx = Context(self.session, self.limits, command, self._out)
         try:
             reply = handler(ctx)
-        except RemoteProtocolError as exc:
-            self._bad(command.tag, str(exc) or "Syntax error")
-            return None
+        except NameRefused as exc:
+            reply = no(str(exc), b"CANNOT")
         self._finish(ctx, reply)
-        return None
 
     def _finish(self, ctx: Context, reply: Reply) -> None:
         if reply.status == b"BAD":
@@ -353,30 +388,30 @@ class IMAPServer:
 
     # -- commands valid in any state (RFC 9051 §6.1) ------------------------------
 
-    def _cmd_capability(self, command: Command) -> None:
+    def _capability(self, command: Command) -> None:
         if command.args:
             self._bad(command.tag, "CAPABILITY takes no arguments")
             return
         self._out.append(b"* CAPABILITY %s\r\n" % self.capabilities().encode())
         self._tagged(command.tag, b"OK CAPABILITY completed")
 
-    def _cmd_noop(self, command: Command) -> None:
+    def _noop(self, command: Command) -> None:
         self._out.extend(self._updates(allow_expunge=True))
         self._tagged(command.tag, b"OK NOOP completed")
 
-    def _cmd_logout(self, command: Command) -> None:
+    def _logout(self, command: Command) -> None:
         self._out.append(b"* BYE Logging out\r\n")
         self._tagged(command.tag, b"OK LOGOUT completed")
-        self._mode = _Mode.CLOSED
+        self._close("LOGOUT")
 
-    def _cmd_id(self, command: Command) -> None:
+    def _id(self, command: Command) -> None:
         # RFC 2971: the client's parameters are accepted and not kept.
         self._out.append(b'* ID ("name" "Mailstead")\r\n')
         self._tagged(command.tag, b"OK ID completed")
 
     # -- not authenticated (RFC 9051 §6.2) --------------------------------------
 
-    def _cmd_starttls(self, command: Command) -> ServerEvent | None:
+    def _starttls(self, command: Command) -> Event | None:
         if self._secure or not self.settings.tls_available:
             self._bad(
                 command.tag, "TLS is not available" if not self._secure else "TLS already active"
@@ -386,21 +421,17 @@ class IMAPServer:
         self._mode = _Mode.WAITING
         return StartTLS()
 
-    def _cmd_login(self, command: Command) -> ServerEvent | None:
+    def _login(self, command: Command) -> Event | None:
         if not self._secure:
             self._tagged(command.tag, b"NO [PRIVACYREQUIRED] LOGIN is disabled before STARTTLS")
             return None
         if len(command.args) != 2:
             self._bad(command.tag, "LOGIN needs a user name and a password")
             return None
-        try:
-            user, password = (_astring(arg) for arg in command.args)
-        except ValueError as exc:
-            self._bad(command.tag, str(exc))
-            return None
+        user, password = (text(arg) for arg in command.args)
         return self._ask(command, Credentials(authcid=user, password=password))
 
-    def _cmd_authenticate(self, command: Command) -> ServerEvent | None:
+    def _authenticate(self, command: Command) -> Event | None:
         if not self._secure:
             self._tagged(command.tag, b"NO [PRIVACYREQUIRED] Authentication needs TLS first")
             return None
@@ -411,24 +442,20 @@ class IMAPServer:
         if mechanism is None:
             self._tagged(command.tag, b"NO Unsupported authentication mechanism")
             return None
-        try:
-            initial = _raw(command.args[1]) if len(command.args) == 2 else None  # RFC 4959 SASL-IR
-        except ValueError as exc:
-            self._bad(command.tag, str(exc))
-            return None
+        initial = _raw(command.args[1]) if len(command.args) == 2 else None  # RFC 4959 SASL-IR
         self._pending = command
         return self._sasl_said(self._sasl.start(mechanism, initial))
 
-    def _sasl_line(self) -> ServerEvent | object | None:
+    def _sasl_line(self) -> Event | None:
         line = self._parser.next_line(self.limits.sasl_line)
         if line is NEED_DATA:
-            return _NEED
+            return NEED_DATA
         if isinstance(line, LineTooLong):
             return self._sasl_said(self._sasl.too_long())
         assert isinstance(line, bytes)
         return self._sasl_said(self._sasl.step(line))
 
-    def _sasl_said(self, outcome: Outcome) -> ServerEvent | None:
+    def _sasl_said(self, outcome: Outcome) -> Event | None:
         command = self._pending
         assert command is not None
         if isinstance(outcome, Challenge):
@@ -442,7 +469,7 @@ class IMAPServer:
             return None
         return self._ask(command, outcome.credentials)
 
-    def _ask(self, command: Command, credentials: Credentials) -> ServerEvent:
+    def _ask(self, command: Command, credentials: Credentials) -> Event:
         self._pending = command
         self._mode = _Mode.WAITING
         name = command.args[0]
@@ -452,7 +479,7 @@ class IMAPServer:
 
     # -- authenticated state: session-level commands -------------------------------
 
-    def _cmd_enable(self, command: Command) -> None:
+    def _enable(self, command: Command) -> None:
         # RFC 5161; RFC 9051 §6.3.1: IMAP4rev2 and UTF8=ACCEPT (RFC 6855).
         enabled = []
         for arg in command.args:
@@ -469,22 +496,22 @@ class IMAPServer:
         self._out.append(("* ENABLED " + " ".join(enabled)).rstrip().encode() + b"\r\n")
         self._tagged(command.tag, b"OK ENABLE completed")
 
-    def _cmd_namespace(self, command: Command) -> None:
+    def _namespace(self, command: Command) -> None:
         # RFC 2342: one personal namespace, "/" as the separator.
         self._out.append(b'* NAMESPACE (("" "/")) NIL NIL\r\n')
         self._tagged(command.tag, b"OK NAMESPACE completed")
 
-    def _cmd_idle(self, command: Command) -> None:
+    def _idle(self, command: Command) -> None:
         # RFC 2177 / RFC 9051 §6.3.13.
         self._out.extend(self._updates(allow_expunge=True))
         self._out.append(b"+ idling\r\n")
         self._pending = command
         self._mode = _Mode.IDLE
 
-    def _idle_line(self) -> object:
+    def _idle_line(self) -> Event | None:
         line = self._parser.next_line(64)
         if line is NEED_DATA:
-            return _NEED
+            return Idling()
         command = self._pending
         assert command is not None
         self._pending = None
@@ -496,10 +523,64 @@ class IMAPServer:
             self._bad(command.tag, "Expected DONE")
         return None
 
+    # The command table: each command the server knows, what runs it, the
+    # connection states it is valid in (RFC 9051 §6.1-§6.4: any state; not
+    # authenticated only; once logged in; only with a mailbox selected) and
+    # whether the UID prefix may come before it. A command outside its
+    # states, or after a UID it does not take, is answered BAD with the
+    # reason _refusal gives. The storage commands run as handlers of
+    # mailbox_commands (§6.3) and message_commands (§6.4); the rest, which
+    # change the connection itself, are methods above.
+    _ANY: ClassVar[frozenset[State]] = frozenset(State)
+    _NOT_AUTH: ClassVar[frozenset[State]] = frozenset({State.NOT_AUTHENTICATED})
+    _AUTH: ClassVar[frozenset[State]] = frozenset({State.AUTHENTICATED, State.SELECTED})
+    _SELECTED: ClassVar[frozenset[State]] = frozenset({State.SELECTED})
+    _COMMANDS: ClassVar[dict[str, _Row]] = {
+        "CAPABILITY": _Row(_capability, _ANY),
+        "NOOP": _Row(_noop, _ANY),
+        "LOGOUT": _Row(_logout, _ANY),
+        "ID": _Row(_id, _ANY),  # RFC 2971
+        "STARTTLS": _Row(_starttls, _NOT_AUTH),
+        "AUTHENTICATE": _Row(_authenticate, _NOT_AUTH),
+        "LOGIN": _Row(_login, _NOT_AUTH),
+        "ENABLE": _Row(_enable, _AUTH),  # RFC 5161
+        "NAMESPACE": _Row(_namespace, _AUTH),  # RFC 2342
+        "IDLE": _Row(_idle, _AUTH),  # RFC 2177
+        "SELECT": _Row(_storage(mc.select), _AUTH),
+        "EXAMINE": _Row(_storage(mc.examine), _AUTH),
+        "CREATE": _Row(_storage(mc.create), _AUTH),
+        "DELETE": _Row(_storage(mc.delete), _AUTH),
+        "RENAME": _Row(_storage(mc.rename), _AUTH),
+        "SUBSCRIBE": _Row(_storage(mc.subscribe), _AUTH),
+        "UNSUBSCRIBE": _Row(_storage(mc.unsubscribe), _AUTH),
+        "LIST": _Row(_storage(mc.list_cmd), _AUTH),
+        "LSUB": _Row(_storage(mc.lsub), _AUTH),
+        "STATUS": _Row(_storage(mc.status), _AUTH),
+        "APPEND": _Row(_storage(mc.append), _AUTH),
+        "FETCH": _Row(_storage(msg.fetch), _SELECTED, uid=True),
+        "STORE": _Row(_storage(msg.store), _SELECTED, uid=True),
+        "SEARCH": _Row(_storage(msg.search), _SELECTED, uid=True),
+        "COPY": _Row(_storage(msg.copy), _SELECTED, uid=True),
+        "MOVE": _Row(_storage(msg.move), _SELECTED, uid=True),  # RFC 6851
+        "EXPUNGE": _Row(_storage(msg.expunge), _SELECTED, uid=True),
+        "CLOSE": _Row(_storage(msg.close), _SELECTED),
+        "UNSELECT": _Row(_storage(msg.unselect), _SELECTED),  # RFC 3691
+        "CHECK": _Row(_storage(msg.check), _SELECTED),  # RFC 3501 §6.4.1
+    }
 
-_AUTH_STATE = frozenset({"ENABLE", "NAMESPACE", "IDLE"})
-_UID_COMMANDS = frozenset({"FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE"})
-_NEED = object()
+
+def _refusal(command: Command, row: _Row | None, state: State) -> str:
+    """Why ``command`` may not run now; the first reason that applies wins."""
+    name = command.name
+    if state is State.NOT_AUTHENTICATED and (row is None or state not in row.states):
+        return "Log in first" if row is not None else f"Unknown command {name}"
+    if command.uid and (row is None or not row.uid):
+        return f"UID {name} is not a command"
+    if row is None:
+        return f"Unknown command {name}"
+    if State.NOT_AUTHENTICATED in row.states:
+        return "Already logged in"
+    return "No mailbox selected"
 
 
 def _raw(token: Token) -> bytes:
@@ -507,26 +588,9 @@ def _raw(token: Token) -> bytes:
         return token.value.encode()
     if isinstance(token, String):
         return token.value
-    raise ValueError("Expected a string")
-
-
-def _astring(token: Token) -> str:
-    try:
-        return _raw(token).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError("Not valid UTF-8") from exc
+    raise ArgumentError("Expected a string")
 
 
 #: Every command name the server knows (UID as its own word), for notes that
 #: must never carry arguments.
-COMMAND_NAMES = frozenset(
-    name.encode()
-    for name in (
-        *_ANY_STATE,
-        *_NOT_AUTHENTICATED,
-        *mailbox_commands.HANDLERS,
-        *message_commands.HANDLERS,
-        *(attr[5:].upper() for attr in dir(IMAPServer) if attr.startswith("_cmd_")),
-        "UID",
-    )
-)
+COMMAND_NAMES = frozenset(name.encode() for name in (*IMAPServer._COMMANDS, "UID"))

@@ -1,0 +1,48 @@
+"""Events the IMAP server protocol yields: what only its session can do.
+
+Most commands are run by :class:`~mailstead.proto.imap.server.IMAPServer`
+itself against its storage interface; these events are the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Re-exported: a session imports the sentinels with its protocol's events.
+from mailstead.proto.events import NEED_DATA as NEED_DATA
+from mailstead.proto.events import PAUSED as PAUSED
+from mailstead.proto.events import Event as Event
+from mailstead.proto.sasl import Credentials
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequest(Event):
+    """LOGIN or a finished AUTHENTICATE: verify and call ``auth_result()``."""
+
+    credentials: Credentials
+    #: How they came: "LOGIN", or the SASL mechanism of AUTHENTICATE.
+    mechanism: str = "LOGIN"
+
+
+@dataclass(frozen=True, slots=True)
+class StartTLS(Event):
+    """STARTTLS got OK: flush, do the handshake, then call ``tls_started()``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Idling(Event):
+    """The client is in IDLE and has not said DONE (RFC 2177): wait for input
+    as after ``NEED_DATA``, calling ``poll()`` every ``idle_poll_interval``.
+
+    It comes back on every ``next_event()`` until DONE arrives.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Closing(Event):
+    """The protocol has sent its last response (a ``* BYE``): flush and close.
+
+    It comes back on every ``next_event()`` from then on.
+    """
+
+    reason: str
