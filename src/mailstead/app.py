@@ -29,6 +29,7 @@ from mailstead.net.imap_session import IMAPService
 from mailstead.net.listener import ConnectionGate, bind
 from mailstead.net.memory import limit_idle_memory
 from mailstead.net.pop3_session import POP3Service
+from mailstead.net.smtp_client import SMTPTransport
 from mailstead.net.smtp_session import SMTPService
 from mailstead.net.supervisor import Supervisor
 from mailstead.net.watchdog import Heartbeats, Pulse
@@ -347,8 +348,8 @@ def _outbound(
         resolver=DNSResolver(config.delivery.dns_servers),
         clock=SystemClock(),
         executor=executor,
+        transport=SMTPTransport(_client_tls_context()),
         signer=DKIMSigner(keys),
-        tls_context=_client_tls_context(),
         local_addresses=sorted(ours),
     )
 

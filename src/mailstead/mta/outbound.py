@@ -21,7 +21,6 @@ import functools
 import logging
 import random
 import re
-import ssl
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -32,13 +31,12 @@ from mailstead.clock import Clock
 from mailstead.config import Config
 from mailstead.directory import Directory
 from mailstead.dns import Resolver
-from mailstead.limits import SMTPClientLimits
 from mailstead.mailauth.dkim import DKIMError, DKIMSigner, signing_domain
 from mailstead.message import trace
 from mailstead.mta import dsn, schedule
 from mailstead.mta.queue import Attempt, Queue, QueuedMessage, QueuedRecipient, RecipientStatus
 from mailstead.mta.routing import Route, RoutingError, route
-from mailstead.net.smtp_client import OutboundMessage, deliver_to_host
+from mailstead.mta.transport import HostTransport, OutboundMessage, SessionPolicy
 from mailstead.peertext import log_text
 from mailstead.proto.smtp.client_events import MessageResult, Outcome
 from mailstead.proto.smtp.dotstuff import canonical
@@ -88,8 +86,9 @@ class Outbound:
     local recipients that reached the queue).
 
     Everything outside is passed in: the queue, the directory and store for
-    local recipients, the resolver, the clock, the DKIM signer, the TLS
-    context, so that tests run it against a fake DNS and fake time.
+    local recipients, the resolver, the clock, the DKIM signer, the transport
+    that carries mail to remote hosts, so that tests run it against a fake
+    DNS, fake time and scripted hosts.
     """
 
     def __init__(
@@ -102,9 +101,8 @@ class Outbound:
         resolver: Resolver,
         clock: Clock,
         executor: Executor,
+        transport: HostTransport,
         signer: DKIMSigner | None = None,
-        tls_context: ssl.SSLContext | None = None,
-        client_limits: SMTPClientLimits | None = None,
         local_addresses: Sequence[str] = (),
         rng: random.Random | None = None,
     ) -> None:
@@ -115,9 +113,8 @@ class Outbound:
         self.resolver = resolver
         self.clock = clock
         self.executor = executor
+        self.transport = transport
         self.signer = signer
-        self.tls_context = tls_context
-        self.client_limits = client_limits
         self.local_addresses = tuple(local_addresses)
         self.rng = rng or random.Random()
         self._wake = asyncio.Event()
@@ -290,6 +287,11 @@ class Outbound:
         last: Reply | None = None
         permanent_only = True
         delivery = self.config.delivery
+        policy = SessionPolicy(
+            delivery.helo_name or self.config.hostname,
+            source_ip=delivery.source_ip,
+            require_tls=delivery.require_tls,
+        )
         for dest in found.destinations:
             for address in dest.addresses:
                 if not remaining:
@@ -326,17 +328,13 @@ class Outbound:
                                 )
                         self._settle_soon(job)
 
-                    result = await deliver_to_host(
+                    result = await self.transport.deliver(
                         dest.host,
                         address,
                         delivery.smtp_port,
                         [self._outbound(job) for job in batch],
-                        helo_name=delivery.helo_name or self.config.hostname,
-                        source_ip=delivery.source_ip,
-                        tls_context=self.tls_context,
-                        require_tls=delivery.require_tls and self.tls_context is not None,
-                        limits=self.client_limits,
-                        on_result=answered,
+                        policy,
+                        answered,
                     )
                     done = len(result.results)
                     remaining = batch[done:] + remaining[len(batch) :]
