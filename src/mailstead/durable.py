@@ -227,9 +227,9 @@ class Staged(Protocol):
     ``publish`` makes it visible and durable; ``undo`` takes a successful
     publish back (only before ``close``: an mbox holds its locks till then);
     ``close`` releases what the copy holds and removes what was never
-    published. Staging does the work that fails for ordinary reasons (disk
-    full, quota); publishing is a link, a row insert or an append under a
-    lock, so it rarely fails.
+    published; calling it again does nothing. Staging does the work that
+    fails for ordinary reasons (disk full, quota); publishing is a link, a
+    row insert or an append under a lock, so it rarely fails.
     """
 
     def publish(self) -> None: ...

@@ -898,6 +898,36 @@ async def test_workers_share_the_queue_without_overlap(world: World) -> None:
     assert len(mx.transactions) == 20  # each message once
 
 
+# --------------------------------------------------------------------------- 8b. local recipients
+
+
+@in_loop
+async def test_a_local_alias_gets_every_copy_or_none(world: World) -> None:
+    # team@ reached the queue (an alias added after the message was queued):
+    # delivered locally, all of its mailboxes or none, so the retry after a
+    # failure gives nobody a second copy.
+    bob = "bob@example.test"
+    world.directory.add_user(bob, "bob-pw")
+    world.directory.add_alias("team@example.test", [ALICE, bob])
+    broken = world.config.mail_root / "example.test" / "bob" / "Maildir"
+    broken.mkdir(parents=True)
+    (broken / "tmp").write_bytes(b"")  # bob's copy cannot be written
+    qid = world.send("team@example.test", sender="carol@solo.test")
+
+    assert await world.run_once() == 1
+    assert world.recipient(qid, "team@example.test").state == "deferred"
+    assert world.inbox(ALICE) == [] and world.inbox(bob) == []
+
+    (broken / "tmp").unlink()
+    world.clock.set_time(world.clock.time() + HOUR)
+    assert await world.run_once() == 1
+    assert world.queue.get(qid) is None
+    (alice_copy,) = world.inbox(ALICE)
+    assert alice_copy["Delivered-To"] == ALICE
+    assert alice_copy["Return-Path"] == "<carol@solo.test>"
+    assert len(world.inbox(bob)) == 1
+
+
 # ----------------------------------------------------------- 9. on the wire: the real client
 
 

@@ -31,6 +31,7 @@ from mailstead.clock import Clock
 from mailstead.config import Config
 from mailstead.directory import Directory
 from mailstead.dns import Resolver
+from mailstead.durable import Staged, publish_all
 from mailstead.mailauth.dkim import DKIMError, DKIMSigner, signing_domain
 from mailstead.message import trace
 from mailstead.mta import dsn, schedule
@@ -363,7 +364,7 @@ class Outbound:
         return OutboundMessage(message.sender, recipients, job.content, params)
 
     def _deliver_locally(self, jobs: list[_Job]) -> None:
-        """Recipients in our own domains that reached the queue (see Receiver.commit)."""
+        """Recipients in our own domains that reached the queue (an alias added later, a retry)."""
         for job in jobs:
             received_at = job.message.received_at
             body = job.content.replace(b"\r\n", b"\n")
@@ -373,14 +374,20 @@ class Outbound:
                     reply = Reply(550, "5.1.1", "No such user here")
                     self._outcome(job, rcpt, Outcome.FAILED, reply, None)
                     continue
-                return_path = trace.return_path(job.message.sender)
+                sender = job.message.sender
+                staged: list[Staged] = []
                 try:
-                    for mailbox in resolution.mailboxes:
-                        delivered = return_path + trace.delivered_to(mailbox)
-                        self.store.deliver(
-                            mailbox, (delivered, body), job.message.sender, received_at
+                    # All of the recipient's mailboxes or none, so the retry
+                    # after a failure gives no mailbox a second copy.
+                    for mailbox in sorted(resolution.mailboxes):
+                        headers = trace.final_delivery(sender, mailbox)
+                        staged.append(
+                            self.store.stage(mailbox, (headers, body), sender, received_at)
                         )
+                    publish_all(staged)
                 except OSError as exc:
+                    for copy in staged:  # those staged before the failure
+                        copy.close()
                     log.error(
                         "%s: local delivery to <%s> failed: %s",
                         job.message.id,
