@@ -51,7 +51,8 @@ from smtp_inbound import RESULTS, environment, loadavg, profiling
 
 from mailstead.config import load_config
 from mailstead.directory import Directory
-from mailstead.mta.queue import Queue, QueuedRecipient
+from mailstead.mta.envelope import QueuedRecipient
+from mailstead.mta.queue import Queue
 from mailstead.testing.dns import DNSServer
 from mailstead.testing.postfix import (
     POSTFIX_INSTALL_HINT,

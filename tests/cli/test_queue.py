@@ -12,7 +12,8 @@ from click.testing import CliRunner, Result
 
 from mailstead.cli import main
 from mailstead.config import load_config
-from mailstead.mta.queue import Attempt, Queue, QueuedRecipient
+from mailstead.mta.envelope import Attempt, QueuedRecipient
+from mailstead.mta.queue import Queue
 
 MSG = (
     b"Received: from laptop ([192.0.2.8])\r\n"

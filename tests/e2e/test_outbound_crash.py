@@ -15,8 +15,9 @@ from collections import Counter
 from pathlib import Path
 
 from mailstead.config import load_config
+from mailstead.mta.envelope import QueuedRecipient
 from mailstead.mta.outbound import DESTINATION_CONCURRENCY
-from mailstead.mta.queue import Queue, QueuedRecipient
+from mailstead.mta.queue import Queue
 from mailstead.testing.dns import DNSServer
 from tests.e2e.harness import running_config
 from tests.e2e.process import ServerProcess

@@ -34,8 +34,9 @@ from mailstead.directory import Directory
 from mailstead.mailauth import dkim as dkim_module
 from mailstead.mailauth.dkim import DKIMKey, DKIMKeys, DKIMSigner
 from mailstead.mta import outbound, schedule
+from mailstead.mta.envelope import QueuedRecipient, RecipientStatus
 from mailstead.mta.outbound import Outbound
-from mailstead.mta.queue import Queue, QueuedRecipient, RecipientStatus
+from mailstead.mta.queue import Queue
 from mailstead.mta.transport import HostTransport
 from mailstead.net.smtp_client import SMTPTransport
 from mailstead.store import MaildirStore

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from mailstead.durable import Buffer
-from mailstead.mta.queue import Attempt, Queue, QueuedRecipient, new_queue_id
+from mailstead.mta.envelope import Attempt, QueuedRecipient, new_queue_id
+from mailstead.mta.queue import Queue
 
 MSG: list[Buffer] = [b"From: a@example.test\r\n", b"Subject: hi\r\n\r\n", memoryview(b"body\r\n")]
 RAW = b"From: a@example.test\r\nSubject: hi\r\n\r\nbody\r\n"

@@ -19,7 +19,7 @@ from mailstead.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from mailstead.mta.queue import QueuedMessage, RecipientStatus
+    from mailstead.mta.envelope import QueuedMessage, RecipientStatus
 
 __all__ = ["queue"]
 

@@ -35,7 +35,8 @@ from mailstead.durable import Staged, publish_all
 from mailstead.mailauth.dkim import DKIMError, DKIMSigner, signing_domain
 from mailstead.message import trace
 from mailstead.mta import dsn, schedule
-from mailstead.mta.queue import Attempt, Queue, QueuedMessage, QueuedRecipient, RecipientStatus
+from mailstead.mta.envelope import Attempt, QueuedMessage, QueuedRecipient, RecipientStatus
+from mailstead.mta.queue import Queue
 from mailstead.mta.routing import Route, RoutingError, route
 from mailstead.mta.transport import HostTransport, OutboundMessage, SessionPolicy
 from mailstead.peertext import log_text

@@ -2,9 +2,10 @@
 
 A queued message is two things: its file ``<data_dir>/queue/msg/<id>`` (the
 message exactly as received, CRLF line endings) and its envelope rows in
-``<data_dir>/queue.sqlite3``. :meth:`Queue.enqueue` makes the file durable
-first (write to ``tmp/``, fsync, link into ``msg/``, fsync ``msg/``) and only
-then commits the rows, so a committed row always has its file. A crash in
+``<data_dir>/queue.sqlite3``. :meth:`Queue.stage` makes the file durable
+(write to ``tmp/``, fsync, link into ``msg/``, fsync ``msg/``) and the
+staged message's ``publish`` commits the rows only then, so a committed row
+always has its file; :meth:`Queue.enqueue` is both steps. A crash in
 between leaves a file without a row; :meth:`Queue.recover` removes those.
 :meth:`Queue.delete` goes the other way round: rows, then file.
 
@@ -22,14 +23,11 @@ import errno
 import logging
 import os
 import re
-import secrets
 import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from mailstead.durable import (
     Buffer,
@@ -40,11 +38,18 @@ from mailstead.durable import (
     unlink_quietly,
     write_all,
 )
+from mailstead.mta.envelope import (
+    Attempt,
+    QueuedMessage,
+    QueuedRecipient,
+    RecipientState,
+    RecipientStatus,
+    new_queue_id,
+)
 from mailstead.sqlite_wal import enable_wal
 
 log = logging.getLogger(__name__)
 
-RecipientState = Literal["pending", "deferred", "delivered", "failed"]
 
 # 14 hex digits of microseconds since the epoch (sortable until 2540) and
 # 40 random bits: unique without coordination between processes.
@@ -82,71 +87,10 @@ CREATE INDEX IF NOT EXISTS recipients_due ON recipients (state, next_attempt);
 """
 
 
-@dataclass(frozen=True, slots=True)
-class QueuedRecipient:
-    """One RCPT TO of a queued message with its DSN parameters (RFC 3461)."""
-
-    address: str
-    notify: tuple[str, ...] | None = None
-    orcpt: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RecipientStatus:
-    """Where delivery to one recipient of a queued message stands."""
-
-    address: str
-    notify: tuple[str, ...] | None
-    orcpt: str | None
-    state: RecipientState
-    attempts: int
-    next_attempt: float
-    last_error: str | None
-    delay_warned: bool = False
-
-    @property
-    def open(self) -> bool:
-        """Still to be delivered: pending or deferred."""
-        return self.state in ("pending", "deferred")
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """The outcome of one delivery attempt to one recipient.
-
-    ``next_attempt`` is set for a deferral; ``error`` says why (the remote
-    reply or the routing failure) for deferrals and failures.
-    """
-
-    address: str
-    state: RecipientState
-    error: str | None = None
-    next_attempt: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedMessage:
-    """The envelope of one queued message; its content is in ``path``."""
-
-    id: str
-    sender: str
-    received_at: float
-    size: int
-    envid: str | None
-    ret: str | None
-    path: Path
-    recipients: tuple[RecipientStatus, ...]
-
-
 # Row shapes as selected below; the schema's NOT NULL and CHECK constraints
 # guarantee these types.
 _MessageRow = tuple[str, str, float, int, str | None, str | None, str]
 _RecipientRow = tuple[str, str | None, str | None, RecipientState, int, float, str | None, int]
-
-
-def new_queue_id() -> str:
-    """A fresh queue id: also the id in the Received header and the 250 reply."""
-    return f"{time.time_ns() // 1000:014X}{secrets.token_hex(5).upper()}"
 
 
 def _encode_notify(notify: tuple[str, ...] | None) -> str | None:

@@ -41,7 +41,8 @@ from mailstead.directory import Directory, Resolution
 from mailstead.durable import Staged, publish_all
 from mailstead.limits import SMTPLimits
 from mailstead.message import trace
-from mailstead.mta.queue import Queue, QueuedRecipient, new_queue_id
+from mailstead.mta.envelope import QueuedRecipient, new_queue_id
+from mailstead.mta.queue import Queue
 from mailstead.peertext import log_text
 from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.events import MailParams, RcptParams
