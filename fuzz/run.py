@@ -26,7 +26,14 @@ from pathlib import Path
 
 FUZZ_DIR = Path(__file__).resolve().parent
 ROOT = FUZZ_DIR.parent
-TARGETS = ("imap_command", "smtp_command", "smtp_address", "mime_header", "decoders")
+TARGETS = (
+    "imap_command",
+    "smtp_command",
+    "smtp_address",
+    "mime_header",
+    "decoders",
+    "message_summary",
+)
 # -timeout: a unit slower than this is a hang. The known exponential regexes
 # in the IMAP parser are filtered out in imap_command until their fix lands.
 LIBFUZZER_FLAGS = ("-timeout=10", "-rss_limit_mb=2048", "-print_final_stats=1")
