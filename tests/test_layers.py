@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "mailstead.password_cache",  # recently verified passwords
             "mailstead.tlscert",  # the server certificate and its SSLContext
             "mailstead.directory",  # domains, users, aliases (SQLite)
+            "mailstead.events",  # the event model and the EventSink interface
         ),
     ),
     # Sans-IO state machines for SMTP, IMAP, POP3 and SASL (see SANS_IO).

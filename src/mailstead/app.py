@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -18,7 +19,7 @@ from mailstead.clock import SystemClock
 from mailstead.config import Config, HostPort
 from mailstead.directory import Directory
 from mailstead.dns import DNSResolver
-from mailstead.limits import IMAPLimits, POP3Limits, SMTPLimits
+from mailstead.limits import IMAPLimits, POP3Limits, SMTPLimits, WebhookLimits
 from mailstead.mailauth.dkim import DKIMKeys, DKIMSigner
 from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue
@@ -42,6 +43,10 @@ from mailstead.store.account import Account, Accounts, maildir_accounts
 from mailstead.store.maildrop import maildir_maildrops
 from mailstead.store.mbox_account import MboxAccount, mbox_accounts, mbox_maildrops
 from mailstead.tlscert import server_context
+from mailstead.webhooks.dispatcher import Dispatcher
+from mailstead.webhooks.http import WebhookClient
+from mailstead.webhooks.outbox import Outbox
+from mailstead.webhooks.ssrf import AddressGuard
 
 log = logging.getLogger("mailstead")
 
@@ -62,9 +67,12 @@ class RunningServer:
     executor: ThreadPoolExecutor
     servers: dict[str, list[asyncio.Server]] = field(default_factory=dict)
     services: list[SMTPService | IMAPService | POP3Service] = field(default_factory=list)
+    outbox: Outbox | None = None
     outbound: Outbound | None = None
     _outbound_stop: asyncio.Event = field(default_factory=asyncio.Event)
     _outbound_task: asyncio.Task[None] | None = None
+    _webhooks: WebhookClient | None = None
+    _dispatcher_task: asyncio.Task[None] | None = None
 
     def address(self, role: str) -> HostPort:
         """The first bound (host, port) of a role, e.g. after listening on port 0."""
@@ -73,6 +81,14 @@ class RunningServer:
         return str(host), int(port)
 
     async def stop(self) -> None:
+        if self._dispatcher_task is not None:
+            # A POST in flight is abandoned: its lease runs out and the
+            # delivery is tried again (receivers deduplicate by webhook-id).
+            self._dispatcher_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher_task
+        if self._webhooks is not None:
+            await self._webhooks.aclose()
         self._outbound_stop.set()
         if self._outbound_task is not None:
             # A delivery in progress finishes its current step; whatever it
@@ -97,6 +113,8 @@ class RunningServer:
         # Commits still running in threads finish before the store closes.
         await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
         self.queue.close()
+        if self.outbox is not None:
+            self.outbox.close()
         self.directory.close()
 
 
@@ -190,10 +208,14 @@ async def start(
         config.domains,
         password_cache=PasswordCache(config.auth.password_cache_ttl),
     )
-    queue = Queue(config.data_dir)
+    # The webhook outbox shares the queue's database, so the queue's events
+    # commit with the queue changes they report.
+    outbox = open_outbox(config)
+    queue = Queue(config.data_dir, events=outbox)
     store = open_store(config.storage.format, config.mail_root)
     executor = ThreadPoolExecutor(_DELIVERY_THREADS, thread_name_prefix="deliver")
-    running = RunningServer(config, directory, queue, executor)
+    running = RunningServer(config, directory, queue, executor, outbox=outbox)
+    _start_dispatcher(running, config, outbox, executor)
     tls = _tls_context(config)
     policy = config.limits.policy()
 
@@ -318,6 +340,35 @@ async def start(
     return running
 
 
+def open_outbox(config: Config) -> Outbox:
+    """The webhook outbox, its config endpoints made to match ``[[webhooks]]``."""
+    outbox = Outbox(config.data_dir / "queue.sqlite3")
+    try:
+        outbox.endpoints.sync_config([(w.url, w.events, w.secret) for w in config.webhooks])
+    except BaseException:
+        outbox.close()
+        raise
+    return outbox
+
+
+def _start_dispatcher(
+    running: RunningServer, config: Config, outbox: Outbox, executor: ThreadPoolExecutor
+) -> None:
+    """The webhook dispatcher of this worker; events emitted here wake it at once."""
+    limits = WebhookLimits()
+    client = running._webhooks = WebhookClient(
+        AddressGuard(config.http_client.allow_networks),
+        connect_timeout=limits.connect_timeout,
+        read_timeout=limits.read_timeout,
+        max_connections=limits.total,
+    )
+    dispatcher = Dispatcher(outbox, client, executor=executor, limits=limits)
+    outbox.on_emitted = dispatcher.wake
+    running._dispatcher_task = asyncio.get_running_loop().create_task(
+        dispatcher.run(), name="webhooks"
+    )
+
+
 def _client_tls_context() -> ssl.SSLContext:
     # Opportunistic TLS between MTAs (RFC 7435, Postfix "may"): encrypt when
     # offered, accept any certificate; MX names are not authenticated by DNS.
@@ -389,6 +440,8 @@ def serve(config: Config) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(message)s")
     limits = SMTPLimits()
+    # A bad [[webhooks]] secret stops serve here, once, not in every worker.
+    open_outbox(config).close()
     workers = config.workers or os.cpu_count() or 1
     listeners = Listeners.bind(config, limits, workers)
     log.info(

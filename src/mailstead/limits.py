@@ -170,3 +170,29 @@ class IMAPLimits:
     idle_poll_interval: float = 0.5
     # Mailboxes one account may have (CREATE refuses beyond with [LIMIT]).
     mailboxes_per_account: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookLimits:
+    """What the webhook dispatcher may spend, so a slow or dead endpoint slows
+    nothing else: not mail (the dispatcher only reads the outbox), not other
+    endpoints (each has its own share of the connections)."""
+
+    # POSTs in flight to one endpoint; the rest of its deliveries wait.
+    per_endpoint: int = 10
+    # POSTs in flight in one worker, over all endpoints.
+    total: int = 64
+    # Connect and per-read timeouts of one POST (the read timeout restarts
+    # with every byte; attempt_timeout bounds the whole exchange).
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    attempt_timeout: float = 60.0
+    # How long a claimed delivery stays reserved for the worker that claimed
+    # it; a worker that died mid-POST frees it after this.
+    lease: float = 120.0
+    # Longest sleep between outbox polls; events emitted by this process
+    # wake the dispatcher at once, those of other processes within this.
+    poll_interval: float = 1.0
+    # message.received: text and HTML bodies in the payload are cut here
+    # (UTF-8 bytes, each), and flagged as truncated.
+    max_body_bytes: int = 256 * 1024

@@ -15,6 +15,7 @@ import click
 from mailstead.config import Config, ConfigError, load_config
 from mailstead.directory import Directory, DirectoryError
 from mailstead.tlscert import CertificateError
+from mailstead.webhooks.signing import InvalidSecretError
 
 if TYPE_CHECKING:
     from mailstead.mta.queue import Queue
@@ -49,7 +50,7 @@ def one_line_errors(f: Callable[_P, _R]) -> Callable[_P, _R]:
     def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return f(*args, **kwargs)
-        except (ConfigError, DirectoryError, CertificateError) as exc:
+        except (ConfigError, DirectoryError, CertificateError, InvalidSecretError) as exc:
             raise Failure(str(exc)) from None
         except sqlite3.Error as exc:
             raise Failure(f"database error: {exc}") from None

@@ -14,6 +14,7 @@ from mailstead.cli.queue import queue
 from mailstead.cli.send import send
 from mailstead.cli.serve import serve
 from mailstead.cli.user import user
+from mailstead.cli.webhook import webhook
 
 __all__ = ["main"]
 
@@ -33,5 +34,5 @@ def main(ctx: click.Context, config_path: Path) -> None:
     ctx.obj = config_path
 
 
-for _command in (init, serve, user, alias, queue, send, dns_records):
+for _command in (init, serve, user, alias, queue, send, dns_records, webhook):
     main.add_command(_command)

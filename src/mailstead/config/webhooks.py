@@ -20,9 +20,10 @@ class WebhookConfig:
 
     #: ``http://`` or ``https://`` URL the events are POSTed to.
     url: str
-    #: Event name patterns (``*`` matches within a name, e.g. ``message.*``).
+    #: Event name patterns, shell-style (``message.*``, ``*.failed``, ``*``).
     events: tuple[str, ...] = ("*",)
-    #: Shared secret used to sign each delivery; ``None`` sends them unsigned.
+    #: The ``whsec_`` secret each delivery is signed with (Standard Webhooks);
+    #: ``None``: one is made and kept (``mailstead webhook list --show-secrets``).
     secret: str | None = None
 
 
@@ -52,6 +53,9 @@ def load_webhooks(r: Reader, data: Mapping[str, object]) -> tuple[WebhookConfig,
         if "secret" in t:
             secret = r.string(t["secret"], f"{key}.secret")
             if not secret:
-                r.fail(f"{key}.secret", "must not be empty (omit the key to send unsigned)")
+                r.fail(f"{key}.secret", "must not be empty (omit the key to have one made)")
+            if not secret.startswith("whsec_"):
+                # The key itself is checked when serve or the CLI opens the outbox.
+                r.fail(f"{key}.secret", 'expected a Standard Webhooks secret "whsec_<base64>"')
         hooks.append(WebhookConfig(url=url, events=events, secret=secret))
     return tuple(hooks)

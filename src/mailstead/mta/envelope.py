@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from mailstead.addresses import AddressError, split_address
+from mailstead.events import Event, iso_time
+
 RecipientState = Literal["pending", "deferred", "delivered", "failed"]
 
 
@@ -74,3 +77,29 @@ class QueuedMessage:
 def new_queue_id() -> str:
     """A fresh queue id: also the id in the Received header and the 250 reply."""
     return f"{time.time_ns() // 1000:014X}{secrets.token_hex(5).upper()}"
+
+
+def sender_account(sender: str) -> tuple[str | None, str | None]:
+    """The account and domain a queued message's events belong to: its sender's."""
+    if not sender:
+        return None, None  # a bounce: the null reverse-path
+    try:
+        _, domain = split_address(sender)
+    except AddressError:
+        return sender, None
+    return sender, domain.lower()
+
+
+def queued_event(
+    queue_id: str, sender: str, recipients: list[str], size: int, received_at: float
+) -> Event:
+    """message.queued: the message is in the outbound queue for ``recipients``."""
+    account, domain = sender_account(sender)
+    data = {
+        "queue_id": queue_id,
+        "mail_from": sender,
+        "rcpt_to": recipients,
+        "size": size,
+        "received_at": iso_time(received_at),
+    }
+    return Event("message.queued", data, account=account, domain=domain)

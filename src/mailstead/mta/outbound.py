@@ -32,9 +32,11 @@ from mailstead.config import Config
 from mailstead.directory import Directory
 from mailstead.dns import Resolver
 from mailstead.durable import Staged, publish_all
+from mailstead.events import Event
+from mailstead.limits import WebhookLimits
 from mailstead.mailauth.dkim import DKIMError, DKIMSigner, signing_domain
 from mailstead.message import trace
-from mailstead.mta import dsn, schedule
+from mailstead.mta import dsn, mail_events, schedule
 from mailstead.mta.envelope import Attempt, QueuedMessage, QueuedRecipient, RecipientStatus
 from mailstead.mta.queue import Queue
 from mailstead.mta.routing import Route, RoutingError, route
@@ -77,6 +79,10 @@ class _Job:
     successes: list[tuple[RecipientStatus, Reply, str | None]] = field(default_factory=list)
     # Resolved once the outcomes are stored (see Outbound._settle_soon).
     settled: asyncio.Future[None] | None = None
+    # What the outcomes mean to webhooks, stored with them (failures are
+    # added at settle time, once it is known whether a DSN went out).
+    events: list[Event] = field(default_factory=list)
+    expired: set[str] = field(default_factory=set)
 
 
 def _has_non_ascii(job: _Job) -> bool:
@@ -119,6 +125,7 @@ class Outbound:
         self.signer = signer
         self.local_addresses = tuple(local_addresses)
         self.rng = rng or random.Random()
+        self.webhook_limits = WebhookLimits()
         self._wake = asyncio.Event()
         # (this worker, workers): each worker process delivers the messages
         # whose queue id falls in its share, so none is handed over twice.
@@ -327,6 +334,7 @@ class Outbound:
                                     res.reply,
                                     where,
                                     notified_downstream=sent.dsn_passed,
+                                    tls=sent.tls if res.remote else None,
                                 )
                         self._settle_soon(job)
 
@@ -386,6 +394,7 @@ class Outbound:
                             self.store.stage(mailbox, (headers, body), sender, received_at)
                         )
                     publish_all(staged)
+                    self._received_locally(job, rcpt.address, sorted(resolution.mailboxes), body)
                 except OSError as exc:
                     for copy in staged:  # those staged before the failure
                         copy.close()
@@ -400,6 +409,27 @@ class Outbound:
                     continue
                 self._outcome(job, rcpt, Outcome.DELIVERED, Reply(250, "2.0.0", "OK"), None)
 
+    def _received_locally(
+        self, job: _Job, recipient: str, mailboxes: Sequence[str], body: bytes
+    ) -> None:
+        sink = self.queue.events
+        if sink is None or not sink.wants("message.received"):
+            return
+        message = job.message
+        for mailbox in mailboxes:
+            job.events.append(
+                mail_events.received(
+                    queue_id=message.id,
+                    mailbox=mailbox,
+                    rcpt_to=recipient,
+                    mail_from=message.sender,
+                    content=body,
+                    client=None,
+                    max_body_bytes=self.webhook_limits.max_body_bytes,
+                    received_at=message.received_at,
+                )
+            )
+
     # -- outcomes --------------------------------------------------------------------
 
     def _outcome(
@@ -411,11 +441,13 @@ class Outbound:
         remote: str | None,
         *,
         notified_downstream: bool = False,
+        tls: bool | None = None,
     ) -> None:
         """Decide and note one recipient's fate (stored by :meth:`_settle`).
 
         ``notified_downstream``: the next hop took our DSN parameters, so a
-        success notice is its to send (RFC 3461 §5.2.1), not ours.
+        success notice is its to send (RFC 3461 §5.2.1), not ours. ``tls``:
+        whether the session to ``remote`` was encrypted.
         """
         now = self.clock.time()
         message = job.message
@@ -455,7 +487,22 @@ class Outbound:
         if plan.state == "failed":
             if plan.reason == "expired":
                 reply = Reply(reply.code, dsn.EXPIRED_STATUS, said)
+                job.expired.add(rcpt.address)
             job.failures.append((rcpt, reply, remote))
+        sink = self.queue.events
+        if plan.state == "delivered" and sink is not None and sink.wants("message.delivered"):
+            job.events.append(
+                mail_events.delivered(
+                    message.id, message.sender, rcpt.address, attempts, reply, remote, tls
+                )
+            )
+        elif plan.state == "deferred" and sink is not None and sink.wants("message.deferred"):
+            assert plan.next_attempt is not None
+            job.events.append(
+                mail_events.deferred(
+                    message.id, message.sender, rcpt.address, attempts, error, plan.next_attempt
+                )
+            )
 
     async def _settle(self, job: _Job) -> None:
         """Store the outcomes, send the DSNs they call for, drop a finished message."""
@@ -500,13 +547,50 @@ class Outbound:
             # between repeats a notice, never loses one.
             for job in jobs:
                 if job.failures:
-                    self._notify(job, "failed", job.failures, now)
+                    notified = self._notify(job, "failed", job.failures, now)
+                    self._failure_events(job, notified)
                 if job.successes:
                     self._notify(job, "delivered", job.successes, now)
-            finished = self.queue.record_many([(j.message.id, j.attempts) for j in jobs])
+            finished = self.queue.record_many(
+                [(j.message.id, j.attempts) for j in jobs], [e for j in jobs for e in j.events]
+            )
             for job in jobs:
                 if job.message.id not in finished:
                     self._warn_if_delayed(job, now)
+
+    def _failure_events(self, job: _Job, notified: bool) -> None:
+        """message.bounced or message.expired for each failed recipient of ``job``."""
+        sink = self.queue.events
+        if sink is None:
+            return
+        message = job.message
+        for rcpt, reply, remote in job.failures:
+            # Whether this recipient's failure was in the DSN that went out.
+            dsn_sent = notified and dsn.should_notify("failed", rcpt.notify)
+            if rcpt.address in job.expired:
+                if sink.wants("message.expired"):
+                    job.events.append(
+                        mail_events.expired(
+                            message.id,
+                            message.sender,
+                            rcpt.address,
+                            rcpt.attempts + 1,
+                            " ".join(reply.lines),
+                            dsn_sent,
+                        )
+                    )
+            elif sink.wants("message.bounced"):
+                job.events.append(
+                    mail_events.bounced(
+                        message.id,
+                        message.sender,
+                        rcpt.address,
+                        rcpt.attempts + 1,
+                        reply,
+                        remote,
+                        dsn_sent,
+                    )
+                )
 
     def _warn_if_delayed(self, job: _Job, now: float) -> None:
         message = job.message

@@ -38,6 +38,7 @@ from mailstead.durable import (
     unlink_quietly,
     write_all,
 )
+from mailstead.events import Event, EventSink
 from mailstead.mta.envelope import (
     Attempt,
     QueuedMessage,
@@ -45,6 +46,7 @@ from mailstead.mta.envelope import (
     RecipientState,
     RecipientStatus,
     new_queue_id,
+    queued_event,
 )
 from mailstead.sqlite_wal import enable_wal
 
@@ -111,8 +113,17 @@ class Queue:
     and the CLI) may open the same queue; SQLite arbitrates between them.
     """
 
-    def __init__(self, data_dir: Path, *, orphan_grace: float = 900.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        orphan_grace: float = 900.0,
+        events: EventSink | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
+        # message.queued and the delivery outcomes are stored with the queue
+        # change they report, in the same transaction (EventSink.emit_in).
+        self.events = events
         self.queue_dir = self.data_dir / "queue"
         self.msg_dir = self.queue_dir / "msg"
         self.tmp_dir = self.queue_dir / "tmp"
@@ -258,9 +269,18 @@ class Queue:
             (queue_id, r.address, _encode_notify(r.notify), r.orcpt, received_at)
             for r in unique.values()
         ]
-        return StagedQueueMessage(self, queue_id, msg_path, message, rows)
+        events = []
+        if self.events is not None and self.events.wants("message.queued"):
+            events.append(queued_event(queue_id, sender, list(unique), size, received_at))
+        return StagedQueueMessage(self, queue_id, msg_path, message, rows, events)
 
-    def _insert(self, message: tuple[object, ...], rows: Sequence[tuple[object, ...]]) -> None:
+    def _insert(
+        self,
+        message: tuple[object, ...],
+        rows: Sequence[tuple[object, ...]],
+        events: Sequence[Event],
+    ) -> None:
+        stored = False
         with self._transaction() as conn:
             conn.execute(
                 "INSERT INTO messages (id, sender, received_at, size, envid, ret, path)"
@@ -272,6 +292,9 @@ class Queue:
                 " attempts, next_attempt) VALUES (?, ?, ?, ?, 'pending', 0, ?)",
                 rows,
             )
+            stored = self._emit_in(conn, events)
+        if stored:
+            self._committed()
 
     def _write_file(self, parts: Sequence[Buffer], wanted: str | None) -> tuple[str, str]:
         """Write ``parts`` durably to ``msg/<id>``; return the id and path.
@@ -420,14 +443,26 @@ class Queue:
         """Store one attempt's outcomes; True if that left nothing open (see record_many)."""
         return queue_id in self.record_many([(queue_id, attempts)])
 
-    def record_many(self, outcomes: Sequence[tuple[str, Sequence[Attempt]]]) -> set[str]:
+    def _emit_in(self, conn: sqlite3.Connection, events: Sequence[Event]) -> bool:
+        return bool(events) and self.events is not None and self.events.emit_in(conn, events)
+
+    def _committed(self) -> None:
+        if self.events is not None:
+            self.events.committed()
+
+    def record_many(
+        self,
+        outcomes: Sequence[tuple[str, Sequence[Attempt]]],
+        events: Sequence[Event] = (),
+    ) -> set[str]:
         """Store the outcome of an attempt for each recipient named, in ONE commit.
 
         Called right after the remote servers answered, so that a crash
         afterwards causes at most those recipients' duplicates; many
         deliveries finishing together share the commit (group commit). A
         message with no recipient left open is removed in the same
-        transaction; the ids of those are returned.
+        transaction; the ids of those are returned. ``events`` (what the
+        outcomes mean to a webhook) commit in the same transaction.
         """
         rows = []
         for queue_id, attempts in outcomes:
@@ -457,6 +492,9 @@ class Queue:
                     finished[queue_id] = row[0]
                     conn.execute("DELETE FROM recipients WHERE message_id = ?", (queue_id,))
                     conn.execute("DELETE FROM messages WHERE id = ?", (queue_id,))
+            stored = self._emit_in(conn, events)
+        if stored:
+            self._committed()
         for path in finished.values():
             # As in delete(): a lost unlink leaves an orphan that recover() removes.
             with contextlib.suppress(FileNotFoundError):
@@ -544,8 +582,10 @@ class StagedQueueMessage:
         msg_path: str,
         message: tuple[object, ...],
         rows: Sequence[tuple[object, ...]],
+        events: Sequence[Event],
     ) -> None:
         self.queue_id = queue_id
+        self._events = events
         self._queue = queue
         self._msg_path = msg_path
         self._message = message
@@ -554,7 +594,7 @@ class StagedQueueMessage:
 
     def publish(self) -> None:
         try:
-            self._queue._insert(self._message, self._rows)
+            self._queue._insert(self._message, self._rows, self._events)
         except sqlite3.OperationalError:
             # A failed COMMIT may still have reached the disk (an I/O error
             # after the WAL write); then the file must stay. If it did not,

@@ -39,8 +39,10 @@ from datetime import UTC, datetime
 from mailstead.addresses import AddressError, split_address
 from mailstead.directory import Directory, Resolution
 from mailstead.durable import Staged, publish_all
-from mailstead.limits import SMTPLimits
+from mailstead.events import Event
+from mailstead.limits import SMTPLimits, WebhookLimits
 from mailstead.message import trace
+from mailstead.mta import mail_events
 from mailstead.mta.envelope import QueuedRecipient, new_queue_id
 from mailstead.mta.queue import Queue
 from mailstead.peertext import log_text
@@ -126,6 +128,7 @@ class Receiver:
         self.store = store
         self.queue = queue
         self.limits = limits
+        self.webhook_limits = WebhookLimits()
         # Called (from the delivery thread) after mail went into the queue.
         self.on_queued = on_queued
 
@@ -204,6 +207,7 @@ class Delivery:
         # Accepted recipients in RCPT order, each with where it goes.
         self._routes: dict[str, tuple[RcptParams, Resolution]] = {}
         self._staged: list[Staged] = []
+        self._events: list[Event] = []
         self._queue_id = ""
         self._size = 0
         self._local: tuple[str, ...] = ()
@@ -262,16 +266,41 @@ class Delivery:
                     self.peer, self.params, queue_id, mailboxes[mailbox], stamp
                 )
                 staged.append(receiver.store.stage(mailbox, (headers, body_lf), self.sender, now))
+            events = self._received_events(queue_id, mailboxes, content, now)
         except Exception as exc:
             _discard(staged)
             log.exception("%s: staging the message failed", queue_id)
             raise Refused(R.LOCAL_ERROR, cause=str(exc)) from None
         self.abort()  # a second body() replaces the first
         self._staged = staged
+        self._events = events
         self._queue_id = queue_id
         self._size = len(content)
         self._local = tuple(mailboxes)
         self._remote = tuple(remote)
+
+    def _received_events(
+        self, queue_id: str, mailboxes: dict[str, str], content: bytes, now: float
+    ) -> list[Event]:
+        """message.received for each local copy, if anyone subscribed."""
+        sink = self.receiver.queue.events
+        if not mailboxes or sink is None or not sink.wants("message.received"):
+            return []
+        peer = self.peer
+        client = {"ip": peer.ip, "helo": peer.helo, "tls": peer.tls, "user": peer.user}
+        return [
+            mail_events.received(
+                queue_id=queue_id,
+                mailbox=mailbox,
+                rcpt_to=rcpt,
+                mail_from=self.sender,
+                content=content,
+                client=client,
+                max_body_bytes=self.receiver.webhook_limits.max_body_bytes,
+                received_at=now,
+            )
+            for mailbox, rcpt in sorted(mailboxes.items())
+        ]
 
     def commit(self) -> Committed:
         """Publish every staged copy, or none of them (:class:`Refused` with a 451)."""
@@ -287,6 +316,14 @@ class Delivery:
         receiver = self.receiver
         if self._remote and receiver.on_queued is not None:
             receiver.on_queued()
+        events, self._events = self._events, []
+        if events and receiver.queue.events is not None:
+            try:
+                receiver.queue.events.emit(events)
+            except Exception:
+                # The mail is stored and the client gets its 250; the events
+                # of this message are what is lost (logged, for the operator).
+                log.exception("%s: storing message.received events failed", queue_id)
         # Addresses are the peer's text: escaped, so they cannot forge a log line.
         log.info(
             "%s: from=<%s> to=%s size=%d client=[%s] user=%s",

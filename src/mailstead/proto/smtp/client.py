@@ -498,8 +498,8 @@ class SMTPClient:
         self._txn = None
         self._state = "ready"
 
-    @staticmethod
     def _result(
+        self,
         txn: _Transaction,
         *,
         final_remote: bool = True,
@@ -526,7 +526,10 @@ class SMTPClient:
                 raise AssertionError("recipient without outcome")
             results.append(result)
         return MessageResult(
-            tuple(results), final if abort is None else abort[0], txn.dsn and txn.mail is not None
+            tuple(results),
+            final if abort is None else abort[0],
+            txn.dsn and txn.mail is not None,
+            tls=self.secure,
         )
 
     # One transition table: the reply the host owes -> what to do with it.

@@ -68,6 +68,8 @@ class MessageResult(ClientEvent):
     # RFC 3461 §5.2.1: without DSN at the host, NOTIFY=SUCCESS asks us for a
     # "relayed" DSN.
     dsn_passed: bool
+    # The session was encrypted (STARTTLS) when the message went.
+    tls: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,199 @@
+"""The webhook dispatcher: a task in each ``serve`` worker that drains the outbox.
+
+Each pass asks, endpoint by endpoint, for as many due deliveries as that
+endpoint has free slots (``WebhookLimits.per_endpoint``, within the
+worker's ``total``), POSTs each one signed with the endpoint's current
+secrets, and records the outcome: 2xx delivered; 410 Gone failed, and the
+endpoint disabled; anything else retried on the schedule of ``backoff.py``
+(honouring Retry-After) until it gives up. A POST never takes longer than
+``attempt_timeout``, shorter than the lease, so a delivery is never in two
+workers' hands at once while both are alive.
+
+Database work runs in the executor; the event loop only waits on sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import TypeVar
+
+from mailstead.limits import WebhookLimits
+from mailstead.webhooks import backoff
+from mailstead.webhooks.endpoints import Endpoint
+from mailstead.webhooks.http import DeliveryResult, ErrorKind, WebhookClient
+from mailstead.webhooks.outbox import Claimed, Outbox
+from mailstead.webhooks.signing import sign_headers
+
+log = logging.getLogger("mailstead.webhooks")
+
+_T = TypeVar("_T")
+
+__all__ = ["Dispatcher", "describe"]
+
+# What the attempt log keeps of a response body.
+_RESPONSE_EXCERPT = 1024
+
+
+def describe(result: DeliveryResult) -> str | None:
+    """The one-line reason an attempt did not succeed (None if it did)."""
+    if result.ok:
+        return None
+    if result.status is not None:
+        where = f" to {result.location}" if result.location else ""
+        return f"HTTP {result.status}{where}"
+    kind = result.error.value if result.error is not None else "error"
+    return f"{kind}: {result.detail}" if result.detail else kind
+
+
+class Dispatcher:
+    """Owns one worker's in-flight webhook POSTs; :meth:`run` until cancelled."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: WebhookClient,
+        *,
+        executor: Executor,
+        limits: WebhookLimits | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: backoff.RandomSource | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.client = client
+        self.executor = executor
+        self.limits = limits or WebhookLimits()
+        self._clock = clock
+        self._rng = rng or random.SystemRandom()
+        self._in_flight: collections.Counter[str] = collections.Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wake(self) -> None:
+        """Start a pass soon; safe from any thread (the outbox calls it after an emit)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop is shutting down
+                loop.call_soon_threadsafe(self._wakeup.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        try:
+            while True:
+                self._wakeup.clear()
+                try:
+                    await self.run_once()
+                except Exception:
+                    log.exception("webhook dispatcher pass failed")
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(await self._sleep_for()):
+                        await self._wakeup.wait()
+        finally:
+            for task in self._tasks:
+                task.cancel()  # their leases run out and another pass retries them
+            self._loop = None
+
+    async def _sleep_for(self) -> float:
+        poll = self.limits.poll_interval
+        due = await self._in_executor(self.outbox.next_due)
+        if due is None:
+            return poll
+        return min(poll, max(0.0, due - self._clock()))
+
+    async def run_once(self) -> int:
+        """Claim and start what is due now; the number of POSTs started."""
+        limits = self.limits
+        endpoints = await self._in_executor(self.outbox.endpoints.active)
+        started = 0
+        for endpoint in endpoints:
+            free = min(
+                limits.per_endpoint - self._in_flight[endpoint.id],
+                limits.total - sum(self._in_flight.values()),
+            )
+            if free <= 0:
+                continue
+            claimed = await self._in_executor(self.outbox.claim, endpoint, free, limits.lease)
+            for delivery in claimed:
+                self._in_flight[endpoint.id] += 1
+                task = asyncio.create_task(self._deliver(delivery))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                started += 1
+        return started
+
+    async def drain(self) -> None:
+        """Wait for the POSTs in flight (tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _deliver(self, delivery: Claimed) -> None:
+        endpoint = delivery.endpoint
+        try:
+            result = await self._post(endpoint, delivery)
+            await self._in_executor(self._record, delivery, result)
+        except Exception:
+            log.exception("webhook delivery %s failed to run", delivery.id)
+        finally:
+            self._in_flight[endpoint.id] -= 1
+            self._wakeup.set()  # a slot is free
+
+    async def _post(self, endpoint: Endpoint, delivery: Claimed) -> DeliveryResult:
+        now = self._clock()
+        headers = sign_headers(
+            endpoint.signing_secrets(now), delivery.id, delivery.payload, int(now)
+        )
+        headers["content-type"] = "application/json"
+        try:
+            async with asyncio.timeout(self.limits.attempt_timeout):
+                return await self.client.post(endpoint.url, delivery.payload, headers)
+        except TimeoutError:
+            return DeliveryResult(
+                None, ErrorKind.TIMEOUT, f"no complete answer in {self.limits.attempt_timeout:g} s"
+            )
+
+    def _record(self, delivery: Claimed, result: DeliveryResult) -> None:
+        now = self._clock()
+        attempt = delivery.attempts + 1
+        error = describe(result)
+        next_attempt = None
+        disable = None
+        if result.gone:
+            disable = f"410 Gone at {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime(now))}"
+        elif not result.ok:
+            next_attempt = backoff.next_attempt(attempt, now, result.retry_after, self._rng)
+        response = result.excerpt[:_RESPONSE_EXCERPT].decode("utf-8", "replace") or None
+        self.outbox.record(
+            delivery,
+            status=result.status,
+            error=error,
+            elapsed=result.elapsed,
+            response=response,
+            next_attempt=next_attempt,
+            succeeded=result.ok,
+            disable_reason=disable,
+        )
+        level = logging.INFO if result.ok else logging.WARNING
+        log.log(
+            level,
+            "webhook %s %s to %s attempt %d: %s%s",
+            delivery.id,
+            delivery.event_type,
+            endpoint_label(delivery.endpoint),
+            attempt,
+            error or f"HTTP {result.status}",
+            "" if result.ok or next_attempt is None else f", retry in {next_attempt - now:.0f} s",
+        )
+
+    async def _in_executor(self, fn: Callable[..., _T], *args: object) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+
+def endpoint_label(endpoint: Endpoint) -> str:
+    return f"{endpoint.id} ({endpoint.url})"

@@ -1,0 +1,401 @@
+"""The webhook outbox: endpoints, events and their deliveries, durable in SQLite.
+
+The tables live in the queue's database (``<data_dir>/queue.sqlite3``), so
+an event the queue reports (message.queued, message.delivered, …) commits
+in the same transaction as the queue change itself (:meth:`Outbox.emit_in`).
+Other events commit on their own, right after the change they report
+(:meth:`Outbox.emit`). Either way a crash may repeat an event's delivery,
+never lose one.
+
+An event is stored once (its JSON payload) and fanned out at once into one
+*delivery* per subscribed endpoint. The dispatcher (``dispatcher.py``)
+claims due deliveries with a lease, so with several worker processes each
+delivery is attempted by one of them at a time; a worker that dies mid-POST
+leaves a lease that runs out, and the delivery is tried again.
+``webhook-id`` is the delivery's id: the same on every retry, new on a
+replay.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mailstead.durable import fsync_dir
+from mailstead.events import Event
+from mailstead.sqlite_wal import enable_wal
+from mailstead.webhooks.endpoints import Endpoint, EndpointRegistry
+
+log = logging.getLogger("mailstead.webhooks")
+
+DeliveryState = Literal["pending", "succeeded", "failed"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id          TEXT PRIMARY KEY,
+    url         TEXT NOT NULL,
+    events      TEXT NOT NULL,              -- JSON list of patterns
+    secrets     TEXT NOT NULL,              -- JSON list of [secret, retire_at|null], newest first
+    domain      TEXT,                       -- only events of this domain, if set
+    account     TEXT,                       -- only events of this account, if set
+    ordered     INTEGER NOT NULL DEFAULT 0, -- one delivery at a time per account, in order
+    enabled     INTEGER NOT NULL DEFAULT 1,
+    disabled_reason TEXT,
+    source      TEXT NOT NULL CHECK (source IN ('config', 'cli')),
+    created_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_events (
+    id          TEXT PRIMARY KEY,
+    type        TEXT NOT NULL,
+    account     TEXT,
+    domain      TEXT,
+    created_at  REAL NOT NULL,
+    payload     BLOB NOT NULL               -- the JSON body, UTF-8
+);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    seq          INTEGER PRIMARY KEY,       -- creation order (ordered endpoints)
+    id           TEXT NOT NULL UNIQUE,      -- the webhook-id header
+    event_id     TEXT NOT NULL REFERENCES webhook_events(id) ON DELETE CASCADE,
+    endpoint_id  TEXT NOT NULL,
+    account      TEXT,
+    state        TEXT NOT NULL DEFAULT 'pending'
+                 CHECK (state IN ('pending', 'succeeded', 'failed')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL,
+    lease_until  REAL NOT NULL DEFAULT 0,   -- claimed by a dispatcher until then
+    last_status  INTEGER,
+    last_error   TEXT,
+    created_at   REAL NOT NULL,
+    finished_at  REAL
+);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_due
+    ON webhook_deliveries (state, endpoint_id, next_attempt);
+CREATE TABLE IF NOT EXISTS webhook_attempts (
+    delivery_id TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    at          REAL NOT NULL,
+    status      INTEGER,
+    error       TEXT,
+    elapsed     REAL NOT NULL,
+    response    TEXT,                       -- the first bytes of the answer
+    PRIMARY KEY (delivery_id, attempt)
+) WITHOUT ROWID;
+"""
+
+
+def new_delivery_id() -> str:
+    """``msg_`` + microseconds (hex) + random bits: the webhook-id of one delivery."""
+    return f"msg_{time.time_ns() // 1000:014x}{secrets.token_hex(6)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery a dispatcher holds the lease on: what to POST, where, signed how."""
+
+    id: str
+    event_id: str
+    event_type: str
+    endpoint: Endpoint
+    attempts: int  # before this one
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One delivery as `webhook deliveries` lists it."""
+
+    id: str
+    event_id: str
+    event_type: str
+    endpoint_id: str
+    url: str
+    state: DeliveryState
+    attempts: int
+    next_attempt: float
+    last_status: int | None
+    last_error: str | None
+    created_at: float
+    finished_at: float | None
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "endpoint_id": self.endpoint_id,
+            "url": self.url,
+            "state": self.state,
+            "attempts": self.attempts,
+            "next_attempt": self.next_attempt if self.state == "pending" else None,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+            "created_at": self.created_at,
+            "finished_at": self.finished_at,
+        }
+
+
+class Outbox:
+    """Owns the webhook tables of the queue database; safe to share between threads.
+
+    ``on_emitted`` is called (from the emitting thread) after events were
+    stored, so a dispatcher in this process can start at once.
+    """
+
+    def __init__(
+        self,
+        db_path: Path,
+        *,
+        on_emitted: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.on_emitted = on_emitted
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn = self._connect()
+        self.endpoints = EndpointRegistry(self._transaction, self._reading, clock=clock)
+
+    def _connect(self) -> sqlite3.Connection:
+        is_new = not self.db_path.exists()
+        conn = sqlite3.connect(
+            self.db_path, timeout=5.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            if enable_wal(conn) != "wal":
+                raise sqlite3.OperationalError("webhook outbox refused WAL mode")
+            conn.execute("PRAGMA synchronous=FULL")  # a committed event survives power loss
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        except BaseException:
+            conn.close()
+            raise
+        if is_new:
+            fsync_dir(self.db_path.parent)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
+
+    # -- the event sink (mailstead.events.EventSink) ----------------------------
+
+    def wants(self, event_type: str) -> bool:
+        return any(e.subscribes(event_type) for e in self.endpoints.active())
+
+    def emit(self, events: Sequence[Event]) -> None:
+        if not events or not self.endpoints.active():
+            return
+        with self._transaction() as conn:
+            stored = self._store(conn, events)
+        if stored and self.on_emitted is not None:
+            self.on_emitted()
+
+    def emit_in(self, conn: sqlite3.Connection, events: Sequence[Event]) -> bool:
+        return bool(events and self.endpoints.active() and self._store(conn, events))
+
+    def committed(self) -> None:
+        if self.on_emitted is not None:
+            self.on_emitted()
+
+    def _store(self, conn: sqlite3.Connection, events: Sequence[Event]) -> int:
+        """Insert each event that some endpoint wants, with one delivery per endpoint."""
+        endpoints = self.endpoints.active()
+        now = self._clock()
+        stored = 0
+        for event in events:
+            targets = [e for e in endpoints if e.receives(event)]
+            if not targets:
+                continue
+            body = json.dumps(event.payload(), ensure_ascii=False, separators=(",", ":"))
+            conn.execute(
+                "INSERT OR IGNORE INTO webhook_events (id, type, account, domain, created_at,"
+                " payload) VALUES (?, ?, ?, ?, ?, ?)",
+                (event.id, event.type, event.account, event.domain, now, body.encode()),
+            )
+            conn.executemany(
+                "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, account,"
+                " next_attempt, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(new_delivery_id(), event.id, e.id, event.account, now, now) for e in targets],
+            )
+            stored += 1
+        return stored
+
+    # -- the dispatcher's side ---------------------------------------------------
+
+    def claim(self, endpoint: Endpoint, limit: int, lease: float) -> list[Claimed]:
+        """Up to ``limit`` due deliveries to ``endpoint``, leased for ``lease`` seconds.
+
+        For an ordered endpoint only the oldest pending delivery of each
+        account is due, and only while no other of its account is leased.
+        """
+        if limit <= 0:
+            return []
+        now = self._clock()
+        order_rule = (
+            " AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e"
+            " WHERE e.endpoint_id = d.endpoint_id AND e.account IS d.account"
+            " AND e.state = 'pending' AND e.seq < d.seq)"
+            if endpoint.ordered
+            else ""
+        )
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT d.id, d.event_id, v.type, d.attempts, v.payload"
+                " FROM webhook_deliveries d JOIN webhook_events v ON v.id = d.event_id"
+                " WHERE d.state = 'pending' AND d.endpoint_id = ? AND d.next_attempt <= ?"
+                " AND d.lease_until <= ?" + order_rule + " ORDER BY d.seq LIMIT ?",
+                (endpoint.id, now, now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?",
+                [(now + lease, r[0]) for r in rows],
+            )
+        return [Claimed(r[0], r[1], r[2], endpoint, r[3], bytes(r[4])) for r in rows]
+
+    def next_due(self) -> float | None:
+        """When the earliest pending delivery of an enabled endpoint is due, if any."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT MIN(MAX(d.next_attempt, d.lease_until)) FROM webhook_deliveries d"
+                " JOIN webhook_endpoints p ON p.id = d.endpoint_id"
+                " WHERE d.state = 'pending' AND p.enabled = 1"
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def record(
+        self,
+        claimed: Claimed,
+        *,
+        status: int | None,
+        error: str | None,
+        elapsed: float,
+        response: str | None,
+        next_attempt: float | None,
+        succeeded: bool,
+        disable_reason: str | None = None,
+    ) -> None:
+        """Log one attempt and move the delivery on: done, failed, or due again at ``next_attempt``.
+
+        ``disable_reason`` disables the endpoint too (a 410 Gone).
+        """
+        now = self._clock()
+        attempt = claimed.attempts + 1
+        state: DeliveryState = (
+            "succeeded" if succeeded else ("pending" if next_attempt is not None else "failed")
+        )
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO webhook_attempts (delivery_id, attempt, at, status, error,"
+                " elapsed, response) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (claimed.id, attempt, now, status, error, elapsed, response),
+            )
+            conn.execute(
+                "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_attempt = ?,"
+                " lease_until = 0, last_status = ?, last_error = ?, finished_at = ?"
+                " WHERE id = ?",
+                (
+                    state,
+                    attempt,
+                    next_attempt if next_attempt is not None else now,
+                    status,
+                    error,
+                    None if state == "pending" else now,
+                    claimed.id,
+                ),
+            )
+            if disable_reason is not None:
+                self.endpoints.disable_in(conn, claimed.endpoint.id, disable_reason)
+
+    # -- inspection and replay -----------------------------------------------------
+
+    def deliveries(
+        self,
+        *,
+        state: DeliveryState | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+    ) -> builtins.list[DeliveryRecord]:
+        """The most recent deliveries first, optionally only those in ``state`` since ``since``."""
+        where: builtins.list[str] = ["1 = 1"]
+        args: builtins.list[object] = []
+        if state is not None:
+            where.append("d.state = ?")
+            args.append(state)
+        if since is not None:
+            where.append("d.created_at >= ?")
+            args.append(since)
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT d.id, d.event_id, v.type, d.endpoint_id, COALESCE(p.url, ''), d.state,"
+                " d.attempts, d.next_attempt, d.last_status, d.last_error, d.created_at,"
+                " d.finished_at FROM webhook_deliveries d"
+                " JOIN webhook_events v ON v.id = d.event_id"
+                " LEFT JOIN webhook_endpoints p ON p.id = d.endpoint_id"
+                f" WHERE {' AND '.join(where)} ORDER BY d.seq DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [DeliveryRecord(*r) for r in rows]
+
+    def replay(self, delivery_id: str) -> str:
+        """Deliver the event of ``delivery_id`` to its endpoint again, under a new webhook-id.
+
+        A new id, so a receiver that deduplicates by webhook-id handles it
+        again (the event's own ``id`` in the payload stays the same).
+        Returns the new delivery's id; KeyError if there is no such delivery.
+        """
+        now = self._clock()
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT event_id, endpoint_id, account FROM webhook_deliveries WHERE id = ?",
+                (delivery_id,),
+            ).fetchone()
+            if row is None:
+                raise KeyError(delivery_id)
+            new_id = new_delivery_id()
+            conn.execute(
+                "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, account,"
+                " next_attempt, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (new_id, row[0], row[1], row[2], now, now),
+            )
+        if self.on_emitted is not None:
+            self.on_emitted()
+        return new_id
+
+    def replay_failed(self, since: float | None = None) -> builtins.list[str]:
+        """Replay every failed delivery (created since ``since``); the new ids."""
+        return [self.replay(d.id) for d in self.deliveries(state="failed", since=since)]

@@ -1,0 +1,191 @@
+"""The outbox: which endpoint gets which event, leases, outcomes, replay, secrets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailstead.events import Event
+from mailstead.mta.envelope import QueuedRecipient
+from mailstead.mta.queue import Queue
+from mailstead.webhooks.endpoints import config_endpoint_id
+from mailstead.webhooks.outbox import Outbox
+from mailstead.webhooks.signing import verify
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def outbox(tmp_path: Path, clock: Clock) -> Iterator[Outbox]:
+    with Outbox(tmp_path / "queue.sqlite3", clock=clock) as o:
+        yield o
+
+
+def received(account: str = "alice@example.test", domain: str = "example.test") -> Event:
+    return Event("message.received", {"subject": "hi"}, account=account, domain=domain)
+
+
+def pending(outbox: Outbox) -> list[tuple[str, str]]:
+    return sorted((d.endpoint_id, d.event_type) for d in outbox.deliveries(state="pending"))
+
+
+def test_an_event_goes_to_each_endpoint_that_subscribes(outbox: Outbox) -> None:
+    everything = outbox.endpoints.add("https://a.test/", ["*"])
+    messages = outbox.endpoints.add("https://b.test/", ["message.*"])
+    auth = outbox.endpoints.add("https://c.test/", ["auth.failed"])
+    other_domain = outbox.endpoints.add("https://d.test/", ["*"], domain="other.test")
+    bob_only = outbox.endpoints.add("https://e.test/", ["*"], account="bob@example.test")
+    outbox.emit([received()])
+    assert pending(outbox) == sorted(
+        [(everything.id, "message.received"), (messages.id, "message.received")]
+    )
+    outbox.emit([Event("auth.failed", {}, account="bob@example.test", domain="example.test")])
+    assert (auth.id, "auth.failed") in pending(outbox)
+    assert (bob_only.id, "auth.failed") in pending(outbox)
+    assert (messages.id, "auth.failed") not in pending(outbox)
+    assert other_domain.id not in {endpoint for endpoint, _ in pending(outbox)}
+
+
+def test_without_a_subscriber_nothing_is_stored(outbox: Outbox) -> None:
+    assert not outbox.wants("message.received")
+    outbox.emit([received()])
+    outbox.endpoints.add("https://a.test/", ["auth.*"])
+    assert outbox.wants("auth.failed") and not outbox.wants("message.received")
+    outbox.emit([received()])
+    assert outbox.deliveries() == []
+
+
+def test_queue_events_commit_with_the_queue_change(tmp_path: Path, outbox: Outbox) -> None:
+    outbox.endpoints.add("https://a.test/", ["message.queued"])
+    woken: list[bool] = []
+    outbox.on_emitted = lambda: woken.append(True)
+    with Queue(tmp_path, events=outbox) as queue:
+        staged = queue.stage(
+            "alice@example.test",
+            [QueuedRecipient("bob@remote.test")],
+            [b"Subject: x\r\n\r\nx\r\n"],
+            received_at=1.0,
+        )
+        assert outbox.deliveries() == []  # staged: neither rows nor event yet
+        staged.publish()
+        staged.close()
+        (delivery,) = outbox.deliveries()
+    assert delivery.event_type == "message.queued" and woken == [True]
+    (claimed,) = outbox.claim(outbox.endpoints.list()[0], 10, lease=60)
+    payload = json.loads(claimed.payload)
+    assert payload["data"]["queue_id"] == staged.queue_id
+    assert payload["data"]["rcpt_to"] == ["bob@remote.test"]
+    assert payload["account"] == "alice@example.test" and payload["version"] == 1
+
+
+def test_a_claimed_delivery_is_leased(outbox: Outbox, clock: Clock) -> None:
+    endpoint = outbox.endpoints.add("https://a.test/")
+    outbox.emit([received(), received()])
+    assert len(outbox.claim(endpoint, 1, lease=60)) == 1
+    assert len(outbox.claim(endpoint, 10, lease=60)) == 1  # the other one
+    assert outbox.claim(endpoint, 10, lease=60) == []
+    clock.now += 61  # the worker holding them died: the leases ran out
+    assert len(outbox.claim(endpoint, 10, lease=60)) == 2
+
+
+def test_an_ordered_endpoint_gets_one_delivery_per_account_at_a_time(
+    outbox: Outbox, clock: Clock
+) -> None:
+    endpoint = outbox.endpoints.add("https://a.test/", ordered=True)
+    outbox.emit([received("alice@example.test"), received("alice@example.test")])
+    outbox.emit([received("bob@example.test")])
+    first = outbox.claim(endpoint, 10, lease=60)
+    accounts = sorted(json.loads(c.payload)["account"] for c in first)
+    assert accounts == ["alice@example.test", "bob@example.test"]
+    assert outbox.claim(endpoint, 10, lease=60) == []  # alice's second waits for her first
+    alice_first = next(c for c in first if json.loads(c.payload)["account"].startswith("alice"))
+    outbox.record(
+        alice_first,
+        status=500,
+        error="HTTP 500",
+        elapsed=0.1,
+        response=None,
+        next_attempt=clock.now + 10,
+        succeeded=False,
+    )
+    clock.now += 5
+    assert outbox.claim(endpoint, 10, lease=60) == []  # still waiting for its retry
+    clock.now += 6
+    (again,) = outbox.claim(endpoint, 10, lease=60)
+    assert again.id == alice_first.id and again.attempts == 1
+
+
+def test_outcomes_410_disables_and_giving_up_fails(outbox: Outbox, clock: Clock) -> None:
+    endpoint = outbox.endpoints.add("https://a.test/")
+    outbox.emit([received(), received()])
+    one, two = outbox.claim(endpoint, 10, lease=60)
+    outbox.record(
+        one, status=None, error="timeout", elapsed=30, response=None, next_attempt=None,
+        succeeded=False,
+    )  # fmt: skip
+    outbox.record(
+        two, status=410, error="HTTP 410", elapsed=0.1, response="gone", next_attempt=None,
+        succeeded=False, disable_reason="410 Gone",
+    )  # fmt: skip
+    assert {d.state for d in outbox.deliveries()} == {"failed"}
+    (disabled,) = outbox.endpoints.list()
+    assert not disabled.enabled and disabled.disabled_reason == "410 Gone"
+    assert not outbox.wants("message.received")
+
+
+def test_replay_sends_the_same_event_under_a_new_webhook_id(outbox: Outbox) -> None:
+    endpoint = outbox.endpoints.add("https://a.test/")
+    outbox.emit([received()])
+    (claimed,) = outbox.claim(endpoint, 10, lease=60)
+    outbox.record(
+        claimed, status=200, error=None, elapsed=0.1, response="ok", next_attempt=None,
+        succeeded=True,
+    )  # fmt: skip
+    new_id = outbox.replay(claimed.id)
+    (again,) = outbox.claim(endpoint, 10, lease=60)
+    assert again.id == new_id != claimed.id
+    assert again.event_id == claimed.event_id and again.payload == claimed.payload
+    with pytest.raises(KeyError):
+        outbox.replay("msg_nope")
+
+
+def test_rotation_signs_with_both_secrets_for_a_day(outbox: Outbox, clock: Clock) -> None:
+    endpoint = outbox.endpoints.add("https://a.test/")
+    old = endpoint.secrets[0][0]
+    new = outbox.endpoints.rotate_secret(endpoint.id)
+    rotated = outbox.endpoints.get(endpoint.id)
+    assert rotated.signing_secrets(clock.now) == [new, old]
+    assert rotated.signing_secrets(clock.now + 24 * 3600 + 1) == [new]
+    from mailstead.webhooks.signing import sign_headers
+
+    headers = sign_headers(rotated.signing_secrets(clock.now), "msg_1", b"{}", int(clock.now))
+    verify(old, b"{}", headers, now=clock.now)  # a receiver not yet switched
+    verify(new, b"{}", headers, now=clock.now)  # and one already switched
+
+
+def test_config_endpoints_follow_the_file(outbox: Outbox) -> None:
+    registry = outbox.endpoints
+    registry.sync_config([("https://a.test/", ("message.*",), None)])
+    (made,) = registry.list()
+    assert made.id == config_endpoint_id("https://a.test/") and made.source == "config"
+    secret = made.secrets[0][0]
+    registry.sync_config([("https://a.test/", ("*",), None)])
+    (kept,) = registry.list()
+    assert kept.events == ("*",) and kept.secrets[0][0] == secret  # a made secret is kept
+    registry.add("https://cli.test/")
+    registry.sync_config([])
+    assert [e.url for e in registry.list()] == ["https://cli.test/"]
