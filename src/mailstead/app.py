@@ -246,11 +246,11 @@ async def start(
     # IMAP and POP3 read the store the MDA writes ([storage] format).
     accounts: Accounts[Account] | Accounts[MboxAccount]
     if config.storage.format == "mbox":
-        accounts = mbox_accounts(config.mail_root)
-        maildrops = mbox_maildrops(config.mail_root)
+        accounts = mbox_accounts(config.mail_root, outbox)
+        maildrops = mbox_maildrops(config.mail_root, outbox)
     else:
-        accounts = maildir_accounts(config.mail_root)
-        maildrops = maildir_maildrops(config.mail_root)
+        accounts = maildir_accounts(config.mail_root, outbox)
+        maildrops = maildir_maildrops(config.mail_root, outbox)
     try:
         for listener, sockets in listeners.sockets.items():
             implicit_tls = listener in _IMPLICIT_TLS
@@ -275,6 +275,7 @@ async def start(
                     executor,
                     policy,
                     listeners.penalty,
+                    outbox,
                 )
                 running.services.append(pop3)
                 protocol_factory = pop3.protocol_factory
@@ -291,6 +292,7 @@ async def start(
                     gate,
                     policy,
                     listeners.penalty,
+                    outbox,
                 )
                 running.services.append(imap)
                 protocol_factory = imap.protocol_factory
@@ -323,6 +325,7 @@ async def start(
                     gate,
                     policy,
                     listeners.penalty,
+                    outbox,
                 )
                 running.services.append(smtp)
                 protocol_factory = smtp.protocol_factory

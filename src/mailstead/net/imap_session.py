@@ -16,6 +16,7 @@ import ssl
 from collections.abc import Callable
 from concurrent.futures import Executor
 
+from mailstead.events import EventSink
 from mailstead.limits import ConnectionPolicy, IMAPLimits
 from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.listener import ConnectionGate
@@ -51,10 +52,13 @@ class IMAPService:
         gate: ConnectionGate | None = None,
         policy: ConnectionPolicy = DEFAULT_POLICY,
         penalty: AuthPenalty | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
         self.penalty = penalty
+        # auth.succeeded / auth.failed go here (net/stream.py check_login).
+        self.events = events
         self.limits = limits
         self.open_account = open_account
         self.authenticate = authenticate

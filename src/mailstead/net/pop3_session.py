@@ -17,6 +17,7 @@ import ssl
 from concurrent.futures import Executor
 
 from mailstead.addresses import AddressError, canonical_address
+from mailstead.events import EventSink
 from mailstead.limits import ConnectionPolicy, POP3Limits
 from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.listener import ConnectionGate
@@ -58,10 +59,13 @@ class POP3Service:
         executor: Executor | None = None,
         policy: ConnectionPolicy = DEFAULT_POLICY,
         penalty: AuthPenalty | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
         self.penalty = penalty
+        # auth.succeeded / auth.failed go here (net/stream.py check_login).
+        self.events = events
         self.limits: POP3Limits = settings.limits
         self.authenticate = authenticate
         self.open_maildrop = open_maildrop

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import replace
 
+from mailstead.events import EventSink
 from mailstead.limits import ConnectionPolicy, SMTPLimits
 from mailstead.mta.receiver import Delivery, Peer, Receiver, Refused
 from mailstead.net.auth_penalty import AuthPenalty
@@ -56,10 +57,13 @@ class SMTPService:
         gate: ConnectionGate,
         policy: ConnectionPolicy = DEFAULT_POLICY,
         penalty: AuthPenalty | None = None,
+        events: EventSink | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
         self.penalty = penalty
+        # auth.succeeded / auth.failed go here (net/stream.py check_login).
+        self.events = events
         self.limits: SMTPLimits = settings.limits
         self.receiver = receiver
         self.executor = executor

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Protocol
 
+from mailstead.events import Event, EventSink
 from mailstead.limits import ConnectionPolicy
 from mailstead.net import watchdog
 from mailstead.net.auth_penalty import BLOCKED, AuthPenalty
@@ -68,6 +69,17 @@ class ListenerService(Protocol):
     def penalty(self) -> AuthPenalty | None: ...
     @property
     def implicit_tls(self) -> ImplicitTLS | None: ...
+    @property
+    def events(self) -> EventSink | None: ...
+
+
+# auth.failed carries the name tried, cut to this many characters.
+_MAX_USERNAME = 256
+
+
+def _log_failure(stored: asyncio.Future[None]) -> None:
+    if not stored.cancelled() and stored.exception() is not None:
+        log.error("storing an auth event failed: %s", stored.exception())
 
 
 class Ended(enum.Enum):
@@ -110,6 +122,7 @@ class StreamSession(FlowProtocol):
         self._gate = service.gate
         self._sessions = service.sessions
         self._implicit_tls = service.implicit_tls
+        self._events = service.events
         self._reading_paused = False
         self._unread = 0
         self.lost = False
@@ -177,6 +190,7 @@ class StreamSession(FlowProtocol):
             wait = penalty.attempt(self.ip)
             failures = penalty.failures(self.ip)
             if wait == BLOCKED:
+                self._auth_event(executor, mechanism, authcid, None, blocked=True)
                 log.info(
                     "%s %s login refused for '%s' from [%s]: blocked after %d failures",
                     self.protocol_name,
@@ -189,6 +203,7 @@ class StreamSession(FlowProtocol):
             if wait:
                 await asyncio.sleep(wait)
         user = await self.loop.run_in_executor(executor, check)
+        self._auth_event(executor, mechanism, authcid, user, blocked=False)
         if user is not None:
             if penalty is not None:
                 penalty.succeeded(self.ip)
@@ -204,6 +219,38 @@ class StreamSession(FlowProtocol):
             failures,
         )
         return None, False
+
+    def _auth_event(
+        self,
+        executor: Executor | None,
+        mechanism: str,
+        authcid: str,
+        user: str | None,
+        *,
+        blocked: bool,
+    ) -> None:
+        """auth.succeeded or auth.failed, stored in the background: a login never waits for it."""
+        sink = self._events
+        event_type = "auth.succeeded" if user is not None else "auth.failed"
+        if sink is None or not sink.wants(event_type):
+            return
+        data: dict[str, object] = {
+            "protocol": self.protocol_name.lower(),
+            "mechanism": mechanism,
+            "remote_ip": self.ip,
+        }
+        if user is not None:
+            data["user"] = user
+        else:
+            # The name tried is the peer's text, never the password.
+            data.update(
+                username=authcid[:_MAX_USERNAME], reason="blocked" if blocked else "invalid"
+            )
+        account = user if user is not None else authcid.lower()[:_MAX_USERNAME]
+        domain = account.rpartition("@")[2] if "@" in account else None
+        event = Event(event_type, data, account=account, domain=domain or None)
+        stored = self.loop.run_in_executor(executor, sink.emit, [event])
+        stored.add_done_callback(_log_failure)
 
     def transaction_since(self) -> float | None:
         """Loop time the current transaction began (SMTP MAIL FROM), or None."""

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from mailstead.durable import fsync_dir
+from mailstead.events import EventSink
 from mailstead.proto.imap.storage import MailboxError, MailboxLike
 from mailstead.proto.imap.utf7 import decode_mutf7, encode_mutf7
+from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.index import INDEX_NAME, AccountIndex, MailboxState
 from mailstead.store.mailbox import Mailbox, create_folder
 from mailstead.store.paths import maildir_path
@@ -59,7 +61,11 @@ def folder_name(dir_name: str) -> str | None:
     return "/".join(parts)
 
 
-_M = TypeVar("_M")
+class _Reporting(Protocol):
+    reporter: ChangeReporter
+
+
+_M = TypeVar("_M", bound=_Reporting)
 
 
 class AccountBase(Generic[_M]):
@@ -70,8 +76,9 @@ class AccountBase(Generic[_M]):
     :meth:`create`) and opens one (:meth:`_new_mailbox`).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, reporter: ChangeReporter = NO_REPORTS) -> None:
         self.root = Path(root)
+        self.reporter = reporter
         self.index = AccountIndex(self.root / INDEX_NAME)
         # Kept for the account's lifetime: reopening a large mailbox costs a
         # full load from the index, so a client that reconnects finds it warm.
@@ -115,6 +122,7 @@ class AccountBase(Generic[_M]):
             if not self.exists(name):
                 raise MailboxError("Mailbox does not exist", "NONEXISTENT")
             box = self._new_mailbox(self.index.ensure_mailbox(name), self.path_of(name))
+            box.reporter = self.reporter
             self._open[name] = box
             return box
 
@@ -128,9 +136,9 @@ class AccountBase(Generic[_M]):
 class Account(AccountBase[Mailbox]):
     """Owns one account's Maildir++ folder tree (INBOX is the Maildir itself)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, reporter: ChangeReporter = NO_REPORTS) -> None:
         create_folder(Path(root), is_inbox=True)
-        super().__init__(root)
+        super().__init__(root, reporter=reporter)
 
     def _new_mailbox(self, state: MailboxState, path: Path) -> Mailbox:
         return Mailbox(self.index, state, path)
@@ -157,6 +165,7 @@ class Account(AccountBase[Mailbox]):
         create_folder(self.path_of(name), is_inbox=False)
         # A new mailbox under an old name must not reuse its UIDs (RFC 9051 §2.3.1.1).
         self.index.drop_mailbox(name)
+        self.reporter.created(name)
 
     def delete(self, name: str) -> None:
         if name == INBOX:
@@ -173,6 +182,7 @@ class Account(AccountBase[Mailbox]):
         self.index.drop_mailbox(name)
         with self._lock:
             self._open.pop(name, None)
+        self.reporter.deleted(name)
 
     def rename(self, old: str, new: str) -> None:
         """RFC 9051 §6.3.6: children move along; renaming INBOX moves its messages."""
@@ -186,6 +196,7 @@ class Account(AccountBase[Mailbox]):
             raise MailboxError("Cannot move a mailbox into itself", "CANNOT")
         if old == INBOX:
             rename_inbox(self, new)
+            self.reporter.renamed(old, new)
             return
         for src, dst in moves:
             os.rename(self.path_of(src), self.path_of(dst))
@@ -194,6 +205,7 @@ class Account(AccountBase[Mailbox]):
         with self._lock:
             for src, _ in moves:
                 self._open.pop(src, None)
+        self.reporter.renamed(old, new)
 
 
 class Provisioned(Protocol):
@@ -238,9 +250,16 @@ class Accounts(Generic[_A]):
         return account
 
 
-def maildir_accounts(mail_root: Path) -> Accounts[Account]:
-    """The Maildir accounts below ``mail_root`` (``<domain>/<local>/Maildir``)."""
-    return Accounts(lambda address: Account(maildir_path(mail_root, address)))
+def maildir_accounts(mail_root: Path, events: EventSink | None = None) -> Accounts[Account]:
+    """The Maildir accounts below ``mail_root`` (``<domain>/<local>/Maildir``).
+
+    Their changes become events for ``events``, if given.
+    """
+    return Accounts(
+        lambda address: Account(
+            maildir_path(mail_root, address), reporter=ChangeReporter(events, address)
+        )
+    )
 
 
 class _Renamable(Protocol):

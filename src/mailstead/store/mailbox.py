@@ -24,6 +24,7 @@ from pathlib import Path
 
 from mailstead.durable import DirectorySyncer, fsync_dir, make_dirs, unlink_quietly, write_all
 from mailstead.proto.imap.storage import Appender, FlagLimitError
+from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.index import AccountIndex, MailboxState, Row, write
 from mailstead.store.maildir import crlf_size, unique_name
 from mailstead.store.maildir_names import Keywords, crlf_size_named, split_name
@@ -120,6 +121,8 @@ class Mailbox:
         self.header_summaries: dict[int, bytes] = {}
         self.highestmodseq = 0
         self.uidnext = state.uidnext
+        # Set by the account that opened it: changes become events.
+        self.reporter: ChangeReporter = NO_REPORTS
         self._cur_sync = DirectorySyncer(self.path / "cur")
         # Plain strings, not Path: joined for every message read or renamed
         # (a Path join cost more than the open), and stat'ed by every SELECT.
@@ -480,6 +483,7 @@ class Mailbox:
                 msg.flags = flag_tuple(flag_text)
                 msg.modseq = w.modseq
                 changed.append(uid)
+        self.reporter.flags_changed(self.name, changed, flags, mode)
         return changed
 
     def append(self, data: bytes, flags: Sequence[str], internaldate: float | None) -> int:
@@ -554,6 +558,7 @@ class Mailbox:
             for uid in wanted:
                 self.messages.pop(uid, None)
             self.uids = with_changes(self.uids, [], set(wanted))
+        self.reporter.expunged(self.name, wanted)
         return wanted
 
     def keyword_names(self) -> list[str]:

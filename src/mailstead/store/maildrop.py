@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from mailstead.events import EventSink
 from mailstead.proto.imap.storage import MessageLike
 from mailstead.proto.pop3.maildrop import MaildropInUse
 from mailstead.store.account import INBOX, Account
+from mailstead.store.changes import ChangeReporter
 from mailstead.store.index import AccountIndex
 from mailstead.store.paths import maildir_path
 
@@ -124,11 +126,14 @@ class Maildrops:
         return LockedMaildrop(account, lock_dir)
 
 
-def maildir_maildrops(mail_root: Path) -> Maildrops:
-    """POP3 maildrops over the Maildir INBOXes below ``mail_root``."""
+def maildir_maildrops(mail_root: Path, events: EventSink | None = None) -> Maildrops:
+    """POP3 maildrops over the Maildir INBOXes below ``mail_root``.
+
+    Their deletions and flag changes become events for ``events``, if given.
+    """
 
     def locate(address: str) -> tuple[_Account, Path]:
         root = maildir_path(mail_root, address)
-        return Account(root), root
+        return Account(root, reporter=ChangeReporter(events, address)), root
 
     return Maildrops(locate)

@@ -25,10 +25,12 @@ import stat
 from pathlib import Path
 
 from mailstead.durable import fsync_dir, make_dirs
+from mailstead.events import EventSink
 from mailstead.proto.imap.mailbox_names import MAX_LEVELS
 from mailstead.proto.imap.storage import MailboxError
 from mailstead.proto.imap.utf7 import decode_mutf7, encode_mutf7
 from mailstead.store.account import INBOX, AccountBase, Accounts, rename_inbox
+from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.index import MailboxState
 from mailstead.store.maildrop import Maildrops
 from mailstead.store.mbox import Mbox
@@ -63,9 +65,9 @@ def _component(part: str) -> str:
 class MboxAccount(AccountBase[MboxMailbox]):
     """Owns one account's mbox files, its index and the open :class:`MboxMailbox` objects."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, reporter: ChangeReporter = NO_REPORTS) -> None:
         make_dirs(Path(root), mode=0o700)
-        super().__init__(root)
+        super().__init__(root, reporter=reporter)
         self.mail_dir = self.root / MAILBOX_DIR
 
     def _new_mailbox(self, state: MailboxState, path: Path) -> MboxMailbox:
@@ -146,6 +148,7 @@ class MboxAccount(AccountBase[MboxMailbox]):
             raise MailboxError("Mailbox already exists", "ALREADYEXISTS") from None
         # A new mailbox under an old name must not reuse its UIDs (RFC 9051 §2.3.1.1).
         self.index.drop_mailbox(name)
+        self.reporter.created(name)
 
     def delete(self, name: str) -> None:
         if name == INBOX:
@@ -167,6 +170,7 @@ class MboxAccount(AccountBase[MboxMailbox]):
         self.index.drop_mailbox(name)
         with self._lock:
             self._open.pop(name, None)
+        self.reporter.deleted(name)
 
     def _prune(self, directory: Path) -> None:
         """Remove directories left empty up to ``mail/`` (best effort)."""
@@ -186,6 +190,7 @@ class MboxAccount(AccountBase[MboxMailbox]):
             raise MailboxError("Cannot move a mailbox into itself", "CANNOT")
         if old == INBOX:
             rename_inbox(self, new)
+            self.reporter.renamed(old, new)
             return
         src, dst = self.path_of(old), self.path_of(new)
         is_file = self.exists(old)
@@ -209,14 +214,22 @@ class MboxAccount(AccountBase[MboxMailbox]):
             for name in list(self._open.keys()):
                 if name == old or name.startswith(old + "/"):
                     self._open.pop(name, None)
+        self.reporter.renamed(old, new)
 
 
-def mbox_accounts(mail_root: Path) -> Accounts[MboxAccount]:
-    """The mbox accounts below ``mail_root`` (``<domain>/<local>/mbox`` and ``mail/``)."""
-    return Accounts(lambda address: MboxAccount(account_dir(mail_root, address)))
+def mbox_accounts(mail_root: Path, events: EventSink | None = None) -> Accounts[MboxAccount]:
+    """The mbox accounts below ``mail_root`` (``<domain>/<local>/mbox`` and ``mail/``).
+
+    Their changes become events for ``events``, if given.
+    """
+    return Accounts(
+        lambda address: MboxAccount(
+            account_dir(mail_root, address), reporter=ChangeReporter(events, address)
+        )
+    )
 
 
-def mbox_maildrops(mail_root: Path) -> Maildrops:
+def mbox_maildrops(mail_root: Path, events: EventSink | None = None) -> Maildrops:
     """POP3 maildrops over the mbox INBOXes below ``mail_root``.
 
     The mbox's own delivery locks are taken only for each read of the file,
@@ -225,6 +238,6 @@ def mbox_maildrops(mail_root: Path) -> Maildrops:
 
     def locate(address: str) -> tuple[MboxAccount, Path]:
         root = account_dir(mail_root, address)
-        return MboxAccount(root), root
+        return MboxAccount(root, reporter=ChangeReporter(events, address)), root
 
     return Maildrops(locate)

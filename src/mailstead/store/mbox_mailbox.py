@@ -43,6 +43,7 @@ from pathlib import Path
 
 from mailstead.durable import fsync_dir
 from mailstead.proto.imap.storage import Appender, FlagLimitError
+from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.index import AccountIndex, MailboxState, MailboxWriter, Row, write
 from mailstead.store.mailbox import flag_tuple, flags_after, with_changes
 from mailstead.store.maildir import crlf_size
@@ -137,6 +138,8 @@ class MboxMailbox:
         self.header_summaries: dict[int, bytes] = {}
         self.highestmodseq = 0
         self.uidnext = state.uidnext
+        # Set by the account that opened it: changes become events.
+        self.reporter: ChangeReporter = NO_REPORTS
         self._generation = -1  # of the locations in self.messages
         self._refreshed = -1e9
 
@@ -456,6 +459,7 @@ class MboxMailbox:
                 msg.flags = flag_tuple(flag_text)
                 msg.modseq = w.modseq
                 changed.append(uid)
+        self.reporter.flags_changed(self.name, changed, flags, mode)
         return changed
 
     def append(self, data: bytes, flags: Sequence[str], internaldate: float | None) -> int:
@@ -534,7 +538,9 @@ class MboxMailbox:
             if gone and held.fd is not None:
                 self._rewrite(held.fd, pairs, set(gone))
         self._pull()
-        return sorted(uid for uid in wanted if uid not in self.messages)
+        removed = sorted(uid for uid in wanted if uid not in self.messages)
+        self.reporter.expunged(self.name, removed)
+        return removed
 
     def _rewrite(self, fd: int, pairs: list[tuple[MboxRecord, int]], doomed: set[int]) -> None:
         kept = [(rec, uid) for rec, uid in pairs if uid not in doomed]
