@@ -23,14 +23,7 @@ from mailstead.webhooks.http import WebhookClient
 from mailstead.webhooks.outbox import Outbox
 from mailstead.webhooks.receiver import WebhookRouter
 from mailstead.webhooks.ssrf import AddressGuard
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.webhooks.fakes import Clock
 
 
 class Endpoint:

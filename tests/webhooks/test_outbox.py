@@ -14,14 +14,7 @@ from mailstead.mta.queue import Queue
 from mailstead.webhooks.endpoints import config_endpoint_id
 from mailstead.webhooks.outbox import Outbox
 from mailstead.webhooks.signing import verify
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.webhooks.fakes import Clock
 
 
 @pytest.fixture

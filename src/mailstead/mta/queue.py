@@ -26,7 +26,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from mailstead.durable import (
@@ -48,7 +48,7 @@ from mailstead.mta.envelope import (
     new_queue_id,
     queued_event,
 )
-from mailstead.sqlite_wal import enable_wal
+from mailstead.sqlite_wal import connect_durable, immediate
 
 log = logging.getLogger(__name__)
 
@@ -140,18 +140,8 @@ class Queue:
 
     def _connect(self) -> sqlite3.Connection:
         is_new = not self.db_path.exists()
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE).
-        conn = sqlite3.connect(
-            self.db_path, timeout=5.0, isolation_level=None, check_same_thread=False
-        )
+        conn = connect_durable(self.db_path, "queue")
         try:
-            mode = enable_wal(conn)
-            if mode != "wal":
-                raise sqlite3.OperationalError(f"queue database refused WAL mode ({mode})")
-            # FULL: the WAL is fsynced at every commit, so a commit survives
-            # power loss (NORMAL would only keep it consistent).
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(
@@ -185,23 +175,8 @@ class Queue:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                # A failed COMMIT (SQLITE_BUSY, I/O error) can leave the
-                # transaction open; close it so the connection stays usable.
-                if conn.in_transaction:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except sqlite3.Error as exc:
-                        log.error("queue: ROLLBACK failed: %s", exc)
-                raise
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn, self._lock)
 
     # -- accept side ---------------------------------------------------------
 

@@ -33,7 +33,7 @@ from typing import Literal
 
 from mailstead.durable import fsync_dir
 from mailstead.events import Event
-from mailstead.sqlite_wal import enable_wal
+from mailstead.sqlite_wal import connect_durable, immediate
 from mailstead.webhooks.endpoints import Endpoint, EndpointRegistry
 
 log = logging.getLogger("mailstead.webhooks")
@@ -167,14 +167,8 @@ class Outbox:
 
     def _connect(self) -> sqlite3.Connection:
         is_new = not self.db_path.exists()
-        conn = sqlite3.connect(
-            self.db_path, timeout=5.0, isolation_level=None, check_same_thread=False
-        )
+        conn = connect_durable(self.db_path, "webhook outbox")
         try:
-            if enable_wal(conn) != "wal":
-                raise sqlite3.OperationalError("webhook outbox refused WAL mode")
-            conn.execute("PRAGMA synchronous=FULL")  # a committed event survives power loss
-            conn.execute("PRAGMA foreign_keys=ON")
             conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
         except BaseException:
             conn.close()
@@ -193,19 +187,8 @@ class Outbox:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn, self._lock)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
