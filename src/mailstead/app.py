@@ -443,8 +443,10 @@ def serve(config: Config) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(message)s")
     limits = SMTPLimits()
-    # A bad [[webhooks]] secret stops serve here, once, not in every worker.
-    open_outbox(config).close()
+    # A bad [[webhooks]] secret stops serve here, once, not in every worker;
+    # leases left by workers killed mid-POST are freed: none runs yet.
+    with open_outbox(config) as outbox:
+        outbox.release_leases()
     workers = config.workers or os.cpu_count() or 1
     listeners = Listeners.bind(config, limits, workers)
     log.info(

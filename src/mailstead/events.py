@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from mailstead.durable import Staged
+
 __all__ = [
     "EVENT_TYPES",
     "VERSION",
@@ -101,6 +103,14 @@ class EventSink(Protocol):
 
     def emit(self, events: Sequence[Event]) -> None:
         """Store ``events`` durably; when this returns they will be delivered."""
+        ...
+
+    def stage(self, events: Sequence[Event]) -> Staged:
+        """``events`` as one more copy of a delivery transaction (durable.publish_all).
+
+        Published with the message's copies, so an event commits before the
+        ``250`` that promises its message; taken back if another copy fails.
+        """
         ...
 
     def emit_in(self, conn: sqlite3.Connection, events: Sequence[Event]) -> bool:

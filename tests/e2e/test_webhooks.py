@@ -387,11 +387,6 @@ def test_events_pending_at_a_kill_are_delivered_after_restart(tmp_path: Path) ->
     assert len({e.id for e in receiver.events}) == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a delivery whose POST was in flight at kill -9 keeps its lease after the restart"
-    " and waits WebhookLimits.lease (120 s) although no process holds it any more",
-)
 def test_a_delivery_in_flight_at_a_kill_is_retried_soon_after_restart(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/hooks"

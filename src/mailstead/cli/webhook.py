@@ -212,8 +212,16 @@ def webhook_disable(ctx: click.Context, endpoint_id: str) -> None:
 @one_line_errors
 def webhook_rotate_secret(ctx: click.Context, endpoint_id: str) -> None:
     """Give endpoint ID a new secret; the old one also signs for 24 hours."""
-    with open_outbox(load(ctx)) as outbox:
-        _lookup(outbox, endpoint_id)
+    config = load(ctx)
+    with open_outbox(config) as outbox:
+        endpoint = _lookup(outbox, endpoint_id)
+        if endpoint.source == "config" and any(
+            w.url == endpoint.url and w.secret for w in config.webhooks
+        ):
+            # The next serve would put the file's secret back.
+            raise Failure(
+                f"{endpoint_id} takes its secret from [[webhooks]] in the config: change it there"
+            )
         secret = outbox.endpoints.rotate_secret(endpoint_id)
     click.echo(f"secret {secret}")
     click.echo("deliveries carry both signatures for 24 hours; switch the receiver meanwhile")
@@ -296,19 +304,29 @@ def webhook_deliveries(
 def webhook_replay(
     ctx: click.Context, delivery_id: str | None, failed: bool, since: str | None
 ) -> None:
-    """Deliver an event again, under a new webhook-id (so a receiver handles it again)."""
+    """Deliver an event again, under a new webhook-id (so a receiver handles it again).
+
+    Prints each new delivery's id.
+    """
     if (delivery_id is None) == (not failed):
         raise Failure("give a DELIVERY_ID or --failed")
     if since and not failed:
         raise Failure("--since goes with --failed")
+    from mailstead.webhooks.outbox import EndpointGone
+
     with open_outbox(load(ctx)) as outbox:
         if delivery_id is not None:
             try:
                 new_ids = [outbox.replay(delivery_id)]
+            except EndpointGone as exc:
+                raise Failure(str(exc)) from None
             except KeyError:
                 raise Failure(f"no delivery {delivery_id!r}") from None
         else:
             new_ids = outbox.replay_failed(_since(since) if since else None)
+    for new_id in new_ids:
+        click.echo(new_id)
     click.echo(
-        f"{len(new_ids)} delivery(ies) queued again; a running server sends them within a second"
+        f"{len(new_ids)} delivery(ies) queued again; a running server sends them within a second",
+        err=True,
     )

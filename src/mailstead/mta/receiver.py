@@ -15,11 +15,14 @@ RCPT TO, :meth:`Delivery.body` when the message is in, then
   reader looks (Maildir ``tmp/``, a queue file without its rows, mbox bytes
   in memory). A failure there discards what was staged: the 451 leaves
   nothing behind that a retry would duplicate.
-* ``commit`` publishes every copy (queue rows, links into ``new/``, mbox
-  appends under their locks) or, if one fails, takes the others back. When
-  it returns, every accepted recipient's copy is durable: that is what the
-  250 to DATA/BDAT promises (docs/durability.md). It is the one place a
-  delivered message becomes an event.
+* ``commit`` publishes every copy (queue rows, message.received events,
+  links into ``new/``, mbox appends under their locks) or, if one fails,
+  takes the others back. When it returns, every accepted recipient's copy
+  is durable: that is what the 250 to DATA/BDAT promises
+  (docs/durability.md). Its events are published with it, before any copy
+  a reader could see: a crash may leave an event of a message that got no
+  250 (the client's retry brings it again), never a message without its
+  event.
 * ``abort`` drops whatever ``body`` staged; calling it twice, or after
   ``commit``, does nothing.
 
@@ -207,7 +210,6 @@ class Delivery:
         # Accepted recipients in RCPT order, each with where it goes.
         self._routes: dict[str, tuple[RcptParams, Resolution]] = {}
         self._staged: list[Staged] = []
-        self._events: list[Event] = []
         self._queue_id = ""
         self._size = 0
         self._local: tuple[str, ...] = ()
@@ -267,13 +269,16 @@ class Delivery:
                 )
                 staged.append(receiver.store.stage(mailbox, (headers, body_lf), self.sender, now))
             events = self._received_events(queue_id, mailboxes, content, now)
+            if events and receiver.queue.events is not None:
+                # After the queue copy, before the mailboxes: the event is in
+                # before any copy a reader could see, and taken back with them.
+                staged.insert(1 if remote else 0, receiver.queue.events.stage(events))
         except Exception as exc:
             _discard(staged)
             log.exception("%s: staging the message failed", queue_id)
             raise Refused(R.LOCAL_ERROR, cause=str(exc)) from None
         self.abort()  # a second body() replaces the first
         self._staged = staged
-        self._events = events
         self._queue_id = queue_id
         self._size = len(content)
         self._local = tuple(mailboxes)
@@ -316,14 +321,6 @@ class Delivery:
         receiver = self.receiver
         if self._remote and receiver.on_queued is not None:
             receiver.on_queued()
-        events, self._events = self._events, []
-        if events and receiver.queue.events is not None:
-            try:
-                receiver.queue.events.emit(events)
-            except Exception:
-                # The mail is stored and the client gets its 250; the events
-                # of this message are what is lost (logged, for the operator).
-                log.exception("%s: storing message.received events failed", queue_id)
         # Addresses are the peer's text: escaped, so they cannot forge a log line.
         log.info(
             "%s: from=<%s> to=%s size=%d client=[%s] user=%s",

@@ -98,6 +98,10 @@ def new_delivery_id() -> str:
     return f"msg_{time.time_ns() // 1000:014x}{secrets.token_hex(6)}"
 
 
+class EndpointGone(LookupError):
+    """The delivery's endpoint was deleted: there is nowhere to send it again."""
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A delivery a dispatcher holds the lease on: what to POST, where, signed how."""
@@ -207,6 +211,9 @@ class Outbox:
             stored = self._store(conn, events)
         if stored and self.on_emitted is not None:
             self.on_emitted()
+
+    def stage(self, events: Sequence[Event]) -> StagedEvents:
+        return StagedEvents(self, events)
 
     def emit_in(self, conn: sqlite3.Connection, events: Sequence[Event]) -> bool:
         return bool(events and self.endpoints.active() and self._store(conn, events))
@@ -359,16 +366,20 @@ class Outbox:
 
         A new id, so a receiver that deduplicates by webhook-id handles it
         again (the event's own ``id`` in the payload stays the same).
-        Returns the new delivery's id; KeyError if there is no such delivery.
+        Returns the new delivery's id; KeyError if there is no such delivery,
+        :class:`EndpointGone` if its endpoint was deleted since.
         """
         now = self._clock()
         with self._transaction() as conn:
             row = conn.execute(
-                "SELECT event_id, endpoint_id, account FROM webhook_deliveries WHERE id = ?",
+                "SELECT d.event_id, d.endpoint_id, d.account, p.id FROM webhook_deliveries d"
+                " LEFT JOIN webhook_endpoints p ON p.id = d.endpoint_id WHERE d.id = ?",
                 (delivery_id,),
             ).fetchone()
             if row is None:
                 raise KeyError(delivery_id)
+            if row[3] is None:
+                raise EndpointGone(f"{delivery_id}: its endpoint {row[1]} no longer exists")
             new_id = new_delivery_id()
             conn.execute(
                 "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, account,"
@@ -380,5 +391,52 @@ class Outbox:
         return new_id
 
     def replay_failed(self, since: float | None = None) -> builtins.list[str]:
-        """Replay every failed delivery (created since ``since``); the new ids."""
-        return [self.replay(d.id) for d in self.deliveries(state="failed", since=since)]
+        """Replay every failed delivery (created since ``since``) whose endpoint
+        still exists; the new ids."""
+        live = {e.id for e in self.endpoints.list()}
+        failed = self.deliveries(state="failed", since=since)
+        return [self.replay(d.id) for d in failed if d.endpoint_id in live]
+
+    def release_leases(self) -> int:
+        """Free every lease: for ``serve`` starting, when no worker can hold one.
+
+        A worker killed mid-POST leaves its lease set; without this its
+        delivery would wait for the lease to run out after a restart.
+        """
+        with self._transaction() as conn:
+            return conn.execute(
+                "UPDATE webhook_deliveries SET lease_until = 0"
+                " WHERE state = 'pending' AND lease_until > 0"
+            ).rowcount
+
+
+class StagedEvents:
+    """Events as one copy of a delivery transaction (:func:`mailstead.durable.publish_all`).
+
+    :meth:`publish` commits them with their deliveries; :meth:`undo` deletes
+    them again (another copy failed: the message was not accepted);
+    :meth:`close` wakes the dispatcher once every copy is in, so a POST never
+    announces a message that is not readable yet.
+    """
+
+    def __init__(self, outbox: Outbox, events: Sequence[Event]) -> None:
+        self._outbox = outbox
+        self._events = events
+        self._stored = False
+
+    def publish(self) -> None:
+        with self._outbox._transaction() as conn:
+            self._stored = self._outbox._store(conn, self._events) > 0
+
+    def undo(self) -> None:
+        if self._stored:
+            with self._outbox._transaction() as conn:
+                conn.executemany(
+                    "DELETE FROM webhook_events WHERE id = ?", [(e.id,) for e in self._events]
+                )
+            self._stored = False
+
+    def close(self) -> None:
+        if self._stored and self._outbox.on_emitted is not None:
+            self._stored = False
+            self._outbox.on_emitted()
