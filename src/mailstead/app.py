@@ -44,6 +44,7 @@ from mailstead.store.maildrop import maildir_maildrops
 from mailstead.store.mbox_account import MboxAccount, mbox_accounts, mbox_maildrops
 from mailstead.tlscert import server_context
 from mailstead.webhooks.dispatcher import Dispatcher
+from mailstead.webhooks.endpoints import ConfiguredEndpoint
 from mailstead.webhooks.http import WebhookClient
 from mailstead.webhooks.outbox import Outbox
 from mailstead.webhooks.ssrf import AddressGuard
@@ -347,7 +348,14 @@ def open_outbox(config: Config) -> Outbox:
     """The webhook outbox, its config endpoints made to match ``[[webhooks]]``."""
     outbox = Outbox(config.data_dir / "queue.sqlite3")
     try:
-        outbox.endpoints.sync_config([(w.url, w.events, w.secret) for w in config.webhooks])
+        outbox.endpoints.sync_config(
+            [
+                ConfiguredEndpoint(
+                    w.url, w.events, w.secret, w.domain, w.account, w.ordered, w.enabled
+                )
+                for w in config.webhooks
+            ]
+        )
     except BaseException:
         outbox.close()
         raise

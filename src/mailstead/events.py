@@ -15,6 +15,8 @@ somebody subscribed.
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import secrets
 import sqlite3
 import time
@@ -31,7 +33,9 @@ __all__ = [
     "Event",
     "EventSink",
     "iso_time",
+    "matches",
     "new_event_id",
+    "pattern_error",
 ]
 
 #: The payload format version every event carries.
@@ -55,6 +59,23 @@ EVENT_TYPES: Mapping[str, str] = {
     "auth.failed": "a login was refused",
     "webhook.test": "sent by `mailstead webhook test` only",
 }
+
+
+_PATTERN = re.compile(r"[a-z0-9_*?-]+(?:\.[a-z0-9_*?-]+)*")
+
+
+def matches(pattern: str, event_type: str) -> bool:
+    """Shell-style match of a dotted event name: ``message.*``, ``*.failed``, ``*``."""
+    return fnmatch.fnmatchcase(event_type, pattern)
+
+
+def pattern_error(pattern: str) -> str | None:
+    """Why ``pattern`` cannot subscribe to anything (bad syntax, no such event), or None."""
+    if not _PATTERN.fullmatch(pattern):
+        return f"invalid event pattern {pattern!r}"
+    if not any(matches(pattern, t) for t in EVENT_TYPES):
+        return f"{pattern!r} matches no event type ({', '.join(EVENT_TYPES)})"
+    return None
 
 
 def new_event_id() -> str:

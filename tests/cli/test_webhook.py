@@ -129,9 +129,9 @@ def test_add_keeps_a_given_secret_and_several_patterns(config: Path) -> None:
     ("args", "reason"),
     [
         (("https://app.example/h", "--events", "nope.*"), "'nope.*' matches no event type"),
-        (("https://app.example/h", "--events", "Message.*"), "invalid pattern 'Message.*'"),
+        (("https://app.example/h", "--events", "Message.*"), "invalid event pattern 'Message.*'"),
         (("https://app.example/h", "--events", "message.*,bogus"), "'bogus' matches no event"),
-        (("https://app.example/h", "--events", "message received"), "invalid pattern"),
+        (("https://app.example/h", "--events", "message received"), "invalid event pattern"),
         (("https://app.example/h", "--events", " , "), "--events needs at least one pattern"),
         (("ftp://app.example/h",), "expected an http:// or https:// URL"),
         (("app.example/h",), "expected an http:// or https:// URL"),

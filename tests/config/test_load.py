@@ -63,8 +63,12 @@ auth_block_time = "1h"
 
 [[webhooks]]
 url    = "https://app.example/hooks/mail"
-events = ["message.*", "delivery.failed"]
+events = ["message.*", "auth.failed"]
 secret = "whsec_x"
+domain = "Example.TEST"
+account = "Alice@Example.test"
+ordered = true
+enabled = false
 
 [[webhooks]]
 url = "http://127.0.0.1:8080/"
@@ -146,9 +150,17 @@ def test_storage_delivery_http_client_pop3(full: Config) -> None:
 def test_webhooks(full: Config) -> None:
     first, second = full.webhooks
     assert first.url == "https://app.example/hooks/mail"
-    assert first.events == ("message.*", "delivery.failed")
+    assert first.events == ("message.*", "auth.failed")
     assert first.secret == "whsec_x"
+    assert (first.domain, first.account) == ("example.test", "alice@example.test")
+    assert first.ordered and not first.enabled
     assert (second.events, second.secret) == (("*",), None)
+    assert (second.domain, second.account, second.ordered, second.enabled) == (
+        None,
+        None,
+        False,
+        True,
+    )
 
 
 def test_only_domains_is_required(tmp_path: Path) -> None:
@@ -291,6 +303,22 @@ D = 'domains = ["example.test"]\n'
         (
             D + "[[webhooks]]\nurl = 'https://a.example/'\nsecrte = 'x'",
             "webhooks[0].secrte: unknown key",
+        ),
+        (
+            D + "[[webhooks]]\nurl = 'https://a.example/'\nevents = ['delivery.failed']",
+            "webhooks[0].events[0]: 'delivery.failed' matches no event type",
+        ),
+        (
+            D + "[[webhooks]]\nurl = 'https://a.example/'\nsecret = 'hunter2'",
+            'webhooks[0].secret: expected a Standard Webhooks secret "whsec_<base64>"',
+        ),
+        (
+            D + "[[webhooks]]\nurl = 'https://a.example/'\naccount = 'nobody'",
+            'webhooks[0].account: expected a mail address, got "nobody"',
+        ),
+        (
+            D + "[[webhooks]]\nurl = 'https://a.example/'\nordered = 'yes'",
+            "webhooks[0].ordered: expected true or false",
         ),
         ("domains = [", "invalid TOML"),
     ],

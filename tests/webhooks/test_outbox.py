@@ -11,7 +11,7 @@ import pytest
 from mailstead.events import Event
 from mailstead.mta.envelope import QueuedRecipient
 from mailstead.mta.queue import Queue
-from mailstead.webhooks.endpoints import config_endpoint_id
+from mailstead.webhooks.endpoints import ConfiguredEndpoint, config_endpoint_id
 from mailstead.webhooks.outbox import Outbox
 from mailstead.webhooks.signing import verify
 from tests.webhooks.fakes import Clock
@@ -172,13 +172,18 @@ def test_rotation_signs_with_both_secrets_for_a_day(outbox: Outbox, clock: Clock
 
 def test_config_endpoints_follow_the_file(outbox: Outbox) -> None:
     registry = outbox.endpoints
-    registry.sync_config([("https://a.test/", ("message.*",), None)])
+    registry.sync_config([ConfiguredEndpoint("https://a.test/", ("message.*",))])
     (made,) = registry.list()
     assert made.id == config_endpoint_id("https://a.test/") and made.source == "config"
     secret = made.secrets[0][0]
-    registry.sync_config([("https://a.test/", ("*",), None)])
+    registry.sync_config([ConfiguredEndpoint("https://a.test/", ("*",), account="a@x.test")])
     (kept,) = registry.list()
     assert kept.events == ("*",) and kept.secrets[0][0] == secret  # a made secret is kept
+    assert kept.account == "a@x.test"
+    registry.sync_config([ConfiguredEndpoint("https://a.test/", ("*",), enabled=False)])
+    assert not registry.list()[0].enabled
+    registry.sync_config([ConfiguredEndpoint("https://a.test/", ("*",))])
+    assert registry.list()[0].enabled
     registry.add("https://cli.test/")
     registry.sync_config([])
     assert [e.url for e in registry.list()] == ["https://cli.test/"]

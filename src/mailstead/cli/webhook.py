@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ["webhook"]
 
-_EVENT_PATTERN = re.compile(r"[a-z0-9_*?-]+(?:\.[a-z0-9_*?-]+)*")
-
 
 def open_outbox(config: Config) -> Outbox:
     """The webhook outbox of ``config``, its config endpoints made to match the file."""
@@ -34,17 +31,15 @@ def open_outbox(config: Config) -> Outbox:
 
 def _patterns(text: str) -> tuple[str, ...]:
     """``--events``: comma-separated patterns, each matching some event type."""
-    from mailstead.events import EVENT_TYPES
-    from mailstead.webhooks.endpoints import matches
+    from mailstead.events import pattern_error
 
     patterns = tuple(p.strip() for p in text.split(",") if p.strip())
     if not patterns:
         raise Failure("--events needs at least one pattern, e.g. 'message.*'")
     for pattern in patterns:
-        if not _EVENT_PATTERN.fullmatch(pattern):
-            raise Failure(f"--events: invalid pattern {pattern!r}")
-        if not any(matches(pattern, t) for t in EVENT_TYPES):
-            raise Failure(f"--events: {pattern!r} matches no event type ({', '.join(EVENT_TYPES)})")
+        problem = pattern_error(pattern)
+        if problem is not None:
+            raise Failure(f"--events: {problem}")
     return patterns
 
 

@@ -81,9 +81,12 @@ shutdown_timeout   = "30s"          # after SIGTERM, workers still running then
                                     # are killed
 
 # [[webhooks]]                      # none by default; an example endpoint
-# url    = "https://app.example/hooks/mail"
-# events = ["message.*"]
-# secret = "whsec_change_me"
+# url     = "https://app.example/hooks/mail"
+# events  = ["message.*"]           # shell-style patterns of event types
+# secret  = "whsec_…"               # left out: one is made (webhook list --show-secrets)
+# account = "alice@example.test"    # only this mailbox's events (or domain = "…")
+# ordered = false                   # true: one at a time per account, in order
+# enabled = true
 """
 
 

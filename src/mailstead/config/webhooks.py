@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from mailstead.config.reader import Reader, show
+from mailstead.addresses import AddressError, canonical_address
+from mailstead.config.reader import Reader, domain_name, show
+from mailstead.events import pattern_error
 
 __all__ = ["WebhookConfig", "load_webhooks"]
-
-_EVENT_PATTERN = re.compile(r"[a-z0-9_*-]+(?:\.[a-z0-9_*-]+)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +24,13 @@ class WebhookConfig:
     #: The ``whsec_`` secret each delivery is signed with (Standard Webhooks);
     #: ``None``: one is made and kept (``mailstead webhook list --show-secrets``).
     secret: str | None = None
+    #: Only events of this domain, or of this account (a mailbox address).
+    domain: str | None = None
+    account: str | None = None
+    #: One delivery at a time per account, in the order the events happened.
+    ordered: bool = False
+    #: ``false`` keeps the endpoint but sends it nothing.
+    enabled: bool = True
 
 
 def load_webhooks(r: Reader, data: Mapping[str, object]) -> tuple[WebhookConfig, ...]:
@@ -34,7 +40,9 @@ def load_webhooks(r: Reader, data: Mapping[str, object]) -> tuple[WebhookConfig,
     for i, item in enumerate(items):
         key = f"webhooks[{i}]"
         t = r.typed(item, key, dict, "a table")
-        r.no_unknown(t, f"{key}.", ("url", "events", "secret"))
+        r.no_unknown(
+            t, f"{key}.", ("url", "events", "secret", "domain", "account", "ordered", "enabled")
+        )
         if "url" not in t:
             r.fail(f"{key}.url", "missing")
         url = r.string(t["url"], f"{key}.url")
@@ -47,8 +55,9 @@ def load_webhooks(r: Reader, data: Mapping[str, object]) -> tuple[WebhookConfig,
             if not events:
                 r.fail(f"{key}.events", "at least one event pattern is required")
             for j, pattern in enumerate(events):
-                if not _EVENT_PATTERN.fullmatch(pattern):
-                    r.fail(f"{key}.events[{j}]", f"invalid event pattern {show(pattern)}")
+                problem = pattern_error(pattern)
+                if problem is not None:
+                    r.fail(f"{key}.events[{j}]", problem)
         secret = None
         if "secret" in t:
             secret = r.string(t["secret"], f"{key}.secret")
@@ -57,5 +66,23 @@ def load_webhooks(r: Reader, data: Mapping[str, object]) -> tuple[WebhookConfig,
             if not secret.startswith("whsec_"):
                 # The key itself is checked when serve or the CLI opens the outbox.
                 r.fail(f"{key}.secret", 'expected a Standard Webhooks secret "whsec_<base64>"')
-        hooks.append(WebhookConfig(url=url, events=events, secret=secret))
+        domain = None
+        if "domain" in t:
+            domain = domain_name(r, r.string(t["domain"], f"{key}.domain"), f"{key}.domain")
+        account = None
+        if "account" in t:
+            text = r.string(t["account"], f"{key}.account")
+            try:
+                account = canonical_address(text)
+            except AddressError:
+                r.fail(f"{key}.account", f"expected a mail address, got {show(text)}")
+        flags = {}
+        for flag in ("ordered", "enabled"):
+            if flag in t:
+                flags[flag] = r.typed(t[flag], f"{key}.{flag}", bool, "true or false")
+        hooks.append(
+            WebhookConfig(
+                url=url, events=events, secret=secret, domain=domain, account=account, **flags
+            )
+        )
     return tuple(hooks)

@@ -11,7 +11,6 @@ receiver can switch keys without losing a delivery.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import sqlite3
@@ -21,24 +20,21 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from mailstead.events import Event
+from mailstead.events import Event, matches
 from mailstead.webhooks.signing import InvalidSecretError, generate_secret, parse_secret
 
-__all__ = ["ROTATION_GRACE", "Endpoint", "EndpointRegistry", "matches"]
+__all__ = ["ROTATION_GRACE", "ConfiguredEndpoint", "Endpoint", "EndpointRegistry"]
 
 #: How long a rotated-out secret still signs deliveries (24 h).
 ROTATION_GRACE = 24 * 3600.0
+
+_DISABLED_BY_CONFIG = "enabled = false in the config"
 
 # Endpoints are re-read this often, so one added by the CLI (another
 # process) starts receiving events within a second or so.
 _REFRESH = 1.0
 
 Transaction = Callable[[], AbstractContextManager[sqlite3.Connection]]
-
-
-def matches(pattern: str, event_type: str) -> bool:
-    """Shell-style match of a dotted event name: ``message.*``, ``*.failed``, ``*``."""
-    return fnmatch.fnmatchcase(event_type, pattern)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +107,19 @@ def _endpoint(row: Sequence[object]) -> Endpoint:
         source=str(row[9]),
         created_at=float(str(row[10])),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredEndpoint:
+    """What ``[[webhooks]]`` says of one endpoint (``config.webhooks.WebhookConfig``)."""
+
+    url: str
+    events: tuple[str, ...]
+    secret: str | None = None
+    domain: str | None = None
+    account: str | None = None
+    ordered: bool = False
+    enabled: bool = True
 
 
 def config_endpoint_id(url: str) -> str:
@@ -272,22 +281,20 @@ class EndpointRegistry:
         self._changed()
         return new
 
-    def sync_config(self, configured: Sequence[tuple[str, Sequence[str], str | None]]) -> None:
-        """Make the config endpoints match ``[[webhooks]]``: (url, events, secret) each.
+    def sync_config(self, configured: Sequence[ConfiguredEndpoint]) -> None:
+        """Make the config endpoints match ``[[webhooks]]``.
 
         An endpoint whose secret the file leaves out keeps the one made for
         it the first time (``webhook list --show-secrets``); one no longer in
         the file is removed, with its pending deliveries.
         """
-        for url, _, secret in configured:
-            if secret is not None:
+        for c in configured:
+            if c.secret is not None:
                 try:
-                    parse_secret(secret)
+                    parse_secret(c.secret)
                 except InvalidSecretError as exc:
-                    raise InvalidSecretError(f"[[webhooks]] {url}: secret: {exc}") from None
-        wanted = {
-            config_endpoint_id(url): (url, events, secret) for url, events, secret in configured
-        }
+                    raise InvalidSecretError(f"[[webhooks]] {c.url}: secret: {exc}") from None
+        wanted = {config_endpoint_id(c.url): c for c in configured}
         with self._transaction() as conn:
             rows = conn.execute(
                 "SELECT id, secrets FROM webhook_endpoints WHERE source = 'config'"
@@ -301,18 +308,35 @@ class EndpointRegistry:
                     " WHERE endpoint_id = ? AND state = 'pending'",
                     (self._clock(), endpoint_id),
                 )
-            for endpoint_id, (url, events, secret) in wanted.items():
+            for endpoint_id, c in wanted.items():
                 if endpoint_id not in present:
                     self._insert(
-                        conn, endpoint_id, url, events, secret or generate_secret(),
-                        None, None, False, "config",
+                        conn, endpoint_id, c.url, c.events, c.secret or generate_secret(),
+                        c.domain, c.account, c.ordered, "config",
                     )  # fmt: skip
-                    continue
-                secrets = present[endpoint_id]
-                if secret is not None and (not secrets or secrets[0][0] != secret):
-                    secrets = [[secret, None]]
-                conn.execute(
-                    "UPDATE webhook_endpoints SET url = ?, events = ?, secrets = ? WHERE id = ?",
-                    (url, json.dumps(list(events)), json.dumps(secrets), endpoint_id),
-                )
+                else:
+                    secrets = present[endpoint_id]
+                    if c.secret is not None and (not secrets or secrets[0][0] != c.secret):
+                        secrets = [[c.secret, None]]
+                    conn.execute(
+                        "UPDATE webhook_endpoints SET url = ?, events = ?, secrets = ?,"
+                        " domain = ?, account = ?, ordered = ? WHERE id = ?",
+                        (
+                            c.url,
+                            json.dumps(list(c.events)),
+                            json.dumps(secrets),
+                            c.domain,
+                            c.account,
+                            int(c.ordered),
+                            endpoint_id,
+                        ),
+                    )
+                if not c.enabled:
+                    self._set_enabled(conn, endpoint_id, False, _DISABLED_BY_CONFIG)
+                else:  # back on once the file says so; other reasons stay
+                    conn.execute(
+                        "UPDATE webhook_endpoints SET enabled = 1, disabled_reason = NULL"
+                        " WHERE id = ? AND disabled_reason = ?",
+                        (endpoint_id, _DISABLED_BY_CONFIG),
+                    )
         self._changed()
