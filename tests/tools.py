@@ -52,6 +52,7 @@ TOOLS: dict[str, Tool] = {
         Tool("fetchmail", "fetchmail", ("fetchmail", "-V"), ("+SSL",)),
         Tool("getmail", "getmail6", ("getmail", "--version"), ("getmail 6",)),
         Tool("mpop", "mpop", ("mpop", "--version"), ("TLS/SSL library: GnuTLS",)),
+        Tool("redis-server", "redis-server", ("redis-server", "--version"), ("Redis server v=",)),
     )
 }
 

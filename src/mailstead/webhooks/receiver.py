@@ -30,7 +30,11 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from mailstead.webhooks.idempotency import IdempotencyStore, MemoryIdempotencyStore
+from mailstead.webhooks.idempotency import (
+    IdempotencyStore,
+    IdempotencyStoreError,
+    MemoryIdempotencyStore,
+)
 from mailstead.webhooks.signing import (
     DEFAULT_TOLERANCE,
     Verified,
@@ -348,7 +352,8 @@ def _ok(result: HandleResult) -> HttpReply:
 
 
 def _failure(exc: Exception) -> HttpReply:
-    """401 bad signature, 413 too large, 400 bad payload, 500 a handler raised (sender retries)."""
+    """401 bad signature, 413 too large, 400 bad payload; 500 (the sender retries) when a
+    handler raised or the idempotency store failed."""
     if isinstance(exc, WebhookVerificationError):
         log.warning("webhook refused: %s", exc)
         return _json(401, error=str(exc))
@@ -357,5 +362,8 @@ def _failure(exc: Exception) -> HttpReply:
     if isinstance(exc, PayloadError):
         log.warning("webhook refused: %s", exc)
         return _json(400, error=str(exc))
+    if isinstance(exc, IdempotencyStoreError):
+        log.error("webhook idempotency store failed: %s", exc)
+        return _json(500, error="idempotency store unavailable")
     log.error("webhook handler failed", exc_info=exc)
     return _json(500, error="handler failed")
