@@ -50,6 +50,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("store", ("mailstead.store.*",)),
     # DKIM signing and the DNS records to publish (SPF, DMARC, ARC to come).
     ("mailauth", ("mailstead.mailauth.*",)),
+    # Interface addresses: live (netlink), DHCP, persistence writers.
+    ("netconfig", ("mailstead.netconfig.*",)),
     # The MTA's decisions: receiver, queue, routing, outbound engine, DSNs.
     ("mta", ("mailstead.mta.*",)),
     # asyncio sessions, listeners, the SMTP client's sockets, the supervisor.

@@ -53,6 +53,13 @@ TOOLS: dict[str, Tool] = {
         Tool("getmail", "getmail6", ("getmail", "--version"), ("getmail 6",)),
         Tool("mpop", "mpop", ("mpop", "--version"), ("TLS/SSL library: GnuTLS",)),
         Tool("redis-server", "redis-server", ("redis-server", "--version"), ("Redis server v=",)),
+        Tool("ip", "iproute2", ("ip", "-j", "link", "show", "lo"), ('"ifname":"lo"',)),
+        Tool("setpriv", "util-linux", ("setpriv", "--help"), ("--bounding-set",)),
+        Tool("dnsmasq", "dnsmasq-base", ("dnsmasq", "--version"), ("DHCP",)),
+        Tool("dhclient", "isc-dhcp-client", ("dhclient", "--version"), ("isc-dhclient-4",)),
+        Tool("netplan", "netplan.io", ("netplan", "info"), ("netplan.io",)),
+        Tool("ifup", "ifupdown", ("ifup", "--version"), ("ifup version 0.8",)),
+        Tool("systemd-analyze", "systemd", ("systemd-analyze", "--version"), ("systemd ",)),
     )
 }
 

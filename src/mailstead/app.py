@@ -183,6 +183,29 @@ class ListenError(Exception):
     """A listening socket could not be opened (address in use, no permission)."""
 
 
+class SourceAddressError(ListenError):
+    """A configured outbound source address is on no interface of this host."""
+
+
+def check_source_addresses(config: Config) -> None:
+    """Refuse to serve when mail would leave from an address the host lacks."""
+    delivery = config.delivery
+    keys = {delivery.source_ip: "delivery.source_ip"} if delivery.source_ip else {}
+    for domain, address in delivery.source_ip_by_domain.items():
+        keys.setdefault(address, f"delivery.source_ip_by_domain.{domain}")
+    for address, key in keys.items():
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        # Binding to a local address succeeds only where an interface has it.
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind((address, 0))
+            except OSError:
+                raise SourceAddressError(
+                    f"{key}: {address} is on no interface of this host "
+                    f"(add it: mailstead net add IFACE {address}/PREFIX)"
+                ) from None
+
+
 async def start(
     config: Config,
     limits: SMTPLimits | None = None,
@@ -451,6 +474,7 @@ def serve(config: Config) -> None:
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(message)s")
     limits = SMTPLimits()
+    check_source_addresses(config)
     # A bad [[webhooks]] secret stops serve here, once, not in every worker;
     # leases left by workers killed mid-POST are freed: none runs yet.
     with open_outbox(config) as outbox:

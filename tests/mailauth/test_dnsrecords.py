@@ -53,7 +53,9 @@ def test_zone_file_text(config: Path) -> None:
     assert records_[5] == (
         '_smtp._tls.example.test. 3600 IN TXT "v=TLSRPTv1; rua=mailto:postmaster@example.test"'
     )
-    assert len(records_) == 6
+    assert records_[6] == "25.2.0.192.in-addr.arpa. 3600 IN PTR mail.example.test."
+    assert lines[-2].startswith("; reverse DNS of 192.0.2.25, where example.test mail leaves")
+    assert len(records_) == 7
     # The RSA key is longer than one character-string: split, each ≤255 octets.
     strings = re.findall(r'"([^"]*)"', records_[2])
     assert len(strings) == 2
@@ -65,7 +67,7 @@ def test_json_is_stable_and_matches_the_text(config: Path) -> None:
     result = run(config, "dns-records", "example.test", "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
-    assert [sorted(row) for row in rows] == [["name", "type", "value"]] * 6
+    assert [sorted(row) for row in rows] == [["name", "type", "value"]] * 7
     assert [(r["type"], r["name"]) for r in rows][:2] == [
         ("MX", "example.test."),
         ("TXT", "example.test."),
@@ -164,3 +166,33 @@ def test_zone_text_quotes_txt() -> None:
     assert zone_text([rec], ttl=60) == (
         '; a comment\nx.example.test. 60 IN TXT "say \\"hi\\" \\\\o/"\n'
     )
+
+
+def test_each_domain_gets_the_spf_and_ptr_of_its_own_address(tmp_path: Path) -> None:
+    path = tmp_path / "mailstead.toml"
+    path.write_text(
+        'hostname = "mx.example.test"\ndomains = ["example.test", "b.test", "c.test"]\n'
+        '[delivery]\nsource_ip = "192.0.2.25"\nhelo_name = "out.example.test"\n'
+        '[delivery.source_ip_by_domain]\n"B.test" = "2001:db8::b"\n"c.test" = "192.0.2.26"\n'
+    )
+    config = load_config(path)
+
+    def spf_and_ptr(domain: str) -> list[tuple[str, str]]:
+        recs = records(config, domain)
+        return [(recs[1].value, "")] + [(r.name, r.value) for r in recs if r.type == "PTR"]
+
+    assert spf_and_ptr("example.test") == [
+        ("v=spf1 mx ip4:192.0.2.25 ~all", ""),
+        ("25.2.0.192.in-addr.arpa.", "out.example.test."),
+    ]
+    assert spf_and_ptr("b.test") == [
+        ("v=spf1 mx ip6:2001:db8::b ~all", ""),
+        (
+            "b.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.",
+            "out.example.test.",
+        ),
+    ]
+    assert spf_and_ptr("c.test") == [
+        ("v=spf1 mx ip4:192.0.2.26 ~all", ""),
+        ("26.2.0.192.in-addr.arpa.", "out.example.test."),
+    ]

@@ -15,7 +15,8 @@ __all__ = ["dns_records"]
 @click.pass_context
 @one_line_errors
 def dns_records(ctx: click.Context, domain: str, as_json: bool) -> None:
-    """Print the MX, SPF, DKIM, DMARC and TLS-RPT records to publish for DOMAIN.
+    """Print the MX, SPF, DKIM, DMARC and TLS-RPT records to publish for DOMAIN,
+    and the PTR record to ask for for each address its mail leaves from.
 
     Creates the domain's DKIM keys if it has none.
     """

@@ -10,6 +10,7 @@ import click
 from mailstead.cli.alias import alias
 from mailstead.cli.dns_records import dns_records
 from mailstead.cli.init import init
+from mailstead.cli.net import net
 from mailstead.cli.queue import queue
 from mailstead.cli.send import send
 from mailstead.cli.serve import serve
@@ -34,5 +35,5 @@ def main(ctx: click.Context, config_path: Path) -> None:
     ctx.obj = config_path
 
 
-for _command in (init, serve, user, alias, queue, send, dns_records, webhook):
+for _command in (init, serve, user, alias, queue, send, dns_records, webhook, net):
     main.add_command(_command)

@@ -23,6 +23,7 @@ from mailstead.config.delivery import DEFAULT_DELAY_WARNING, DeliveryConfig
 from mailstead.config.http_client import HttpClientConfig
 from mailstead.config.limits import ConnectionLimitsConfig
 from mailstead.config.listen import ListenConfig
+from mailstead.config.network import DeclaredAddress, NetworkConfig
 from mailstead.config.pop3 import Pop3Config
 from mailstead.config.reader import ConfigError
 from mailstead.config.root import Config, load_config
@@ -38,10 +39,12 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConnectionLimitsConfig",
+    "DeclaredAddress",
     "DeliveryConfig",
     "HostPort",
     "HttpClientConfig",
     "ListenConfig",
+    "NetworkConfig",
     "Pop3Config",
     "StorageConfig",
     "TLSConfig",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from mailstead.addresses import AddressError, normalize_domain, split_address
 from mailstead.config.reader import Reader, domain_name, duration, show
 from mailstead.config.values import HostPort, parse_duration, parse_hostport
 
@@ -29,6 +30,9 @@ class DeliveryConfig:
     smtp_port: int = 25
     #: Local address outbound connections are bound to; ``None`` lets the kernel choose.
     source_ip: str | None = None
+    #: Sender domain (normalised) -> the local address its mail leaves from,
+    #: instead of ``source_ip``; for a domain's own reputation, PTR and SPF.
+    source_ip_by_domain: dict[str, str] = field(default_factory=dict)
     #: Name sent in EHLO/HELO to remote servers; defaults to ``Config.hostname``.
     helo_name: str = ""
     #: Seconds to wait after the 1st, 2nd, … temporary failure; the last
@@ -43,11 +47,30 @@ class DeliveryConfig:
     #: is deferred (4.7.4) instead. Off by default: STARTTLS is opportunistic.
     require_tls: bool = False
 
+    def source_for(self, sender: str) -> str | None:
+        """The local address mail from ``sender`` (an envelope address) leaves from."""
+        if self.source_ip_by_domain and sender:
+            try:
+                domain = normalize_domain(split_address(sender)[1])
+            except AddressError:
+                return self.source_ip
+            return self.source_ip_by_domain.get(domain, self.source_ip)
+        return self.source_ip
+
+    @property
+    def source_addresses(self) -> frozenset[str]:
+        """Every configured local address outbound mail leaves from."""
+        found = set(self.source_ip_by_domain.values())
+        if self.source_ip:
+            found.add(self.source_ip)
+        return frozenset(found)
+
 
 _KEYS = (
     "dns_servers",
     "smtp_port",
     "source_ip",
+    "source_ip_by_domain",
     "helo_name",
     "retry_schedule",
     "max_lifetime",
@@ -68,6 +91,16 @@ def _resolver(text: str) -> HostPort:
     return host, port
 
 
+def _source_address(r: Reader, text: str, key: str) -> str:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        r.fail(key, f"expected an IP address, got {show(text)}")
+    if ip.is_unspecified or ip.is_multicast:
+        r.fail(key, f"expected an address of this host, got {show(text)}")
+    return str(ip)
+
+
 def load_delivery(r: Reader, data: Mapping[str, object], hostname: str) -> DeliveryConfig:
     """The ``[delivery]`` table of ``data``; ``helo_name`` defaults to ``hostname``."""
     t = r.table(data, "delivery", "", _KEYS)
@@ -82,12 +115,17 @@ def load_delivery(r: Reader, data: Mapping[str, object], hostname: str) -> Deliv
         r.fail("delivery.smtp_port", f"expected a port 1-65535, got {port}")
 
     source_text = r.string(t.get("source_ip", ""), "delivery.source_ip")
-    source_ip: str | None = None
-    if source_text:
-        try:
-            source_ip = str(ipaddress.ip_address(source_text))
-        except ValueError:
-            r.fail("delivery.source_ip", f"expected an IP address, got {show(source_text)}")
+    source_ip = _source_address(r, source_text, "delivery.source_ip") if source_text else None
+    by_domain: dict[str, str] = {}
+    table = r.typed(
+        t.get("source_ip_by_domain", {}), "delivery.source_ip_by_domain", dict, "a table"
+    )
+    for name, value in table.items():
+        key = f"delivery.source_ip_by_domain.{name}"
+        domain = domain_name(r, name, key)
+        if domain in by_domain:
+            r.fail(key, f"{domain} is listed twice")
+        by_domain[domain] = _source_address(r, r.string(value, key), key)
 
     helo_text = r.string(t.get("helo_name", ""), "delivery.helo_name")
     helo_name = domain_name(r, helo_text, "delivery.helo_name") if helo_text else hostname
@@ -113,6 +151,7 @@ def load_delivery(r: Reader, data: Mapping[str, object], hostname: str) -> Deliv
         dns_servers=tuple(dns_servers),
         smtp_port=port,
         source_ip=source_ip,
+        source_ip_by_domain=by_domain,
         helo_name=helo_name,
         retry_schedule=schedule,
         max_lifetime=max_lifetime,

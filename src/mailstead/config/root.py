@@ -18,6 +18,7 @@ from mailstead.config.delivery import DeliveryConfig, load_delivery
 from mailstead.config.http_client import HttpClientConfig, load_http_client
 from mailstead.config.limits import ConnectionLimitsConfig, load_limits
 from mailstead.config.listen import ListenConfig, load_listen
+from mailstead.config.network import NetworkConfig, load_network
 from mailstead.config.pop3 import Pop3Config, load_pop3
 from mailstead.config.reader import ConfigError, Reader, domain_name
 from mailstead.config.storage import StorageConfig, load_storage
@@ -58,6 +59,8 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     #: Connection limits of every listener.
     limits: ConnectionLimitsConfig = field(default_factory=ConnectionLimitsConfig)
+    #: Interface addresses declared for the host (``mailstead net apply``).
+    network: NetworkConfig = field(default_factory=NetworkConfig)
     #: Server processes sharing the listening sockets; 0 means one per CPU.
     workers: int = 0
 
@@ -87,6 +90,7 @@ _TOP_KEYS = {
     "pop3",
     "auth",
     "limits",
+    "network",
 }
 
 
@@ -139,6 +143,7 @@ def _build(data: dict[str, object], path: Path, r: Reader) -> Config:
     pop3 = load_pop3(r, data)
     auth = load_auth(r, data)
     limits = load_limits(r, data)
+    network = load_network(r, data)
 
     workers = r.typed(data.get("workers", 0), "workers", int, "a whole number")
     if not 0 <= workers <= 256:
@@ -159,4 +164,5 @@ def _build(data: dict[str, object], path: Path, r: Reader) -> Config:
         pop3=pop3,
         auth=auth,
         limits=limits,
+        network=network,
     )

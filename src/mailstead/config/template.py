@@ -51,6 +51,8 @@ retry_schedule = ["1m", "5m", "15m", "30m", "1h", "2h", "4h", "8h"]
 max_lifetime = "5d"
 delay_warning = "4h"                # tell the sender once if still undelivered; "0" = never
 require_tls  = false                # true: never hand mail over without STARTTLS
+# [delivery.source_ip_by_domain]    # per sender domain, instead of source_ip
+# "example.test" = "192.0.2.26"     # its mail leaves from this address
 
 [http_client]                       # HTTP requests the server makes (webhooks)
 allow_networks = []                 # private/loopback networks they may reach,
@@ -87,6 +89,12 @@ shutdown_timeout   = "30s"          # after SIGTERM, workers still running then
 # account = "alice@example.test"    # only this mailbox's events (or domain = "…")
 # ordered = false                   # true: one at a time per account, in order
 # enabled = true
+
+# [[network.addresses]]             # addresses `mailstead net apply` keeps on the host
+# iface   = "eth0"
+# cidr    = "192.0.2.25/24"
+# label   = "eth0:1"                # IPv4 only; the old `ifconfig eth0:1` alias name
+# persist = "auto"                  # or ifupdown, ifcfg, nm, netplan, networkd; "none"
 """
 
 

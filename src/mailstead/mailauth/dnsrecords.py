@@ -7,7 +7,9 @@ domain:
   (RFC 5321 §5.1). The hostname needs A/AAAA records, not a CNAME
   (RFC 2181 §10.3).
 * **SPF** ``v=spf1 mx ~all`` (RFC 7208): the domain's MX hosts (this one)
-  send its mail, plus ``ip4:``/``ip6:`` for ``delivery.source_ip`` if set.
+  send its mail, plus ``ip4:``/``ip6:`` for the address its mail leaves
+  from: its ``delivery.source_ip_by_domain`` entry, else
+  ``delivery.source_ip``, if set.
   ``~all`` (softfail) rather than ``-all``: with DKIM and DMARC published,
   a receiver that rejects on an SPF ``fail`` before evaluating DMARC would
   refuse legitimately forwarded mail whose DKIM signature still verifies
@@ -22,6 +24,11 @@ domain:
   with ``p=none`` and reads the aggregate reports first. Reports go to
   postmaster, which RFC 5321 §4.5.1 requires to exist anyway; being in the
   same domain, it needs no RFC 7489 §7.1 authorisation record.
+* **PTR** for each such address, pointing at the EHLO name: not in the
+  domain's zone but in the reverse zone of whoever holds the address (the
+  hosting provider), to be asked for. Receivers check that the address's
+  name resolves back to it (forward-confirmed reverse DNS, RFC 8601 §3
+  ``iprev``; RFC 5321 §4.1.4 is why the EHLO name is the one to use).
 * **TLS-RPT** ``_smtp._tls.<domain>`` ``v=TLSRPTv1; rua=mailto:postmaster@…``
   (RFC 8460 §3): harmless, and tells the operator when senders fail TLS.
   MTA-STS is not suggested: it needs an HTTPS policy host this server does
@@ -56,18 +63,20 @@ class DNSRecordsError(Exception):
 class Record:
     """One suggested resource record, in presentation form."""
 
-    #: ``"MX"`` or ``"TXT"``.
+    #: ``"MX"``, ``"TXT"`` or ``"PTR"``.
     type: str
     #: Absolute owner name with the final dot, e.g. ``_dmarc.example.test.``.
     name: str
-    #: RDATA: ``10 mail.example.test.`` for MX, the unquoted string for TXT.
+    #: RDATA: ``10 mail.example.test.`` for MX, the unquoted string for TXT,
+    #: the EHLO name for PTR.
     value: str
     #: What the record is for, one line (printed as a zone-file comment).
     comment: str
 
 
 def records(config: Config, domain: str) -> list[Record]:
-    """The MX, SPF, DKIM, DMARC and TLS-RPT records to publish for ``domain``.
+    """The MX, SPF, DKIM, DMARC and TLS-RPT records to publish for ``domain``,
+    and the PTR records to ask for, one per address its mail leaves from.
 
     Creates the domain's DKIM keys if it has none. Raises
     :class:`DNSRecordsError` if ``domain`` is not one of ``config.domains``.
@@ -90,7 +99,7 @@ def records(config: Config, domain: str) -> list[Record]:
         Record(
             "TXT",
             f"{name}.",
-            _spf(config),
+            _spf(config, name),
             "SPF: the MX hosts send this domain's mail; others softfail, DMARC decides",
         ),
     ]
@@ -112,14 +121,29 @@ def records(config: Config, domain: str) -> list[Record]:
             "TLS-RPT: senders report TLS failures to postmaster",
         ),
     ]
+    helo = config.delivery.helo_name or config.hostname
+    for ip in _sources(config, name):
+        out.append(
+            Record(
+                "PTR",
+                ip.reverse_pointer + ".",
+                f"{helo}.",
+                f"reverse DNS of {ip}, where {name} mail leaves from: ask the holder of "
+                f"{ip} (the hosting provider) for it; {helo} needs an A/AAAA record to {ip}",
+            )
+        )
     return out
 
 
-def _spf(config: Config) -> str:
-    terms = ["v=spf1", "mx"]
-    if config.delivery.source_ip:
-        ip = ipaddress.ip_address(config.delivery.source_ip)
-        terms.append(f"ip{ip.version}:{ip}")
+def _sources(config: Config, domain: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses mail from ``domain`` leaves from (none: the kernel chooses)."""
+    address = config.delivery.source_for(f"postmaster@{domain}")
+    return [ipaddress.ip_address(address)] if address else []
+
+
+def _spf(config: Config, domain: str) -> str:
+    # RFC 7208 §5.6: ip4/ip6 mechanisms name the sending address itself.
+    terms = ["v=spf1", "mx", *(f"ip{ip.version}:{ip}" for ip in _sources(config, domain))]
     terms.append("~all")
     return " ".join(terms)
 

@@ -31,13 +31,11 @@ from mailstead.clock import Clock
 from mailstead.config import Config
 from mailstead.directory import Directory
 from mailstead.dns import Resolver
-from mailstead.durable import Staged, publish_all
 from mailstead.events import Event
 from mailstead.limits import WebhookLimits
 from mailstead.mailauth.dkim import DKIMError, DKIMSigner, signing_domain
-from mailstead.message import trace
-from mailstead.mta import dsn, mail_events, schedule
-from mailstead.mta.envelope import Attempt, QueuedMessage, QueuedRecipient, RecipientStatus
+from mailstead.mta import dsn, local_delivery, mail_events, notices, schedule
+from mailstead.mta.envelope import Attempt, QueuedMessage, RecipientStatus
 from mailstead.mta.queue import Queue
 from mailstead.mta.routing import Route, RoutingError, route
 from mailstead.mta.transport import HostTransport, OutboundMessage, SessionPolicy
@@ -292,15 +290,26 @@ class Outbound:
         return content
 
     async def _deliver_remote(self, found: Route, jobs: list[_Job]) -> None:
-        remaining = [job for job in jobs if job.recipients]
+        # Each sender domain may leave from its own address
+        # ([delivery.source_ip_by_domain]): one session per source address.
+        delivery = self.config.delivery
+        by_source: dict[str | None, list[_Job]] = {}
+        for job in jobs:
+            if job.recipients:
+                by_source.setdefault(delivery.source_for(job.message.sender), []).append(job)
+        for source_ip, group in by_source.items():
+            policy = SessionPolicy(
+                delivery.helo_name or self.config.hostname,
+                source_ip=source_ip,
+                require_tls=delivery.require_tls,
+            )
+            await self._deliver_from(found, group, policy)
+
+    async def _deliver_from(self, found: Route, jobs: list[_Job], policy: SessionPolicy) -> None:
+        remaining = jobs
         last: Reply | None = None
         permanent_only = True
         delivery = self.config.delivery
-        policy = SessionPolicy(
-            delivery.helo_name or self.config.hostname,
-            source_ip=delivery.source_ip,
-            require_tls=delivery.require_tls,
-        )
         for dest in found.destinations:
             for address in dest.addresses:
                 if not remaining:
@@ -375,60 +384,19 @@ class Outbound:
     def _deliver_locally(self, jobs: list[_Job]) -> None:
         """Recipients in our own domains that reached the queue (an alias added later, a retry)."""
         for job in jobs:
-            received_at = job.message.received_at
             body = job.content.replace(b"\r\n", b"\n")
             for rcpt in job.recipients:
-                resolution = self.directory.resolve(rcpt.address)
-                if resolution is None or not resolution.mailboxes:
-                    reply = Reply(550, "5.1.1", "No such user here")
-                    self._outcome(job, rcpt, Outcome.FAILED, reply, None)
-                    continue
-                sender = job.message.sender
-                staged: list[Staged] = []
-                try:
-                    # All of the recipient's mailboxes or none, so the retry
-                    # after a failure gives no mailbox a second copy.
-                    for mailbox in sorted(resolution.mailboxes):
-                        headers = trace.final_delivery(sender, mailbox)
-                        staged.append(
-                            self.store.stage(mailbox, (headers, body), sender, received_at)
-                        )
-                    publish_all(staged)
-                    self._received_locally(job, rcpt.address, sorted(resolution.mailboxes), body)
-                except OSError as exc:
-                    for copy in staged:  # those staged before the failure
-                        copy.close()
-                    log.error(
-                        "%s: local delivery to <%s> failed: %s",
-                        job.message.id,
-                        log_text(rcpt.address),
-                        log_text(str(exc)),
-                    )
-                    reply = Reply(451, "4.3.0", "Local delivery failed")
-                    self._outcome(job, rcpt, Outcome.DEFERRED, reply, None)
-                    continue
-                self._outcome(job, rcpt, Outcome.DELIVERED, Reply(250, "2.0.0", "OK"), None)
-
-    def _received_locally(
-        self, job: _Job, recipient: str, mailboxes: Sequence[str], body: bytes
-    ) -> None:
-        sink = self.queue.events
-        if sink is None or not sink.wants("message.received"):
-            return
-        message = job.message
-        for mailbox in mailboxes:
-            job.events.append(
-                mail_events.received(
-                    queue_id=message.id,
-                    mailbox=mailbox,
-                    rcpt_to=recipient,
-                    mail_from=message.sender,
-                    content=body,
-                    client=None,
+                result = local_delivery.deliver(
+                    job.message,
+                    rcpt.address,
+                    body,
+                    directory=self.directory,
+                    store=self.store,
+                    sink=self.queue.events,
                     max_body_bytes=self.webhook_limits.max_body_bytes,
-                    received_at=message.received_at,
                 )
-            )
+                job.events += result.events
+                self._outcome(job, rcpt, result.outcome, result.reply, None)
 
     # -- outcomes --------------------------------------------------------------------
 
@@ -548,7 +516,10 @@ class Outbound:
             for job in jobs:
                 if job.failures:
                     notified = self._notify(job, "failed", job.failures, now)
-                    self._failure_events(job, notified)
+                    if self.queue.events is not None:
+                        job.events += notices.failure_events(
+                            self.queue.events, job.message, job.failures, job.expired, notified
+                        )
                 if job.successes:
                     self._notify(job, "delivered", job.successes, now)
             finished = self.queue.record_many(
@@ -557,40 +528,6 @@ class Outbound:
             for job in jobs:
                 if job.message.id not in finished:
                     self._warn_if_delayed(job, now)
-
-    def _failure_events(self, job: _Job, notified: bool) -> None:
-        """message.bounced or message.expired for each failed recipient of ``job``."""
-        sink = self.queue.events
-        if sink is None:
-            return
-        message = job.message
-        for rcpt, reply, remote in job.failures:
-            # Whether this recipient's failure was in the DSN that went out.
-            dsn_sent = notified and dsn.should_notify("failed", rcpt.notify)
-            if rcpt.address in job.expired:
-                if sink.wants("message.expired"):
-                    job.events.append(
-                        mail_events.expired(
-                            message.id,
-                            message.sender,
-                            rcpt.address,
-                            rcpt.attempts + 1,
-                            " ".join(reply.lines),
-                            dsn_sent,
-                        )
-                    )
-            elif sink.wants("message.bounced"):
-                job.events.append(
-                    mail_events.bounced(
-                        message.id,
-                        message.sender,
-                        rcpt.address,
-                        rcpt.attempts + 1,
-                        reply,
-                        remote,
-                        dsn_sent,
-                    )
-                )
 
     def _warn_if_delayed(self, job: _Job, now: float) -> None:
         message = job.message
@@ -618,46 +555,19 @@ class Outbound:
         now: float,
     ) -> bool:
         """Queue a DSN to the sender for ``entries``; False if none is owed."""
-        message = job.message
-        if dsn.is_bounce(message.sender):
-            return False  # RFC 3461 §6.1: never a bounce for a bounce
-        wanted = [e for e in entries if dsn.should_notify(kind, e[0].notify)]
-        if not wanted:
-            return False
-        until = schedule.deadline(message.received_at, self.config.delivery.max_lifetime)
-        reports = [
-            dsn.RecipientReport(
-                final_recipient=rcpt.address,
-                # RFC 3464 §2.3.3: "relayed" when the next hop cannot report.
-                action=kind if kind != "delivered" else ("relayed" if remote else "delivered"),
-                status=dsn.status_from_reply(reply),
-                original_recipient=rcpt.orcpt,
-                remote_mta=remote.split(" ")[0] if remote else None,
-                diagnostic_code=dsn.smtp_diagnostic(reply) if remote else None,
-                last_attempt=now,
-                will_retry_until=until if kind == "delayed" else None,
-            )
-            for rcpt, reply, remote in wanted
-        ]
-        original = job.content or self.queue.open_message(message.id)
-        report = dsn.build_dsn(
+        sent = notices.queue_dsn(
+            self.queue,
+            job.message,
             kind,
+            entries,
             reporting_mta=self.config.hostname,
-            original_envelope=dsn.OriginalEnvelope(
-                message.sender, message.id, message.received_at, message.envid, message.ret
-            ),
-            recipients=reports,
-            original_message=original,
+            max_lifetime=self.config.delivery.max_lifetime,
+            original=job.content or self.queue.open_message(job.message.id),
             now=now,
         )
-        self.queue.enqueue(
-            dsn.DSN_SENDER,
-            [QueuedRecipient(message.sender)],
-            [report],
-            received_at=now,
-        )
-        self.wake()
-        return True
+        if sent:
+            self.wake()
+        return sent
 
 
 # What _outcome stores as last_error: "[host [ip] said: ]code enhanced text".

@@ -1,0 +1,87 @@
+"""Queued mail for our own domains, delivered to the mailboxes by the outbound MTA.
+
+Recipients reach the queue although they are local when an alias was
+added after the message was queued, or on a retry of a local delivery
+that failed; :func:`deliver` puts one recipient's copies in place.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from mailstead.directory import Directory
+from mailstead.durable import Staged, publish_all
+from mailstead.events import Event, EventSink
+from mailstead.message import trace
+from mailstead.mta import mail_events
+from mailstead.mta.envelope import QueuedMessage
+from mailstead.peertext import log_text
+from mailstead.proto.smtp.client_events import Outcome
+from mailstead.proto.smtp.replies import Reply
+from mailstead.store import MailboxStore
+
+__all__ = ["LocalResult", "deliver"]
+
+log = logging.getLogger("mailstead.outbound")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalResult:
+    """One recipient's fate, and the ``message.received`` events it owes."""
+
+    outcome: Outcome
+    reply: Reply
+    events: list[Event] = field(default_factory=list)
+
+
+def deliver(
+    message: QueuedMessage,
+    recipient: str,
+    body: bytes,
+    *,
+    directory: Directory,
+    store: MailboxStore,
+    sink: EventSink | None,
+    max_body_bytes: int,
+) -> LocalResult:
+    """Store ``body`` (LF line ends) in every mailbox ``recipient`` resolves to."""
+    resolution = directory.resolve(recipient)
+    if resolution is None or not resolution.mailboxes:
+        return LocalResult(Outcome.FAILED, Reply(550, "5.1.1", "No such user here"))
+    mailboxes = sorted(resolution.mailboxes)
+    staged: list[Staged] = []
+    try:
+        # All of the recipient's mailboxes or none, so the retry after a
+        # failure gives no mailbox a second copy.
+        for mailbox in mailboxes:
+            headers = trace.final_delivery(message.sender, mailbox)
+            copy = store.stage(mailbox, (headers, body), message.sender, message.received_at)
+            staged.append(copy)
+        publish_all(staged)
+    except OSError as exc:
+        for copy in staged:  # those staged before the failure
+            copy.close()
+        log.error(
+            "%s: local delivery to <%s> failed: %s",
+            message.id,
+            log_text(recipient),
+            log_text(str(exc)),
+        )
+        return LocalResult(Outcome.DEFERRED, Reply(451, "4.3.0", "Local delivery failed"))
+    events = []
+    if sink is not None and sink.wants("message.received"):
+        events = [
+            mail_events.received(
+                queue_id=message.id,
+                mailbox=mailbox,
+                rcpt_to=recipient,
+                mail_from=message.sender,
+                content=body,
+                client=None,
+                max_body_bytes=max_body_bytes,
+                received_at=message.received_at,
+            )
+            for mailbox in mailboxes
+        ]
+    return LocalResult(Outcome.DELIVERED, Reply(250, "2.0.0", "OK"), events)
