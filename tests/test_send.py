@@ -15,7 +15,6 @@ from mailstead.cli import main
 from mailstead.config import load_config
 from mailstead.message.compose import Body, build_message
 from mailstead.mta.queue import Queue
-from mailstead.templates.text import html_to_text
 
 
 @pytest.fixture
@@ -277,7 +276,7 @@ def test_html_file_with_derived_text_part(config: Path, tmp_path: Path) -> None:
     parts = _parts(raw)
     assert "<h1>Grüße</h1>" in parts["text/html"]
     assert parts["text/plain"] == (
-        "Grüße\n\nRead the news <https://example.test/n>.\n\n- one\n\n- two & three\n"
+        "Grüße\n\nRead the news [1].\n\n  * one\n  * two & three\n\n[1] https://example.test/n\n"
     )
 
 
@@ -326,7 +325,8 @@ def test_template_is_rendered_with_data_autoescaped(config: Path, tmp_path: Path
     assert result.exit_code == 0, result.output
     parts = _parts(inbox(config, "bob@example.test")[0])
     assert parts["text/html"] == (
-        "<body><p>Hello &lt;script&gt;alert(1)&lt;/script&gt;</p><i>a</i><i>b</i></body>\n"
+        "<html><head></head><body><p>Hello &lt;script&gt;alert(1)&lt;/script&gt;</p>"
+        "<i>a</i><i>b</i>\n</body></html>\n"
     )
     assert "<script>" not in parts["text/html"]
     assert parts["text/plain"] == "Hello <script>alert(1)</script>\n\nab\n"
@@ -340,7 +340,7 @@ def test_template_is_rendered_with_data_autoescaped(config: Path, tmp_path: Path
         ("<p>{{ name }}</p>", "{not json", "--data is not valid JSON"),
         ("<p>{{ name }}</p>", "[1, 2]", "--data must be a JSON object"),
         ('{% include "absent.html" %}', "{}", "absent.html"),
-        ("<p>{{ ''.__class__.__mro__ }}</p>", "{}", "welcome.html"),  # the sandbox
+        ("<p>{{ ''.__class__.__mro__ }}</p>", "{}", "welcome.html:1: access to attribute"),
     ],
 )
 def test_template_errors_are_one_line(
@@ -359,6 +359,7 @@ def test_template_errors_are_one_line(
         str(template),
         "--data",
         data,
+        "--untrusted",  # the sandbox
     )
     assert_one_line_error(result, reason)
     assert inbox(config, "bob@example.test") == []
@@ -459,20 +460,167 @@ def test_ascii_addresses_get_encoded_words() -> None:
     assert parse(raw).get_content().splitlines() == ["Hällo"]
 
 
+# --------------------------------------------------------------------------- templates
+
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2213bc60000000049454e44ae426082"
+)
+
+NEWS = """---
+subject: News for {{ name }}
+preheader: This week at Acme
+---
+<!doctype html>
+<html lang="en"><head><style>h1 { color: #0a6; }</style></head>
+<body><table role="presentation"><tr><td>
+<img src="logo.png" alt="Acme" width="100" height="30">
+<h1>Hello {{ name }}</h1><p>Read <a href="https://example.test/n">more</a>.</p>
+</td></tr></table></body></html>
+"""
+
+
+@pytest.fixture
+def news(tmp_path: Path) -> Path:
+    (tmp_path / "logo.png").write_bytes(PNG)
+    page = tmp_path / "news.html"
+    page.write_text(NEWS, encoding="utf-8")
+    return page
+
+
+def _send_template(config: Path, template: Path, data: str, *args: str) -> Result:
+    return run(
+        config,
+        "send",
+        "--from",
+        "alice@example.test",
+        "--template",
+        str(template),
+        "--data",
+        data,
+        *args,
+    )
+
+
+def test_a_template_gives_subject_text_part_and_inline_image(config: Path, news: Path) -> None:
+    result = _send_template(config, news, '{"name": "Bob"}', "--to", "bob@example.test")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("250 2.0.0 Ok: queued as ")
+    msg = parse(inbox(config, "bob@example.test")[0])
+    assert msg["Subject"] == "News for Bob"
+    assert [p.get_content_type() for p in msg.walk()] == [
+        "multipart/alternative",
+        "text/plain",
+        "multipart/related",
+        "text/html",
+        "image/png",
+    ]
+    plain = next(p for p in msg.walk() if p.get_content_type() == "text/plain")
+    assert isinstance(plain, EmailMessage)
+    assert plain.get_content() == (
+        "This week at Acme\n\n[Acme]\n\nHello Bob\n\nRead more [1].\n\n[1] https://example.test/n\n"
+    )
+
+
+def test_subject_option_wins_over_the_template(config: Path, news: Path) -> None:
+    result = _send_template(config, news, "{}", "--to", "bob@example.test", "--subject", "Mine")
+    assert_one_line_error(result, "news.html:9: 'name' is undefined")
+    result = _send_template(
+        config, news, '{"name": "x"}', "--to", "bob@example.test", "--subject", "Mine"
+    )
+    assert result.exit_code == 0, result.output
+    assert parse(inbox(config, "bob@example.test")[0])["Subject"] == "Mine"
+
+
+def test_lint_errors_refuse_the_message_unless_forced(config: Path, tmp_path: Path) -> None:
+    page = tmp_path / "form.html"
+    page.write_text(
+        '<html lang="en"><body><form action="https://x.test"><input></form></body></html>'
+    )
+    result = _send_template(config, page, "{}", "--to", "bob@example.test")
+    assert_one_line_error(
+        result,
+        f"the lint finds errors (see: mailstead template lint {page}); fix them or pass --force",
+    )
+    assert inbox(config, "bob@example.test") == []
+    result = _send_template(config, page, "{}", "--to", "bob@example.test", "--force")
+    assert result.exit_code == 0, result.output
+    assert len(inbox(config, "bob@example.test")) == 1
+
+
+def test_json_lines_send_one_personalised_message_per_line(
+    config: Path, news: Path, tmp_path: Path
+) -> None:
+    people = tmp_path / "people.jsonl"
+    people.write_text(
+        '{"name": "Bob"}\n'
+        "\n"
+        '{"name": "Alice", "to": "alice@example.test"}\n'
+        '{"name": "Both", "to": ["bob@example.test", "dave@remote.test"]}\n',
+        encoding="utf-8",
+    )
+    result = _send_template(config, news, f"@{people}", "--to", "bob@example.test")
+    assert result.exit_code == 0, result.output
+    assert "sending" in result.stderr  # the progress bar
+    assert (
+        result.stdout == "sent 3 message(s): 3 delivered locally, 1 queued for remote recipients\n"
+    )
+    assert [parse(m)["Subject"] for m in inbox(config, "bob@example.test")].count(
+        "News for Bob"
+    ) == 1
+    subjects = sorted(parse(m)["Subject"] for m in inbox(config, "bob@example.test"))
+    assert subjects == ["News for Both", "News for Bob"] or subjects == [
+        "News for Bob",
+        "News for Both",
+    ]
+    assert [parse(m)["Subject"] for m in inbox(config, "alice@example.test")] == ["News for Alice"]
+    (row,) = queued(config)
+    assert row["recipients"][0]["address"] == "dave@remote.test"  # type: ignore[index]
+
+
+def test_a_bad_line_stops_the_batch_and_says_where(
+    config: Path, news: Path, tmp_path: Path
+) -> None:
+    people = tmp_path / "people.jsonl"
+    people.write_text('{"name": "Bob"}\n{"nom": "x"}\n{"name": "never"}\n', encoding="utf-8")
+    result = _send_template(config, news, f"@{people}", "--to", "bob@example.test")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.endswith(
+        f"mailstead: {people}:2: {news}:9: 'name' is undefined; 1 message(s) sent before it\n"
+    )
+    assert len(inbox(config, "bob@example.test")) == 1
+
+
 @pytest.mark.parametrize(
-    ("markup", "text"),
+    ("lines", "reason"),
     [
-        ("", ""),
-        ("plain", "plain\n"),
-        ("a<br>b", "a\nb\n"),
-        ("<p>a</p><p>b</p>", "a\n\nb\n"),
-        ("<script>x()</script><p>shown</p>", "shown\n"),
-        ("<a href='https://x.test'>https://x.test</a>", "https://x.test\n"),
-        ("<a href='javascript:evil()'>click</a>", "click\n"),
-        ("<a href='mailto:a@x.test'>a@x.test</a>", "a@x.test\n"),
-        ("&lt;b&gt; &amp;amp;", "<b> &amp;\n"),
-        ("<table><tr><td>1</td><td>2</td></tr></table>", "1 2\n"),
+        ('{"name": "x"}\n', ":1: no 'to' in this line and no --to"),
+        ('{"name": "x", "to": 5}\n', ":1: 'to' must be an address or a list of addresses"),
+        ("[1]\n", ":1 must be a JSON object"),
+        ("{\n", ":1 is not valid JSON"),
+        ('{"name": "x", "to": "not-an-address"}\n', ":1: not-an-address: bad recipient address"),
     ],
 )
-def test_html_to_text(markup: str, text: str) -> None:
-    assert html_to_text(markup) == text
+def test_bad_json_lines(config: Path, news: Path, tmp_path: Path, lines: str, reason: str) -> None:
+    people = tmp_path / "p.jsonl"
+    people.write_text(lines)
+    result = _send_template(config, news, f"@{people}")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    bar, error = result.stderr.splitlines()  # the progress bar, then the reason
+    assert bar == "sending"
+    assert error.startswith(f"mailstead: {people}{reason}")
+
+
+def test_data_from_a_json_file(config: Path, news: Path, tmp_path: Path) -> None:
+    (tmp_path / "d.json").write_text('{"name": "Filed"}')
+    result = _send_template(config, news, f"@{tmp_path / 'd.json'}", "--to", "bob@example.test")
+    assert result.exit_code == 0, result.output
+    assert parse(inbox(config, "bob@example.test")[0])["Subject"] == "News for Filed"
+
+
+def test_a_template_without_to_is_a_usage_error(config: Path, news: Path) -> None:
+    result = _send_template(config, news, '{"name": "x"}')
+    assert result.exit_code == 2
+    assert "--to" in result.stderr

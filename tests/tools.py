@@ -60,6 +60,20 @@ TOOLS: dict[str, Tool] = {
         Tool("netplan", "netplan.io", ("netplan", "info"), ("netplan.io",)),
         Tool("ifup", "ifupdown", ("ifup", "--version"), ("ifup version 0.8",)),
         Tool("systemd-analyze", "systemd", ("systemd-analyze", "--version"), ("systemd ",)),
+        Tool(
+            "chromium",
+            "chromium",
+            (
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--user-data-dir=/tmp/mailstead-chromium-probe",
+                "--dump-dom",
+                "data:text/html,<b>probe-ok</b>",
+            ),
+            ("<b>probe-ok</b>",),
+        ),
     )
 }
 

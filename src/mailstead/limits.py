@@ -196,3 +196,21 @@ class WebhookLimits:
     # message.received: text and HTML bodies in the payload are cut here
     # (UTF-8 bytes, each), and flagged as truncated.
     max_body_bytes: int = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateLimits:
+    """What rendering one e-mail template may take, so a runaway or hostile
+    template (an endless loop, a huge file, a string multiplied into
+    gigabytes) ends with a clear error instead of a hung or killed process."""
+
+    # One template file, an included or extended one, or a --data document.
+    source_bytes: int = 1024 * 1024
+    # One --data value or one JSON-lines record.
+    data_bytes: int = 10 * 1024 * 1024
+    # Wall time of one Jinja2 render (the template's own code).
+    render_seconds: float = 5.0
+    # The rendered HTML, before and after CSS inlining (Gmail clips at ~102 KB).
+    output_bytes: int = 5 * 1024 * 1024
+    # The local images one message carries as cid: parts, all together.
+    image_bytes: int = 10 * 1024 * 1024

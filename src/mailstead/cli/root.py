@@ -14,6 +14,7 @@ from mailstead.cli.net import net
 from mailstead.cli.queue import queue
 from mailstead.cli.send import send
 from mailstead.cli.serve import serve
+from mailstead.cli.template import template
 from mailstead.cli.user import user
 from mailstead.cli.webhook import webhook
 
@@ -35,5 +36,5 @@ def main(ctx: click.Context, config_path: Path) -> None:
     ctx.obj = config_path
 
 
-for _command in (init, serve, user, alias, queue, send, dns_records, webhook, net):
+for _command in (init, serve, user, alias, queue, send, dns_records, webhook, net, template):
     main.add_command(_command)

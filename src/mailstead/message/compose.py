@@ -1,7 +1,9 @@
 """Building a message from its parts: the headers and a text and/or HTML body.
 
 From, To, Subject, Date, a Message-ID in the sender's domain, and a text
-part, an HTML part or both as ``multipart/alternative``. Bodies use 7-bit
+part, an HTML part or both as ``multipart/alternative``; the HTML and the
+images it refers to by ``cid:`` travel together as ``multipart/related``
+(RFC 2387). Bodies use 7-bit
 transfer encodings, so a remote server needs no 8BITMIME; only non-ASCII
 addresses need SMTPUTF8 (RFC 6531).
 """
@@ -18,7 +20,7 @@ from email.utils import format_datetime, localtime, make_msgid
 from mailstead.addresses import AddressError, normalize_domain, split_address
 from mailstead.proto.smtp.address import PathError, validate_mailbox
 
-__all__ = ["Body", "ComposeError", "build_message", "check_addresses"]
+__all__ = ["Body", "ComposeError", "Related", "build_message", "check_addresses"]
 
 
 class ComposeError(Exception):
@@ -26,11 +28,24 @@ class ComposeError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Related:
+    """A part the HTML refers to by a ``cid:`` URL (RFC 2392), such as an inline image."""
+
+    content_id: str  # an addr-spec, without the angle brackets
+    content: bytes
+    maintype: str
+    subtype: str
+    filename: str
+
+
+@dataclass(frozen=True, slots=True)
 class Body:
-    """The text and/or HTML content of a message to build (at least one of them)."""
+    """The text and/or HTML content of a message to build (at least one of them),
+    and the parts the HTML refers to."""
 
     text: str | None = None
     html: str | None = None
+    related: tuple[Related, ...] = ()
 
 
 def build_message(
@@ -72,12 +87,33 @@ def build_message(
         msg.set_content(_crlf_free(body.text), subtype="plain")
         if body.html is not None:
             msg.add_alternative(_crlf_free(body.html), subtype="html")
-            for part in msg.iter_parts():
-                del part["MIME-Version"]  # only the top level carries it (RFC 2045 §4)
     elif body.html is not None:
         msg.set_content(_crlf_free(body.html), subtype="html")
+    if body.html is not None and body.related:
+        _add_related(msg, body.related)
+    for part in msg.walk():
+        if part is not msg:
+            del part["MIME-Version"]  # only the top level carries it (RFC 2045 §4)
     content = msg.as_bytes()
     return content if content.endswith(b"\r\n") else content + b"\r\n"
+
+
+def _add_related(msg: EmailMessage, related: Sequence[Related]) -> None:
+    html = msg
+    for candidate in msg.iter_parts():
+        if candidate.get_content_type() == "text/html" and isinstance(candidate, EmailMessage):
+            html = candidate
+    for part in related:
+        html.add_related(
+            part.content,
+            maintype=part.maintype,
+            subtype=part.subtype,
+            cid=f"<{part.content_id}>",
+            filename=part.filename,
+            disposition="inline",
+        )
+    # RFC 2387 §3.1: the type parameter names the root part's type.
+    html.set_param("type", "text/html")
 
 
 def _msgid_domain(domain: str) -> str:

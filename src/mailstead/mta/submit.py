@@ -11,7 +11,9 @@ is stored unless every recipient is accepted, as an SMTP client that aborts
 on the first refused RCPT would do.
 
 The message is built by :mod:`mailstead.message.compose`; a ``--template``
-is rendered by :mod:`mailstead.templates.render`.
+is rendered by :mod:`mailstead.templates.pipeline` (the command line does
+that), and an ``--html`` file's text part is derived by
+:mod:`mailstead.templates.text`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from mailstead.limits import SMTPLimits
 from mailstead.message.compose import Body, ComposeError, check_addresses
 from mailstead.mta.receiver import Committed, Peer, Receiver, Refused
 from mailstead.proto.smtp.events import MailParams, RcptParams
-from mailstead.templates.render import TemplateError, render_template
 from mailstead.templates.text import html_to_text
 
 __all__ = ["SubmitError", "load_body", "owning_user", "submit"]
@@ -46,25 +47,9 @@ def _read_text(path: Path) -> str:
         raise SubmitError(f"{path}: not UTF-8 text") from None
 
 
-def load_body(
-    text: str | None,
-    html_file: Path | None,
-    template: Path | None,
-    data_json: str | None,
-) -> Body:
-    """The body the options of ``send`` describe; the text part is derived from HTML if absent."""
-    if html_file is not None and template is not None:
-        raise SubmitError("give --html or --template, not both")
-    if data_json is not None and template is None:
-        raise SubmitError("--data needs --template")
-    html_text: str | None = None
-    if html_file is not None:
-        html_text = _read_text(html_file)
-    elif template is not None:
-        try:
-            html_text = render_template(template, data_json)
-        except TemplateError as exc:
-            raise SubmitError(str(exc)) from None
+def load_body(text: str | None, html_file: Path | None) -> Body:
+    """The body ``--text`` and ``--html`` describe; the text part is derived from HTML if absent."""
+    html_text = _read_text(html_file) if html_file is not None else None
     if text is None and html_text is None:
         raise SubmitError("give a body: --text, --html or --template")
     if text is None and html_text is not None:

@@ -1,5 +1,8 @@
-"""HTML e-mail templates: rendering, and the text part derived from the HTML.
+"""HTML e-mail templates: render, inline, text part, lint, preview.
 
-Inlining CSS and linting against what each mail client supports join them
-here (see docs/architecture.md).
+``pipeline.EmailTemplate`` runs the stages in order: ``render`` (Jinja2,
+files read by ``source``), ``mjml``, ``inline`` (CSS), ``images`` (cid:
+parts) and ``text`` (the text/plain alternative); ``variables`` reads
+``--data``. ``lint`` checks the result against what each mail client
+supports, ``preview`` screenshots it (see docs/templates.md).
 """

@@ -1,0 +1,109 @@
+"""The HTML under lint: its source lines, the as-written scan, and lxml's repaired tree.
+
+lxml (libxml2's HTML parser) is the kept parser here because its elements
+carry the line they come from (``sourceline``), which every finding needs;
+selectolax (lexbor) keeps no source positions. The scanner in
+:mod:`.source` supplies the columns: it records each start tag by the line
+libxml2 reports for it, and the n-th element of a tag on a line is the n-th
+start tag the scanner saw there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TypeAlias
+
+import lxml.etree as etree
+import lxml.html
+import tinycss2  # type: ignore[import-untyped]
+from lxml.html import HtmlElement
+
+from mailstead.templates.lint.css import Sheet, declarations, read_sheet
+from mailstead.templates.lint.source import SourceScan, StyleBlock, scan
+
+__all__ = ["Document", "Element", "HostileInput", "Node"]
+
+Element: TypeAlias = HtmlElement
+Node: TypeAlias = tuple[Element, str, Mapping[str, str]]  # an element, its tag, its inline style
+
+
+_NO_STYLE: Mapping[str, str] = {}
+
+
+@functools.lru_cache(maxsize=4096)
+def _style_map(style: str) -> Mapping[str, str]:
+    # Shared between the elements with this style="", so read-only.
+    return {decl.lower_name: tinycss2.serialize(decl.value).strip() for decl in declarations(style)}
+
+
+class HostileInput(ValueError):
+    """The HTML is built to make parsing slow; it is not linted further."""
+
+
+class Document:
+    """One HTML document, read once, with the lookups the checks share."""
+
+    def __init__(self, source: str, base_dir: Path | None) -> None:
+        self.source = source
+        self.base_dir = base_dir
+        self.lines = source.splitlines()
+        self.scan: SourceScan = scan(source)
+        if self.scan.hostile:
+            raise HostileInput(self.scan.hostile)
+        self.root: Element = lxml.html.document_fromstring(source)
+        self.sheets: list[tuple[Sheet, StyleBlock]] = [
+            (read_sheet(block.text, block.line, block.column, block.media), block)
+            for block in self.scan.styles
+        ]
+        self._used: dict[tuple[int, str], int] = {}
+        self._where: dict[int, tuple[int, int]] = {}
+        # Each element with its tag and inline style, read once for all the checks.
+        self.nodes: list[Node] = []
+        for el in self.root.iter(etree.Element):
+            self._where[id(el)] = self._locate(el)
+            self.nodes.append((el, str(el.tag), self.style(el)))
+
+    def _locate(self, el: Element) -> tuple[int, int]:
+        line = el.sourceline or 1
+        key = (line, str(el.tag))
+        starts = self.scan.starts.get(key)
+        if not starts:
+            return line, 1  # an element the parser implied (tbody, body...)
+        n = self._used.get(key, 0)
+        self._used[key] = n + 1
+        return starts[min(n, len(starts) - 1)]
+
+    def where(self, el: Element) -> tuple[int, int]:
+        return self._where.get(id(el), (el.sourceline or 1, 1))
+
+    def snippet(self, line: int, column: int) -> str:
+        """The source around a position, one line, at most 120 characters."""
+        if not 1 <= line <= len(self.lines):
+            return ""
+        text = self.lines[line - 1]
+        start = max(0, column - 1 - 20)
+        cut = text[start : start + 120].strip()
+        return ("…" if start > 0 else "") + cut + ("…" if len(text) > start + 120 else "")
+
+    def style(self, el: Element) -> Mapping[str, str]:
+        """The element's inline declarations, lower-cased names, the last one winning."""
+        raw = el.get("style")
+        return _style_map(raw) if raw else _NO_STYLE
+
+    def comments(self) -> Iterator[str]:
+        for node in self.root.iter(etree.Comment):
+            yield str(node.text or "")
+
+    def local_file(self, src: str) -> Path | None:
+        """The file an ``src`` names on this machine, if it is a local path that exists."""
+        if self.base_dir is None or not src or ":" in src.split("/")[0] or src.startswith("//"):
+            if not src.startswith("file://"):
+                return None
+            src = src[len("file://") :]
+        path = Path(src) if Path(src).is_absolute() else (self.base_dir or Path.cwd()) / src
+        try:
+            return path if path.is_file() else None
+        except OSError:
+            return None

@@ -1,0 +1,114 @@
+"""From a template file to a complete e-mail: every stage, in order.
+
+Jinja2 (``render``), then MJML for ``.mjml`` files (``mjml``), the
+Subject taken from the front matter, else ``<mj-title>`` or ``<title>``, the
+preheader placed at the top of the body, CSS inlined (``inline``), local
+images turned into ``cid:`` parts (``images``) and the text part derived
+from the final HTML (``text``). The template is compiled once;
+:meth:`EmailTemplate.render` runs once per recipient's data.
+"""
+
+from __future__ import annotations
+
+import base64
+import html as html_escape
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailstead.limits import TemplateLimits
+from mailstead.message.compose import Body, Related
+from mailstead.templates.images import embed_images
+from mailstead.templates.inline import inline_css
+from mailstead.templates.mjml import compile_mjml
+from mailstead.templates.render import JinjaTemplate
+from mailstead.templates.text import html_to_text
+
+__all__ = ["EmailTemplate", "RenderedEmail"]
+
+_BODY_TAG = re.compile(r"<body\b[^>]*>", re.I)
+_TITLE = re.compile(r"<title\b[^>]*>([^<]*)</title", re.I)
+
+# The usual way to hide a preheader in every client, Outlook (mso-hide) too.
+_PREHEADER = (
+    '<div class="preheader" style="display:none;font-size:1px;line-height:1px;'
+    'max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all">{}</div>'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    """One rendered e-mail: the final HTML, its text part, the header values the
+    template set, and the images the HTML refers to by ``cid:``.
+
+    ``source_html`` is the HTML as the template made it (after Jinja2 and
+    MJML, before inlining and images): the markup as written, which the
+    lint reads so that unclosed tags and line numbers are the author's.
+    """
+
+    html: str
+    text: str
+    subject: str | None
+    preheader: str | None
+    images: tuple[Related, ...]
+    source_html: str
+
+    @property
+    def body(self) -> Body:
+        """The content for :func:`~mailstead.message.compose.build_message`."""
+        return Body(text=self.text, html=self.html, related=self.images)
+
+    def viewable_html(self) -> str:
+        """The final HTML with each ``cid:`` image as a ``data:`` URL, for a browser."""
+        markup = self.html
+        for image in self.images:
+            encoded = base64.b64encode(image.content).decode("ascii")
+            url = f"data:{image.maintype}/{image.subtype};base64,{encoded}"
+            markup = markup.replace(f'"cid:{image.content_id}"', f'"{url}"')
+        return markup
+
+
+class EmailTemplate:
+    """A template file (Jinja2 HTML, or MJML if it ends in ``.mjml``), compiled once."""
+
+    def __init__(
+        self, path: Path, *, untrusted: bool = False, limits: TemplateLimits | None = None
+    ) -> None:
+        self.path = path
+        self.limits = limits or TemplateLimits()
+        self._jinja = JinjaTemplate(path, untrusted=untrusted, limits=self.limits)
+        self._mjml = path.suffix.lower() == ".mjml"
+
+    def render(self, data: Mapping[str, object]) -> RenderedEmail:
+        """The e-mail for ``data``; TemplateError (one line, file and line) if it fails."""
+        out = self._jinja.render(data)
+        markup, subject, preheader = out.markup, out.subject, out.preheader
+        placed = False
+        if self._mjml:
+            compiled = compile_mjml(markup, self.path)
+            markup = compiled.html
+            subject = subject or compiled.title
+            placed = preheader is None and compiled.preview is not None
+            preheader = preheader or compiled.preview
+        if subject is None:
+            subject = _title(markup)
+        if preheader and not placed:
+            markup = _with_preheader(markup, preheader)
+        source = markup
+        markup = inline_css(markup, self.path, self.limits.output_bytes)
+        markup, images = embed_images(markup, self.path, self.limits.image_bytes)
+        text = html_to_text(markup, preheader=preheader)
+        return RenderedEmail(markup, text, subject, preheader, images, source)
+
+
+def _title(markup: str) -> str | None:
+    found = _TITLE.search(markup)
+    return " ".join(html_escape.unescape(found.group(1)).split()) or None if found else None
+
+
+def _with_preheader(markup: str, preheader: str) -> str:
+    hidden = _PREHEADER.format(html_escape.escape(preheader))
+    body = _BODY_TAG.search(markup)
+    at = body.end() if body is not None else 0
+    return markup[:at] + hidden + markup[at:]
