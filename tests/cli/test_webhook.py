@@ -15,7 +15,7 @@ from click.testing import Result
 from mailstead.config import load_config
 from mailstead.events import Event
 from mailstead.webhooks.endpoints import ROTATION_GRACE, config_endpoint_id
-from mailstead.webhooks.outbox import Outbox
+from mailstead.webhooks.outbox import Attempted, Outbox
 from mailstead.webhooks.signing import (
     SignatureMismatchError,
     generate_secret,
@@ -395,13 +395,17 @@ def _failed_delivery(outbox: Outbox, event: Event, error: str) -> None:
     for endpoint in outbox.endpoints.active():
         for claimed in outbox.claim(endpoint, 10, 60.0):
             outbox.record(
-                claimed,
-                status=500,
-                error=error,
-                elapsed=0.01,
-                response="no",
-                next_attempt=None,
-                succeeded=False,
+                [
+                    Attempted(
+                        claimed,
+                        status=500,
+                        error=error,
+                        elapsed=0.01,
+                        response="no",
+                        next_attempt=None,
+                        succeeded=False,
+                    )
+                ]
             )
 
 

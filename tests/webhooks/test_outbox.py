@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from mailstead.events import Event
 from mailstead.mta.envelope import QueuedRecipient
 from mailstead.mta.queue import Queue
 from mailstead.webhooks.endpoints import ConfiguredEndpoint, config_endpoint_id
-from mailstead.webhooks.outbox import Outbox
+from mailstead.webhooks.outbox import SETTLE, Attempted, Outbox
 from mailstead.webhooks.signing import verify
 from tests.webhooks.fakes import Clock
 
@@ -65,7 +66,7 @@ def test_without_a_subscriber_nothing_is_stored(outbox: Outbox) -> None:
 def test_queue_events_commit_with_the_queue_change(tmp_path: Path, outbox: Outbox) -> None:
     outbox.endpoints.add("https://a.test/", ["message.queued"])
     woken: list[bool] = []
-    outbox.on_emitted = lambda: woken.append(True)
+    outbox.on_emitted = lambda ids: woken.append(True)
     with Queue(tmp_path, events=outbox) as queue:
         staged = queue.stage(
             "alice@example.test",
@@ -107,13 +108,17 @@ def test_an_ordered_endpoint_gets_one_delivery_per_account_at_a_time(
     assert outbox.claim(endpoint, 10, lease=60) == []  # alice's second waits for her first
     alice_first = next(c for c in first if json.loads(c.payload)["account"].startswith("alice"))
     outbox.record(
-        alice_first,
-        status=500,
-        error="HTTP 500",
-        elapsed=0.1,
-        response=None,
-        next_attempt=clock.now + 10,
-        succeeded=False,
+        [
+            Attempted(
+                alice_first,
+                status=500,
+                error="HTTP 500",
+                elapsed=0.1,
+                response=None,
+                next_attempt=clock.now + 10,
+                succeeded=False,
+            )
+        ]
     )
     clock.now += 5
     assert outbox.claim(endpoint, 10, lease=60) == []  # still waiting for its retry
@@ -127,13 +132,11 @@ def test_outcomes_410_disables_and_giving_up_fails(outbox: Outbox, clock: Clock)
     outbox.emit([received(), received()])
     one, two = outbox.claim(endpoint, 10, lease=60)
     outbox.record(
-        one, status=None, error="timeout", elapsed=30, response=None, next_attempt=None,
-        succeeded=False,
-    )  # fmt: skip
-    outbox.record(
-        two, status=410, error="HTTP 410", elapsed=0.1, response="gone", next_attempt=None,
-        succeeded=False, disable_reason="410 Gone",
-    )  # fmt: skip
+        [
+            Attempted(one, None, "timeout", 30, None, next_attempt=None, succeeded=False),
+            Attempted(two, 410, "HTTP 410", 0.1, "gone", None, False, disable_reason="410 Gone"),
+        ]
+    )
     assert {d.state for d in outbox.deliveries()} == {"failed"}
     (disabled,) = outbox.endpoints.list()
     assert not disabled.enabled and disabled.disabled_reason == "410 Gone"
@@ -144,10 +147,7 @@ def test_replay_sends_the_same_event_under_a_new_webhook_id(outbox: Outbox) -> N
     endpoint = outbox.endpoints.add("https://a.test/")
     outbox.emit([received()])
     (claimed,) = outbox.claim(endpoint, 10, lease=60)
-    outbox.record(
-        claimed, status=200, error=None, elapsed=0.1, response="ok", next_attempt=None,
-        succeeded=True,
-    )  # fmt: skip
+    outbox.record([Attempted(claimed, 200, None, 0.1, "ok", next_attempt=None, succeeded=True)])
     new_id = outbox.replay(claimed.id)
     (again,) = outbox.claim(endpoint, 10, lease=60)
     assert again.id == new_id != claimed.id
@@ -187,3 +187,57 @@ def test_config_endpoints_follow_the_file(outbox: Outbox) -> None:
     registry.add("https://cli.test/")
     registry.sync_config([])
     assert [e.url for e in registry.list()] == ["https://cli.test/"]
+
+
+def test_staged_events_wait_for_their_message_then_go_to_this_worker(
+    outbox: Outbox, clock: Clock
+) -> None:
+    endpoint = outbox.endpoints.add("https://a.test/")
+    handed: list[Sequence[str]] = []
+    outbox.on_emitted = handed.append
+    staged = outbox.stage([received()])
+    staged.publish()
+    # Committed before the mailbox copies are published: no other worker
+    # may send it yet, and this one is not told until every copy is in.
+    assert outbox.claim(endpoint, 10, lease=60) == [] and handed == []
+    staged.close()
+    (ids,) = handed
+    (mine,) = outbox.claim(endpoint, 10, lease=60, only=ids)
+    assert [mine.id] == list(ids)
+    clock.now += SETTLE + 1  # had this worker died, another sends it after the hold
+    outbox.record([Attempted(mine, None, "timeout", 1.0, None, clock.now, False)])
+    assert [c.id for c in outbox.claim(endpoint, 10, lease=60)] == list(ids)
+
+
+def test_publishing_with_a_stale_endpoint_list_does_not_deadlock(outbox: Outbox) -> None:
+    # The list is re-read while staging: that read must not need the lock
+    # the staging transaction holds (it once did, and SMTP hung).
+    outbox.endpoints.add("https://a.test/")
+    errors: list[BaseException] = []
+
+    def stage() -> None:
+        try:
+            for _ in range(3):
+                outbox.endpoints._changed()  # as if a second had passed
+                staged = outbox.stage([received()])
+                staged.publish()
+                staged.close()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=stage) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=20)
+    assert not any(w.is_alive() for w in workers) and errors == []
+    assert len(outbox.deliveries()) == 12
+
+
+def test_an_undone_message_takes_its_events_back(outbox: Outbox) -> None:
+    endpoint = outbox.endpoints.add("https://a.test/")
+    staged = outbox.stage([received()])
+    staged.publish()
+    staged.undo()
+    staged.close()
+    assert outbox.deliveries() == [] and outbox.claim(endpoint, 10, lease=60) == []

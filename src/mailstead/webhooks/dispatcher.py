@@ -20,7 +20,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import TypeVar
 
@@ -28,7 +28,7 @@ from mailstead.limits import WebhookLimits
 from mailstead.webhooks import backoff
 from mailstead.webhooks.endpoints import Endpoint
 from mailstead.webhooks.http import DeliveryResult, ErrorKind, WebhookClient
-from mailstead.webhooks.outbox import Claimed, Outbox
+from mailstead.webhooks.outbox import Attempted, Claimed, Outbox
 from mailstead.webhooks.signing import sign_headers
 
 log = logging.getLogger("mailstead.webhooks")
@@ -75,13 +75,23 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Deliveries this worker staged and may send before their hold ends.
+        self._own: set[str] = set()
+        # Outcomes waiting for the next group commit, and the task making it.
+        self._outcomes: list[Attempted] = []
+        self._recorder: asyncio.Task[None] | None = None
 
-    def wake(self) -> None:
-        """Start a pass soon; safe from any thread (the outbox calls it after an emit)."""
+    def wake(self, ids: Sequence[str] = ()) -> None:
+        """Start a pass soon, sending ``ids`` at once; safe from any thread (the outbox
+        calls it after storing events)."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop is shutting down
-                loop.call_soon_threadsafe(self._wakeup.set)
+                loop.call_soon_threadsafe(self._woken, tuple(ids))
+
+    def _woken(self, ids: tuple[str, ...]) -> None:
+        self._own.update(ids)
+        self._wakeup.set()
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -108,18 +118,22 @@ class Dispatcher:
         return min(poll, max(0.0, due - self._clock()))
 
     async def run_once(self) -> int:
-        """Claim and start what is due now; the number of POSTs started."""
+        """Claim and start what is due now (and this worker's own); the POSTs started."""
         limits = self.limits
         endpoints = await self._in_executor(self.outbox.endpoints.active)
+        own, self._own = self._own, set()
         started = 0
         for endpoint in endpoints:
-            free = min(
-                limits.per_endpoint - self._in_flight[endpoint.id],
-                limits.total - sum(self._in_flight.values()),
-            )
-            if free <= 0:
-                continue
-            claimed = await self._in_executor(self.outbox.claim, endpoint, free, limits.lease)
+            claimed: list[Claimed] = []
+            for only in ((tuple(own),) if own else ()) + ((),):
+                free = min(
+                    limits.per_endpoint - self._in_flight[endpoint.id] - len(claimed),
+                    limits.total - sum(self._in_flight.values()) - len(claimed),
+                )
+                if free > 0:
+                    claimed += await self._in_executor(
+                        self._claim, endpoint, free, limits.lease, only
+                    )
             for delivery in claimed:
                 self._in_flight[endpoint.id] += 1
                 task = asyncio.create_task(self._deliver(delivery))
@@ -128,21 +142,40 @@ class Dispatcher:
                 started += 1
         return started
 
+    def _claim(
+        self, endpoint: Endpoint, limit: int, lease: float, only: Sequence[str]
+    ) -> list[Claimed]:
+        return self.outbox.claim(endpoint, limit, lease, only=only)
+
     async def drain(self) -> None:
-        """Wait for the POSTs in flight (tests)."""
-        while self._tasks:
+        """Wait for the POSTs in flight and their records (tests)."""
+        while self._tasks or (self._recorder is not None and not self._recorder.done()):
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            if self._recorder is not None:
+                await asyncio.gather(self._recorder, return_exceptions=True)
 
     async def _deliver(self, delivery: Claimed) -> None:
         endpoint = delivery.endpoint
         try:
             result = await self._post(endpoint, delivery)
-            await self._in_executor(self._record, delivery, result)
+            self._outcomes.append(self._outcome(delivery, result))
+            if self._recorder is None or self._recorder.done():
+                self._recorder = asyncio.create_task(self._record_pending())
         except Exception:
             log.exception("webhook delivery %s failed to run", delivery.id)
         finally:
             self._in_flight[endpoint.id] -= 1
             self._wakeup.set()  # a slot is free
+
+    async def _record_pending(self) -> None:
+        """Store the outcomes that came in meanwhile, one commit per batch."""
+        while self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                await self._in_executor(self.outbox.record, batch)
+            except Exception:
+                # Their leases run out and they are sent again: at least once.
+                log.exception("recording %d webhook attempts failed", len(batch))
 
     async def _post(self, endpoint: Endpoint, delivery: Claimed) -> DeliveryResult:
         now = self._clock()
@@ -158,7 +191,7 @@ class Dispatcher:
                 None, ErrorKind.TIMEOUT, f"no complete answer in {self.limits.attempt_timeout:g} s"
             )
 
-    def _record(self, delivery: Claimed, result: DeliveryResult) -> None:
+    def _outcome(self, delivery: Claimed, result: DeliveryResult) -> Attempted:
         now = self._clock()
         attempt = delivery.attempts + 1
         error = describe(result)
@@ -169,16 +202,6 @@ class Dispatcher:
         elif not result.ok:
             next_attempt = backoff.next_attempt(attempt, now, result.retry_after, self._rng)
         response = result.excerpt[:_RESPONSE_EXCERPT].decode("utf-8", "replace") or None
-        self.outbox.record(
-            delivery,
-            status=result.status,
-            error=error,
-            elapsed=result.elapsed,
-            response=response,
-            next_attempt=next_attempt,
-            succeeded=result.ok,
-            disable_reason=disable,
-        )
         level = logging.INFO if result.ok else logging.WARNING
         log.log(
             level,
@@ -189,6 +212,16 @@ class Dispatcher:
             attempt,
             error or f"HTTP {result.status}",
             "" if result.ok or next_attempt is None else f", retry in {next_attempt - now:.0f} s",
+        )
+        return Attempted(
+            delivery,
+            status=result.status,
+            error=error,
+            elapsed=result.elapsed,
+            response=response,
+            next_attempt=next_attempt,
+            succeeded=result.ok,
+            disable_reason=disable,
         )
 
     async def _in_executor(self, fn: Callable[..., _T], *args: object) -> _T:

@@ -78,8 +78,12 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     created_at   REAL NOT NULL,
     finished_at  REAL
 );
-CREATE INDEX IF NOT EXISTS webhook_deliveries_due
-    ON webhook_deliveries (state, endpoint_id, next_attempt);
+-- claim: one endpoint's pending deliveries in creation order;
+-- next_due: the earliest pending one.
+CREATE INDEX IF NOT EXISTS webhook_deliveries_claim
+    ON webhook_deliveries (endpoint_id, state, seq);
+CREATE INDEX IF NOT EXISTS webhook_deliveries_next
+    ON webhook_deliveries (state, next_attempt);
 CREATE TABLE IF NOT EXISTS webhook_attempts (
     delivery_id TEXT NOT NULL,
     attempt     INTEGER NOT NULL,
@@ -91,6 +95,12 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (
     PRIMARY KEY (delivery_id, attempt)
 ) WITHOUT ROWID;
 """
+
+
+# How long the deliveries of a message.received wait before other workers
+# may send them: the staging worker sends them as soon as the message is
+# readable; this covers its crash between the two.
+SETTLE = 2.0
 
 
 def new_delivery_id() -> str:
@@ -112,6 +122,24 @@ class Claimed:
     endpoint: Endpoint
     attempts: int  # before this one
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Attempted:
+    """The outcome of one POST of a claimed delivery, to be recorded.
+
+    ``next_attempt`` None and not ``succeeded``: given up. ``disable_reason``
+    disables the endpoint too (a 410 Gone).
+    """
+
+    claimed: Claimed
+    status: int | None
+    error: str | None
+    elapsed: float
+    response: str | None
+    next_attempt: float | None
+    succeeded: bool
+    disable_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,14 +180,21 @@ class Outbox:
     """Owns the webhook tables of the queue database; safe to share between threads.
 
     ``on_emitted`` is called (from the emitting thread) after events were
-    stored, so a dispatcher in this process can start at once.
+    stored, with the ids of deliveries it may send at once although they are
+    held back from other workers (see :class:`StagedEvents`), so a
+    dispatcher in this process can start at once.
+
+    Writes go through one connection under one lock; reads (the endpoint
+    list, listings, :meth:`next_due`) through another, so a reader never
+    waits for a writer that holds SQLite's write lock, nor a writer for a
+    reader.
     """
 
     def __init__(
         self,
         db_path: Path,
         *,
-        on_emitted: Callable[[], None] | None = None,
+        on_emitted: Callable[[Sequence[str]], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.db_path = Path(db_path)
@@ -167,6 +202,10 @@ class Outbox:
         self._clock = clock
         self._lock = threading.Lock()
         self._conn = self._connect()
+        self._read_lock = threading.Lock()
+        self._read_conn = sqlite3.connect(
+            self.db_path, timeout=5.0, isolation_level=None, check_same_thread=False
+        )
         self.endpoints = EndpointRegistry(self._transaction, self._reading, clock=clock)
 
     def _connect(self) -> sqlite3.Connection:
@@ -184,6 +223,8 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        with self._read_lock:
+            self._read_conn.close()
 
     def __enter__(self) -> Outbox:
         return self
@@ -196,8 +237,8 @@ class Outbox:
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            yield self._conn
+        with self._read_lock:
+            yield self._read_conn
 
     # -- the event sink (mailstead.events.EventSink) ----------------------------
 
@@ -205,28 +246,39 @@ class Outbox:
         return any(e.subscribes(event_type) for e in self.endpoints.active())
 
     def emit(self, events: Sequence[Event]) -> None:
-        if not events or not self.endpoints.active():
+        endpoints = self.endpoints.active()  # never under the write lock
+        if not events or not endpoints:
             return
         with self._transaction() as conn:
-            stored = self._store(conn, events)
+            stored = self._store(conn, events, endpoints)
         if stored and self.on_emitted is not None:
-            self.on_emitted()
+            self.on_emitted(())
 
     def stage(self, events: Sequence[Event]) -> StagedEvents:
         return StagedEvents(self, events)
 
     def emit_in(self, conn: sqlite3.Connection, events: Sequence[Event]) -> bool:
-        return bool(events and self.endpoints.active() and self._store(conn, events))
+        endpoints = self.endpoints.active()
+        return bool(events and endpoints and self._store(conn, events, endpoints))
 
     def committed(self) -> None:
         if self.on_emitted is not None:
-            self.on_emitted()
+            self.on_emitted(())
 
-    def _store(self, conn: sqlite3.Connection, events: Sequence[Event]) -> int:
-        """Insert each event that some endpoint wants, with one delivery per endpoint."""
-        endpoints = self.endpoints.active()
+    def _store(
+        self,
+        conn: sqlite3.Connection,
+        events: Sequence[Event],
+        endpoints: Sequence[Endpoint],
+        *,
+        hold: float = 0.0,
+    ) -> list[str]:
+        """Insert each event some endpoint wants, with one delivery per endpoint; their ids.
+
+        ``hold``: the deliveries are not due for other workers for that long.
+        """
         now = self._clock()
-        stored = 0
+        stored: list[str] = []
         for event in events:
             targets = [e for e in endpoints if e.receives(event)]
             if not targets:
@@ -237,21 +289,34 @@ class Outbox:
                 " payload) VALUES (?, ?, ?, ?, ?, ?)",
                 (event.id, event.type, event.account, event.domain, now, body.encode()),
             )
+            ids = [new_delivery_id() for _ in targets]
             conn.executemany(
                 "INSERT INTO webhook_deliveries (id, event_id, endpoint_id, account,"
                 " next_attempt, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(new_delivery_id(), event.id, e.id, event.account, now, now) for e in targets],
+                [
+                    (i, event.id, e.id, event.account, now + hold, now)
+                    for i, e in zip(ids, targets, strict=True)
+                ],
             )
-            stored += 1
+            stored += ids
         return stored
 
     # -- the dispatcher's side ---------------------------------------------------
 
-    def claim(self, endpoint: Endpoint, limit: int, lease: float) -> list[Claimed]:
+    def claim(
+        self,
+        endpoint: Endpoint,
+        limit: int,
+        lease: float,
+        *,
+        only: Sequence[str] = (),
+    ) -> list[Claimed]:
         """Up to ``limit`` due deliveries to ``endpoint``, leased for ``lease`` seconds.
 
         For an ordered endpoint only the oldest pending delivery of each
         account is due, and only while no other of its account is leased.
+        ``only``: just these deliveries, due or held back (this worker's own,
+        see :class:`StagedEvents`).
         """
         if limit <= 0:
             return []
@@ -263,73 +328,80 @@ class Outbox:
             if endpoint.ordered
             else ""
         )
+        due = "d.id IN (SELECT value FROM json_each(?))" if only else "d.next_attempt <= ?"
         with self._transaction() as conn:
             rows = conn.execute(
-                "SELECT d.id, d.event_id, v.type, d.attempts, v.payload"
-                " FROM webhook_deliveries d JOIN webhook_events v ON v.id = d.event_id"
-                " WHERE d.state = 'pending' AND d.endpoint_id = ? AND d.next_attempt <= ?"
-                " AND d.lease_until <= ?" + order_rule + " ORDER BY d.seq LIMIT ?",
-                (endpoint.id, now, now, limit),
+                "SELECT d.id, d.event_id, d.attempts FROM webhook_deliveries d"
+                " WHERE d.endpoint_id = ? AND d.state = 'pending' AND d.lease_until <= ?"
+                f" AND {due}{order_rule} ORDER BY d.seq LIMIT ?",
+                (endpoint.id, now, json.dumps(list(only)) if only else now, limit),
             ).fetchall()
+            if not rows:
+                return []
             conn.executemany(
                 "UPDATE webhook_deliveries SET lease_until = ? WHERE id = ?",
                 [(now + lease, r[0]) for r in rows],
             )
-        return [Claimed(r[0], r[1], r[2], endpoint, r[3], bytes(r[4])) for r in rows]
+            events = {
+                str(e[0]): (str(e[1]), bytes(e[2]))
+                for e in conn.execute(
+                    "SELECT id, type, payload FROM webhook_events"
+                    " WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(sorted({r[1] for r in rows})),),
+                )
+            }
+        return [Claimed(r[0], r[1], events[r[1]][0], endpoint, r[2], events[r[1]][1]) for r in rows]
 
     def next_due(self) -> float | None:
-        """When the earliest pending delivery of an enabled endpoint is due, if any."""
+        """When the earliest pending, unleased delivery of an enabled endpoint is due."""
+        enabled = [e.id for e in self.endpoints.active()]
+        if not enabled:
+            return None
         with self._reading() as conn:
             row = conn.execute(
-                "SELECT MIN(MAX(d.next_attempt, d.lease_until)) FROM webhook_deliveries d"
-                " JOIN webhook_endpoints p ON p.id = d.endpoint_id"
-                " WHERE d.state = 'pending' AND p.enabled = 1"
+                "SELECT next_attempt FROM webhook_deliveries WHERE state = 'pending'"
+                " AND lease_until <= ? AND endpoint_id IN (SELECT value FROM json_each(?))"
+                " ORDER BY next_attempt LIMIT 1",
+                (self._clock(), json.dumps(enabled)),
             ).fetchone()
-        return None if row[0] is None else float(row[0])
+        return None if row is None else float(row[0])
 
-    def record(
-        self,
-        claimed: Claimed,
-        *,
-        status: int | None,
-        error: str | None,
-        elapsed: float,
-        response: str | None,
-        next_attempt: float | None,
-        succeeded: bool,
-        disable_reason: str | None = None,
-    ) -> None:
-        """Log one attempt and move the delivery on: done, failed, or due again at ``next_attempt``.
+    def record(self, attempted: Sequence[Attempted]) -> None:
+        """Log the attempts and move each delivery on (done, failed, or due again), in one commit.
 
-        ``disable_reason`` disables the endpoint too (a 410 Gone).
+        The dispatcher records the POSTs that end together in one batch: one
+        fsync for many deliveries.
         """
         now = self._clock()
-        attempt = claimed.attempts + 1
-        state: DeliveryState = (
-            "succeeded" if succeeded else ("pending" if next_attempt is not None else "failed")
-        )
         with self._transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO webhook_attempts (delivery_id, attempt, at, status, error,"
-                " elapsed, response) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (claimed.id, attempt, now, status, error, elapsed, response),
-            )
-            conn.execute(
-                "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_attempt = ?,"
-                " lease_until = 0, last_status = ?, last_error = ?, finished_at = ?"
-                " WHERE id = ?",
-                (
-                    state,
-                    attempt,
-                    next_attempt if next_attempt is not None else now,
-                    status,
-                    error,
-                    None if state == "pending" else now,
-                    claimed.id,
-                ),
-            )
-            if disable_reason is not None:
-                self.endpoints.disable_in(conn, claimed.endpoint.id, disable_reason)
+            for a in attempted:
+                attempt = a.claimed.attempts + 1
+                state: DeliveryState = (
+                    "succeeded"
+                    if a.succeeded
+                    else ("pending" if a.next_attempt is not None else "failed")
+                )
+                conn.execute(
+                    "INSERT OR REPLACE INTO webhook_attempts (delivery_id, attempt, at, status,"
+                    " error, elapsed, response) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (a.claimed.id, attempt, now, a.status, a.error, a.elapsed, a.response),
+                )
+                conn.execute(
+                    "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_attempt = ?,"
+                    " lease_until = 0, last_status = ?, last_error = ?, finished_at = ?"
+                    " WHERE id = ?",
+                    (
+                        state,
+                        attempt,
+                        a.next_attempt if a.next_attempt is not None else now,
+                        a.status,
+                        a.error,
+                        None if state == "pending" else now,
+                        a.claimed.id,
+                    ),
+                )
+                if a.disable_reason is not None:
+                    self.endpoints.disable_in(conn, a.claimed.endpoint.id, a.disable_reason)
 
     # -- inspection and replay -----------------------------------------------------
 
@@ -387,7 +459,7 @@ class Outbox:
                 (new_id, row[0], row[1], row[2], now, now),
             )
         if self.on_emitted is not None:
-            self.on_emitted()
+            self.on_emitted(())
         return new_id
 
     def replay_failed(self, since: float | None = None) -> builtins.list[str]:
@@ -413,30 +485,35 @@ class Outbox:
 class StagedEvents:
     """Events as one copy of a delivery transaction (:func:`mailstead.durable.publish_all`).
 
-    :meth:`publish` commits them with their deliveries; :meth:`undo` deletes
-    them again (another copy failed: the message was not accepted);
-    :meth:`close` wakes the dispatcher once every copy is in, so a POST never
-    announces a message that is not readable yet.
+    :meth:`publish` commits them with their deliveries, before any mailbox
+    copy is visible; :meth:`undo` deletes them again (another copy failed:
+    the message was not accepted). Their deliveries are held back from
+    other workers for :data:`SETTLE` seconds; :meth:`close`, once every copy
+    is in, hands their ids to this worker's dispatcher, which may send them
+    at once. So a POST never announces a message that is not readable yet,
+    and if this worker dies first another sends them after the hold.
     """
 
     def __init__(self, outbox: Outbox, events: Sequence[Event]) -> None:
         self._outbox = outbox
         self._events = events
-        self._stored = False
+        self._ids: list[str] = []
 
     def publish(self) -> None:
-        with self._outbox._transaction() as conn:
-            self._stored = self._outbox._store(conn, self._events) > 0
+        outbox = self._outbox
+        endpoints = outbox.endpoints.active()  # never under the write lock
+        with outbox._transaction() as conn:
+            self._ids = outbox._store(conn, self._events, endpoints, hold=SETTLE)
 
     def undo(self) -> None:
-        if self._stored:
+        if self._ids:
             with self._outbox._transaction() as conn:
                 conn.executemany(
                     "DELETE FROM webhook_events WHERE id = ?", [(e.id,) for e in self._events]
                 )
-            self._stored = False
+            self._ids = []
 
     def close(self) -> None:
-        if self._stored and self._outbox.on_emitted is not None:
-            self._stored = False
-            self._outbox.on_emitted()
+        ids, self._ids = self._ids, []
+        if ids and self._outbox.on_emitted is not None:
+            self._outbox.on_emitted(ids)
