@@ -60,7 +60,7 @@ ACCEPTED = [
     '<a href="https://e.test/?a=1&amp;b=2" title="x>y">go</a> &nbsp; &#32;&middot;',
     '<img src=a/b.gif alt=""><br/><br /><hr\t/>',
     "<a href=x/>t</a><P CLASS=X data-y=a=b>u</P>",
-    "<!--[if mso]><table><tr><td><![endif]--><!--x-- >y<!---->",
+    "<!--[if mso]><table><tr><td><![endif]--><!--x-->y<!---->",
     "<style media=screen>a < b { c: d } &amp;</STYLE >after<script>if (a<b) {}</script>",
     "<style></style><style/><svg><path d='M0'/></svg>",
     '<v:rect xmlns:v="urn:schemas-microsoft-com:vml" fill="true"><v:fill src=\'a\'/></v:rect>',

@@ -471,7 +471,7 @@ def _safety(doc: Document, out: _Out) -> None:
                 f"<{tag}>: mail clients strip embedded content (Flash and plug-ins are gone)",
                 "link to the content on the web, with a still image",
             )
-        handlers = [name for name in el.keys() if str(name).lower().startswith("on")]  # noqa: SIM118 (el.keys() is a list; iterating el gives children)
+        handlers = [name for name in el.attrib if str(name).lower().startswith("on")]
         if handlers:
             out.add(
                 "unsafe-event-handler",

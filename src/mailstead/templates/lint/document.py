@@ -62,12 +62,13 @@ class Document:
         # Each element with its tag and inline style, read once for all the checks.
         self.nodes: list[Node] = []
         for el in self.root.iter(etree.Element):
-            self._where[id(el)] = self._locate(el)
-            self.nodes.append((el, str(el.tag), self.style(el)))
+            tag = str(el.tag)
+            self._where[id(el)] = self._locate(el, tag)
+            self.nodes.append((el, tag, self.style(el)))
 
-    def _locate(self, el: Element) -> tuple[int, int]:
+    def _locate(self, el: Element, tag: str) -> tuple[int, int]:
         line = el.sourceline or 1
-        key = (line, str(el.tag))
+        key = (line, tag)
         starts = self.scan.starts.get(key)
         if not starts:
             return line, 1  # an element the parser implied (tbody, body...)

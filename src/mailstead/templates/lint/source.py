@@ -3,11 +3,11 @@
 Browsers and mail clients repair broken markup each in their own way (HTML
 §13.2.6, the tree-construction rules: foster parenting, implied end tags,
 the adoption agency), so a layout that looks right in one breaks in
-another. This scanner reads the tokens in order (:mod:`.tokens`, the standard
-library's tokenizer or a faster equivalent), which repairs nothing, keeps its
+another. This scanner reads the tokens in order (:mod:`.tokens`: the standard
+library's tokenizer, or an exact faster equivalent), repairs nothing, keeps its
 own stack of open elements and reports what a repairing parser would have had
-to guess. It also records
-where every start tag and ``<style>`` block is, for the other checks.
+to guess. It also records where every start tag and ``<style>`` block is, for
+the other checks.
 """
 
 from __future__ import annotations
