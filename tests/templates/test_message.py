@@ -12,6 +12,7 @@ import pytest
 from mailstead.limits import TemplateLimits
 from mailstead.message.compose import Body, build_message
 from mailstead.templates.errors import TemplateError
+from mailstead.templates.images import last_local_src
 from mailstead.templates.pipeline import EmailTemplate
 
 PNG = bytes.fromhex(
@@ -158,3 +159,66 @@ def test_the_viewable_html_carries_images_as_data_urls(welcome: Path) -> None:
     viewable = mail.viewable_html()
     assert "cid:" not in viewable
     assert viewable.count('src="data:image/png;base64,iVBORw0KGgo') == 2
+
+
+def test_a_changed_image_is_read_again_for_the_same_data(welcome: Path) -> None:
+    template = EmailTemplate(welcome)
+    first = template.render({"name": "x"})
+    other = PNG[:-12] + b"\x00" * 12  # another image, same markup
+    (welcome.parent / "img" / "logo.png").write_bytes(other)
+    second = template.render({"name": "x"})
+    assert second.html != first.html  # a new Content-ID
+    assert [part.content for part in second.images] == [other]
+    assert second.text == first.text
+
+
+def test_the_same_markup_twice_gives_the_same_message_and_new_data_a_new_one(
+    tmp_path: Path,
+) -> None:
+    page = tmp_path / "t.html"
+    page.write_text("<style>p { color: red }</style><p>Hi {{ name }}</p>")
+    template = EmailTemplate(page)
+    ann = template.render({"name": "Ann"})
+    assert template.render({"name": "Ann"}) == ann
+    bob = template.render({"name": "Bob"})
+    assert '<p style="color: red;">Hi Bob</p>' in bob.html
+    assert bob.text == "Hi Bob\n"
+    page.write_text("<style>p { color: blue }</style><p>Hi {{ name }}</p>")
+    assert '<p style="color: blue;">Hi Ann</p>' in EmailTemplate(page).render({"name": "Ann"}).html
+
+
+def test_an_address_from_the_data_may_make_an_image_local(welcome: Path) -> None:
+    page = welcome.parent / "pick.html"
+    page.write_text('<p><img src="{{ src }}" alt="a"></p>')
+    template = EmailTemplate(page)
+    assert template.render({"src": "https://cdn.example.test/a.png"}).images == ()
+    local = template.render({"src": "img/logo.png"})
+    assert [part.content for part in local.images] == [PNG]
+    assert f'src="cid:{local.images[0].content_id}"' in local.html
+
+
+def test_a_local_logo_before_remote_images_is_embedded_and_the_rest_left(welcome: Path) -> None:
+    page = welcome.parent / "logo.html"
+    remote = "".join(f'<img src="https://cdn.example.test/{n}.png" alt="{n}">' for n in range(50))
+    later = '<!-- <img src="img/absent.png"> --><script>x = "<img src=img/absent.png>"</script>'
+    page.write_text(f'<p><img src="img/logo.png" alt="logo">{remote}</p>{later}')
+    mail = EmailTemplate(page).render({})
+    assert [part.content for part in mail.images] == [PNG]
+    assert mail.html.count('src="cid:') == 1
+    assert mail.html.count('src="https://cdn.example.test/') == 50
+    assert '<!-- <img src="img/absent.png"> -->' in mail.html
+
+
+@pytest.mark.parametrize(
+    ("markup", "local"),
+    [
+        ("<img src=\"https://x.test/a.png\"><img SRC = 'cid:a'><img src=data:x>", False),
+        ('<img src="//x.test/a.png"><img src="#top"><p>no src here</p>', False),
+        ('<img src="a.png">', True),
+        ('<img src="&#104;ttps://x.test/a.png">', True),  # a reference: let the parser decide
+        ("<img \u017frc='a.png'>", True),  # re.I: "ſ" is an "s"
+        ("<img data-x src= src=a.png>", True),
+    ],
+)
+def test_the_quick_scan_never_misses_a_local_address(markup: str, local: bool) -> None:
+    assert (last_local_src(markup) >= 0) is local

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 
-from mailstead.templates.text import html_to_text
+from mailstead.templates.text import WIDTH, _wrap, html_to_text
 
 RECEIPT = """<html><head><title>Receipt</title><style>p { color: red }</style></head><body>
 <div class="preheader" style="display:none;max-height:0">Your receipt, order 42</div>
@@ -90,3 +92,36 @@ def test_lines_are_wrapped_at_78_but_urls_stay_whole() -> None:
 )
 def test_html_to_text(markup: str, text: str) -> None:
     assert html_to_text(markup) == text
+
+
+def test_a_style_decides_by_its_own_text_whatever_came_before() -> None:
+    # each distinct style attribute is read once in a process: the same
+    # markup with another style must not get the first one's reading
+    shown = '<p style="display:block;margin-top:2em">a</p><p>b</p>'
+    hidden = shown.replace("display:block", "DISPLAY: none")
+    assert html_to_text(shown) == "a\n\nb\n"
+    assert html_to_text(hidden) == "b\n"
+    assert html_to_text(shown) == "a\n\nb\n"
+
+
+def test_ampersands_in_every_text_node_stay_single() -> None:
+    markup = "<p>a &amp;lt; b<!-- c & d -->e &amp; f<img alt='g &amp;amp; h'>i</p>"
+    assert html_to_text(markup) == "a &lt; be & f[g &amp; h]i\n"
+
+
+@pytest.mark.parametrize("indent", [0, 2, 8, 77, 78, 90])
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["word"] * 40,
+        ["a", "bb", "x" * 77, "ccc", "y" * 78, "z" * 79, "d"],
+        ["https://example.test/" + "p" * 70, "after", "u" * 120],
+        ["ünïcode", "mots", "très", "longs"] * 12,
+    ],
+)
+@pytest.mark.parametrize("gap", [" ", "  ", " " * 80])
+def test_wrapping_is_textwraps(indent: int, words: list[str], gap: str) -> None:
+    line = " " * indent + gap.join(words)
+    assert _wrap(line, " " * indent) == textwrap.wrap(
+        line, WIDTH, subsequent_indent=" " * indent, break_long_words=False, break_on_hyphens=False
+    )

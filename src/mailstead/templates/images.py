@@ -20,10 +20,17 @@ from urllib.parse import unquote
 from mailstead.message.compose import Related
 from mailstead.templates.errors import TemplateError
 
-__all__ = ["embed_images"]
+__all__ = ["embed_images", "last_local_src"]
 
 _SRC = re.compile(r"""(\ssrc\s*=\s*)("[^"]*"|'[^']*'|[^\s"'>]+)""", re.I)
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*:", re.I)
+# After "src" where _SRC could match: the "=" and the start of a value that
+# is surely remote, a fragment or empty once embed_images has stripped the
+# quotes and spaces around it. A character reference or a path may be local.
+_EQUALS = re.compile(r"\s*=\s*")
+_NOT_LOCAL = re.compile(r"""["']*[ \t\n\r\f\v]*(?://|#|[a-z][a-z0-9+.-]*:)""", re.I)
+# What "src" matches in _SRC (case-insensitive: "ſ" is an "s" too), lower-cased.
+_SRC_NAMES = ("src", "\u017frc")
 
 
 class _ImageFinder(HTMLParser):
@@ -44,9 +51,11 @@ class _ImageFinder(HTMLParser):
 
 def embed_images(markup: str, template: Path, limit: int) -> tuple[str, tuple[Related, ...]]:
     """``markup`` with local image addresses turned into ``cid:`` URLs, and the parts."""
+    last = last_local_src(markup)
+    if last < 0:
+        return markup, ()  # the parse below would find nothing to embed
     finder = _ImageFinder()
-    finder.feed(markup)
-    finder.close()
+    _parse_past(finder, markup, last)
     if not finder.found:
         return markup, ()
     # HTMLParser counts lines at "\n" only
@@ -77,6 +86,45 @@ def embed_images(markup: str, template: Path, limit: int) -> tuple[str, tuple[Re
         done = value_at + len(src.group(2))
     pieces.append(markup[done:])
     return "".join(pieces), tuple(parts.values())
+
+
+def last_local_src(markup: str) -> int:
+    """Where the last ``src`` that may be a local address is in ``markup``, or -1: a
+    quick scan that spares the parse for the usual template, whose images are all
+    remote, and ends it early for one whose only local image is its logo."""
+    lowered = markup.lower()
+    if len(lowered) != len(markup):
+        return len(markup)  # some character lower-cased into two: parse it all
+    last = -1
+    for name in _SRC_NAMES:
+        at = lowered.find(name, 1)
+        while at != -1:
+            equals = _EQUALS.match(markup, at + 3)
+            if (
+                markup[at - 1].isspace()  # the \s before src in _SRC
+                and equals is not None
+                and _NOT_LOCAL.match(markup, equals.end()) is None
+            ):
+                last = max(last, at - 1)
+            at = lowered.find(name, at + 1)
+    return last
+
+
+def _parse_past(finder: _ImageFinder, markup: str, last: int) -> None:
+    """Feeds ``markup`` to ``finder`` until the markup at ``last`` has been parsed:
+    tags after it hold no local address. HTMLParser takes its input in pieces
+    and waits for the rest of an unfinished tag or comment, so what it finds
+    is what it finds in the whole."""
+    fed = min(last, len(markup))
+    finder.feed(markup[:fed])
+    while fed - len(finder.rawdata) <= last:
+        if fed == len(markup):
+            finder.close()
+            return
+        end = markup.find(">", fed)
+        piece_end = len(markup) if end < 0 else end + 1
+        finder.feed(markup[fed:piece_end])
+        fed = piece_end
 
 
 def _resolve(root: Path, address: str, template: Path) -> Path:

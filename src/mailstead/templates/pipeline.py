@@ -5,7 +5,9 @@ Subject taken from the front matter, else ``<mj-title>`` or ``<title>``, the
 preheader placed at the top of the body, CSS inlined (``inline``), local
 images turned into ``cid:`` parts (``images``) and the text part derived
 from the final HTML (``text``). The template is compiled once;
-:meth:`EmailTemplate.render` runs once per recipient's data.
+:meth:`EmailTemplate.render` runs once per recipient's data. A message
+whose markup is the previous one's (a mailing without personal data)
+reuses its inlined HTML and text part; images are read every time.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ class EmailTemplate:
         self.limits = limits or TemplateLimits()
         self._jinja = JinjaTemplate(path, untrusted=untrusted, limits=self.limits)
         self._mjml = path.suffix.lower() == ".mjml"
+        # the last message's results, kept with their whole input: never stale
+        self._last_inlined: tuple[str, str] | None = None
+        self._last_text: tuple[str, str | None, str] | None = None
 
     def render(self, data: Mapping[str, object]) -> RenderedEmail:
         """The e-mail for ``data``; TemplateError (one line, file and line) if it fails."""
@@ -96,10 +101,24 @@ class EmailTemplate:
         if preheader and not placed:
             markup = _with_preheader(markup, preheader)
         source = markup
-        markup = inline_css(markup, self.path, self.limits.output_bytes)
-        markup, images = embed_images(markup, self.path, self.limits.image_bytes)
-        text = html_to_text(markup, preheader=preheader)
+        markup, images = embed_images(self._inline(source), self.path, self.limits.image_bytes)
+        text = self._text(markup, preheader)
         return RenderedEmail(markup, text, subject, preheader, images, source)
+
+    def _inline(self, source: str) -> str:
+        last = self._last_inlined
+        if last is None or last[0] != source:
+            last = self._last_inlined = (
+                source,
+                inline_css(source, self.path, self.limits.output_bytes),
+            )
+        return last[1]
+
+    def _text(self, markup: str, preheader: str | None) -> str:
+        last = self._last_text
+        if last is None or last[0] != markup or last[1] != preheader:
+            last = self._last_text = (markup, preheader, html_to_text(markup, preheader=preheader))
+        return last[2]
 
 
 def _title(markup: str) -> str | None:
