@@ -215,10 +215,6 @@ class Delivery:
         self._local: tuple[str, ...] = ()
         self._remote: tuple[str, ...] = ()
 
-    @property
-    def recipients(self) -> tuple[str, ...]:
-        return tuple(self._routes)
-
     def add_rcpt(self, recipient: str, params: RcptParams) -> None:
         """RCPT TO: accept ``recipient`` or raise :class:`Refused`."""
         resolution = self.receiver.route(self.peer, recipient)

@@ -98,12 +98,18 @@ class Dispatcher:
         try:
             while True:
                 self._wakeup.clear()
+                started = 0
                 try:
-                    await self.run_once()
+                    started = await self.run_once()
                 except Exception:
                     log.exception("webhook dispatcher pass failed")
+                pause = await self._sleep_for()
+                if not started and pause == 0:
+                    # Due work, but every slot is taken (or an ordered account
+                    # waits): a finishing POST wakes us; never spin meanwhile.
+                    pause = self.limits.poll_interval
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(await self._sleep_for()):
+                    async with asyncio.timeout(pause):
                         await self._wakeup.wait()
         finally:
             for task in self._tasks:
