@@ -141,3 +141,14 @@ def test_random_markup_scans_alike_both_ways(monkeypatch: pytest.MonkeyPatch) ->
         assert _fast_accepts(markup)
         fast, slow = _scan_both(markup, monkeypatch)
         assert fast == slow, markup
+
+
+@pytest.mark.parametrize(
+    "html", ["<p><![foo]]></p>", "<table><tr><td><![bar[x]]></td></tr></table>"]
+)
+def test_markup_the_stdlib_parser_asserts_on_is_reported_not_raised(html: str) -> None:
+    from mailstead.templates.lint import lint
+
+    report = lint(html)
+    assert [f.check for f in report.findings] == ["unparsable"]
+    assert "cannot be tokenized" in report.findings[0].message

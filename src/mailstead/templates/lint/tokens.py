@@ -178,12 +178,17 @@ class _Stdlib(HTMLParser):
 
 
 def tokenize(source: str, new_sink: Callable[[], S]) -> S:
-    """A sink from ``new_sink`` fed every token of ``source``."""
+    """A sink from ``new_sink`` fed every token of ``source``; ValueError if it has none."""
     sink = new_sink()
     if _fast(source, sink):
         return sink
     sink = new_sink()
     parser = _Stdlib(sink)
-    parser.feed(source)
-    parser.close()
+    try:
+        parser.feed(source)
+        parser.close()
+    except AssertionError as exc:
+        # html.parser asserts on some marked sections (``<![foo]]>``); that is
+        # bad input, not a bug of ours: lint reports it as unparsable.
+        raise ValueError(f"the HTML cannot be tokenized: {exc}") from None
     return sink
