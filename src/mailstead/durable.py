@@ -12,7 +12,7 @@ of those two steps cheap or hard to forget:
   entries it changed;
 * :class:`DirectorySyncer` lets many threads that each renamed a file into one
   directory share a single directory ``fsync`` (group commit);
-* :class:`Staged` and :func:`publish_all` make a delivery to several places
+* :class:`Staged`, :func:`publish_all` and :func:`discard` make a delivery to several places
   all or nothing: the slow, failure-prone writes happen while staging, where
   nothing is visible yet, and a failed publish takes back the others.
 """
@@ -260,8 +260,17 @@ def publish_all(copies: Sequence[Staged]) -> None:
                 log.exception("could not take back a published copy; it may be duplicated")
         raise
     finally:
-        for copy in copies:
-            try:
-                copy.close()
-            except Exception:
-                log.exception("releasing a staged copy failed")
+        discard(copies)
+
+
+def discard(copies: Sequence[Staged]) -> None:
+    """Close ``copies``: what was never published is removed, what is held released.
+
+    A close that fails is logged, not raised: the caller is already done
+    (published) or failing for another reason.
+    """
+    for copy in copies:
+        try:
+            copy.close()
+        except Exception:
+            log.exception("releasing a staged copy failed")

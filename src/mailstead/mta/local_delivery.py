@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from mailstead.directory import Directory
-from mailstead.durable import Staged, publish_all
+from mailstead.durable import Staged, discard, publish_all
 from mailstead.events import Event, EventSink
 from mailstead.message import trace
 from mailstead.mta import mail_events
@@ -60,8 +60,7 @@ def deliver(
             staged.append(copy)
         publish_all(staged)
     except OSError as exc:
-        for copy in staged:  # those staged before the failure
-            copy.close()
+        discard(staged)  # those staged before the failure
         log.error(
             "%s: local delivery to <%s> failed: %s",
             message.id,

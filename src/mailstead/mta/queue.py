@@ -35,6 +35,7 @@ from mailstead.durable import (
     buffer_size,
     fsync_dir,
     make_dirs,
+    publish_all,
     unlink_quietly,
     write_all,
 )
@@ -206,10 +207,7 @@ class Queue:
             received_at=received_at,
             queue_id=queue_id,
         )
-        try:
-            staged.publish()
-        finally:
-            staged.close()
+        publish_all([staged])
         return staged.queue_id
 
     def stage(

@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 
 from mailstead.addresses import AddressError, split_address
 from mailstead.directory import Directory, Resolution
-from mailstead.durable import Staged, publish_all
+from mailstead.durable import Staged, discard, publish_all
 from mailstead.events import Event
 from mailstead.limits import SMTPLimits, WebhookLimits
 from mailstead.message import trace
@@ -270,7 +270,7 @@ class Delivery:
                 # before any copy a reader could see, and taken back with them.
                 staged.insert(1 if remote else 0, receiver.queue.events.stage(events))
         except Exception as exc:
-            _discard(staged)
+            discard(staged)
             log.exception("%s: staging the message failed", queue_id)
             raise Refused(R.LOCAL_ERROR, cause=str(exc)) from None
         self.abort()  # a second body() replaces the first
@@ -337,16 +337,7 @@ class Delivery:
     def abort(self) -> None:
         """Drop what :meth:`body` staged."""
         staged, self._staged = self._staged, []
-        _discard(staged)
-
-
-def _discard(staged: Sequence[Staged]) -> None:
-    """Close copies that will never be published (removing their files)."""
-    for copy in staged:
-        try:
-            copy.close()
-        except Exception:
-            log.exception("discarding a staged copy failed")
+        discard(staged)
 
 
 def _count_received(content: bytes) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from mailstead.durable import Buffer, Staged, make_dirs
+from mailstead.durable import Buffer, Staged, make_dirs, publish_all
 from mailstead.store.maildir import Maildir
 from mailstead.store.mbox import Mbox, MboxLockTimeout
 from mailstead.store.paths import (
@@ -113,16 +113,6 @@ class _PerAccount(Generic[_Box]):
             return stage(self.get(address))
 
 
-def _deliver(
-    store: MailboxStore, address: str, parts: Sequence[Buffer], sender: str, at: float
-) -> None:
-    staged = store.stage(address, parts, sender, at)
-    try:
-        staged.publish()
-    finally:
-        staged.close()
-
-
 class MaildirStore:
     """Owns the Maildir INBOXes below ``mail_root``; makes each on first delivery."""
 
@@ -147,7 +137,7 @@ class MaildirStore:
         received_at: float,
     ) -> None:
         """Deliver into ``<mail_root>/<domain>/<local>/Maildir/new/``."""
-        _deliver(self, address, parts, envelope_sender, received_at)
+        publish_all([self.stage(address, parts, envelope_sender, received_at)])
 
     def stage(
         self,
@@ -192,7 +182,7 @@ class MboxStore:
         received_at: float,
     ) -> None:
         """Append to ``<mail_root>/<domain>/<local>/mbox`` (created 0600 if absent)."""
-        _deliver(self, address, parts, envelope_sender, received_at)
+        publish_all([self.stage(address, parts, envelope_sender, received_at)])
 
     def stage(
         self,

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mailstead.durable import Buffer, fsync_dir, write_all
+from mailstead.durable import Buffer, fsync_dir, publish_all, write_all
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +90,7 @@ class Mbox:
         is fsynced; on error the file is truncated back to its old length and
         the error re-raised.
         """
-        staged = self.stage(parts, envelope_sender, received_at)
-        try:
-            staged.publish()
-        finally:
-            staged.close()
+        publish_all([self.stage(parts, envelope_sender, received_at)])
 
     def stage(
         self, parts: Sequence[Buffer], envelope_sender: str, received_at: float
