@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from mailstead.addresses import AddressError, split_address
 from mailstead.durable import Staged
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "VERSION",
     "Event",
     "EventSink",
+    "domain_of",
     "iso_time",
     "matches",
     "new_event_id",
@@ -76,6 +78,16 @@ def pattern_error(pattern: str) -> str | None:
     if not any(matches(pattern, t) for t in EVENT_TYPES):
         return f"{pattern!r} matches no event type ({', '.join(EVENT_TYPES)})"
     return None
+
+
+def domain_of(address: str | None) -> str | None:
+    """The lower-cased domain an event of ``address`` belongs to; None if it has none."""
+    if not address:
+        return None
+    try:
+        return split_address(address)[1].lower()
+    except AddressError:
+        return None
 
 
 def new_event_id() -> str:

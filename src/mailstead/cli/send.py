@@ -258,6 +258,6 @@ def _submit(
 
 
 def _report(done: Committed) -> None:
-    click.echo(" ".join(str(x) for x in (done.reply.code, done.reply.enhanced, *done.reply.lines)))
+    click.echo(done.reply.one_line())
     if done.remote:
         click.echo(f"queue id {done.queue_id} for {len(done.remote)} remote recipient(s)")

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mailstead.addresses import AddressError, split_address
-from mailstead.events import Event, iso_time
+from mailstead.events import Event, domain_of, iso_time
 
 RecipientState = Literal["pending", "deferred", "delivered", "failed"]
 
@@ -83,11 +82,7 @@ def sender_account(sender: str) -> tuple[str | None, str | None]:
     """The account and domain a queued message's events belong to: its sender's."""
     if not sender:
         return None, None  # a bounce: the null reverse-path
-    try:
-        _, domain = split_address(sender)
-    except AddressError:
-        return sender, None
-    return sender, domain.lower()
+    return sender, domain_of(sender)
 
 
 def queued_event(

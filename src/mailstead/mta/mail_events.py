@@ -8,8 +8,7 @@ the message, which costs.
 
 from __future__ import annotations
 
-from mailstead.addresses import AddressError, split_address
-from mailstead.events import Event, iso_time
+from mailstead.events import Event, domain_of, iso_time
 from mailstead.message.summary import message_summary
 from mailstead.mta.envelope import sender_account
 from mailstead.proto.smtp.replies import Reply
@@ -21,13 +20,6 @@ __all__ = [
     "expired",
     "received",
 ]
-
-
-def _domain(address: str) -> str | None:
-    try:
-        return split_address(address)[1].lower()
-    except AddressError:
-        return None
 
 
 def _reply(reply: Reply) -> dict[str, object]:
@@ -67,7 +59,7 @@ def received(
         "received_at": iso_time(received_at),
         "message": message_summary(content, max_body_bytes=max_body_bytes),
     }
-    return Event("message.received", data, account=mailbox, domain=_domain(mailbox))
+    return Event("message.received", data, account=mailbox, domain=domain_of(mailbox))
 
 
 def _outcome_data(

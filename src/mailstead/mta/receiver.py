@@ -85,7 +85,7 @@ class Refused(Exception):
     is the internal reason, for the log and the operator, never the peer."""
 
     def __init__(self, reply: Reply, cause: str | None = None) -> None:
-        super().__init__(" ".join(str(x) for x in (reply.code, reply.enhanced, *reply.lines) if x))
+        super().__init__(reply.one_line())
         self.reply = reply
         self.cause = cause
 

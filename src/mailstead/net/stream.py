@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Protocol
 
-from mailstead.events import Event, EventSink
+from mailstead.events import Event, EventSink, domain_of
 from mailstead.limits import ConnectionPolicy
 from mailstead.net import watchdog
 from mailstead.net.auth_penalty import BLOCKED, AuthPenalty
@@ -247,8 +247,7 @@ class StreamSession(FlowProtocol):
                 username=authcid[:_MAX_USERNAME], reason="blocked" if blocked else "invalid"
             )
         account = user if user is not None else authcid.lower()[:_MAX_USERNAME]
-        domain = account.rpartition("@")[2] if "@" in account else None
-        event = Event(event_type, data, account=account, domain=domain or None)
+        event = Event(event_type, data, account=account, domain=domain_of(account))
         stored = self.loop.run_in_executor(executor, sink.emit, [event])
         stored.add_done_callback(_log_failure)
 

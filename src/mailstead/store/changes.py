@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from mailstead.addresses import AddressError, split_address
-from mailstead.events import Event, EventSink
+from mailstead.events import Event, EventSink, domain_of
 
 __all__ = ["NO_REPORTS", "ChangeReporter"]
 
@@ -32,10 +31,7 @@ class ChangeReporter:
     def __init__(self, sink: EventSink | None, address: str | None) -> None:
         self.sink = sink if address is not None else None
         self.address = address
-        try:
-            self.domain: str | None = split_address(address)[1] if address else None
-        except AddressError:
-            self.domain = None
+        self.domain = domain_of(address)
 
     def _report(self, event_type: str, data: dict[str, object]) -> None:
         sink = self.sink

@@ -25,6 +25,10 @@ class Reply:
     def lines(self) -> tuple[str, ...]:
         return (self.text,) if isinstance(self.text, str) else self.text
 
+    def one_line(self) -> str:
+        """Code, enhanced code and text on one line, for a log or an operator."""
+        return " ".join(str(x) for x in (self.code, self.enhanced, *self.lines) if x)
+
     @property
     def is_success(self) -> bool:
         """A positive completion reply, 2yz (RFC 5321 §4.2.1)."""
