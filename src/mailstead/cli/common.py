@@ -7,6 +7,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -30,6 +31,7 @@ __all__ = [
     "open_directory",
     "open_queue",
     "read_password",
+    "rfc3339",
 ]
 
 _P = ParamSpec("_P")
@@ -68,6 +70,11 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 def echo_json(value: object) -> None:
     """Print ``value`` as one line of JSON, non-ASCII left as is."""
     click.echo(json.dumps(value, ensure_ascii=False))
+
+
+def rfc3339(when: float) -> str:
+    """RFC 3339 UTC, whole seconds: the stable form of times in --json and listings."""
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def config_path(ctx: click.Context) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,7 @@ from mailstead.cli.common import (
     load,
     one_line_errors,
     open_queue,
+    rfc3339,
 )
 
 if TYPE_CHECKING:
@@ -34,11 +34,6 @@ def _printable(text: str) -> str:
     """``text`` with control characters escaped: remote replies and headers
     must not be able to move the cursor or recolour the operator's terminal."""
     return "".join(c if c.isprintable() or c == "\t" else f"\\x{ord(c):02x}" for c in text)
-
-
-def _timestamp(when: float) -> str:
-    """RFC 3339 UTC, whole seconds: the stable form of times in --json."""
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _span(seconds: float) -> str:
@@ -67,14 +62,14 @@ def _message_json(m: QueuedMessage) -> dict[str, object]:
     return {
         "id": m.id,
         "sender": m.sender,
-        "received_at": _timestamp(m.received_at),
+        "received_at": rfc3339(m.received_at),
         "size": m.size,
         "recipients": [
             {
                 "address": r.address,
                 "state": r.state,
                 "attempts": r.attempts,
-                "next_attempt": _timestamp(r.next_attempt) if r.open else None,
+                "next_attempt": rfc3339(r.next_attempt) if r.open else None,
                 "last_error": r.last_error,
             }
             for r in m.recipients
@@ -142,7 +137,7 @@ def queue_show(ctx: click.Context, queue_id: str) -> None:
     now = time.time()
     click.echo(f"id:       {m.id}")
     click.echo(f"sender:   <{_printable(m.sender)}>")
-    click.echo(f"received: {_timestamp(m.received_at)} ({_span(now - m.received_at)} ago)")
+    click.echo(f"received: {rfc3339(m.received_at)} ({_span(now - m.received_at)} ago)")
     click.echo(f"size:     {m.size} bytes")
     if m.envid is not None:
         click.echo(f"envid:    {_printable(m.envid)}")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mailstead.cli.common import Failure, echo_json, json_option, load, one_line_errors
+from mailstead.cli.common import Failure, echo_json, json_option, load, one_line_errors, rfc3339
 from mailstead.config import Config
 from mailstead.config.values import parse_duration
 
@@ -56,10 +56,6 @@ def _since(text: str) -> float:
             "--since: expected a duration like 2h or a time like"
             f" 2026-12-07T10:00:00Z, got {text!r}"
         ) from None
-
-
-def _rfc3339(when: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
 
 
 def _endpoint_line(e: Endpoint) -> str:
@@ -154,11 +150,7 @@ def webhook_list(ctx: click.Context, show_secrets: bool, as_json: bool) -> None:
         click.echo(_endpoint_line(e))
         if show_secrets:
             for s, retire_at in e.secrets:
-                until = (
-                    ""
-                    if retire_at is None
-                    else f" (until {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(retire_at))})"
-                )
+                until = "" if retire_at is None else f" (until {rfc3339(retire_at)})"
                 click.echo(f"  secret {s}{until}")
 
 
@@ -242,15 +234,12 @@ async def _post_test(config: Config, endpoint: Endpoint) -> DeliveryResult:
     from mailstead.limits import WebhookLimits
     from mailstead.webhooks.http import WebhookClient
     from mailstead.webhooks.outbox import new_delivery_id
-    from mailstead.webhooks.signing import sign_headers
     from mailstead.webhooks.ssrf import AddressGuard
 
     limits = WebhookLimits()
     event = Event("webhook.test", {"endpoint": endpoint.id, "hostname": config.hostname})
     body = json.dumps(event.payload(), separators=(",", ":")).encode()
-    now = time.time()
-    headers = sign_headers(endpoint.signing_secrets(now), new_delivery_id(), body, int(now))
-    headers["content-type"] = "application/json"
+    headers = endpoint.request_headers(new_delivery_id(), body, time.time())
     client = WebhookClient(
         AddressGuard(config.http_client.allow_networks),
         connect_timeout=limits.connect_timeout,

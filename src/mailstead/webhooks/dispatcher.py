@@ -29,7 +29,6 @@ from mailstead.webhooks import backoff
 from mailstead.webhooks.endpoints import Endpoint
 from mailstead.webhooks.http import DeliveryResult, ErrorKind, WebhookClient
 from mailstead.webhooks.outbox import Attempted, Claimed, Outbox
-from mailstead.webhooks.signing import sign_headers
 
 log = logging.getLogger("mailstead.webhooks")
 
@@ -184,11 +183,7 @@ class Dispatcher:
                 log.exception("recording %d webhook attempts failed", len(batch))
 
     async def _post(self, endpoint: Endpoint, delivery: Claimed) -> DeliveryResult:
-        now = self._clock()
-        headers = sign_headers(
-            endpoint.signing_secrets(now), delivery.id, delivery.payload, int(now)
-        )
-        headers["content-type"] = "application/json"
+        headers = endpoint.request_headers(delivery.id, delivery.payload, self._clock())
         try:
             async with asyncio.timeout(self.limits.attempt_timeout):
                 return await self.client.post(endpoint.url, delivery.payload, headers)

@@ -21,7 +21,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from mailstead.events import Event, matches
-from mailstead.webhooks.signing import InvalidSecretError, generate_secret, parse_secret
+from mailstead.webhooks.signing import (
+    InvalidSecretError,
+    generate_secret,
+    parse_secret,
+    sign_headers,
+)
 
 __all__ = ["ROTATION_GRACE", "ConfiguredEndpoint", "Endpoint", "EndpointRegistry"]
 
@@ -68,6 +73,12 @@ class Endpoint:
     def signing_secrets(self, now: float) -> list[str]:
         """The secrets that sign a delivery made at ``now`` (two during a rotation)."""
         return [s for s, retire_at in self.secrets if retire_at is None or retire_at > now]
+
+    def request_headers(self, webhook_id: str, body: bytes, now: float) -> dict[str, str]:
+        """The headers of one POST of ``body``: JSON, signed with every current secret."""
+        headers = sign_headers(self.signing_secrets(now), webhook_id, body, int(now))
+        headers["content-type"] = "application/json"
+        return headers
 
     def as_json(self, *, show_secrets: bool = False) -> dict[str, object]:
         out: dict[str, object] = {
