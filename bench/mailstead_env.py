@@ -9,6 +9,7 @@ benchmark has none either).
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -19,9 +20,24 @@ from pathlib import Path
 
 from netutil import wait_for_port
 
-__all__ = ["MailsteadServer", "mailstead_version", "running_mailstead"]
+__all__ = ["MailsteadServer", "listen_on", "mailstead_version", "running_mailstead"]
 
 _STOP_TIMEOUT = 60.0
+
+
+def listen_on(config: str, ports: dict[str, int]) -> str:
+    """``config`` with each listener's address list replaced by 127.0.0.1:port."""
+    for name, port in ports.items():
+        config, count = re.subn(
+            rf"^({name}\s*=\s*)\[[^\]]*\]",
+            rf'\g<1>["127.0.0.1:{port}"]',
+            config,
+            count=1,
+            flags=re.MULTILINE,
+        )
+        if count != 1:
+            raise RuntimeError(f"no [listen] {name} line in the config `mailstead init` wrote")
+    return config
 
 
 def _mailstead_command() -> list[str]:

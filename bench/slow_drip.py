@@ -65,7 +65,7 @@ from typing import TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cpu import MachineCPU, tree_cpu_seconds
-from mailstead_env import mailstead_version
+from mailstead_env import listen_on, mailstead_version
 from netutil import free_port, wait_for_port
 from smtp_inbound import cpu_model, loadavg, replace_section
 
@@ -146,21 +146,6 @@ class Server:
         return [line for line in text.splitlines() if pattern.search(line)]
 
 
-def _listen_on(config: str, ports: dict[str, int]) -> str:
-    """``config`` with each listener's address list replaced by 127.0.0.1:port."""
-    for name, port in ports.items():
-        config, count = re.subn(
-            rf"^({name}\s*=\s*)\[[^\]]*\]",
-            rf'\g<1>["127.0.0.1:{port}"]',
-            config,
-            count=1,
-            flags=re.MULTILINE,
-        )
-        if count != 1:
-            raise RuntimeError(f"no [listen] {name} line in the config `mailstead init` wrote")
-    return config
-
-
 @contextlib.contextmanager
 def mailstead_server(root: Path) -> Iterator[Server]:
     """``mailstead init`` under ``root``, free loopback ports, one user, ``serve``; stop on exit."""
@@ -172,7 +157,7 @@ def mailstead_server(root: Path) -> Iterator[Server]:
         stdout=subprocess.DEVNULL,
     )
     ports = {name: free_port() for name in LISTENERS}
-    config.write_text(_listen_on(config.read_text(), ports))
+    config.write_text(listen_on(config.read_text(), ports))
     subprocess.run(
         [*cli, "user", "add", USER, "--password-stdin"],
         input=f"{PASSWORD}\n".encode(),

@@ -57,6 +57,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from cpu import MachineCPU, tree_cpu_seconds
+from mailstead_env import listen_on
 from netutil import free_port, wait_for_port
 from profile_summary import summarise
 from smtp_inbound import Load, Timing, count_new, cpu_model, loadavg, write_docs
@@ -247,16 +248,7 @@ def receiver(mode: str, *, record: bool = False) -> Iterator[Receiver]:
 
 def _configure(text: str, ports: dict[str, int], webhook_url: str | None) -> str:
     """The `mailstead init` config with our ports, the loopback allow-list and the endpoint."""
-    for name, port in ports.items():
-        text, count = re.subn(
-            rf"^({name}\s*=\s*)\[[^\]]*\]",
-            rf'\g<1>["127.0.0.1:{port}"]',
-            text,
-            count=1,
-            flags=re.MULTILINE,
-        )
-        if count != 1:
-            raise RuntimeError(f"no [listen] {name} line in the config `mailstead init` wrote")
+    text = listen_on(text, ports)
     text, count = re.subn(
         r"^allow_networks\s*=\s*\[\]", 'allow_networks = ["127.0.0.0/8"]', text, flags=re.M
     )
