@@ -473,8 +473,6 @@ def serve(config: Config) -> None:
     the supervisor, whose watchdog replaces it if its loop ever blocks.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(message)s")
-    # One line per webhook POST is ours (mailstead.webhooks); httpx's own is noise.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     limits = SMTPLimits()
     check_source_addresses(config)
     # A bad [[webhooks]] secret stops serve here, once, not in every worker;

@@ -137,15 +137,13 @@ def test_200_sends_the_signed_post_as_given() -> None:
     assert endpoint.requests == [
         b"POST /hooks?app=1 HTTP/1.1\r\n"
         b"Host: 127.0.0.1:%d\r\n"
-        b"Accept: */*\r\n"
-        b"Accept-Encoding: identity\r\n"
-        b"Connection: keep-alive\r\n"
         b"User-Agent: Mailstead-Webhooks/%s\r\n"
+        b"Accept-Encoding: identity\r\n"
+        b"Content-Length: 27\r\n"
         b"Content-Type: application/json\r\n"
         b"webhook-id: msg_1\r\n"
         b"webhook-timestamp: 1700000000\r\n"
         b"webhook-signature: v1,c2ln\r\n"
-        b"Content-Length: 27\r\n"
         b"\r\n" % (endpoint.port, __version__.encode()) + BODY
     ]
 
@@ -410,3 +408,123 @@ def test_https_untrusted_certificate_fails(hooks_test_cert: tuple[Path, Path]) -
     result, endpoint, _ = https_post(hooks_test_cert, "hooks.test", trust=False)
     assert (result.status, result.error) == (None, ErrorKind.TLS)
     assert endpoint.requests == []
+
+
+# The connection layer (h11 over asyncio streams): answers a plain
+# Content-Length server would not give.
+
+
+async def serve_script(
+    script: Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]],
+) -> tuple[asyncio.Server, int]:
+    """A server running ``script(reader, writer, n)`` for its n-th connection."""
+    count = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal count
+        count += 1
+        try:
+            await script(reader, writer, count)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    return head + await reader.readexactly(length)
+
+
+def post_twice(
+    script: Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]],
+) -> list[DeliveryResult]:
+    async def main() -> list[DeliveryResult]:
+        server, port = await serve_script(script)
+        client = WebhookClient(LOOPBACK_ALLOWED)
+        try:
+            return [await client.post(f"http://127.0.0.1:{port}/", BODY, SIGNED) for _ in "12"]
+        finally:
+            await client.aclose()
+            server.close()
+
+    return asyncio.run(main())
+
+
+def test_a_kept_connection_closed_unanswered_is_retried_once_on_a_fresh_one() -> None:
+    # The peer dropped its idle connection just as the next POST went out.
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(reply("204 No Content"))
+        await writer.drain()
+        await read_request(reader)  # then closes without an answer
+
+    assert [r.status for r in post_twice(script)] == [204, 204]
+
+
+def test_chunked_body_and_interim_responses_are_read() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(
+                b"HTTP/1.1 100 Continue\r\n\r\n"
+                b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+            )
+            await writer.drain()
+
+    results = post_twice(script)
+    assert [(r.status, r.excerpt) for r in results] == [(202, b"abcde")] * 2
+
+
+def test_connection_close_is_honoured() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(reply("200 OK", "Connection: close"))
+        await writer.drain()
+
+    assert [r.status for r in post_twice(script)] == [200, 200]
+
+
+def test_a_connection_closed_without_an_answer_is_a_network_error() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+
+    first, _ = post_twice(script)
+    assert (first.status, first.error) == (None, ErrorKind.NETWORK)
+
+
+def test_an_answer_that_is_not_http_is_a_protocol_error() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await read_request(reader)
+        writer.write(b"220 mail.example.test ESMTP\r\n\r\n")
+        await writer.drain()
+
+    first, _ = post_twice(script)
+    assert (first.status, first.error) == (None, ErrorKind.PROTOCOL)
+
+
+def test_requests_beyond_max_connections_wait_then_time_out() -> None:
+    async def main() -> list[DeliveryResult]:
+        async with Endpoint(None) as endpoint:  # never answers: every slot stays taken
+            client = WebhookClient(
+                LOOPBACK_ALLOWED, max_connections=2, connect_timeout=0.2, read_timeout=1.0
+            )
+            url = f"http://127.0.0.1:{endpoint.port}/"
+            results = await asyncio.gather(*(client.post(url, BODY, SIGNED) for _ in range(3)))
+            await client.aclose()
+            assert len(endpoint.requests) == 2
+            return results
+
+    results = asyncio.run(main())
+    assert sorted(r.detail for r in results)[0] == "no free connection"
+    assert {r.error for r in results} == {ErrorKind.TIMEOUT}
+
+
+def test_control_characters_in_the_url_are_refused() -> None:
+    result = asyncio.run(post("http://127.0.0.1:1/a\x01b"))
+    assert (result.status, result.error) == (None, ErrorKind.INVALID_URL)

@@ -224,7 +224,7 @@ def _parse_inet_aton(host: str) -> ipaddress.IPv4Address:
 def parse_host(host: str) -> IPAddress | None:
     """The address a URL host names literally, or None for a DNS name.
 
-    IPv6 literals come without brackets (as ``urllib``/``httpx`` report
+    IPv6 literals come without brackets (as ``urllib`` reports
     them). A host whose last label is a number (decimal or 0x-hex, as the
     WHATWG URL standard's "ends in a number" test puts it) is an IPv4
     literal and is read the way ``inet_aton`` reads it; if it is none,
