@@ -70,17 +70,13 @@ def deliver(
         return LocalResult(Outcome.DEFERRED, Reply(451, "4.3.0", "Local delivery failed"))
     events = []
     if sink is not None and sink.wants("message.received"):
-        events = [
-            mail_events.received(
-                queue_id=message.id,
-                mailbox=mailbox,
-                rcpt_to=recipient,
-                mail_from=message.sender,
-                content=body,
-                client=None,
-                max_body_bytes=max_body_bytes,
-                received_at=message.received_at,
-            )
-            for mailbox in mailboxes
-        ]
+        events = mail_events.received(
+            [(mailbox, recipient) for mailbox in mailboxes],
+            queue_id=message.id,
+            mail_from=message.sender,
+            content=body,
+            client=None,
+            max_body_bytes=max_body_bytes,
+            received_at=message.received_at,
+        )
     return LocalResult(Outcome.DELIVERED, Reply(250, "2.0.0", "OK"), events)

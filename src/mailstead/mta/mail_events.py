@@ -8,6 +8,8 @@ the message, which costs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mailstead.events import Event, domain_of, iso_time
 from mailstead.message.summary import message_summary
 from mailstead.mta.envelope import sender_account
@@ -35,31 +37,42 @@ def _host(remote: str | None) -> tuple[str | None, str | None]:
 
 
 def received(
+    copies: Sequence[tuple[str, str]],
     *,
     queue_id: str,
-    mailbox: str,
-    rcpt_to: str,
     mail_from: str,
     content: bytes,
     client: dict[str, object] | None,
     max_body_bytes: int,
     received_at: float,
-) -> Event:
-    """message.received: a copy was stored in ``mailbox``'s INBOX.
+) -> list[Event]:
+    """message.received for each ``(mailbox, rcpt_to)`` copy stored in an INBOX.
 
     ``client`` is what the SMTP session knew (ip, helo, tls, user), None
-    when the queue delivered it locally.
+    when the queue delivered it locally. The message is summarised once for
+    all copies.
     """
-    data: dict[str, object] = {
-        "queue_id": queue_id,
-        "mailbox": mailbox,
-        "folder": "INBOX",
-        "envelope": {"mail_from": mail_from, "rcpt_to": rcpt_to},
-        "client": client,
-        "received_at": iso_time(received_at),
-        "message": message_summary(content, max_body_bytes=max_body_bytes),
-    }
-    return Event("message.received", data, account=mailbox, domain=domain_of(mailbox))
+    if not copies:
+        return []
+    summary = message_summary(content, max_body_bytes=max_body_bytes)
+    at = iso_time(received_at)
+    return [
+        Event(
+            "message.received",
+            {
+                "queue_id": queue_id,
+                "mailbox": mailbox,
+                "folder": "INBOX",
+                "envelope": {"mail_from": mail_from, "rcpt_to": rcpt_to},
+                "client": client,
+                "received_at": at,
+                "message": summary,
+            },
+            account=mailbox,
+            domain=domain_of(mailbox),
+        )
+        for mailbox, rcpt_to in copies
+    ]
 
 
 def _outcome_data(

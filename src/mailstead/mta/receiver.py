@@ -289,19 +289,15 @@ class Delivery:
             return []
         peer = self.peer
         client = {"ip": peer.ip, "helo": peer.helo, "tls": peer.tls, "user": peer.user}
-        return [
-            mail_events.received(
-                queue_id=queue_id,
-                mailbox=mailbox,
-                rcpt_to=rcpt,
-                mail_from=self.sender,
-                content=content,
-                client=client,
-                max_body_bytes=self.receiver.webhook_limits.max_body_bytes,
-                received_at=now,
-            )
-            for mailbox, rcpt in sorted(mailboxes.items())
-        ]
+        return mail_events.received(
+            sorted(mailboxes.items()),
+            queue_id=queue_id,
+            mail_from=self.sender,
+            content=content,
+            client=client,
+            max_body_bytes=self.receiver.webhook_limits.max_body_bytes,
+            received_at=now,
+        )
 
     def commit(self) -> Committed:
         """Publish every staged copy, or none of them (:class:`Refused` with a 451)."""
