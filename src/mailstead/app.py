@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -48,6 +48,7 @@ from mailstead.webhooks.endpoints import ConfiguredEndpoint
 from mailstead.webhooks.http import WebhookClient
 from mailstead.webhooks.outbox import Outbox
 from mailstead.webhooks.ssrf import AddressGuard
+from mailstead.webhooks.wakeup import WakeChannel
 
 log = logging.getLogger("mailstead")
 
@@ -215,6 +216,7 @@ async def start(
     outbound: bool = True,
     imap_limits: IMAPLimits | None = None,
     pop3_limits: POP3Limits | None = None,
+    wake_webhooks: Callable[[Sequence[str]], None] | None = None,
 ) -> RunningServer:
     """Serve every configured SMTP listener; return once they accept connections.
 
@@ -222,6 +224,9 @@ async def start(
     do); ``serve`` binds them first and passes them to each worker. Every
     worker also runs the outbound MTA over its own share of the queue, unless
     ``outbound`` is False (tests that want queued mail to stay put).
+    Webhooks are sent by a dispatcher task in this process, unless
+    ``wake_webhooks`` is given: then a dispatcher elsewhere sends them, and
+    this process calls it after storing events (``serve``).
     """
     limits = limits or SMTPLimits()
     limit_idle_memory()
@@ -239,7 +244,14 @@ async def start(
     store = open_store(config.storage.format, config.mail_root)
     executor = ThreadPoolExecutor(_DELIVERY_THREADS, thread_name_prefix="deliver")
     running = RunningServer(config, directory, queue, executor, outbox=outbox)
-    _start_dispatcher(running, config, outbox, executor)
+    if wake_webhooks is None:
+        dispatcher = _dispatcher(config, outbox, executor)
+        running._webhooks = dispatcher.client
+        running._dispatcher_task = asyncio.get_running_loop().create_task(
+            dispatcher.run(), name="webhooks"
+        )
+    else:
+        outbox.on_emitted = wake_webhooks
     tls = _tls_context(config)
     policy = config.limits.policy()
 
@@ -385,12 +397,10 @@ def open_outbox(config: Config) -> Outbox:
     return outbox
 
 
-def _start_dispatcher(
-    running: RunningServer, config: Config, outbox: Outbox, executor: ThreadPoolExecutor
-) -> None:
-    """The webhook dispatcher of this worker; events emitted here wake it at once."""
+def _dispatcher(config: Config, outbox: Outbox, executor: ThreadPoolExecutor) -> Dispatcher:
+    """A webhook dispatcher draining ``outbox``; events emitted here wake it at once."""
     limits = WebhookLimits()
-    client = running._webhooks = WebhookClient(
+    client = WebhookClient(
         AddressGuard(config.http_client.allow_networks),
         connect_timeout=limits.connect_timeout,
         read_timeout=limits.read_timeout,
@@ -398,9 +408,7 @@ def _start_dispatcher(
     )
     dispatcher = Dispatcher(outbox, client, executor=executor, limits=limits)
     outbox.on_emitted = dispatcher.wake
-    running._dispatcher_task = asyncio.get_running_loop().create_task(
-        dispatcher.run(), name="webhooks"
-    )
+    return dispatcher
 
 
 def _client_tls_context() -> ssl.SSLContext:
@@ -448,19 +456,67 @@ def _is_ip(text: str) -> bool:
 
 
 async def serve_until_signalled(
-    config: Config, limits: SMTPLimits, listeners: Listeners, worker: int, pulse: Pulse
+    config: Config,
+    limits: SMTPLimits,
+    listeners: Listeners,
+    worker: int,
+    pulse: Pulse,
+    webhooks: WakeChannel,
 ) -> None:
     """One worker: serve until SIGINT or SIGTERM, then shut down gracefully."""
     loop = asyncio.get_running_loop()
     watchdog.install(pulse)
     pulse.start(loop)  # before start(): the supervisor's clock runs from the fork
-    running = await start(config, limits, listeners=listeners, worker=worker)
+    running = await start(
+        config, limits, listeners=listeners, worker=worker, wake_webhooks=webhooks.send
+    )
+    await _signalled()
+    await running.stop()
+    pulse.stop()
+
+
+async def dispatch_webhooks_until_signalled(
+    config: Config, pulse: Pulse, webhooks: WakeChannel
+) -> None:
+    """The webhook dispatcher process of ``serve``: POST what the workers store.
+
+    Its own process, at a lower CPU priority, so POSTs never slow mail:
+    when the machine is busy with SMTP, webhooks wait (durably, in the
+    outbox) and catch up afterwards.
+    """
+    with contextlib.suppress(OSError):
+        os.nice(WebhookLimits().dispatcher_niceness)
+    loop = asyncio.get_running_loop()
+    watchdog.install(pulse)
+    pulse.start(loop)
+    outbox = Outbox(config.data_dir / "queue.sqlite3")
+    # The only dispatcher of this serve: a lease still set is from its
+    # predecessor, killed mid-POST; those deliveries are due again now.
+    await loop.run_in_executor(None, outbox.release_leases)
+    executor = ThreadPoolExecutor(2, thread_name_prefix="webhooks")
+    dispatcher = _dispatcher(config, outbox, executor)
+    task = loop.create_task(dispatcher.run(), name="webhooks")
+    stop_listening = webhooks.listen(dispatcher.wake)
+    await _signalled()
+    stop_listening()
+    # POSTs in flight are abandoned: the next dispatcher sends them again
+    # (receivers deduplicate by webhook-id).
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await dispatcher.client.aclose()
+    await loop.run_in_executor(None, executor.shutdown, True)
+    outbox.close()
+    pulse.stop()
+
+
+async def _signalled() -> None:
+    """Return at SIGINT or SIGTERM."""
+    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await running.stop()
-    pulse.stop()
 
 
 def serve(config: Config) -> None:
@@ -487,21 +543,27 @@ def serve(config: Config) -> None:
         config.hostname,
         workers,
     )
-    heartbeats = Heartbeats(workers)
+    # Process number ``workers`` (after the mail workers) sends the webhooks.
+    heartbeats = Heartbeats(workers + 1)
+    webhooks = WakeChannel()
     block_limit = config.limits.watchdog_timeout
     # Four beats per limit: one late beat is never mistaken for a block.
     interval = min(1.0, block_limit / 4)
 
     def run_worker(index: int) -> None:
         pulse = Pulse(heartbeats, index, interval)
-        asyncio.run(serve_until_signalled(config, limits, listeners, index, pulse))
+        if index == workers:
+            asyncio.run(dispatch_webhooks_until_signalled(config, pulse, webhooks))
+        else:
+            asyncio.run(serve_until_signalled(config, limits, listeners, index, pulse, webhooks))
 
     def worker_exited(index: int) -> None:
-        for gate in listeners.gates.values():
-            gate.clear_worker(index)
+        if index < workers:
+            for gate in listeners.gates.values():
+                gate.clear_worker(index)
 
     Supervisor(
-        workers,
+        workers + 1,
         run_worker,
         on_exit=worker_exited,
         heartbeats=heartbeats,

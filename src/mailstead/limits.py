@@ -180,7 +180,7 @@ class WebhookLimits:
 
     # POSTs in flight to one endpoint; the rest of its deliveries wait.
     per_endpoint: int = 10
-    # POSTs in flight in one worker, over all endpoints.
+    # POSTs in flight in one dispatcher, over all endpoints.
     total: int = 64
     # Connect and per-read timeouts of one POST (the read timeout restarts
     # with every byte; attempt_timeout bounds the whole exchange).
@@ -196,6 +196,9 @@ class WebhookLimits:
     # message.received: text and HTML bodies in the payload are cut here
     # (UTF-8 bytes, each), and flagged as truncated.
     max_body_bytes: int = 256 * 1024
+    # ``serve`` runs the dispatcher in its own process at this nice(2)
+    # increment: while SMTP keeps every CPU busy, POSTs wait (in the outbox).
+    dispatcher_niceness: int = 10
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,13 @@
-"""The webhook dispatcher: a task in each ``serve`` worker that drains the outbox.
+"""The webhook dispatcher: the task that drains the outbox (``serve`` gives it a process).
 
 Each pass asks, endpoint by endpoint, for as many due deliveries as that
 endpoint has free slots (``WebhookLimits.per_endpoint``, within the
-worker's ``total``), POSTs each one signed with the endpoint's current
+dispatcher's ``total``), POSTs each one signed with the endpoint's current
 secrets, and records the outcome: 2xx delivered; 410 Gone failed, and the
 endpoint disabled; anything else retried on the schedule of ``backoff.py``
 (honouring Retry-After) until it gives up. A POST never takes longer than
-``attempt_timeout``, shorter than the lease, so a delivery is never in two
-workers' hands at once while both are alive.
+``attempt_timeout``, shorter than the lease, so a delivery is never in the
+hands of two live dispatchers (``serve``'s and a test's, say) at once.
 
 Database work runs in the executor; the event loop only waits on sockets.
 """
@@ -52,7 +52,7 @@ def describe(result: DeliveryResult) -> str | None:
 
 
 class Dispatcher:
-    """Owns one worker's in-flight webhook POSTs; :meth:`run` until cancelled."""
+    """Owns the in-flight webhook POSTs of one process; :meth:`run` until cancelled."""
 
     def __init__(
         self,
@@ -74,7 +74,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Deliveries this worker staged and may send before their hold ends.
+        # Held-back deliveries whose message is readable: sent before their hold ends.
         self._own: set[str] = set()
         # Outcomes waiting for the next group commit, and the task making it.
         self._outcomes: list[Attempted] = []
@@ -123,7 +123,7 @@ class Dispatcher:
         return min(poll, max(0.0, due - self._clock()))
 
     async def run_once(self) -> int:
-        """Claim and start what is due now (and this worker's own); the POSTs started."""
+        """Claim and start what is due now (and what was handed over); the POSTs started."""
         limits = self.limits
         endpoints = await self._in_executor(self.outbox.endpoints.active)
         own, self._own = self._own, set()

@@ -97,8 +97,8 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (
 """
 
 
-# How long the deliveries of a message.received wait before other workers
-# may send them: the staging worker sends them as soon as the message is
+# How long the deliveries of a message.received are held back: the process
+# that stored them hands them to the dispatcher as soon as the message is
 # readable; this covers its crash between the two.
 SETTLE = 2.0
 
@@ -180,9 +180,8 @@ class Outbox:
     """Owns the webhook tables of the queue database; safe to share between threads.
 
     ``on_emitted`` is called (from the emitting thread) after events were
-    stored, with the ids of deliveries it may send at once although they are
-    held back from other workers (see :class:`StagedEvents`), so a
-    dispatcher in this process can start at once.
+    stored, with the ids of held-back deliveries that may be sent at once
+    (see :class:`StagedEvents`), so the dispatcher can start at once.
 
     Writes go through one connection under one lock; reads (the endpoint
     list, listings, :meth:`next_due`) through another, so a reader never
@@ -276,7 +275,7 @@ class Outbox:
     ) -> list[str]:
         """Insert each event some endpoint wants, with one delivery per endpoint; their ids.
 
-        ``hold``: the deliveries are not due for other workers for that long.
+        ``hold``: the deliveries are not due for that long (unless named in ``claim(only=)``).
         """
         now = self._clock()
         stored: list[str] = []
@@ -316,8 +315,8 @@ class Outbox:
 
         For an ordered endpoint only the oldest pending delivery of each
         account is due, and only while no other of its account is leased.
-        ``only``: just these deliveries, due or held back (this worker's own,
-        see :class:`StagedEvents`).
+        ``only``: just these deliveries, due or held back (handed over by
+        ``on_emitted``, see :class:`StagedEvents`).
         """
         if limit <= 0:
             return []
@@ -488,11 +487,11 @@ class StagedEvents:
 
     :meth:`publish` commits them with their deliveries, before any mailbox
     copy is visible; :meth:`undo` deletes them again (another copy failed:
-    the message was not accepted). Their deliveries are held back from
-    other workers for :data:`SETTLE` seconds; :meth:`close`, once every copy
-    is in, hands their ids to this worker's dispatcher, which may send them
-    at once. So a POST never announces a message that is not readable yet,
-    and if this worker dies first another sends them after the hold.
+    the message was not accepted). Their deliveries are held back for
+    :data:`SETTLE` seconds; :meth:`close`, once every copy is in, hands
+    their ids to the dispatcher (``on_emitted``), which may send them at
+    once. So a POST never announces a message that is not readable yet, and
+    if this process dies first the dispatcher sends them after the hold.
     """
 
     def __init__(self, outbox: Outbox, events: Sequence[Event]) -> None:
