@@ -360,10 +360,9 @@ def fill_outbox(prepared: Prepared, events: int, body_bytes: int) -> int:
 
     config = load_config(prepared.config)
     content = bytes(sample_message(0, body_bytes, "throughput"))
-    template = mail_events.received(
+    [template] = mail_events.received(
+        [(RECIPIENT, RECIPIENT)],
         queue_id="0" * 24,
-        mailbox=RECIPIENT,
-        rcpt_to=RECIPIENT,
         mail_from=SENDER,
         content=content,
         client={"ip": "127.0.0.1", "helo": "client.test", "tls": False, "user": None},

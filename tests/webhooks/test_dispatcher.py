@@ -190,3 +190,36 @@ def test_a_dead_endpoint_does_not_hold_up_another(outbox: Outbox, clock: Clock) 
         await alive.close()
 
     run(scenario())
+
+
+def test_held_back_deliveries_handed_over_while_every_slot_is_busy_wait_for_a_slot(
+    outbox: Outbox, clock: Clock
+) -> None:
+    # A received message's delivery is held back (outbox.SETTLE) until the
+    # process that stored it says the message is readable; if the endpoint
+    # is busy then, the hand-over is kept for the pass a free slot brings.
+    async def scenario() -> None:
+        endpoint = await Endpoint([None]).start()  # the first POST hangs
+        client = WebhookClient(AddressGuard(["127.0.0.0/8"]))
+        limits = WebhookLimits(per_endpoint=1, attempt_timeout=0.5)
+        with ThreadPoolExecutor(2) as executor:
+            dispatcher = Dispatcher(outbox, client, executor=executor, limits=limits, clock=clock)
+            outbox.endpoints.add(endpoint.url)
+            outbox.emit([Event("auth.failed", {})])
+            assert await dispatcher.run_once() == 1  # takes the only slot
+            staged = outbox.stage([Event("message.received", {"n": 2})])
+            handed: list[str] = []
+            outbox.on_emitted = handed.extend
+            staged.publish()
+            staged.close()
+            dispatcher._woken(tuple(handed))
+            assert await dispatcher.run_once() == 0  # no slot: kept, not dropped
+            await dispatcher.drain()  # the hanging POST times out: a slot is free
+            assert await dispatcher.run_once() == 1  # still within the hold
+            await dispatcher.drain()
+            await client.aclose()
+        await endpoint.close()
+        states = {d.event_type: d.state for d in outbox.deliveries()}
+        assert states == {"auth.failed": "pending", "message.received": "succeeded"}
+
+    run(scenario())

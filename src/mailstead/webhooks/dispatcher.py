@@ -28,7 +28,7 @@ from mailstead.limits import WebhookLimits
 from mailstead.webhooks import backoff
 from mailstead.webhooks.endpoints import Endpoint
 from mailstead.webhooks.http import DeliveryResult, ErrorKind, WebhookClient
-from mailstead.webhooks.outbox import Attempted, Claimed, Outbox
+from mailstead.webhooks.outbox import SETTLE, Attempted, Claimed, Outbox
 
 log = logging.getLogger("mailstead.webhooks")
 
@@ -74,8 +74,12 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Held-back deliveries whose message is readable: sent before their hold ends.
-        self._own: set[str] = set()
+        # Held-back deliveries whose message is readable, and when we heard
+        # so: sent before their hold ends (or found anyway once it has).
+        self._own: dict[str, float] = {}
+        # The endpoints of the last pass: when all of them are busy, a
+        # wake-up needs no pass (new ones are seen within poll_interval).
+        self._endpoints: tuple[Endpoint, ...] = ()
         # Outcomes waiting for the next group commit, and the task making it.
         self._outcomes: list[Attempted] = []
         self._recorder: asyncio.Task[None] | None = None
@@ -89,8 +93,17 @@ class Dispatcher:
                 loop.call_soon_threadsafe(self._woken, tuple(ids))
 
     def _woken(self, ids: tuple[str, ...]) -> None:
-        self._own.update(ids)
-        self._wakeup.set()
+        now = time.monotonic()
+        self._own.update(dict.fromkeys(ids, now))
+        if not self._all_busy():
+            self._wakeup.set()
+
+    def _all_busy(self) -> bool:
+        limits = self.limits
+        return sum(self._in_flight.values()) >= limits.total or bool(
+            self._endpoints
+            and all(self._in_flight[e.id] >= limits.per_endpoint for e in self._endpoints)
+        )
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -102,11 +115,15 @@ class Dispatcher:
                     started = await self.run_once()
                 except Exception:
                     log.exception("webhook dispatcher pass failed")
-                pause = await self._sleep_for()
-                if not started and pause == 0:
-                    # Due work, but every slot is taken (or an ordered account
-                    # waits): a finishing POST wakes us; never spin meanwhile.
+                if self._tasks:
+                    # POSTs in flight: the first half of them to finish wakes
+                    # us, and that pass finds whatever became due meanwhile.
                     pause = self.limits.poll_interval
+                else:
+                    pause = await self._sleep_for()
+                    if not started and pause == 0:
+                        # Due work, but an ordered account waits: never spin.
+                        pause = self.limits.poll_interval
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(pause):
                         await self._wakeup.wait()
@@ -125,12 +142,15 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Claim and start what is due now (and what was handed over); the POSTs started."""
         limits = self.limits
-        endpoints = await self._in_executor(self.outbox.endpoints.active)
-        own, self._own = self._own, set()
+        endpoints = self._endpoints = await self._in_executor(self.outbox.endpoints.active)
+        stale = time.monotonic() - SETTLE
+        heard, self._own = self._own, {}
+        own = tuple(i for i, at in heard.items() if at > stale)
         started = 0
+        sent: set[str] = set()
         for endpoint in endpoints:
             claimed: list[Claimed] = []
-            for only in ((tuple(own),) if own else ()) + ((),):
+            for only in ((own,) if own else ()) + ((),):
                 free = min(
                     limits.per_endpoint - self._in_flight[endpoint.id] - len(claimed),
                     limits.total - sum(self._in_flight.values()) - len(claimed),
@@ -140,11 +160,14 @@ class Dispatcher:
                         self._claim, endpoint, free, limits.lease, only
                     )
             for delivery in claimed:
+                sent.add(delivery.id)
                 self._in_flight[endpoint.id] += 1
                 task = asyncio.create_task(self._deliver(delivery))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 started += 1
+        # Handed-over deliveries for which no slot was free wait for the next pass.
+        self._own.update({i: heard[i] for i in own if i not in sent})
         return started
 
     def _claim(
@@ -170,7 +193,10 @@ class Dispatcher:
             log.exception("webhook delivery %s failed to run", delivery.id)
         finally:
             self._in_flight[endpoint.id] -= 1
-            self._wakeup.set()  # a slot is free
+            # Slots are refilled in batches: one claim for several deliveries
+            # under load, at once when the endpoint has nothing in flight.
+            if self._in_flight[endpoint.id] <= self.limits.per_endpoint // 2:
+                self._wakeup.set()
 
     async def _record_pending(self) -> None:
         """Store the outcomes that came in meanwhile, one commit per batch."""
