@@ -113,6 +113,11 @@ class Event:
     domain: str | None = None
     id: str = field(default_factory=new_event_id)
     timestamp: float = field(default_factory=time.time)
+    #: message.received: the message whose summary ``data["message"]`` (None
+    #: here) becomes, bodies cut at ``body_limit`` bytes. The sink stores it
+    #: and summarises it when the event is sent, off the mail path.
+    raw_message: bytes | None = None
+    body_limit: int = 0
 
     def payload(self) -> dict[str, object]:
         """The JSON object a webhook delivers."""

@@ -195,7 +195,7 @@ def test_a_dead_endpoint_does_not_hold_up_another(outbox: Outbox, clock: Clock) 
 def test_held_back_deliveries_handed_over_while_every_slot_is_busy_wait_for_a_slot(
     outbox: Outbox, clock: Clock
 ) -> None:
-    # A received message's delivery is held back (outbox.SETTLE) until the
+    # A received message's delivery is held back (staging.SETTLE) until the
     # process that stored it says the message is readable; if the endpoint
     # is busy then, the hand-over is kept for the pass a free slot brings.
     async def scenario() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -10,11 +11,14 @@ from pathlib import Path
 import pytest
 
 from mailstead.events import Event
+from mailstead.message.summary import message_summary
+from mailstead.mta import mail_events
 from mailstead.mta.envelope import QueuedRecipient
 from mailstead.mta.queue import Queue
 from mailstead.webhooks.endpoints import ConfiguredEndpoint, config_endpoint_id
-from mailstead.webhooks.outbox import SETTLE, Attempted, Outbox
+from mailstead.webhooks.outbox import Attempted, Outbox
 from mailstead.webhooks.signing import verify
+from mailstead.webhooks.staging import SETTLE
 from tests.webhooks.fakes import Clock
 
 
@@ -241,3 +245,44 @@ def test_an_undone_message_takes_its_events_back(outbox: Outbox) -> None:
     staged.undo()
     staged.close()
     assert outbox.deliveries() == [] and outbox.claim(endpoint, 10, lease=60) == []
+
+
+def test_a_received_message_is_stored_raw_and_summarised_when_claimed(
+    outbox: Outbox, tmp_path: Path
+) -> None:
+    raw = (
+        b"From: Zo\xc3\xab <zoe@sender.test>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\nHi\r\n"
+    )
+    endpoint = outbox.endpoints.add("https://hooks.example/x")
+    events = mail_events.received(
+        [("alice@example.test", "alice@example.test")],
+        queue_id="Q1",
+        mail_from="zoe@sender.test",
+        content=raw,
+        client=None,
+        max_body_bytes=1024,
+        received_at=0.0,
+    )
+    assert events[0].raw_message == raw  # nothing summarised on the mail path
+    outbox.emit(events)
+    (claimed,) = outbox.claim(endpoint, 10, 60.0)
+    sent = json.loads(claimed.payload)
+    assert sent["data"]["message"] == message_summary(raw, max_body_bytes=1024)
+    assert sent["data"]["message"]["headers"]["subject"] == "Grüße"
+
+
+def test_an_outbox_of_an_older_version_gains_the_new_columns(tmp_path: Path) -> None:
+    path = tmp_path / "queue.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE webhook_events (id TEXT PRIMARY KEY, type TEXT NOT NULL, account TEXT,"
+            " domain TEXT, created_at REAL NOT NULL, payload BLOB NOT NULL)"
+        )
+        old.execute(
+            "INSERT INTO webhook_events VALUES ('evt_1', 'auth.failed', NULL, NULL, 0, '{}')"
+        )
+    with Outbox(path) as outbox:
+        endpoint = outbox.endpoints.add("https://hooks.example/x")
+        outbox.emit([Event("auth.failed", {"n": 1})])
+        (claimed,) = outbox.claim(endpoint, 10, 60.0)
+    assert json.loads(claimed.payload)["data"] == {"n": 1}

@@ -28,7 +28,8 @@ from mailstead.limits import WebhookLimits
 from mailstead.webhooks import backoff
 from mailstead.webhooks.endpoints import Endpoint
 from mailstead.webhooks.http import DeliveryResult, ErrorKind, WebhookClient
-from mailstead.webhooks.outbox import SETTLE, Attempted, Claimed, Outbox
+from mailstead.webhooks.outbox import Attempted, Claimed, Outbox
+from mailstead.webhooks.staging import SETTLE
 
 log = logging.getLogger("mailstead.webhooks")
 

@@ -33,8 +33,10 @@ from typing import Literal
 
 from mailstead.durable import fsync_dir
 from mailstead.events import Event
+from mailstead.message.summary import message_summary
 from mailstead.sqlite_wal import connect_durable, immediate
 from mailstead.webhooks.endpoints import Endpoint, EndpointRegistry
+from mailstead.webhooks.staging import GroupStore, StagedEvents
 
 log = logging.getLogger("mailstead.webhooks")
 
@@ -60,7 +62,9 @@ CREATE TABLE IF NOT EXISTS webhook_events (
     account     TEXT,
     domain      TEXT,
     created_at  REAL NOT NULL,
-    payload     BLOB NOT NULL               -- the JSON body, UTF-8
+    payload     BLOB NOT NULL,              -- the JSON body, UTF-8
+    raw_message BLOB,                       -- message.received: summarised into the
+    body_limit  INTEGER                     -- payload's data.message when sent
 );
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
     seq          INTEGER PRIMARY KEY,       -- creation order (ordered endpoints)
@@ -95,12 +99,6 @@ CREATE TABLE IF NOT EXISTS webhook_attempts (
     PRIMARY KEY (delivery_id, attempt)
 ) WITHOUT ROWID;
 """
-
-
-# How long the deliveries of a message.received are held back: the process
-# that stored them hands them to the dispatcher as soon as the message is
-# readable; this covers its crash between the two.
-SETTLE = 2.0
 
 
 def new_delivery_id() -> str:
@@ -206,13 +204,14 @@ class Outbox:
             self.db_path, timeout=5.0, isolation_level=None, check_same_thread=False
         )
         self.endpoints = EndpointRegistry(self._transaction, self._reading, clock=clock)
-        self._staging = _GroupStore(self)
+        self._staging = GroupStore(self)
 
     def _connect(self) -> sqlite3.Connection:
         is_new = not self.db_path.exists()
         conn = connect_durable(self.db_path, "webhook outbox")
         try:
             conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+            _add_missing_columns(conn)
         except BaseException:
             conn.close()
             raise
@@ -286,8 +285,17 @@ class Outbox:
             body = json.dumps(event.payload(), ensure_ascii=False, separators=(",", ":"))
             conn.execute(
                 "INSERT OR IGNORE INTO webhook_events (id, type, account, domain, created_at,"
-                " payload) VALUES (?, ?, ?, ?, ?, ?)",
-                (event.id, event.type, event.account, event.domain, now, body.encode()),
+                " payload, raw_message, body_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event.id,
+                    event.type,
+                    event.account,
+                    event.domain,
+                    now,
+                    body.encode(),
+                    event.raw_message,
+                    event.body_limit if event.raw_message is not None else None,
+                ),
             )
             ids = [new_delivery_id() for _ in targets]
             conn.executemany(
@@ -343,14 +351,16 @@ class Outbox:
                 [(now + lease, r[0]) for r in rows],
             )
             events = {
-                str(e[0]): (str(e[1]), bytes(e[2]))
+                str(e[0]): (str(e[1]), bytes(e[2]), e[3], e[4])
                 for e in conn.execute(
-                    "SELECT id, type, payload FROM webhook_events"
+                    "SELECT id, type, payload, raw_message, body_limit FROM webhook_events"
                     " WHERE id IN (SELECT value FROM json_each(?))",
                     (json.dumps(sorted({r[1] for r in rows})),),
                 )
             }
-        return [Claimed(r[0], r[1], events[r[1]][0], endpoint, r[2], events[r[1]][1]) for r in rows]
+        # Outside the lock: summarising is the costly part of an event.
+        payloads = {i: _completed(*e[1:]) for i, e in events.items()}
+        return [Claimed(r[0], r[1], events[r[1]][0], endpoint, r[2], payloads[r[1]]) for r in rows]
 
     def next_due(self) -> float | None:
         """When the earliest pending, unleased delivery of an enabled endpoint is due."""
@@ -482,102 +492,20 @@ class Outbox:
             ).rowcount
 
 
-class StagedEvents:
-    """Events as one copy of a delivery transaction (:func:`mailstead.durable.publish_all`).
-
-    :meth:`publish` commits them with their deliveries, before any mailbox
-    copy is visible; :meth:`undo` deletes them again (another copy failed:
-    the message was not accepted). Their deliveries are held back for
-    :data:`SETTLE` seconds; :meth:`close`, once every copy is in, hands
-    their ids to the dispatcher (``on_emitted``), which may send them at
-    once. So a POST never announces a message that is not readable yet, and
-    if this process dies first the dispatcher sends them after the hold.
-    """
-
-    def __init__(self, outbox: Outbox, events: Sequence[Event]) -> None:
-        self._outbox = outbox
-        self._events = events
-        self._ids: list[str] = []
-
-    def publish(self) -> None:
-        outbox = self._outbox
-        endpoints = outbox.endpoints.active()  # never under the write lock
-        self._ids = outbox._staging.store(self._events, endpoints)
-
-    def undo(self) -> None:
-        if self._ids:
-            with self._outbox._transaction() as conn:
-                conn.executemany(
-                    "DELETE FROM webhook_events WHERE id = ?", [(e.id,) for e in self._events]
-                )
-            self._ids = []
-
-    def close(self) -> None:
-        ids, self._ids = self._ids, []
-        if ids and self._outbox.on_emitted is not None:
-            self._outbox.on_emitted(ids)
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring an outbox made by an older version up to the schema (ALTER TABLE ADD COLUMN)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(webhook_events)")}
+    for column, kind in (("raw_message", "BLOB"), ("body_limit", "INTEGER")):
+        if column not in have:
+            conn.execute(f"ALTER TABLE webhook_events ADD COLUMN {column} {kind}")
 
 
-class _Waiter:
-    """One StagedEvents.publish waiting for the transaction that stores its events."""
-
-    __slots__ = ("endpoints", "error", "events", "ids", "stored")
-
-    def __init__(self, events: Sequence[Event], endpoints: Sequence[Endpoint]) -> None:
-        self.events = events
-        self.endpoints = endpoints
-        self.ids: list[str] = []
-        self.stored = False
-        self.error: BaseException | None = None
-
-
-class _GroupStore:
-    """Stores the staged events of concurrent deliveries in one transaction (group commit).
-
-    Each message's events must be committed before its 250, one fsync each
-    if done alone; deliveries arriving while a commit runs join the next
-    one, which one of them runs, so N concurrent messages cost about two
-    commits instead of N (as durable.DirectorySyncer does for directories).
-    If that commit fails, every message in it fails (and is answered 451).
-    """
-
-    def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
-        self._cond = threading.Condition(threading.Lock())
-        self._running = False
-        self._waiting: list[_Waiter] = []
-
-    def store(self, events: Sequence[Event], endpoints: Sequence[Endpoint]) -> list[str]:
-        waiter = _Waiter(events, endpoints)
-        with self._cond:
-            self._waiting.append(waiter)
-            while self._running and not waiter.stored:
-                self._cond.wait()
-            if not waiter.stored:  # nobody took it: lead the next commit
-                self._running = True
-                batch, self._waiting = self._waiting, []
-        if not waiter.stored:
-            self._commit(batch)
-        if waiter.error is not None:
-            # One exception object per thread: the leader's is shared by all.
-            raise OSError(f"storing webhook events failed: {waiter.error}") from waiter.error
-        return waiter.ids
-
-    def _commit(self, batch: list[_Waiter]) -> None:
-        outbox = self._outbox
-        error: BaseException | None = None
-        try:
-            with outbox._transaction() as conn:
-                for w in batch:
-                    w.ids = outbox._store(conn, w.events, w.endpoints, hold=SETTLE)
-        except BaseException as exc:
-            error = exc
-        finally:
-            with self._cond:
-                for w in batch:
-                    w.stored = True
-                    w.error = error
-                    if error is not None:
-                        w.ids = []
-                self._running = False
-                self._cond.notify_all()
+def _completed(payload: bytes, raw_message: bytes | None, body_limit: int | None) -> bytes:
+    """The JSON body to send: with ``data.message`` summarised from the stored message."""
+    if raw_message is None:
+        return payload
+    document = json.loads(payload)
+    document["data"]["message"] = message_summary(
+        bytes(raw_message), max_body_bytes=body_limit or 0
+    )
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()

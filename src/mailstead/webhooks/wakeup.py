@@ -6,7 +6,7 @@ events in the outbox (SQLite, shared by all) and then tell the dispatcher
 over one Unix datagram socket pair made before the fork: an empty datagram
 means "look at the outbox", a non-empty one carries the ids of deliveries
 whose message is now readable, which the dispatcher may send before their
-hold ends (``outbox.SETTLE``).
+hold ends (``staging.SETTLE``).
 
 Sending never blocks and never fails the caller: if the dispatcher is
 behind and the socket buffer is full, the wake-up is dropped, and the
