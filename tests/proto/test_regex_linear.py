@@ -106,13 +106,24 @@ RUN = b"a" * LINE
             b'a1 X "' + b"\\\\" * (LINE // 2) + b'"',
             Command("a1", "X", (String(b"\\" * (LINE // 2)),)),
         ),
-        # _ATOM and its _SECTION: unterminated [, a quote or escapes inside it
-        (b"a1 X BODY[" + RUN, BadCommand("a1", "Unterminated [")),
-        (b'a1 X BODY["' + RUN, BadCommand("a1", "Unterminated [")),
-        (b'a1 X BODY[HEADER.FIELDS ("' + RUN, BadCommand("a1", "Unterminated [")),
-        (b'a1 X BODY[x "' + b'\\"' * (LINE // 2), BadCommand("a1", "Unterminated [")),
-        (b"a1 X BODY[" + b"a]" * (LINE // 2) + b"[", BadCommand("a1", "Unterminated [")),
-        (b"a1 X " + b"a[]" * (LINE // 3) + b"[", BadCommand("a1", "Unterminated [")),
+        # _ATOM and its _SECTION: unterminated [, a quote or escapes inside it.
+        # An unclosed "[" is an ATOM-CHAR (RFC 9051 §9): the atom goes on, or
+        # ends where a section would have to continue (DQUOTE, SP, "(").
+        (b"a1 X BODY[" + RUN, Command("a1", "X", (Atom("BODY[" + RUN.decode()),))),
+        (b'a1 X BODY["' + RUN, BadCommand("a1", "Missing space between arguments")),
+        (b'a1 X BODY[HEADER.FIELDS ("' + RUN, BadCommand("a1", "Unterminated quoted string")),
+        (b'a1 X BODY[x "' + b'\\"' * (LINE // 2), BadCommand("a1", "Unterminated quoted string")),
+        (
+            b"a1 X BODY[" + b"a]" * (LINE // 2) + b"[",
+            Command("a1", "X", (Atom("BODY[" + "a]" * (LINE // 2) + "["),)),
+        ),
+        (
+            b"a1 X " + b"a[]" * (LINE // 3) + b"[",
+            Command("a1", "X", (Atom("a[]" * (LINE // 3) + "["),)),
+        ),
+        (b"a1 X " + b"[" * LINE, Command("a1", "X", (Atom("[" * LINE),))),
+        (b"a1 X " + b"[a " * (LINE // 3), Command("a1", "X", (Atom("[a"),) * (LINE // 3))),
+        (b'a1 X [ "' + b"[" * LINE, BadCommand("a1", "Unterminated quoted string")),
         (b"a1 X " + RUN + b"{", BadCommand("a1", "Missing space between arguments")),
         (b"a1 X " + RUN, Command("a1", "X", (Atom(RUN.decode()),))),
         # _TAG and _NAME: a long run, then a character they do not allow
@@ -149,7 +160,7 @@ def root(tmp_path: Path) -> Path:
     ("line", "reply"),
     [
         (b'a1 LOGIN "' + RUN, b"a1 BAD Unterminated quoted string\r\n"),
-        (b"a1 X BODY[" + RUN, b"a1 BAD Unterminated [\r\n"),
+        (b'a1 X BODY["' + RUN, b"a1 BAD Missing space between arguments\r\n"),
         (b'a1 ID ("' + RUN, b"a1 BAD Unterminated quoted string\r\n"),
     ],
 )

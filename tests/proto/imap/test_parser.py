@@ -18,6 +18,7 @@ from mailstead.proto.imap.parser import (
     ParseEvent,
 )
 from mailstead.proto.imap.tokens import Atom, ParenList, String
+from tests.fuzz.wire import watchdog
 
 
 def drain(p: CommandParser) -> list[ParseEvent]:
@@ -167,7 +168,6 @@ def test_empty_lines_between_commands_are_ignored() -> None:
         (b'a LOGIN "\xff" x\r\n', BadCommand("a", "Invalid UTF-8 in quoted string")),
         (b"a FETCH 1 (FLAGS\r\n", BadCommand("a", "Missing )")),
         (b"a FETCH 1 FLAGS)\r\n", BadCommand("a", "Unexpected )")),
-        (b"a FETCH 1 BODY[TEXT\r\n", BadCommand("a", "Unterminated [")),
         (b"a FETCH 1(FLAGS)\r\n", BadCommand("a", "Missing space between arguments")),
         (b"a LOGIN {3} x\r\n", BadCommand("a", "A literal must end the line")),
         (b"a LOGIN b\x01b x\r\n", BadCommand("a", "Invalid character in command")),
@@ -361,3 +361,78 @@ def test_garbage_never_crashes_and_memory_stays_bounded(data: bytes) -> None:
     for i in range(0, len(data), 7):
         feed(p, data[i : i + 7])
         assert len(p._buf) <= 64 + 2 + 32
+
+
+# -- "[" in an astring (RFC 9051 §9: ATOM-CHAR excludes "]" only as resp-special) -----
+
+# Every ASTRING-CHAR that is not a letter, as in the test of a strict client.
+ODD_NAME = b"!#$&'+,-.0123456789:;<=>?@^_`|[}"
+
+
+@pytest.mark.parametrize(
+    ("line", "args"),
+    [
+        (b"a SELECT " + ODD_NAME, (A(ODD_NAME.decode()),)),
+        (b'a LIST "" ' + ODD_NAME + b"%*", (String(b""), A(ODD_NAME.decode() + "%*"))),
+        (b"a SELECT x[ y", (A("x["), A("y"))),
+        (b"a SELECT [[[", (A("[[["),)),
+        (b"a SELECT a[b]c[d", (A("a[b]c[d"),)),
+        # A section stays one atom, spaces and all; an unclosed one is FETCH's to refuse.
+        (
+            b"a FETCH 1 BODY[HEADER.FIELDS (A B)]<0.8>",
+            (A("1"), A("BODY[HEADER.FIELDS (A B)]<0.8>")),
+        ),
+        (b"a FETCH 1 BODY[TEXT", (A("1"), A("BODY[TEXT"))),
+        (b"a FETCH 1 (BODY[TEXT FLAGS)", (A("1"), ParenList((A("BODY[TEXT"), A("FLAGS"))))),
+    ],
+)
+def test_open_bracket_is_an_atom_char(line: bytes, args: tuple[Atom | String, ...]) -> None:
+    name = line.split(b" ")[1].decode()
+    assert parse(line + b"\r\n") == [Command("a", name, args)]
+
+
+@pytest.mark.parametrize(
+    ("line", "bad"),
+    [
+        # The "[" ends where a section would have to go on: at a DQUOTE or "(".
+        (b'a SELECT x["y"', BadCommand("a", "Missing space between arguments")),
+        (b"a SELECT x[(", BadCommand("a", "Missing space between arguments")),
+    ],
+)
+def test_open_bracket_then_a_special(line: bytes, bad: BadCommand) -> None:
+    assert parse(line + b"\r\nb NOOP\r\n") == [bad, Command("b", "NOOP", ())]
+
+
+_BRACKETY = st.lists(st.sampled_from([b"[", b"]", b" ", b'"', b"a", b"(", b")", b"\\", b"%"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_BRACKETY)
+def test_brackets_quotes_and_spaces_parse_or_are_refused(pieces: list[bytes]) -> None:
+    # Any mix ends in one event for the command, and the next command parses.
+    events = parse(b"a X " + b"".join(pieces) + b"\r\nb NOOP\r\n")
+    assert len(events) == 2
+    assert isinstance(events[0], Command | BadCommand)
+    assert events[1] == Command("b", "NOOP", ())
+
+
+# Shapes that would make the lone-"[" alternative of _ATOM quadratic if a failed
+# section scan could restart inside the same run (tests/proto/test_regex_linear.py).
+_LONG = 64 * 1024 - 100
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        b"[" * _LONG,
+        b"[a " * (_LONG // 3),
+        b"a[" + b"b" * _LONG,
+        b"[ " + b"x" * _LONG + b" [",
+        b'[ "' + b"[" * _LONG,
+        b"[" + b"a]" * (_LONG // 2),
+    ],
+)
+def test_open_brackets_lex_in_linear_time(args: bytes) -> None:
+    with watchdog(1.0):
+        events = parse(b"a X " + args + b"\r\nb NOOP\r\n")
+    assert events[-1] == Command("b", "NOOP", ())

@@ -108,13 +108,18 @@ _TAG = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\+]+')
 _NAME = re.compile(rb"[A-Za-z][A-Za-z0-9_.\-]*")
 # Atoms as commands use them: ATOM-CHAR plus "]" (astring), the list wildcards
 # "%" "*" and "\" (flags, \Seen, \*), with [section] parts that may hold spaces,
-# parens and quoted header names (RFC 9051 §6.4.5 section-spec).
+# parens and quoted header names (RFC 9051 §6.4.5 section-spec). A "[" that
+# opens no complete section is an ATOM-CHAR like any other (RFC 9051 §9), as
+# in the mailbox name ``a[b``; FETCH refuses ``BODY[TEXT`` itself.
 # linear: these read peer input, so every repetition is possessive (++ *+):
 # a run is never split again on failure, which for (a+|b)* would be 2^n
 # tries. Nothing is lost: the alternatives start with disjoint characters
-# and what follows a run ("]" or DQUOTE) is not one of them.
+# (a lone "[" is tried only once _SECTION failed there) and what follows a
+# run ("]" or DQUOTE) is not one of them. A failed _SECTION scan stops at
+# the next "[" outside quotes, where the next scan starts: no octet is read
+# by more than one failed scan.
 _SECTION = rb'\[(?:[^\x00-\x1f\x7f-\xff"\[\]]++|"(?:[^\x00-\x1f\x7f-\xff"\\]++|\\["\\])*+")*+\]'
-_ATOM = re.compile(rb'(?:[^\x00-\x20\x7f-\xff(){"\[]++|' + _SECTION + rb")++")
+_ATOM = re.compile(rb'(?:[^\x00-\x20\x7f-\xff(){"\[]++|' + _SECTION + rb"|\[)++")
 # RFC 9051 §4.3 quoted: "\" escapes only DQUOTE and "\"; 8-bit is quoted-utf8-char.
 _QUOTED = re.compile(rb'"((?:[^"\\\x00\r\n]++|\\["\\])*+)"')  # linear: as _SECTION
 _UNESCAPE = re.compile(rb'\\(["\\])')
@@ -448,8 +453,6 @@ class CommandParser:
             m = _ATOM.match(line, pos)
             if m is None:
                 raise _Bad("Invalid character in command")
-            if m.end() < end and line[m.end()] == 0x5B:  # "["
-                raise _Bad("Unterminated [")
             stack[-1].append(Atom(m.group().decode("ascii")))
             pos = m.end()
         return None
