@@ -221,8 +221,9 @@ def test_binary_base64_with_nul_is_literal8() -> None:
 
 
 def test_binary_text_and_partial_and_missing() -> None:
+    # RFC 3516 §4.2: a partial BINARY answer names its origin, as BODY's does.
     assert fetch(ALTERNATIVE, "BINARY.PEEK[2]<1.3>", "BINARY.PEEK[1.2]", "BINARY.SIZE[9]") == (
-        b'* 1 FETCH (BINARY[2] "PDF" BINARY[1.2] "<p>Hello Bob,<br>see attached.</p>"'
+        b'* 1 FETCH (BINARY[2]<1> "PDF" BINARY[1.2] "<p>Hello Bob,<br>see attached.</p>"'
         b" BINARY.SIZE[9] 0)\r\n"
     )
     assert fetch(ALTERNATIVE, "BINARY.PEEK[3]") == b'* 1 FETCH (BINARY[3] "")\r\n'

@@ -5,6 +5,7 @@ Expected strings are written out by hand in the RFC 9051 §7.5.2 format.
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 
 import pytest
@@ -16,6 +17,7 @@ from mailstead.proto.imap.message import (
     ParsedMessage,
     Section,
     UnknownCTE,
+    decode_qp,
 )
 
 
@@ -499,3 +501,47 @@ def test_binary_unknown_encoding() -> None:
     data = crlf("Content-Transfer-Encoding: x-uuencode\n\nbegin 644 x\n")
     with pytest.raises(UnknownCTE):
         ParsedMessage(data).binary((1,))
+
+
+# RFC 2045 §6.7, one case a line: what the encoded body decodes to.
+@pytest.mark.parametrize(
+    ("encoded", "decoded"),
+    [
+        (b"soft=\r\nbreak", b"softbreak"),
+        (b"padded soft= \t\r\nbreak", b"padded softbreak"),  # rule 5 with padding
+        (b"trailing \t \r\nspace", b"trailing\r\nspace"),  # rule 3
+        (b"bare\nLF\n", b"bare\r\nLF\r\n"),  # a line break is CRLF (rule 4)
+        (b"a=3Db=3db", b"a=b=b"),  # lower-case hex read too (note 1)
+        (b"a=zz b=4", b"a=zz b=4"),  # "=" before non-hex stays (note 2)
+        (b"x==\r\n41", b"x=41"),  # no escape is completed across a line break
+        (b"end=", b"end"),
+        (b"=\r\n", b""),
+        (b"", b""),
+    ],
+)
+def test_quoted_printable_cases(encoded: bytes, decoded: bytes) -> None:
+    assert decode_qp(encoded) == decoded
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400).map(lambda b: b.replace(b"\r", b"")))
+def test_quoted_printable_undoes_the_encoder(data: bytes) -> None:
+    # The standard library's encoder escapes trailing white space and keeps
+    # line breaks; decoded, every line break is CRLF.
+    assert decode_qp(binascii.b2a_qp(data, istext=True)) == data.replace(b"\n", b"\r\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_quoted_printable_round_trips_binary_octets(data: bytes) -> None:
+    # Encoded as binary, every CR and LF is an escape: only soft breaks remain.
+    encoded = binascii.b2a_qp(data, istext=False).replace(b"\n", b"\r\n")
+    assert decode_qp(encoded) == data
+
+
+def test_binary_size_counts_decoded_quoted_printable() -> None:
+    # The case of issue 16: padding and soft breaks made BINARY.SIZE the encoded size.
+    body = b"line one   \r\nline= \r\n two=09\r\n"
+    data = b"Content-Transfer-Encoding: quoted-printable\r\n\r\n" + body
+    assert ParsedMessage(data).binary((1,)) == b"line one\r\nline two\t\r\n"
+    assert ParsedMessage(data).binary_size((1,)) == 21

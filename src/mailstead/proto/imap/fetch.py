@@ -336,9 +336,10 @@ def _item(text: str) -> FetchItem:
     kind = {"BINARY.SIZE": BINARY_SIZE}.get(name, BINARY if is_binary else BODY_SECTION)
     response = b"BINARY.SIZE" if kind == BINARY_SIZE else b"BINARY" if is_binary else b"BODY"
     label = response + b"[" + spec + b"]"
-    # msg-att-static: BODY section ["<" number ">"]; no origin after BINARY
-    # (RFC 9051 §9 ABNF, erratum 7246).
-    if partial is not None and kind == BODY_SECTION:
+    # A partial answer names its origin: BODY[1]<0> (RFC 9051 §7.5.2) and
+    # BINARY[1]<0> (RFC 3516 §4.2, RFC 9051 §7.5.2, as Dovecot and strict
+    # clients read them; reported erratum 7246 would drop it, docs/quirks.md).
+    if partial is not None:
         label += b"<%d>" % partial[0]
     return FetchItem(kind, label + b" ", section, partial, name.endswith(".PEEK"))
 

@@ -10,6 +10,7 @@ a part past the bounds is served as an opaque application/octet-stream.
 from __future__ import annotations
 
 import binascii
+import re
 from dataclasses import dataclass
 
 from mailstead.proto.imap.encode import nstring, quoted_or_literal
@@ -359,8 +360,34 @@ class MimePart:
             except binascii.Error:  # pragma: no cover - cleaned input always decodes
                 return b""
         if cte == b"quoted-printable":
-            return binascii.a2b_qp(body)
+            return decode_qp(body)
         raise UnknownCTE(cte.decode("ascii", "replace"))
+
+
+# RFC 2045 §6.7 rule 3: white space ending a line is transport padding. The
+# lookbehind starts a match only at the start of a run, so a long run of
+# blanks is scanned once (linear).
+_QP_PADDING = re.compile(rb"(?<![ \t])[ \t]++(?=\r\n|\Z)")
+# Octets a2b_qp reads its own way: "==" as one "=", and "=" CR as a soft
+# break up to the next LF. Both "=" are stray, so escaped first (note 2).
+_QP_STRAY = re.compile(rb"=(?==|\r(?!\n))")
+
+
+def decode_qp(body: bytes) -> bytes:
+    """Quoted-printable undone (RFC 2045 §6.7).
+
+    Every line break is CRLF (rule 4), whatever the stored line ending;
+    padding goes (rule 3), also between a soft break's "=" and the line end
+    (rule 5). ``a2b_qp`` does the rest in one pass: soft breaks, "=XX" in
+    either case, and "=" before anything else kept as it is (note 2).
+    """
+    if b"\n" in body:
+        body = body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if b" \r\n" in body or b"\t\r\n" in body or body.endswith((b" ", b"\t")):
+        body = _QP_PADDING.sub(b"", body)
+    if b"==" in body or body.count(b"=\r") != body.count(b"=\r\n"):
+        body = _QP_STRAY.sub(b"=3D", body)
+    return binascii.a2b_qp(body)
 
 
 class ParsedMessage:
