@@ -227,7 +227,8 @@ def list_(ctx: Context, *, lsub: bool = False) -> Reply:
                     raise ArgumentError("STATUS needs a list of items")
                 status_items = _status_items(items.pop(0))
             returns.append(word)
-    if "RECURSIVEMATCH" in selection and len(selection) == 1:
+    # RFC 5258 §3: RECURSIVEMATCH alone, or only with REMOTE, is a syntax error.
+    if "RECURSIVEMATCH" in selection and set(selection) <= {"RECURSIVEMATCH", "REMOTE"}:
         raise ArgumentError("RECURSIVEMATCH needs another selection option")
     verb = b"LSUB" if lsub else b"LIST"
     # RFC 9051 §6.3.9: an empty pattern asks for the separator and root.
@@ -238,27 +239,46 @@ def list_(ctx: Context, *, lsub: bool = False) -> Reply:
     exists = set(existing)
     subscribed = ctx.account.subscriptions()
     subscribed_only = lsub or "SUBSCRIBED" in selection
-    candidates = sorted(set(existing) | (subscribed if subscribed_only else set()), key=_order)
     # Parents that do not exist themselves but have children. Subscriptions
     # count only when listing them: a plain LIST shows what exists
     # (RFC 9051 §6.3.9; RFC 5258 §3.4 for the SUBSCRIBED selection).
-    parents = _ancestors(set(existing) | (subscribed if subscribed_only else set()))
+    known = exists | subscribed if subscribed_only else exists
+    # Patterns are in the session's encoding (modified UTF-7 before UTF8=ACCEPT,
+    # RFC 3501 §5.1.3), so names are matched as the client would spell them.
+    utf8 = ctx.session.utf8
     matchers = [list_pattern(reference, p) for p in patterns]
-    shown: set[str] = set()
-    for name in sorted(set(candidates) | parents, key=_order):
-        if not any(m(name) for m in matchers) or name in shown:
+
+    def matched(name: str) -> bool:
+        spelled = name if utf8 else encode_mailbox_name(name, utf8=False).decode("ascii")
+        return any(m(spelled) for m in matchers)
+
+    # Subscribed names no pattern reaches: their parents may be listed for them.
+    unreached = [s for s in subscribed if "/" in s and not matched(s)]
+
+    def unmatched_subscribed_child(name: str) -> bool:
+        prefix = name + "/"
+        return any(s.startswith(prefix) for s in unreached)
+
+    for name in sorted(known | _ancestors(known), key=_order):
+        if not matched(name):
             continue
         attrs: list[str] = []
-        child_info = False
+        # RFC 5258 §3.5: CHILDINFO tells of a descendant that meets the selection
+        # criteria but is not listed itself, because no pattern matches it.
+        child_info = (
+            "RECURSIVEMATCH" in selection
+            and "SUBSCRIBED" in selection
+            and unmatched_subscribed_child(name)
+        )
         if subscribed_only and name not in subscribed:
-            if "RECURSIVEMATCH" in selection and any(s.startswith(name + "/") for s in subscribed):
-                child_info = True
-            elif lsub and name in parents and "%" in patterns[-1]:
+            if lsub and "%" in reference + patterns[0] and unmatched_subscribed_child(name):
+                # RFC 3501 §6.3.9: "%" lists the unsubscribed parent of a
+                # subscribed name it does not reach, flagged \Noselect.
                 attrs.append("\\Noselect")
-            else:
+            elif not child_info:
                 continue
-        if name not in exists and "\\Noselect" not in attrs:
-            attrs.append("\\NonExistent" if not lsub else "\\Noselect")
+        if name not in exists and not lsub:
+            attrs.append("\\NonExistent")
         has_children = any(n.startswith(name + "/") for n in exists)
         if has_children and not lsub:
             attrs.append("\\HasChildren")
@@ -277,7 +297,6 @@ def list_(ctx: Context, *, lsub: bool = False) -> Reply:
         if child_info:
             line += b' ("CHILDINFO" ("SUBSCRIBED"))'
         ctx.untagged(line)
-        shown.add(name)
         if status_items and name in exists:
             _status_line(ctx, name, status_items)
     return ok(f"{verb.decode()} completed")
@@ -422,9 +441,6 @@ def append(ctx: Context) -> Reply:
         return no("Empty message")
     if not ctx.account.exists(name):
         return no("Mailbox does not exist", b"TRYCREATE")
-    if not message.binary and b"\0" in message.value:
-        # RFC 3516 §4.2: NUL only in a literal8.
-        return no("NUL in message; use a literal8", b"UNKNOWN-CTE")
     try:
         mailbox = ctx.account.mailbox(name)
         # Mail delivered since the last look gets its UIDs first, so that
