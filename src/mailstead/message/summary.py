@@ -17,19 +17,15 @@ than tab and newline are removed.
 
 from __future__ import annotations
 
-import binascii
-import codecs
-import encodings
-import pkgutil
 import re
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from functools import lru_cache
 from typing import TypeAlias
 from urllib.parse import unquote_to_bytes
 
 from mailstead.peertext import CONTROL_CHARS
 from mailstead.proto.imap.message import MimePart, ParsedMessage, UnknownCTE
+from mailstead.proto.imap.mime_words import decode_text, decode_words
 from mailstead.proto.imap.mimeheader import (
     ContentType,
     parse_addresses,
@@ -59,28 +55,7 @@ _CONTROL = re.compile("[" + re.escape(CONTROL_CHARS.replace("\t", "").replace("\
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _ASCII_CONTROL = bytes(ord(c) for c in CONTROL_CHARS if c.isascii() and c not in "\t\n")
 
-# RFC 2047 §2: encoded-word = "=?" charset "?" encoding "?" encoded-text "?=".
-# Each group stops at "?" or white space, so the scan is linear.
-_ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([BbQq])\?([^?\s]*)\?=")
-_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_B64_JUNK = bytes(b for b in range(256) if b not in _B64_ALPHABET)
 _MSG_ID = re.compile(r"<[^<>\s]+>")
-
-# Python codecs that are no mail charset: slow (punycode is quadratic),
-# strict-only, or turning escapes into arbitrary code points.
-_NOT_CHARSETS = frozenset(("punycode", "idna", "undefined", "unicode-escape", "raw-unicode-escape"))
-# Labels that mail gets wrong in one direction, read as their superset the way
-# WHATWG Encoding §4.2 reads them on the web.
-_SUPERSETS = {"ascii": "utf-8", "iso8859-1": "cp1252"}
-# Every name Python's codec search could resolve: looking up anything else
-# would leave an entry in the encodings module's cache for each new label.
-_KNOWN_LABELS = frozenset(
-    (
-        *encodings.aliases.aliases,
-        *encodings.aliases.aliases.values(),
-        *(m.name for m in pkgutil.iter_modules(encodings.__path__)),
-    )
-)
 
 
 class _Budget:
@@ -127,73 +102,11 @@ def _clean(text: str) -> str:
     return _SURROGATE.sub("\ufffd", _CONTROL.sub("", text))
 
 
-@lru_cache(maxsize=64)
-def _codec(label: str) -> str | None:
-    """The Python codec for a MIME charset label, or None when there is none to use."""
-    key = encodings.normalize_encoding(label.lower())
-    if len(key) > 40 or (key not in _KNOWN_LABELS and key.replace(".", "_") not in _KNOWN_LABELS):
-        return None
-    try:
-        info = codecs.lookup(key)
-    except LookupError:
-        return None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
-        return None
-    return _SUPERSETS.get(info.name, info.name)
-
-
-def _decode(octets: bytes, label: str | None, final: bool = True) -> str:
-    """``octets`` in charset ``label``; UTF-8 when absent or unknown, U+FFFD for what fails."""
-    codec = (_codec(label) if label else None) or "utf-8"
-    try:
-        return codecs.getincrementaldecoder(codec)(errors="replace").decode(octets, final)
-    except (UnicodeError, LookupError, ValueError, TypeError):
-        return octets.decode("utf-8", "replace")
-
-
-def _b64(data: bytes) -> bytes:
-    """Base64 as MUAs read it: stray octets skipped, missing padding forgiven."""
-    clean = data.translate(None, _B64_JUNK)
-    if len(clean) % 4 == 1:  # a lone sextet holds no whole octet
-        clean = clean[:-1]
-    try:
-        return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4))
-    except binascii.Error:  # pragma: no cover - cleaned input always decodes
-        return b""
-
-
-def _decode_words(value: bytes) -> str:
-    """A header value with RFC 2047 encoded words decoded, raw octets read as UTF-8.
-
-    Adjacent words in one charset are joined before decoding, so a character
-    split across two words survives; the white space between adjacent words
-    is dropped (RFC 2047 §6.2).
-    """
-    pieces: list[tuple[str | None, bytes]] = []  # (charset, octets); None: raw text
-    pos = 0
-    for m in _ENCODED_WORD.finditer(value):
-        between = value[pos : m.start()]
-        if between and not (pieces and pieces[-1][0] is not None and not between.strip()):
-            pieces.append((None, between))
-        # RFC 2231 §5: charset*language
-        charset = m[1].split(b"*", 1)[0].decode("ascii", "replace").lower()
-        # RFC 2047 §4.2: in Q, "_" is a space and "=XX" an octet.
-        octets = _b64(m[3]) if m[2] in b"Bb" else binascii.a2b_qp(m[3], header=True)
-        if pieces and pieces[-1][0] == charset:
-            pieces[-1] = (charset, pieces[-1][1] + octets)
-        else:
-            pieces.append((charset, octets))
-        pos = m.end()
-    if pos < len(value):
-        pieces.append((None, value[pos:]))
-    return "".join(_decode(octets, charset) for charset, octets in pieces)
-
-
 def _header(value: bytes | None, budget: _Budget) -> str | None:
     """A decoded, cleaned header value paid from ``budget``; None when absent."""
     if value is None:
         return None
-    return budget.clip(_clean(_decode_words(budget.prefix(value))).strip())
+    return budget.clip(_clean(decode_words(budget.prefix(value))).strip())
 
 
 def _addresses(value: bytes | None, budget: _Budget, count: list[int]) -> list[JSON]:
@@ -212,7 +125,7 @@ def _addresses(value: bytes | None, budget: _Budget, count: list[int]) -> list[J
         address = local if host == _NO_HOST else local + b"@" + host
         out.append(
             {
-                "name": "" if name is None else budget.clip(_clean(_decode_words(name)).strip()),
+                "name": "" if name is None else budget.clip(_clean(decode_words(name)).strip()),
                 "address": budget.clip(_clean(address.decode("utf-8", "replace"))),
             }
         )
@@ -246,7 +159,7 @@ def _param(params: tuple[tuple[bytes, bytes], ...], name: bytes) -> str | None:
             if number.isdigit() and len(number) <= 3:
                 sections.setdefault(int(number), (extended, value))
     if not sections:
-        return None if plain is None else _decode_words(plain)
+        return None if plain is None else decode_words(plain)
     octets = bytearray()
     charset: str | None = None
     for i in range(len(sections)):
@@ -261,7 +174,7 @@ def _param(params: tuple[tuple[bytes, bytes], ...], name: bytes) -> str | None:
             octets += unquote_to_bytes(value)
         else:
             octets += value
-    return _decode(bytes(octets), charset)
+    return decode_text(bytes(octets), charset)
 
 
 def _decoded(part: MimePart) -> bytes:
@@ -279,7 +192,7 @@ def _body(part: MimePart, ctype: ContentType, max_bytes: int) -> tuple[str, bool
     # this much input fills max_bytes unless characters are removed.
     limit = 4 * max_bytes + 4
     label = ctype.param(b"charset")
-    text = _decode(
+    text = decode_text(
         data[:limit],
         None if label is None else label.decode("ascii", "replace"),
         final=len(data) <= limit,
@@ -444,7 +357,7 @@ def message_summary(
     references: list[JSON] = []
     raw_refs = head.get(b"references")
     if raw_refs is not None:
-        for ref in _MSG_ID.findall(_clean(_decode_words(budget.prefix(raw_refs)))):
+        for ref in _MSG_ID.findall(_clean(decode_words(budget.prefix(raw_refs)))):
             if not budget.spend(_ID_COST):
                 break
             references.append(budget.clip(ref))

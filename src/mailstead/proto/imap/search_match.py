@@ -15,9 +15,6 @@ and one ``find``); only other messages are parsed as MIME.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import codecs
 import email
 import email.message
 import email.policy
@@ -28,6 +25,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol
 
+from mailstead.proto.imap.mime_words import decode_text, decode_words
+from mailstead.proto.imap.mimeheader import parse_addresses
 from mailstead.proto.imap.sequence import SequenceSet
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -330,15 +329,19 @@ def _header_matcher(key: HeaderKey) -> Matcher:
     name = key.name.lower().encode("utf-8")
     folded = key.needle.casefold()
     raw_needle = folded.encode("ascii") if folded.isascii() else None
+    addresses = name in _ADDRESS_FIELDS
     # A cheap look before parsing (3x faster SEARCH SUBJECT on a big
     # mailbox): in a plain ASCII header, decoding changes nothing, so a
-    # needle found nowhere in it is in no field.
+    # needle found nowhere in it is in no field. Reading addresses changes
+    # the text where there are comments, quotes or odd spacing, but each of
+    # the needle's words between specials still stands in the raw header.
     screen = raw_needle if raw_needle and not (b"\r" in raw_needle or b"\n" in raw_needle) else b""
+    words = [w for w in _SPECIALS.split(screen) if w] if addresses else [screen] if screen else []
 
     def match(m: _Message) -> bool:
-        if screen:
+        if words:
             flat = m.flat_header()
-            if screen not in flat and b"=?" not in flat and flat.isascii():
+            if b"=?" not in flat and flat.isascii() and not all(w in flat for w in words):
                 return False
         values = m.fields().get(name)
         if not values:
@@ -351,6 +354,10 @@ def _header_matcher(key: HeaderKey) -> Matcher:
                 if raw_needle is not None and raw_needle in value.lower():
                     return True
             elif folded in decode_header_value(value).casefold():
+                return True
+            # RFC 9051 §6.4.4: FROM/TO/CC/BCC match the addresses as they
+            # read, display names included (quoted, encoded or a comment).
+            if addresses and folded in address_text(value).casefold():
                 return True
         return False
 
@@ -429,58 +436,50 @@ def parse_fields(header: bytes) -> dict[bytes, list[bytes]]:
     return fields
 
 
-# RFC 2047 §2: encoded-word = "=?" charset "?" encoding "?" encoded-text "?="
-_ENCODED_WORD = re.compile(rb"=\?([^?\s]+)\?([BbQq])\?([^?\s]*)\?=")
-_Q_HEX = re.compile(rb"=([0-9A-Fa-f]{2})")
-
-
 def decode_bytes(data: bytes, charset: str | None) -> str:
-    """``data`` in ``charset``; UTF-8 then Latin-1 when it is unknown or absent."""
-    if charset:
-        try:
-            return data.decode(codecs.lookup(charset).name, errors="replace")
-        except (LookupError, ValueError):
-            pass
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("latin-1")
-
-
-def _decode_word(encoding: bytes, text: bytes) -> bytes:
-    if encoding in b"Bb":
-        try:
-            return base64.b64decode(text + b"=" * (-len(text) % 4))
-        except (binascii.Error, ValueError):
-            return text
-    # RFC 2047 §4.2: "_" is a space, "=XX" an octet.
-    return _Q_HEX.sub(lambda m: bytes((int(m[1], 16),)), text.replace(b"_", b" "))
+    """``data`` in ``charset``; UTF-8, else Latin-1, when it is unknown or absent."""
+    return decode_text(data, charset, latin1=True)
 
 
 def decode_header_value(value: bytes) -> str:
-    """An unfolded field value with RFC 2047 encoded words decoded.
+    """An unfolded field value with RFC 2047 encoded words decoded (:func:`decode_words`)."""
+    return decode_words(value, latin1=True)
 
-    White space between adjacent encoded words is dropped (RFC 2047 §6.2)
-    and adjacent words in one charset are joined before decoding, so a
-    character split across two words survives.
+
+# Fields whose text is also searched as a reader sees the addresses.
+_SPECIALS = re.compile(rb'[\s<>,:;"()\\@.\[\]]+')  # RFC 5322 §3.2.3 specials and space
+_ADDRESS_FIELDS = frozenset((b"from", b"to", b"cc", b"bcc", b"sender", b"reply-to"))
+_MISSING = (b"MISSING_MAILBOX", b".MISSING-HOST-NAME.")  # parse_addresses' stand-ins
+
+
+def address_text(value: bytes) -> str:
+    """An address field as a reader sees it: ``Name <local@host>, group: ...``.
+
+    Comments go (a lone one is the name, ``a@b (Name)``), quoted strings lose
+    their quotes and quoted-pairs, words are spaced by one space (RFC 5322
+    §3.4), and encoded words are decoded, so that FROM "user@domain" finds
+    ``<user (comment)@ (comment) domain>`` and FROM "Name" finds ``"Name"``.
     """
-    pieces: list[tuple[str | None, bytes]] = []  # (charset or None for raw text, octets)
-    pos = 0
-    for m in _ENCODED_WORD.finditer(value):
-        between = value[pos : m.start()]
-        if between and not (pieces and pieces[-1][0] is not None and not between.strip()):
-            pieces.append((None, between))
-        # RFC 2231 §5: charset*language
-        charset = m[1].split(b"*", 1)[0].decode("ascii", "replace").lower()
-        octets = _decode_word(m[2], m[3])
-        if pieces and pieces[-1][0] == charset:
-            pieces[-1] = (charset, pieces[-1][1] + octets)
-        else:
-            pieces.append((charset, octets))
-        pos = m.end()
-    if pos < len(value):
-        pieces.append((None, value[pos:]))
-    return "".join(decode_bytes(octets, charset) for charset, octets in pieces)
+    out: list[str] = []
+    group = ""  # "name: " of a group whose first member is still to come
+    for name, _adl, mailbox, host in parse_addresses(value):
+        if host is None:  # a group's start (mailbox is its name) or end (None)
+            if group:
+                out.append(group.rstrip())
+            group = "" if mailbox is None else decode_header_value(mailbox) + ": "
+            continue
+        missing = mailbox is None or mailbox in _MISSING or host in _MISSING
+        spec = b"" if missing or mailbox is None else mailbox + b"@" + host
+        shown = decode_header_value(name).strip() if name else ""
+        if spec:
+            address = spec.decode("utf-8", "replace")
+            shown = f"{shown} <{address}>" if shown else address
+        if shown:
+            out.append(group + shown)
+            group = ""
+    if group:
+        out.append(group.rstrip())
+    return ", ".join(out)
 
 
 # --- the slow path: MIME ---------------------------------------------------------
