@@ -9,7 +9,8 @@ endpoint disabled; anything else retried on the schedule of ``backoff.py``
 ``attempt_timeout``, shorter than the lease, so a delivery is never in the
 hands of two live dispatchers (``serve``'s and a test's, say) at once.
 
-Database work runs in the executor; the event loop only waits on sockets.
+Database work runs in the executor; the event loop only waits on sockets
+(and reads the endpoint list, which the registry caches for a second).
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ class Dispatcher:
     async def run_once(self) -> int:
         """Claim and start what is due now (and what was handed over); the POSTs started."""
         limits = self.limits
-        endpoints = self._endpoints = await self._in_executor(self.outbox.endpoints.active)
+        # Cached by the registry, re-read once a second: not worth a thread hop.
+        endpoints = self._endpoints = self.outbox.endpoints.active()
         stale = time.monotonic() - SETTLE
         heard, self._own = self._own, {}
         own = tuple(i for i, at in heard.items() if at > stale)
