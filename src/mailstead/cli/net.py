@@ -30,6 +30,8 @@ _R = TypeVar("_R")
 
 #: The managers ``--persist`` writes for; ``auto`` asks which controls the interface.
 PERSIST_MANAGERS = ("auto", "ifupdown", "ifcfg", "nm", "netplan", "networkd")
+#: The ``net dhcp --client`` choices (``mailstead.netconfig.dhcp.CLIENTS``, kept import-free).
+DHCP_CLIENTS = ("auto", "dhclient", "dhcpcd")
 _NETNS = "mailstead.netns"
 
 
@@ -241,19 +243,26 @@ def delete(
 @net.command("dhcp")
 @click.argument("iface")
 @click.option("--release", is_flag=True, help="Give the lease back and remove its address.")
+@click.option(
+    "--client",
+    type=click.Choice(DHCP_CLIENTS),
+    default="auto",
+    show_default=True,
+    help="The DHCP client to run (auto: the interface's manager, else dhclient, else dhcpcd).",
+)
 @json_option
 @click.pass_context
 @one_line_errors
 @_net_errors
-def dhcp(ctx: click.Context, iface: str, release: bool, as_json: bool) -> None:
+def dhcp(ctx: click.Context, iface: str, release: bool, client: str, as_json: bool) -> None:
     """Obtain a DHCP lease on IFACE, as dhclient does; says first what it will change."""
     from mailstead.netconfig.dhcp import obtain_lease, planned_changes
 
     netns = _netns(ctx)
     # Before anything runs: with --json the plan goes to stderr, stdout holds only JSON.
-    for line in planned_changes(iface, release=release, netns=netns):
+    for line in planned_changes(iface, release=release, client=client, netns=netns):
         click.echo(f"plan: {line}", err=as_json)
-    lease = obtain_lease(iface, release=release, netns=netns)
+    lease = obtain_lease(iface, release=release, client=client, netns=netns)
     if as_json:
         echo_json(lease.to_json())
         return

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from mailstead.netconfig.persist.model import (
     HEADER,
+    MARKER,
     Change,
     PersistError,
     Request,
@@ -27,7 +28,15 @@ from mailstead.netconfig.persist.model import (
     read_text,
 )
 
-__all__ = ["DROP_IN", "network_file", "plan", "read_sections"]
+__all__ = [
+    "DHCP_DROP_IN",
+    "DROP_IN",
+    "dhcp_drop_in",
+    "dhcp_setting",
+    "network_file",
+    "plan",
+    "read_sections",
+]
 
 DROP_IN = "mailstead.conf"
 # Lowest priority first.
@@ -128,3 +137,50 @@ def plan(root: Path, request: Request, *, add: bool) -> list[Change]:
     if (request.cidr, request.label) in entries:
         return []
     return [Change(path, before, _render([*kept, (request.cidr, request.label)]))]
+
+
+#: The drop-in ``mailstead net dhcp`` writes to turn on networkd's DHCPv4 client.
+DHCP_DROP_IN = "mailstead-dhcp.conf"
+_YES = ("yes", "true", "on", "1")
+
+
+def dhcp_setting(root: Path, iface: str) -> tuple[Path, str]:
+    """The ``.network`` file of ``iface`` and its ``[Network] DHCP=`` (``no`` when unset).
+
+    Mailstead's own DHCP drop-in does not count: this is what the admin set.
+    """
+    network = network_file(root, iface)
+    if network is None:
+        raise PersistError(
+            f"no .network file in /etc/systemd/network (or /run, /usr/lib) matches "
+            f"Name={iface}, so systemd-networkd would not run DHCP on it"
+        )
+    texts = [read_text(network) or ""]
+    drop_ins = root / "etc/systemd/network" / f"{network.name}.d"
+    texts += [
+        read_text(p) or ""
+        for p in sorted(drop_ins.glob("*.conf"))
+        if p.name not in (DROP_IN, DHCP_DROP_IN)
+    ]
+    value = "no"
+    for text in texts:
+        for section, keys in read_sections(text):
+            if section == "Network" and keys.get("DHCP"):
+                value = keys["DHCP"][-1].lower() or "no"  # the last assignment wins
+    return network, "yes" if value in _YES else value
+
+
+def dhcp_drop_in(root: Path, iface: str, *, enable: bool) -> list[Change]:
+    """Mailstead's drop-in turning DHCPv4 on (keeping DHCPv6 if set), or its removal."""
+    network, value = dhcp_setting(root, iface)
+    path = root / "etc/systemd/network" / f"{network.name}.d" / DHCP_DROP_IN
+    before = read_text(path)
+    if before is not None and not is_ours(before):
+        raise PersistError(f"/{path.relative_to(root)} was not written by mailstead; left alone")
+    if not enable:
+        return [] if before is None else [Change(path, before, None)]
+    # systemd.network(5) [Network] DHCP=: yes, no, ipv4 or ipv6.
+    wanted = "yes" if value == "ipv6" else "ipv4"
+    header = f"{MARKER}: `mailstead net dhcp {iface} --release` removes this file."
+    after = f"{header}\n\n[Network]\nDHCP={wanted}\n"
+    return [] if before == after else [Change(path, before, after)]
