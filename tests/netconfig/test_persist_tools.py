@@ -7,19 +7,25 @@
 * systemd-networkd has no offline validator (networkctl needs the running
   daemon); ``systemd-analyze cat-config`` shows that systemd's own drop-in
   lookup finds our file for the admin's ``.network`` file.
-* NetworkManager: Debian 12 ships 1.42, whose nmcli has no ``--offline``
-  mode (1.44 and later), so the keyfile is checked against the format rules
-  of nm-settings-keyfile(5) with a strict key-file parser.
+* NetworkManager: ``nmcli --offline connection modify`` (1.40 and later;
+  Debian 12 ships 1.42) reads a keyfile on stdin without the daemon,
+  normalises and verifies the profile as NetworkManager would load it, and
+  prints it back: an invalid one is refused, and the addresses must come
+  back as written. The format rules of nm-settings-keyfile(5) are also
+  checked with a strict key-file parser.
 """
 
 from __future__ import annotations
 
+import configparser
 import re
 import stat
 import subprocess
 from pathlib import Path
 
-from mailstead.netconfig.persist import nm, persist_address, remove_address
+import pytest
+
+from mailstead.netconfig.persist import PersistError, nm, persist_address, remove_address
 from tests.netconfig.test_persist import ADDED, add_all, make_tree
 from tests.tools import require
 
@@ -106,3 +112,57 @@ def test_nm_keyfile_follows_the_format_rules(tmp_path: Path) -> None:
         assert [keyfile[group][key] for key in sorted(keys)] == expected
     # Comments stand on lines of their own; GLib has no trailing comments.
     assert all(line.startswith("#") or "#" not in line for line in text.splitlines())
+
+
+def _nm_reads(nmcli: str, text: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [nmcli, "--offline", "connection", "modify"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _addresses(keyfile: configparser.ConfigParser, group: str) -> list[str]:
+    keys = sorted((k for k in keyfile[group] if k.startswith("address")), key=lambda k: int(k[7:]))
+    return [keyfile[group][key] for key in keys]
+
+
+def test_nmcli_offline_loads_the_keyfile_as_written(tmp_path: Path) -> None:
+    nmcli = require("nmcli")
+    root = make_tree(tmp_path, "nm")
+    add_all(root, "nm")
+    persist_address("eth0", "2001:db8::26/64", manager="nm", root=root)
+    ((_, text),) = nm.owners(root, "eth0")
+    done = _nm_reads(nmcli, text)
+    assert done.returncode == 0, done.stderr
+    written, loaded = nm.parse(text), nm.parse(done.stdout)
+    for key in ("id", "uuid", "type", "interface-name"):
+        assert loaded["connection"][key] == written["connection"][key]
+    assert loaded["ipv4"]["method"] == "auto"
+    assert _addresses(loaded, "ipv4") == ["192.0.2.25/24", "192.0.2.26/24"]
+    assert _addresses(loaded, "ipv6") == ["2001:db8::25/64", "2001:db8::26/64"]
+    for cidr, _ in ADDED["nm"]:
+        remove_address("eth0", cidr, manager="nm", root=root)
+    remove_address("eth0", "2001:db8::26/64", manager="nm", root=root)
+    ((_, text),) = nm.owners(root, "eth0")
+    done = _nm_reads(nmcli, text)
+    assert done.returncode == 0, done.stderr
+    assert not _addresses(nm.parse(done.stdout), "ipv4")
+
+
+def test_nmcli_offline_agrees_a_disabled_method_takes_no_address(tmp_path: Path) -> None:
+    nmcli = require("nmcli")
+    root = make_tree(tmp_path, "nm")
+    ((path, text),) = nm.owners(root, "eth0")
+    disabled = text.replace("[ipv4]\nmethod=auto", "[ipv4]\nmethod=disabled")
+    path.write_text(disabled)
+    with pytest.raises(PersistError, match="method=disabled takes no static address"):
+        persist_address("eth0", "192.0.2.25/24", manager="nm", root=root)
+    # What the writer would have made of it, NetworkManager refuses too.
+    made = disabled.replace("method=disabled\n", "method=disabled\naddress1=192.0.2.25/24\n", 1)
+    done = _nm_reads(nmcli, made)
+    assert done.returncode != 0
+    assert "ipv4.addresses" in done.stderr
