@@ -63,6 +63,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("testing", ("mailstead.testing.*",)),
     # Wires the services together and runs them.
     ("app", ("mailstead.app",)),
+    # Checks of the configuration and of the published DNS (mailstead check).
+    ("checks", ("mailstead.checks.*",)),
     # The command line, and ``python -m mailstead``.
     ("cli", ("mailstead.cli.*", "mailstead.__main__")),
 )
