@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mailstead.cli.alias import alias
+from mailstead.cli.check import check
 from mailstead.cli.dns_records import dns_records
 from mailstead.cli.init import init
 from mailstead.cli.net import net
@@ -36,5 +37,17 @@ def main(ctx: click.Context, config_path: Path) -> None:
     ctx.obj = config_path
 
 
-for _command in (init, serve, user, alias, queue, send, dns_records, webhook, net, template):
+for _command in (
+    init,
+    serve,
+    user,
+    alias,
+    queue,
+    send,
+    dns_records,
+    check,
+    webhook,
+    net,
+    template,
+):
     main.add_command(_command)
