@@ -18,12 +18,16 @@ def dns_records(ctx: click.Context, domain: str, as_json: bool) -> None:
     """Print the MX, SPF, DKIM, DMARC and TLS-RPT records to publish for DOMAIN,
     and the PTR record to ask for for each address its mail leaves from.
 
-    Creates the domain's DKIM keys if it has none.
+    Creates the domain's DKIM keys if it has none. Warns on standard error
+    when the hostname is localhost: the MX and PTR records would name it.
     """
+    from mailstead.checks.config import hostname_warning
     from mailstead.mailauth.dkim import DKIMError
     from mailstead.mailauth.dnsrecords import DNSRecordsError, records, zone_text
 
     config = load(ctx)
+    if warning := hostname_warning(config.hostname):
+        click.echo(f"mailstead: warning: hostname {warning}", err=True)
     try:
         recs = records(config, domain)
     except (DNSRecordsError, DKIMError) as exc:
