@@ -59,6 +59,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Webhooks: the outbox and dispatcher the server runs, and the receiver
     # library applications import (its package imports nothing of ours).
     ("webhooks", ("mailstead.webhooks.*",)),
+    # Backups of a data directory while serving, and restoring them.
+    ("backup", ("mailstead.backup.*",)),
     # Fakes for the tests (clock, DNS, transports, a Postfix peer).
     ("testing", ("mailstead.testing.*",)),
     # Wires the services together and runs them.
