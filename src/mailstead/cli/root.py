@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from mailstead.cli.alias import alias
+from mailstead.cli.backup import backup, restore
 from mailstead.cli.check import check
 from mailstead.cli.dns_records import dns_records
 from mailstead.cli.init import init
@@ -46,6 +47,8 @@ for _command in (
     send,
     dns_records,
     check,
+    backup,
+    restore,
     webhook,
     net,
     template,
