@@ -61,6 +61,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("webhooks", ("mailstead.webhooks.*",)),
     # Backups of a data directory while serving, and restoring them.
     ("backup", ("mailstead.backup.*",)),
+    # Automatic certificates (ACME, RFC 8555): orders, challenge responders,
+    # renewal and the hot swap into the listeners' shared TLS context.
+    ("acme", ("mailstead.acme_client.*",)),
     # Fakes for the tests (clock, DNS, transports, a Postfix peer).
     ("testing", ("mailstead.testing.*",)),
     # Wires the services together and runs them.
