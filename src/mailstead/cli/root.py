@@ -17,6 +17,7 @@ from mailstead.cli.queue import queue
 from mailstead.cli.send import send
 from mailstead.cli.serve import serve
 from mailstead.cli.template import template
+from mailstead.cli.tls import tls
 from mailstead.cli.user import user
 from mailstead.cli.webhook import webhook
 
@@ -52,5 +53,6 @@ for _command in (
     webhook,
     net,
     template,
+    tls,
 ):
     main.add_command(_command)
