@@ -12,9 +12,23 @@ from pathlib import Path
 from tests.e2e.process import ServerProcess
 
 
-def _workers(parent: int) -> set[int]:
+def _children(parent: int) -> set[int]:
+    """The mail workers and the webhook dispatcher (serve's one extra process)."""
     children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
     return {int(pid) for pid in children}
+
+
+def _workers(parent: int) -> set[int]:
+    """The mail workers: the dispatcher runs niced (proc(5): field 19 of stat)."""
+    found = set()
+    for pid in _children(parent):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.rindex(")") + 2 :].split()[16] == "0":
+            found.add(pid)
+    return found
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -49,8 +63,8 @@ def test_sigterm_stops_every_worker(tmp_path: Path) -> None:
     server.start()
     assert server.proc is not None
     parent = server.proc.pid
-    _wait_for(lambda: len(_workers(parent)) == 2)
-    workers = _workers(parent)
+    _wait_for(lambda: len(_workers(parent)) == 2 and len(_children(parent)) == 3)
+    workers = _children(parent)
     _send(server, "before stop")
     server.stop()
     assert server.proc.returncode == 0
