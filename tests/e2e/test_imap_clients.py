@@ -80,7 +80,8 @@ def test_imaplib_starttls_login_and_read(server: ServerHandle) -> None:
         assert imap.select("INBOX") == ("OK", [b"1"])
         typ, data = imap.fetch("1", "(UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         assert typ == "OK"
-        assert data[0][0].startswith(b"1 (UID 1 FLAGS () BODY[HEADER.FIELDS (SUBJECT)] {")
+        # imaplib speaks IMAP4rev1: the first session to select sees \Recent.
+        assert data[0][0].startswith(b"1 (UID 1 FLAGS (\\Recent) BODY[HEADER.FIELDS (SUBJECT)] {")
         assert data[0][1] == b"Subject: over smtp\r\n\r\n"
         assert imap.search(None, "SUBJECT", '"over smtp"') == ("OK", [b"1"])
         assert imap.store("1", "+FLAGS", "(\\Flagged)")[0] == "OK"
@@ -103,7 +104,8 @@ def test_imaplib_over_implicit_tls(server: ServerHandle) -> None:
         assert typ == "OK" and data[0].startswith(b"[APPENDUID ")
         assert imap.select("Drafts", readonly=True)[0] == "OK"
         typ, data = imap.fetch("1", "(FLAGS RFC822.SIZE)")
-        assert data == [b"1 (FLAGS (\\Draft) RFC822.SIZE 24)"]
+        # EXAMINE sees the appended message as \Recent (RFC 3501 §2.3.2).
+        assert data == [b"1 (FLAGS (\\Draft \\Recent) RFC822.SIZE 24)"]
         assert imap.store("1", "+FLAGS", "(\\Seen)")[0] == "NO"
 
 
@@ -137,10 +139,11 @@ def test_imapclient_fetch_search_flags_append_move(server: ServerHandle, alice: 
     assert alice.search(["SUBJECT", "second"]) == [2]
     data = alice.fetch([1, 2], ["ENVELOPE", "FLAGS", "RFC822.SIZE"])
     assert [data[uid][b"ENVELOPE"].subject for uid in (1, 2)] == [b"first", b"second"]
-    assert alice.add_flags([1], [b"\\Seen", b"$Work"])[1] == (b"$Work", b"\\Seen")
-    assert alice.get_flags([1]) == {1: (b"$Work", b"\\Seen")}
+    # IMAPClient speaks IMAP4rev1: its session took the messages as \Recent.
+    assert alice.add_flags([1], [b"\\Seen", b"$Work"])[1] == (b"$Work", b"\\Seen", b"\\Recent")
+    assert alice.get_flags([1]) == {1: (b"$Work", b"\\Seen", b"\\Recent")}
     assert alice.search(["UNSEEN"]) == [2]
-    assert alice.remove_flags([1], [b"$Work"]) == {1: (b"\\Seen",)}
+    assert alice.remove_flags([1], [b"$Work"]) == {1: (b"\\Seen", b"\\Recent")}
     uid = alice.append("Sent", b"Subject: sent\r\n\r\nx\r\n", flags=[b"\\Seen"])
     assert uid.startswith(b"[APPENDUID ")
     alice.move([2], "Archive")

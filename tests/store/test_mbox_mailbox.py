@@ -258,7 +258,9 @@ def test_flags_live_in_the_index_and_survive_a_new_process(root: Path) -> None:
     assert b.messages[1].flags == ("$Label1", "\\Seen")
     assert b.keyword_names() == ["$Label1"]
     assert inbox(root).messages[1].flags == ("$Label1", "\\Seen")
-    assert a.take_new() == []
+    # RFC 3501 §2.3.2: \Recent in the first session to select, not after.
+    assert a.take_new() == [1]
+    assert b.take_new() == []
 
 
 def test_keyword_limit(root: Path) -> None:

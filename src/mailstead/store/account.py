@@ -160,11 +160,19 @@ class Account(AccountBase[Mailbox]):
         return [INBOX, *sorted(found)]
 
     def create(self, name: str) -> None:
-        if name == INBOX or self.exists(name):
+        if name == INBOX:
             raise MailboxError("Mailbox already exists", "ALREADYEXISTS")
-        create_folder(self.path_of(name), is_inbox=False)
+
+        def make() -> None:
+            # Checked under the index's write lock: two processes creating
+            # one name at once (first logins provision the special-use
+            # mailboxes in every worker) make it once.
+            if self.exists(name):
+                raise MailboxError("Mailbox already exists", "ALREADYEXISTS")
+            create_folder(self.path_of(name), is_inbox=False)
+
         # A new mailbox under an old name must not reuse its UIDs (RFC 9051 §2.3.1.1).
-        self.index.drop_mailbox(name)
+        self.index.drop_mailbox(name, make)
         self.reporter.created(name)
 
     def delete(self, name: str) -> None:

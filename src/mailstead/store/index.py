@@ -24,14 +24,14 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailstead.sqlite_wal import enable_wal
 
 INDEX_NAME = "mailstead-index.sqlite3"
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mailboxes (
     id             INTEGER PRIMARY KEY,
@@ -44,7 +44,10 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     stamp          TEXT NOT NULL DEFAULT '',
     -- The expunge log was pruned up to this modseq: a session that saw less
     -- must reload the UID list.
-    expunge_horizon INTEGER NOT NULL DEFAULT 0
+    expunge_horizon INTEGER NOT NULL DEFAULT 0,
+    -- RFC 3501 §2.3.2: messages from this UID on are \\Recent for the next
+    -- session that selects the mailbox (or is selected when they arrive).
+    recent_floor   INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS messages (
     mailbox      INTEGER NOT NULL,
@@ -132,6 +135,7 @@ class AccountIndex:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.lock = threading.RLock()
+        self._depth = 0  # transactions open in the thread holding the lock
         self._conn = sqlite3.connect(
             self.path, timeout=30.0, isolation_level=None, check_same_thread=False
         )
@@ -149,6 +153,12 @@ class AccountIndex:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._conn.execute(statement)
+            elif version == 1:
+                # Schema 2 adds recent_floor; what was there is not \Recent.
+                self._conn.execute(
+                    "ALTER TABLE mailboxes ADD COLUMN recent_floor INTEGER NOT NULL DEFAULT 1"
+                )
+                self._conn.execute("UPDATE mailboxes SET recent_floor = uidnext")
             self._conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -156,16 +166,39 @@ class AccountIndex:
             self._conn.close()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``: one writer among all processes at a time."""
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``: one writer among all processes at a time.
+
+        A transaction begun inside another one of the same thread is part of
+        it. ``durable=False`` for changes to rebuildable data only (flags,
+        locations, expunges whose files are gone): the commit does not wait
+        for an fsync (2 ms of the event loop per STORE); the next durable
+        commit, or a checkpoint, makes it durable, in order (WAL).
+        """
         with self.lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
+            if not durable:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield self._conn
+                except BaseException:
+                    self._depth = 0
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._depth = 0
+                self._conn.execute("COMMIT")
+            finally:
+                if not durable:
+                    self._conn.execute("PRAGMA synchronous=FULL")
 
     # -- mailboxes ---------------------------------------------------------
 
@@ -180,7 +213,7 @@ class AccountIndex:
 
     def set_stamp(self, mailbox_id: int, stamp: str) -> None:
         """Record the directory stamp at which the mailbox's files match its rows."""
-        with self.transaction() as conn:
+        with self.transaction(durable=False) as conn:
             conn.execute("UPDATE mailboxes SET stamp = ? WHERE id = ?", (stamp, mailbox_id))
 
     def ensure_mailbox(self, name: str) -> MailboxState:
@@ -199,9 +232,17 @@ class AccountIndex:
         assert state is not None
         return state
 
-    def drop_mailbox(self, name: str) -> None:
-        """Forget mailbox ``name`` and its messages (after its files are gone)."""
+    def drop_mailbox(self, name: str, make: Callable[[], None] | None = None) -> None:
+        """Forget mailbox ``name`` and its messages (after its files are gone).
+
+        ``make``, if given, creates the new mailbox of that name inside the
+        same transaction: no other process opens (and indexes) the new
+        mailbox before the old rows are gone, which would leave it holding a
+        mailbox id that no longer exists.
+        """
         with self.transaction() as conn:
+            if make is not None:
+                make()
             row = conn.execute("SELECT id FROM mailboxes WHERE name = ?", (name,)).fetchone()
             if row is None:
                 return
@@ -227,6 +268,30 @@ class AccountIndex:
                         conn.execute(f"DELETE FROM {table} WHERE mailbox = ?", stale)
                     conn.execute("DELETE FROM mailboxes WHERE id = ?", stale)
                 conn.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (target, mailbox_id))
+
+    def claim_recent(self, mailbox_id: int, uidnext: int) -> int:
+        """Take the messages below ``uidnext`` as this session's \\Recent ones
+        (RFC 3501 §2.3.2: one session each); the first UID taken."""
+        floor = self.recent_floor(mailbox_id)
+        if floor >= uidnext:
+            return floor  # nothing new: no write (every warm SELECT)
+        with self.transaction(durable=False) as conn:
+            (floor,) = conn.execute(
+                "SELECT recent_floor FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            if floor < uidnext:
+                conn.execute(
+                    "UPDATE mailboxes SET recent_floor = ? WHERE id = ?", (uidnext, mailbox_id)
+                )
+        return int(floor)
+
+    def recent_floor(self, mailbox_id: int) -> int:
+        """The first UID still \\Recent for the next session to select the mailbox."""
+        with self.lock:
+            row = self._conn.execute(
+                "SELECT recent_floor FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+        return int(row[0]) if row else 1
 
     def highestmodseq(self, mailbox_id: int) -> int:
         with self.lock:
@@ -442,9 +507,10 @@ class MailboxWriter:
 
 
 @contextlib.contextmanager
-def write(index: AccountIndex, mailbox_id: int) -> Iterator[MailboxWriter]:
-    """One atomic batch of changes to mailbox ``mailbox_id``."""
-    with index.transaction() as conn:
+def write(index: AccountIndex, mailbox_id: int, *, durable: bool = True) -> Iterator[MailboxWriter]:
+    """One atomic batch of changes to mailbox ``mailbox_id``; ``durable=False``
+    when it gives out no UID (see :meth:`AccountIndex.transaction`)."""
+    with index.transaction(durable=durable) as conn:
         writer = MailboxWriter(conn, mailbox_id)
         yield writer
         writer.finish()

@@ -14,6 +14,7 @@ sessions, with every message's record in memory so that ``FETCH 1:*
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import time
@@ -28,6 +29,8 @@ from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.index import AccountIndex, MailboxState, Row, write
 from mailstead.store.maildir import crlf_size, unique_name
 from mailstead.store.maildir_names import Keywords, crlf_size_named, split_name
+from mailstead.store.records import flag_tuple, flags_after, with_changes
+from mailstead.store.retention import ExpungedFiles, Retained, retained_location
 
 # A directory whose mtime is this close to the scan may still change within
 # the same timestamp tick; its stamp is not trusted until it is older.
@@ -62,47 +65,6 @@ def arrival_order(entry: tuple[str, str, str]) -> tuple[int, int, int, str]:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0), entry[0])
 
 
-def with_changes(uids: list[int], added: list[int], removed: set[int]) -> list[int]:
-    """A new ascending UID list: ``uids`` less ``removed``, plus ``added``.
-
-    Never changes ``uids`` in place: a selected view shares the mailbox's list
-    until one of them changes (a copy of 100,000 UIDs per SELECT cost more
-    than the rest of SELECT together).
-    """
-    kept = [uid for uid in uids if uid not in removed] if removed else uids
-    if not added:
-        return kept
-    added = sorted(added)
-    if not kept or added[0] > kept[-1]:
-        return kept + added
-    return sorted(set(kept).union(added))
-
-
-def flags_after(current: Sequence[str], flags: Sequence[str], mode: str) -> set[str] | None:
-    """The flags after STORE adds (``+``), removes (``-``) or sets (``=``) ``flags``;
-    None when they would not change."""
-    if mode == "+":
-        new = set(current) | set(flags)
-    elif mode == "-":
-        new = set(current) - set(flags)
-    else:
-        new = set(flags)
-    return None if new == set(current) else new
-
-
-_flag_tuples: dict[str, tuple[str, ...]] = {}
-
-
-def flag_tuple(flags: str) -> tuple[str, ...]:
-    """The interned sorted tuple for a space-separated flag string."""
-    found = _flag_tuples.get(flags)
-    if found is None:
-        found = tuple(sorted(set(flags.split()))) if flags else ()
-        if len(_flag_tuples) < 10_000:
-            _flag_tuples[flags] = found
-    return found
-
-
 class Mailbox:
     """Owns one Maildir folder of one account and its part of the index."""
 
@@ -112,10 +74,12 @@ class Mailbox:
         self.id = state.id
         self.uidvalidity = state.uidvalidity
         self.path = Path(path)
-        self.keywords = Keywords(self.path)
+        self.keywords = Keywords(self.path, index.transaction)
         # Ascending; replaced, never changed in place (views share it).
         self.uids: list[int] = []
         self.messages: dict[int, Message] = {}
+        # Expunged messages that sessions may still number (RFC 2180 §4.1).
+        self.retained: Retained[Message] = Retained()
         # Summary header fields SEARCH has read (UIDs are never reused, so
         # entries of expunged messages are only dead weight until reopen).
         self.header_summaries: dict[int, bytes] = {}
@@ -124,6 +88,7 @@ class Mailbox:
         # Set by the account that opened it: changes become events.
         self.reporter: ChangeReporter = NO_REPORTS
         self._cur_sync = DirectorySyncer(self.path / "cur")
+        self._expunged_files = ExpungedFiles(f"{self.path}/tmp")
         # Plain strings, not Path: joined for every message read or renamed
         # (a Path join cost more than the open), and stat'ed by every SELECT.
         self._root = str(self.path)
@@ -247,8 +212,8 @@ class Mailbox:
             if row.uid not in self.messages:
                 added.append(row.uid)
             self.messages[row.uid] = self._message(row)
-        removed = {uid for uid in gone if self.messages.pop(uid, None) is not None}
-        self.uids = with_changes(self.uids, added, removed)
+        self._retain([uid for uid in gone if uid in self.messages])
+        self.uids = with_changes(self.uids, added, set(gone))
         self.highestmodseq = state.highestmodseq
         self.uidnext = state.uidnext
 
@@ -256,10 +221,19 @@ class Mailbox:
         messages: dict[int, Message] = {}
         for uid, location, flags, size, internaldate, modseq in self.index.all_rows(self.id):
             messages[uid] = Message(uid, location, flag_tuple(flags), size, internaldate, modseq)
+        self._retain([uid for uid in self.messages if uid not in messages])
         self.messages = messages
         self.uids = list(messages)  # all_rows is in UID order
         self.highestmodseq = state.highestmodseq
         self.uidnext = state.uidnext
+
+    def _retain(self, uids: list[int]) -> None:
+        """Move expunged messages' records to :attr:`retained`, pointing at their
+        kept files."""
+        records = [self.messages.pop(uid) for uid in uids]
+        for msg in records:
+            msg.location = retained_location(msg.location)
+        self.retained.add(records)
 
     @staticmethod
     def _message(row: Row) -> Message:
@@ -355,21 +329,28 @@ class Mailbox:
     def read(self, uid: int) -> bytes:
         """The stored bytes of message ``uid`` (line ends as on disk).
 
-        Raises ``FileNotFoundError`` when the message is gone (expunged,
-        here or elsewhere) or was never in this mailbox.
+        A message expunged here or elsewhere is read from its retained file
+        (RFC 2180 §4.1). Raises ``FileNotFoundError`` when that is gone too,
+        or the message was never in this mailbox.
         """
-        msg = self.messages.get(uid)
+        msg = self.messages.get(uid) or self.retained.get(uid)
         if msg is None:
             raise FileNotFoundError(f"no message with UID {uid}")
         try:
             return self._read(msg.location)
         except FileNotFoundError:
-            # Renamed by a flag change or a SELECT elsewhere: ask the index.
-            location = self._current_location(uid)
-            if location is None:
+            if uid not in self.messages:
                 raise
+        # Renamed by a flag change or a SELECT elsewhere: ask the index.
+        location = self._current_location(uid)
+        if location is not None:
             msg.location = location
-            return self._read(location)
+            try:
+                return self._read(location)
+            except FileNotFoundError:
+                pass
+        # Expunged meanwhile, perhaps not yet committed: the file waits in tmp/.
+        return self._read(retained_location(msg.location))
 
     def _current_location(self, uid: int) -> str | None:
         """Where the index says the file of ``uid`` is now (None: expunged).
@@ -406,26 +387,38 @@ class Mailbox:
     # -- changing ------------------------------------------------------------
 
     def take_new(self) -> list[int]:
-        """Move messages from ``new/`` to ``cur/`` (a read-write SELECT); their UIDs.
+        """A read-write SELECT: move messages from ``new/`` to ``cur/``, and claim
+        the \\Recent ones (:meth:`claim_recent`); their UIDs."""
+        self._move_new()
+        return self.claim_recent()
 
-        The messages moved are the ones IMAP4rev1 calls \\Recent for the
-        session that moved them (RFC 3501 §2.3.2).
-        """
-        moved: list[int] = []
+    def claim_recent(self) -> list[int]:
+        """RFC 3501 §2.3.2: the messages new since any session last claimed them,
+        \\Recent for the caller's session alone."""
+        floor = self.index.claim_recent(self.id, self.uidnext)
+        return self.uids[bisect.bisect_left(self.uids, floor) :]
+
+    def recent_uids(self) -> list[int]:
+        """The messages the next read-write SELECT would claim (EXAMINE, STATUS)."""
+        floor = self.index.recent_floor(self.id)
+        return self.uids[bisect.bisect_left(self.uids, floor) :]
+
+    def _move_new(self) -> None:
+        self._expunged_files.sweep()  # also where no session expunges again
         # Usually new/ is empty (every SELECT empties it), and known to be
         # since the last look; else a directory read spares both the walk
         # over every message and a commit.
         look = self._matched[1]
         if look and look == self._new_empty_at:
-            return moved
+            return
         try:
             waiting = {split_name(name)[0] for name in os.listdir(self._new_dir)}
         except FileNotFoundError:
-            return moved
+            return
         if not waiting:
             self._new_empty_at = look
-            return moved
-        with self._changing_files(), write(self.index, self.id) as w:
+            return
+        with self._changing_files(), write(self.index, self.id, durable=False) as w:
             for uid in self.uids:
                 msg = self.messages[uid]
                 if (
@@ -444,13 +437,16 @@ class Mailbox:
                     continue
                 w.move(uid, location)
                 msg.location = location
-                moved.append(uid)
-        return moved
 
     def store(self, uids: Iterable[int], flags: Sequence[str], mode: str) -> list[int]:
         """Add (``+``), remove (``-``) or set (``=``) flags; the UIDs whose flags changed."""
         changed = []
-        with self._changing_files(), write(self.index, self.id) as w:
+        with self._changing_files(), write(self.index, self.id, durable=False) as w:
+            if w.modseq != self.highestmodseq:
+                # Inside the transaction no other process changes flags: take
+                # theirs first, or ours would be computed from stale ones and
+                # undo them (a lost update).
+                self._pull()
             for uid in uids:
                 msg = self.messages.get(uid)
                 if msg is None:
@@ -527,37 +523,47 @@ class Mailbox:
         """Copy messages into ``dest`` keeping flags and dates; (source, new) UID pairs."""
         pairs = []
         for uid in uids:
-            msg = self.messages.get(uid)
+            # RFC 2180 §4.4.1: a message expunged elsewhere is still copied.
+            msg = self.messages.get(uid) or self.retained.get(uid)
             if msg is None:
                 continue
             try:
-                data = self._read(msg.location)
+                data = self.read(uid)
             except FileNotFoundError:
                 continue
             pairs.append((uid, dest.append(data, msg.flags, msg.internaldate)))
         return pairs
 
     def expunge(self, uids: Iterable[int]) -> list[int]:
-        """Remove messages for good (files first, then the index); the UIDs removed."""
+        """Remove messages (files first, then the index); the UIDs removed.
+
+        Each file moves to ``tmp/``, where no reader looks, for the sessions
+        that may still fetch it (RFC 2180 §4.1); :class:`ExpungedFiles`
+        deletes it later.
+        """
         wanted = [uid for uid in uids if uid in self.messages]
         # Locations from the index, not our records: a file moved by another
         # process and unlinked under its old name would survive the expunge
         # and come back at the next scan as a new message.
         if not wanted:
             return []
-        current = self.index.locations(self.id, wanted)
-        with self._changing_files():
+        # Files first, then the index, in one transaction: no other process
+        # finds a row whose file is gone (a STORE would answer stale flags).
+        with write(self.index, self.id, durable=False) as w, self._changing_files():
+            current = self.index.locations(self.id, wanted)
             for uid in wanted:
+                location = current.get(uid, self.messages[uid].location)
                 try:
-                    os.unlink(f"{self._root}/{current.get(uid, self.messages[uid].location)}")
-                except OSError:
+                    os.rename(
+                        f"{self._root}/{location}", f"{self._root}/{retained_location(location)}"
+                    )
+                except FileNotFoundError:
                     self._diverge()  # gone already, or moved where the index has not seen
             fsync_dir(self.path / "cur")
-            with write(self.index, self.id) as w:
-                w.remove(wanted)
-            for uid in wanted:
-                self.messages.pop(uid, None)
+            w.remove(wanted)
+            self._retain(wanted)
             self.uids = with_changes(self.uids, [], set(wanted))
+        self._expunged_files.sweep()
         self.reporter.expunged(self.name, wanted)
         return wanted
 

@@ -17,8 +17,11 @@ The base may carry ``,S=<octets on disk>`` and ``,W=<octets with CRLF>``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from mailstead.durable import write_file_atomically
@@ -55,9 +58,14 @@ def crlf_size_named(base: str) -> int | None:
 class Keywords:
     """The keyword ↔ letter table of one Maildir folder (``dovecot-keywords``)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, guard: Callable[[], AbstractContextManager[object]] | None = None
+    ) -> None:
         self.path = folder / KEYWORDS_FILE
-        self._mtime = -1
+        # Held while a keyword is added: one process at a time reads the file
+        # and writes it back, else two could give one letter to two keywords.
+        self._guard = guard or contextlib.nullcontext
+        self._mtime: tuple[int, int, int] | None = None
         self._by_index: dict[int, str] = {}
         self._by_name: dict[str, int] = {}
 
@@ -66,7 +74,9 @@ class Keywords:
             st = os.stat(self.path)
         except FileNotFoundError:
             return
-        if st.st_mtime_ns == self._mtime:
+        # The inode too: a rewrite within one mtime tick is a new file.
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp == self._mtime:
             return
         by_index: dict[int, str] = {}
         for line in self.path.read_text("utf-8", "replace").splitlines():
@@ -75,7 +85,7 @@ class Keywords:
                 by_index[int(number)] = name
         self._by_index = by_index
         self._by_name = {name.lower(): i for i, name in by_index.items()}
-        self._mtime = st.st_mtime_ns
+        self._mtime = stamp
 
     def names(self) -> list[str]:
         self._load()
@@ -112,12 +122,16 @@ class Keywords:
         found = self._by_name.get(keyword.lower())
         if found is not None:
             return found
-        free = next((i for i in range(MAX_KEYWORDS) if i not in self._by_index), None)
-        if free is None:
-            return None
-        self._by_index[free] = keyword
-        self._by_name[keyword.lower()] = free
-        text = "".join(f"{i} {self._by_index[i]}\n" for i in sorted(self._by_index))
-        write_file_atomically(self.path, text.encode("utf-8"))
-        self._mtime = os.stat(self.path).st_mtime_ns
+        with self._guard():
+            self._load()  # another process may have added it meanwhile
+            found = self._by_name.get(keyword.lower())
+            if found is not None:
+                return found
+            free = next((i for i in range(MAX_KEYWORDS) if i not in self._by_index), None)
+            if free is None:
+                return None
+            by_index = {**self._by_index, free: keyword}
+            text = "".join(f"{i} {by_index[i]}\n" for i in sorted(by_index))
+            write_file_atomically(self.path, text.encode("utf-8"))
+            self._load()
         return free

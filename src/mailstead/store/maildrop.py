@@ -91,7 +91,13 @@ class LockedMaildrop:
         return [(uidl(uid, inbox.uidvalidity), inbox.messages[uid].size) for uid in self._uids]
 
     def read(self, index: int) -> bytes:
-        return self._inbox.read(self._uids[index])
+        uid = self._uids[index]
+        data = self._inbox.read(uid)
+        # The mailbox still reads a message expunged meanwhile, for IMAP
+        # sessions not yet told (RFC 2180 §4.1); POP3 answers -ERR for it.
+        if uid not in self._inbox.messages:
+            raise FileNotFoundError(f"message {uid} was expunged")
+        return data
 
     def read_head(self, index: int, body_lines: int) -> bytes:
         return self.read(index)

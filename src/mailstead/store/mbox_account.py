@@ -142,12 +142,16 @@ class MboxAccount(AccountBase[MboxMailbox]):
         if path.is_dir():
             raise MailboxError("That name holds other mailboxes", "CANNOT")
         make_dirs(path.parent, mode=0o700)
-        try:
-            create_mbox(path)
-        except FileExistsError:
-            raise MailboxError("Mailbox already exists", "ALREADYEXISTS") from None
+
+        def make() -> None:
+            # Under the index's write lock, as for Maildir (account.py).
+            try:
+                create_mbox(path)
+            except FileExistsError:
+                raise MailboxError("Mailbox already exists", "ALREADYEXISTS") from None
+
         # A new mailbox under an old name must not reuse its UIDs (RFC 9051 §2.3.1.1).
-        self.index.drop_mailbox(name)
+        self.index.drop_mailbox(name, make)
         self.reporter.created(name)
 
     def delete(self, name: str) -> None:

@@ -35,6 +35,7 @@ not take a modseq, as clients see nothing).
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -45,7 +46,6 @@ from mailstead.durable import fsync_dir
 from mailstead.proto.imap.storage import Appender, FlagLimitError
 from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.index import AccountIndex, MailboxState, MailboxWriter, Row, write
-from mailstead.store.mailbox import flag_tuple, flags_after, with_changes
 from mailstead.store.maildir import crlf_size
 from mailstead.store.maildir_names import MAX_KEYWORDS
 from mailstead.store.mbox import Mbox, escape_mboxrd, from_line
@@ -68,6 +68,8 @@ from mailstead.store.mbox_format import (
     unescape_mboxrd,
     write_copy,
 )
+from mailstead.store.records import flag_tuple, flags_after, with_changes
+from mailstead.store.retention import Retained
 
 INBOX = "INBOX"
 # A file whose mtime is this close to the scan may still change within the
@@ -134,6 +136,9 @@ class MboxMailbox:
         self.mbox = Mbox(self.path, lock_timeout=lock_timeout)
         self.uids: list[int] = []  # ascending
         self.messages: dict[int, MboxMessage] = {}
+        # Records of expunged messages sessions may still number (RFC 2180
+        # §4.1); an mbox rewrite drops their bytes, so only these remain.
+        self.retained: Retained[MboxMessage] = Retained()
         # Summary header fields SEARCH has read (UIDs are never reused).
         self.header_summaries: dict[int, bytes] = {}
         self.highestmodseq = 0
@@ -190,13 +195,15 @@ class MboxMailbox:
             if row.uid not in self.messages:
                 added.append(row.uid)
             self.messages[row.uid] = self._message(row)
-        removed = {uid for uid in gone if self.messages.pop(uid, None) is not None}
-        self.uids = with_changes(self.uids, added, removed)
+        self.retained.add([self.messages.pop(uid) for uid in gone if uid in self.messages])
+        self.uids = with_changes(self.uids, added, set(gone))
         self.highestmodseq = state.highestmodseq
         self.uidnext = state.uidnext
 
     def _load_all(self, state: MailboxState, generation: int) -> None:
-        self.messages = {row.uid: self._message(row) for row in self.index.rows(self.id)}
+        messages = {row.uid: self._message(row) for row in self.index.rows(self.id)}
+        self.retained.add([msg for uid, msg in self.messages.items() if uid not in messages])
+        self.messages = messages
         self.uids = list(self.messages)  # rows come in UID order
         self.highestmodseq = state.highestmodseq
         self.uidnext = state.uidnext
@@ -415,8 +422,17 @@ class MboxMailbox:
     # -- changing ------------------------------------------------------------
 
     def take_new(self) -> list[int]:
-        """Nothing: an mbox has no ``new/`` and \\Recent is not tracked."""
-        return []
+        """A read-write SELECT claims the \\Recent messages (an mbox has no ``new/``)."""
+        return self.claim_recent()
+
+    def claim_recent(self) -> list[int]:
+        """RFC 3501 §2.3.2, as for Maildir (mailbox.py)."""
+        floor = self.index.claim_recent(self.id, self.uidnext)
+        return self.uids[bisect.bisect_left(self.uids, floor) :]
+
+    def recent_uids(self) -> list[int]:
+        floor = self.index.recent_floor(self.id)
+        return self.uids[bisect.bisect_left(self.uids, floor) :]
 
     def keyword_names(self) -> list[str]:
         """The keywords set on some message of the mailbox, sorted."""
@@ -441,12 +457,15 @@ class MboxMailbox:
             self._check_keywords(flags)
         changed = []
         with write(self.index, self.id) as w:
-            # Inside the transaction nobody moves messages: if somebody did
-            # since our last look, take their locations before writing ours.
+            # Inside the transaction nobody else moves messages or changes
+            # flags: take what others did since our last look before writing
+            # ours, or their flag changes would be lost.
             state = self._state()
             generation = _parse_stamp(state.stamp).generation
             if generation != self._generation:
                 self._load_all(state, generation)
+            elif w.modseq != self.highestmodseq:
+                self._pull()
             for uid in uids:
                 msg = self.messages.get(uid)
                 if msg is None:

@@ -16,12 +16,17 @@ ENVELOPE_1 = (
 )
 
 
+DATE_1, DATE_2, DATE_3 = (f'"{day}-Jul-1996 09:44:25 +0000"' for day in (17, 18, 19))
+
+
 def test_fetch_variants(root: Path) -> None:
+    # IMAP4rev1: this session selected the messages first, so they are
+    # \Recent in it (RFC 3501 §2.3.2).
     selected(root).run(rf"""
         C: a FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)
-        S: * 1 FETCH (UID 1 FLAGS () INTERNALDATE "17-Jul-1996 09:44:25 +0000" RFC822.SIZE 151)
-        S: * 2 FETCH (UID 2 FLAGS () INTERNALDATE "18-Jul-1996 09:44:25 +0000" RFC822.SIZE 50)
-        S: * 3 FETCH (UID 3 FLAGS () INTERNALDATE "19-Jul-1996 09:44:25 +0000" RFC822.SIZE 88)
+        S: * 1 FETCH (UID 1 FLAGS (\Recent) INTERNALDATE {DATE_1} RFC822.SIZE 151)
+        S: * 2 FETCH (UID 2 FLAGS (\Recent) INTERNALDATE {DATE_2} RFC822.SIZE 50)
+        S: * 3 FETCH (UID 3 FLAGS (\Recent) INTERNALDATE {DATE_3} RFC822.SIZE 88)
         S: a OK FETCH completed
         C: b FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]
         S: * 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {{16}}
@@ -35,7 +40,7 @@ def test_fetch_variants(root: Path) -> None:
         S: Subject: two
         S:
         S: second
-        S:  FLAGS (\Seen))
+        S:  FLAGS (\Seen \Recent))
         S: c OK FETCH completed
         C: d FETCH 2 BODY[]
         S: * 2 FETCH (BODY[] {{50}}
@@ -46,11 +51,11 @@ def test_fetch_variants(root: Path) -> None:
         S: )
         S: d OK FETCH completed
         C: e UID FETCH 3 (FLAGS)
-        S: * 3 FETCH (UID 3 FLAGS ())
+        S: * 3 FETCH (UID 3 FLAGS (\Recent))
         S: e OK FETCH completed
         C: f UID FETCH 2:* FLAGS
-        S: * 2 FETCH (UID 2 FLAGS (\Seen))
-        S: * 3 FETCH (UID 3 FLAGS ())
+        S: * 2 FETCH (UID 2 FLAGS (\Seen \Recent))
+        S: * 3 FETCH (UID 3 FLAGS (\Recent))
         S: f OK FETCH completed
         C: g UID FETCH 9 FLAGS
         S: g OK FETCH completed
@@ -63,10 +68,10 @@ def test_fetch_variants(root: Path) -> None:
         S:  BODY[HEADER.FIELDS (FROM)] {{32}}
         S: From: Bob <bob@example.test>
         S:
-        S:  FLAGS (\Seen))
+        S:  FLAGS (\Seen \Recent))
         S: i OK FETCH completed
         C: j FETCH 3 BODY[]<0.7>
-        S: * 3 FETCH (BODY[]<0> "From: d" FLAGS (\Seen))
+        S: * 3 FETCH (BODY[]<0> "From: d" FLAGS (\Seen \Recent))
         S: j OK FETCH completed
     """)
 
@@ -74,14 +79,14 @@ def test_fetch_variants(root: Path) -> None:
 def test_fetch_in_examine_sets_no_seen(root: Path) -> None:
     t = authed(root)
     t.feed(b"a EXAMINE INBOX\r\n")
-    t.run("""
+    t.run(r"""
         C: b FETCH 2 BODY[TEXT]
         S: * 2 FETCH (BODY[TEXT] {8}
         S: second
         S: )
         S: b OK FETCH completed
         C: c FETCH 2 FLAGS
-        S: * 2 FETCH (FLAGS ())
+        S: * 2 FETCH (FLAGS (\Recent))
         S: c OK FETCH completed
     """)
 
@@ -92,24 +97,24 @@ def test_fetch_in_examine_sets_no_seen(root: Path) -> None:
 def test_store_variants(root: Path) -> None:
     selected(root).run(r"""
         C: a STORE 1 +FLAGS (\Flagged \Seen)
-        S: * 1 FETCH (FLAGS (\Flagged \Seen))
+        S: * 1 FETCH (FLAGS (\Flagged \Seen \Recent))
         S: a OK STORE completed
         C: b STORE 1 -FLAGS (\Flagged)
-        S: * 1 FETCH (FLAGS (\Seen))
+        S: * 1 FETCH (FLAGS (\Seen \Recent))
         S: b OK STORE completed
         C: c STORE 1:2 FLAGS.SILENT (\Deleted)
         S: c OK STORE completed
         C: d FETCH 1:2 FLAGS
-        S: * 1 FETCH (FLAGS (\Deleted))
-        S: * 2 FETCH (FLAGS (\Deleted))
+        S: * 1 FETCH (FLAGS (\Deleted \Recent))
+        S: * 2 FETCH (FLAGS (\Deleted \Recent))
         S: d OK FETCH completed
         C: e UID STORE 3 +FLAGS \Answered
-        S: * 3 FETCH (UID 3 FLAGS (\Answered))
+        S: * 3 FETCH (UID 3 FLAGS (\Answered \Recent))
         S: e OK STORE completed
         C: f STORE 3 +FLAGS.SILENT ($Forwarded)
         S: f OK STORE completed
         C: g STORE 3 FLAGS ()
-        S: * 3 FETCH (FLAGS ())
+        S: * 3 FETCH (FLAGS (\Recent))
         S: g OK STORE completed
         C: h STORE 1 +FLAGS (\Recent)
         S: h BAD Unknown system flag \Recent

@@ -94,10 +94,32 @@ def test_lsub(tree: IMAPTranscript) -> None:
     """)
 
 
+def test_status_recent_counts_what_no_session_has_selected(root: Path) -> None:
+    # RFC 3501 §6.3.10, §2.3.2: delivered, appended or copied in, not yet taken.
+    t = authed(root)
+    t.run("""
+        C: a STATUS INBOX (RECENT)
+        S: * STATUS "INBOX" (RECENT 3)
+        S: a OK STATUS completed
+    """)
+    t.say("b SELECT INBOX")
+    t.say("c CREATE Work")
+    t.say("d COPY 1:2 Work")
+    t.run("""
+        C: e STATUS INBOX (RECENT)
+        S: * STATUS "INBOX" (RECENT 0)
+        S: e OK STATUS completed
+        C: f STATUS Work (MESSAGES RECENT)
+        S: * STATUS "Work" (MESSAGES 2 RECENT 2)
+        S: f OK STATUS completed
+    """)
+
+
 def test_status(root: Path) -> None:
     v = uidvalidity(root)
     t = selected(root)
     t.say(r"a STORE 1 +FLAGS.SILENT (\Seen \Deleted)")
+    # RECENT 0: this session's SELECT took the three as \Recent (RFC 3501 §2.3.2).
     counts = f"MESSAGES 3 UIDNEXT 4 UIDVALIDITY {v} UNSEEN 2 DELETED 1 SIZE 289 RECENT 0"
     t.run(f"""
         C: b STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE RECENT)

@@ -73,7 +73,9 @@ def test_keywords_show_in_flags_after_use(root: Path) -> None:
     t = selected(root)
     t.run(rf"""
         C: a STORE 1 +FLAGS ($Label1)
-        S: * 1 FETCH (FLAGS ($Label1))
+        S: * FLAGS ({FLAGS} $Label1)
+        S: * OK [PERMANENTFLAGS ({FLAGS} $Label1 \*)] Flags permitted
+        S: * 1 FETCH (FLAGS ($Label1 \Recent))
         S: a OK STORE completed
         C: b EXAMINE INBOX
         S: * OK [CLOSED] Previous mailbox closed
@@ -110,16 +112,16 @@ def test_append_with_flags_and_date(root: Path) -> None:
         S: * FLAGS ({FLAGS} $Label)
         S: * OK [PERMANENTFLAGS ({FLAGS} $Label \*)] Flags permitted
         S: * 5 EXISTS
-        S: * 3 RECENT
+        S: * 5 RECENT
         S: * OK [UNSEEN 1] First unseen
         S: * OK [UIDVALIDITY {v}] UIDs valid
         S: * OK [UIDNEXT 6] Predicted next UID
         S: c OK [READ-WRITE] SELECT completed
         C: d FETCH 4 (UID FLAGS INTERNALDATE RFC822.SIZE)
-        S: * 4 FETCH (UID 4 FLAGS ($Label \Seen) INTERNALDATE "{JAN_1}" RFC822.SIZE 12)
+        S: * 4 FETCH (UID 4 FLAGS ($Label \Seen \Recent) INTERNALDATE "{JAN_1}" RFC822.SIZE 12)
         S: d OK FETCH completed
         C: e FETCH 5 (UID FLAGS RFC822.SIZE)
-        S: * 5 FETCH (UID 5 FLAGS () RFC822.SIZE 10)
+        S: * 5 FETCH (UID 5 FLAGS (\Recent) RFC822.SIZE 10)
         S: e OK FETCH completed
     """)
 
@@ -130,7 +132,7 @@ def test_append_to_the_selected_mailbox_announces_exists(root: Path) -> None:
         C: a APPEND INBOX {{10+}}
         C: Subject: y
         S: * 4 EXISTS
-        S: * 3 RECENT
+        S: * 4 RECENT
         S: a OK [APPENDUID {v} 4] APPEND completed
     """)
 

@@ -40,7 +40,7 @@ def test_flag_change_elsewhere_is_an_unsolicited_fetch(
 ) -> None:
     a.run(r"""
         C: a1 STORE 2 +FLAGS (\Flagged)
-        S: * 2 FETCH (FLAGS (\Flagged))
+        S: * 2 FETCH (FLAGS (\Flagged \Recent))
         S: a1 OK STORE completed
     """)
     b.run(r"""
@@ -50,7 +50,8 @@ def test_flag_change_elsewhere_is_an_unsolicited_fetch(
         C: b2 NOOP
         S: b2 OK NOOP completed
     """)
-    # A's own change is not echoed back to A.
+    # A's own change is not echoed back to A. (RFC 3501 §2.3.2: the messages
+    # are \Recent in A, which selected them first, and not in B.)
     a.run("""
         C: a2 NOOP
         S: a2 OK NOOP completed
@@ -67,7 +68,8 @@ def test_expunge_elsewhere_waits_for_a_command_that_allows_it(
         S: * 1 EXPUNGE
         S: a2 OK EXPUNGE completed
     """)
-    # B still numbers the expunged message 1; FETCH, STORE and SEARCH keep it so.
+    # B still numbers the expunged message 1; FETCH, STORE and SEARCH keep it
+    # so, and RFC 2180 §4.1.2: B may still fetch it (A's process kept the file).
     b.run(r"""
         C: b1 FETCH 2:3 (UID)
         S: * 2 FETCH (UID 2)
@@ -77,10 +79,14 @@ def test_expunge_elsewhere_waits_for_a_command_that_allows_it(
         S: * 2 FETCH (FLAGS (\Seen))
         S: b2 OK STORE completed
         C: b3 SEARCH ALL
-        S: * SEARCH 2 3
+        S: * SEARCH 1 2 3
         S: b3 OK SEARCH completed
-        C: b4 FETCH 1 (UID)
-        S: b4 NO [EXPUNGEISSUED] Some messages were expunged
+        C: b4 FETCH 1 (UID FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])
+        S: * 1 FETCH (UID 1 FLAGS () BODY[HEADER.FIELDS (SUBJECT)] {16}
+        S: Subject: one
+        S:
+        S: )
+        S: b4 OK FETCH completed
         C: b5 NOOP
         S: * 1 EXPUNGE
         S: b5 OK NOOP completed
@@ -109,7 +115,7 @@ def test_append_elsewhere_is_exists_at_noop(a: IMAPTranscript, b: IMAPTranscript
         C: a1 APPEND INBOX {10+}
         C: Subject: x
         S: * 4 EXISTS
-        S: * 3 RECENT
+        S: * 4 RECENT
     """.rstrip()
         + f"\n        S: a1 OK [APPENDUID {a.uidvalidity()} 4] APPEND completed\n"
     )
@@ -130,7 +136,7 @@ def test_exists_may_come_during_fetch(a: IMAPTranscript, b: IMAPTranscript, root
         C: b1 FETCH 1 (UID)
         S: * 1 FETCH (UID 1)
         S: * 4 EXISTS
-        S: * 0 RECENT
+        S: * 1 RECENT
         S: b1 OK FETCH completed
     """)
 
@@ -145,7 +151,7 @@ def test_file_from_another_mda_gets_the_next_uid_and_tmp_is_ignored(
     a.run("""
         C: a1 NOOP
         S: * 4 EXISTS
-        S: * 3 RECENT
+        S: * 4 RECENT
         S: a1 OK NOOP completed
         C: a2 UID FETCH 4:* (UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])
         S: * 4 FETCH (UID 4 BODY[HEADER.FIELDS (SUBJECT)] {26}
@@ -178,7 +184,7 @@ def test_flag_change_by_renaming_the_file(a: IMAPTranscript, root: Path) -> None
     os.utime(root / "cur", (0, 0))
     a.run(r"""
         C: a1 NOOP
-        S: * 1 FETCH (UID 1 FLAGS (\Seen))
+        S: * 1 FETCH (UID 1 FLAGS (\Seen \Recent))
         S: a1 OK NOOP completed
     """)
 

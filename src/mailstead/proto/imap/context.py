@@ -111,6 +111,15 @@ def atom(token: Token, what: str) -> str:
     return token.value
 
 
+def raw(token: Token) -> bytes:
+    """An astring argument's octets."""
+    if isinstance(token, Atom):
+        return token.value.encode()
+    if isinstance(token, String):
+        return token.value
+    raise ArgumentError("Expected a string")
+
+
 def text(token: Token) -> str:
     """An astring argument as text."""
     if isinstance(token, Atom):
@@ -134,5 +143,6 @@ __all__ = [
     "bad",
     "no",
     "ok",
+    "raw",
     "text",
 ]

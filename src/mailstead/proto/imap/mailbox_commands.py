@@ -7,6 +7,7 @@ RFC 5819 STATUS return options; the hierarchy separator is ``/``.
 from __future__ import annotations
 
 import calendar
+import logging
 import re
 
 from mailstead.proto.imap.context import (
@@ -27,18 +28,18 @@ from mailstead.proto.imap.mailbox_names import (
 )
 from mailstead.proto.imap.storage import MailboxError, MailboxLike
 from mailstead.proto.imap.tokens import Atom, ParenList, String, Token
-from mailstead.proto.imap.view import SelectedView, flag_list
+from mailstead.proto.imap.view import DEFINED_FLAGS, SYSTEM_FLAGS, SelectedView, flag_list
 
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-# $Forwarded has its own Maildir letter (P), so it is always storable.
-_DEFINED_FLAGS = (*SYSTEM_FLAGS, "$Forwarded")
 INBOX = "INBOX"
+log = logging.getLogger("mailstead.imap")
 
 
 def _error(exc: Exception) -> Reply:
     if isinstance(exc, MailboxError):
         return no(exc.text, exc.code.encode())
-    # OSError: the store could not do it (disk full, permissions).
+    # OSError: the store could not do it (disk full, permissions, or a race
+    # that is a bug): the operator gets the traceback, the client a code.
+    log.error("mailbox command failed in the store", exc_info=exc)
     return no("Cannot do that now", b"UNAVAILABLE")
 
 
@@ -69,11 +70,12 @@ def _select(ctx: Context, readonly: bool) -> Reply:
         mailbox.refresh()
     except (MailboxError, OSError) as exc:
         return _error(exc)
-    recent = [] if readonly else mailbox.take_new()
+    # RFC 3501 §2.3.2: EXAMINE sees \Recent without taking it.
+    recent = mailbox.recent_uids() if readonly else mailbox.take_new()
     view = SelectedView(mailbox, readonly=readonly)
     view.recent.update(recent)
     ctx.session.view = view
-    flags = (*_DEFINED_FLAGS, *mailbox.keyword_names())
+    flags = (*DEFINED_FLAGS, *mailbox.keyword_names())
     ctx.untagged(b"FLAGS " + flag_list(flags))
     permanent = flag_list((*flags, "\\*")) if not readonly else b"()"
     ctx.untagged(b"OK [PERMANENTFLAGS " + permanent + b"] Flags permitted")
@@ -353,8 +355,8 @@ def _status_values(mailbox: MailboxLike, items: list[str]) -> bytes:
             value = sum(1 for m in msgs.values() if "\\Deleted" in m.flags)
         elif item == "SIZE":
             value = sum(m.size for m in msgs.values())
-        else:  # RECENT: no other session's \Recent is tracked
-            value = 0
+        else:  # RECENT (RFC 3501 §6.3.10): what the next SELECT would take
+            value = len(mailbox.recent_uids())
         values.append(b"%s %d" % (item.encode(), value))
     return b"(" + b" ".join(values) + b")"
 

@@ -18,7 +18,7 @@ from mailstead.proto.imap.search_match import HeaderKey, walk
 from mailstead.proto.imap.sequence import STAR, SequenceSet, format_set
 from mailstead.proto.imap.storage import MailboxError, MailboxLike, MessageLike
 from mailstead.proto.imap.tokens import ParenList, Token
-from mailstead.proto.imap.view import SelectedView, flag_list
+from mailstead.proto.imap.view import RECENT, SelectedView, flag_list
 
 
 def to_crlf(data: bytes) -> bytes:
@@ -31,7 +31,17 @@ def to_crlf(data: bytes) -> bytes:
 class _Source:
     """One stored message as FETCH and SEARCH see it; content is read on first use."""
 
-    __slots__ = ("_mailbox", "_msg", "_parsed", "_raw", "max_seq", "max_uid", "saved", "seq")
+    __slots__ = (
+        "_flags",
+        "_mailbox",
+        "_msg",
+        "_parsed",
+        "_raw",
+        "max_seq",
+        "max_uid",
+        "saved",
+        "seq",
+    )
     internaldate_offset = 0
     # Set by SEARCH only (SearchTarget).
     seq: int
@@ -39,9 +49,12 @@ class _Source:
     max_uid: int
     saved: frozenset[int] | None
 
-    def __init__(self, mailbox: MailboxLike, msg: MessageLike) -> None:
+    def __init__(
+        self, mailbox: MailboxLike, msg: MessageLike, flags: tuple[str, ...] | None = None
+    ) -> None:
         self._mailbox = mailbox
         self._msg = msg
+        self._flags = msg.flags if flags is None else flags  # with \Recent for rev1
         self._raw: bytes | None = None
         self._parsed: ParsedMessage | None = None
 
@@ -51,7 +64,7 @@ class _Source:
 
     @property
     def flags(self) -> tuple[str, ...]:
-        return self._msg.flags
+        return self._flags
 
     @property
     def internaldate(self) -> float:
@@ -187,18 +200,26 @@ def fetch(ctx: Context) -> Reply:
     include_uid = ctx.command.uid
     utf8 = ctx.session.utf8
     out = ctx.out
+    kept = mailbox.retained
+    if request.wants_flags or newly_seen:
+        out += view.announce_keywords()
+    recent = view.recent if not ctx.session.rev2 else ()
+    seen_modseq = view.modseq_seen
     missing = False
     for p in positions:
         uid = uids[p]
-        msg = messages.get(uid)
+        # view.record, inlined: FETCH 1:* of a large mailbox calls it per message.
+        msg = messages.get(uid) or kept.get(uid)
         if msg is None:
-            missing = True  # expunged elsewhere; the EXPUNGE is still pending
+            missing = True  # expunged long ago; the EXPUNGE is still pending
             continue
+        if msg.modseq > seen_modseq and (request.wants_flags or uid in newly_seen):
+            view.own_changes[uid] = msg.modseq  # shown here: no unsolicited FETCH after
         try:
             out.append(
                 render_fetch(
                     request,
-                    _Source(mailbox, msg),
+                    _Source(mailbox, msg, (*msg.flags, RECENT) if uid in recent else None),
                     seq=p + 1,
                     include_uid=include_uid,
                     add_flags=uid in newly_seen,
@@ -210,7 +231,8 @@ def fetch(ctx: Context) -> Reply:
                 b"NO", b"Unknown content transfer encoding", b"UNKNOWN-CTE", _may_expunge(ctx)
             )
         except FileNotFoundError:
-            missing = True
+            missing = True  # its file is gone too (another program removed it)
+    # RFC 2180 §4.1.3: only data that is really gone is refused.
     if missing and not include_uid:
         return Reply(b"NO", b"Some messages were expunged", b"EXPUNGEISSUED", _may_expunge(ctx))
     return Reply(b"OK", b"FETCH completed", b"", _may_expunge(ctx))
@@ -243,13 +265,17 @@ def store(ctx: Context) -> Reply:
         return no(exc.text, exc.code.encode())
     for uid in changed:
         view.note_own_change(uid)
+    # RFC 3501 §7.2.6: a keyword new to the mailbox is announced.
+    ctx.out += view.announce_keywords()
     if not silent:
+        rev1 = not ctx.session.rev2
         for p in positions:
             msg = mailbox.messages.get(view.uids[p])
             if msg is None:
                 continue
             uid_part = b"UID %d " % msg.uid if ctx.command.uid else b""
-            ctx.untagged(b"%d FETCH (%sFLAGS %s)" % (p + 1, uid_part, flag_list(msg.flags)))
+            shown = flag_list(view.shown_flags(msg, rev1=rev1))
+            ctx.untagged(b"%d FETCH (%sFLAGS %s)" % (p + 1, uid_part, shown))
     return Reply(b"OK", b"STORE completed", b"", _may_expunge(ctx))
 
 
@@ -263,19 +289,19 @@ def search(ctx: Context) -> Reply:
     except BadCharset:
         return no("Only UTF-8 is supported", b"BADCHARSET (UTF-8)")
     mailbox = view.mailbox
-    messages = mailbox.messages
     saved = ctx.session_saved()
     saved_set = frozenset(saved) if saved is not None else None
     max_seq = len(view)
     max_uid = view.uids[-1] if view.uids else 0
     hits: list[int] = []
     hit_uids: list[int] = []
+    rev1 = not ctx.session.rev2  # RFC 3501 §6.4.4 RECENT, NEW, OLD
     source = _SummarySource if query.needs_headers and _summary_enough(query) else _Source
     for seq, uid in enumerate(view.uids, 1):
-        msg = messages.get(uid)
+        msg = view.record(uid)  # RFC 2180 §4.3: expunged elsewhere, still searched
         if msg is None:
             continue
-        target = source(mailbox, msg)
+        target = source(mailbox, msg, view.shown_flags(msg, rev1=rev1))
         target.seq = seq
         target.max_seq = max_seq
         target.max_uid = max_uid
@@ -325,8 +351,6 @@ def _copy(ctx: Context, move: bool) -> Reply:
         pairs = source.copy_to([view.uids[p] for p in positions], dest)
     except MailboxError as exc:
         return no(exc.text, exc.code.encode())
-    except OSError:
-        return no("Copy failed", b"UNAVAILABLE")
     code = b""
     if pairs:
         code = b"COPYUID %d %s %s" % (

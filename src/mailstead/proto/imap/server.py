@@ -47,6 +47,7 @@ Implementation notes
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -56,12 +57,12 @@ from mailstead.proto.errors import RemoteProtocolError
 from mailstead.proto.imap import mailbox_commands as mc
 from mailstead.proto.imap import message_commands as msg
 from mailstead.proto.imap.context import (
-    ArgumentError,
     Context,
     NameRefused,
     Reply,
     Session,
     no,
+    raw,
     text,
 )
 from mailstead.proto.imap.events import (
@@ -82,7 +83,7 @@ from mailstead.proto.imap.parser import (
     LiteralTooBig,
 )
 from mailstead.proto.imap.storage import AccountLike
-from mailstead.proto.imap.tokens import Atom, String, Token
+from mailstead.proto.imap.tokens import Atom
 from mailstead.proto.sasl import (
     Challenge,
     Credentials,
@@ -91,6 +92,8 @@ from mailstead.proto.sasl import (
     SASLExchange,
     server_mechanism,
 )
+
+log = logging.getLogger("mailstead.imap")
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +371,11 @@ class IMAPServer:
             reply = handler(ctx)
         except NameRefused as exc:
             reply = no(str(exc), b"CANNOT")
+        except OSError:
+            # The store failed (disk full, permissions, or a race that is a
+            # bug): the operator gets the traceback, the client a code.
+            log.exception("IMAP %s failed in the store", command.name)
+            reply = no("Cannot do that now", b"UNAVAILABLE")
         self._finish(ctx, reply)
 
     def _finish(self, ctx: Context, reply: Reply) -> None:
@@ -442,7 +450,7 @@ class IMAPServer:
         if mechanism is None:
             self._tagged(command.tag, b"NO Unsupported authentication mechanism")
             return None
-        initial = _raw(command.args[1]) if len(command.args) == 2 else None  # RFC 4959 SASL-IR
+        initial = raw(command.args[1]) if len(command.args) == 2 else None  # RFC 4959 SASL-IR
         self._pending = command
         return self._sasl_said(self._sasl.start(mechanism, initial))
 
@@ -581,14 +589,6 @@ def _refusal(command: Command, row: _Row | None, state: State) -> str:
     if State.NOT_AUTHENTICATED in row.states:
         return "Already logged in"
     return "No mailbox selected"
-
-
-def _raw(token: Token) -> bytes:
-    if isinstance(token, Atom):
-        return token.value.encode()
-    if isinstance(token, String):
-        return token.value
-    raise ArgumentError("Expected a string")
 
 
 #: Every command name the server knows (UID as its own word), for notes that

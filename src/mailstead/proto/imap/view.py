@@ -14,7 +14,12 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
-from mailstead.proto.imap.storage import MailboxLike
+from mailstead.proto.imap.storage import MailboxLike, MessageLike
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+# $Forwarded has its own Maildir letter (P), so it is always storable.
+DEFINED_FLAGS = (*SYSTEM_FLAGS, "$Forwarded")
+RECENT = "\\Recent"
 
 
 def flag_list(flags: Sequence[str]) -> bytes:
@@ -35,6 +40,8 @@ class SelectedView:
         # be echoed back as unsolicited FETCH.
         self.own_changes: dict[int, int] = {}
         self.recent: set[int] = set()
+        # RFC 3501 §7.2.6: the keywords the client was told of (SELECT's FLAGS).
+        self.keywords_told = {*DEFINED_FLAGS, *mailbox.keyword_names()}
         self._expunge_pending = False
 
     def __len__(self) -> int:
@@ -43,6 +50,38 @@ class SelectedView:
     def seq_of(self, uid: int) -> int | None:
         i = bisect.bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def record(self, uid: int) -> MessageLike | None:
+        """The message the client numbers ``uid``, also if it was expunged and the
+        client was not told yet: RFC 2180 §4.1.2 and RFC 9051 §7.5.1 let
+        FETCH, SEARCH and COPY go on serving it until then."""
+        mailbox = self.mailbox
+        return mailbox.messages.get(uid) or mailbox.retained.get(uid)
+
+    def shown_flags(self, msg: MessageLike, *, rev1: bool) -> tuple[str, ...]:
+        """The flags FETCH shows: \\Recent added for an IMAP4rev1 session
+        (RFC 3501 §2.3.2; RFC 9051 has no \\Recent)."""
+        if rev1 and msg.uid in self.recent:
+            return (*msg.flags, RECENT)
+        return msg.flags
+
+    def announce_keywords(self) -> list[bytes]:
+        """FLAGS and PERMANENTFLAGS again if the mailbox has a keyword the
+        client was not told of (RFC 3501 §7.2.6, RFC 9051 §7.3.5), to go
+        before a FETCH that may show it. Every keyword a message carries is
+        one of the mailbox's, so the messages need not be looked at."""
+        told = self.keywords_told
+        names = self.mailbox.keyword_names()
+        if told.issuperset(names):
+            return []
+        told.update(names)
+        # As SELECT lists them: the mailbox's keywords in their order.
+        flags = (*DEFINED_FLAGS, *names)
+        permanent = flag_list((*flags, "\\*")) if not self.readonly else b"()"
+        return [
+            b"* FLAGS " + flag_list(flags) + b"\r\n",
+            b"* OK [PERMANENTFLAGS " + permanent + b"] Flags permitted\r\n",
+        ]
 
     def note_own_change(self, uid: int) -> None:
         msg = self.mailbox.messages.get(uid)
@@ -71,11 +110,17 @@ class SelectedView:
         # Flag changes made elsewhere, for messages the client knows.
         seen = self.modseq_seen
         own = self.own_changes
+        changed = []
         for seq, uid in enumerate(uids, 1):
             msg = messages.get(uid)
             if msg is None or msg.modseq <= seen or own.get(uid) == msg.modseq:
                 continue
-            out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, uid, flag_list(msg.flags)))
+            changed.append((seq, msg))
+        if changed:
+            out += self.announce_keywords()
+        for seq, msg in changed:
+            flags = flag_list(self.shown_flags(msg, rev1=rev1))
+            out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, msg.uid, flags))
         # New messages: UIDs above the highest the client knows.
         everything = mailbox.uids
         start = bisect.bisect_right(everything, uids[-1] if uids else 0)
@@ -84,6 +129,11 @@ class SelectedView:
                 uids = everything  # the same messages: share the mailbox's list again
             else:
                 uids = uids + everything[start:]
+            # RFC 3501 §2.3.2: a session selected when messages arrive is the
+            # first to be told of them, so they are \Recent in it alone.
+            first_new = everything[start]
+            recent = mailbox.recent_uids() if self.readonly else mailbox.claim_recent()
+            self.recent.update(uid for uid in recent if uid >= first_new)
             out.append(b"* %d EXISTS\r\n" % len(uids))
             if rev1:
                 out.append(b"* %d RECENT\r\n" % len(self.recent))
