@@ -125,3 +125,47 @@ def test_wrapping_is_textwraps(indent: int, words: list[str], gap: str) -> None:
     assert _wrap(line, " " * indent) == textwrap.wrap(
         line, WIDTH, subsequent_indent=" " * indent, break_long_words=False, break_on_hyphens=False
     )
+
+
+@pytest.mark.parametrize(
+    ("markup", "text"),
+    [
+        ("<ol><li value='5'>five</li><li>six</li></ol>", " 5. five\n 6. six\n"),
+        (
+            "<ul><li>a<ol><li>one<ul><li>deep</li></ul></li></ol></li><li></li></ul>",
+            "  * a\n     1. one\n          o deep\n  *\n",
+        ),
+        ("<ul><li><p>first</p></li><li>second</li></ul>", "  * first\n\n  * second\n"),
+        ("<ul><li><pre>code\n  more</pre></li></ul>", "  * code\n      more\n"),
+        # a definition list reads term, then definition
+        ("<dl><dt>Term</dt><dd>What it means</dd></dl>", "Term\nWhat it means\n"),
+        ("<p>say <q>hi</q></p>", 'say "hi"\n'),
+        ("<p>a <span style='display:block'>b</span> c</p>", "a\n\nb\nc\n"),
+        ("<div style='display:inline'>x</div><div style='display:inline-block'>y</div>", "xy\n"),
+        ("<div style='margin-bottom:16px'>a</div><div>b</div>", "a\n\nb\n"),
+        ("<p style='margin-bottom:0px'>a</p><p style='margin-top:0'>b</p>", "a\n\nb\n"),
+        (
+            "<div style='padding-left:2em'>in<div style='padding-left:8px'>more</div></div>",
+            "  in\n   more\n",
+        ),
+        ("<div style='white-space:pre'>a  b\n c</div>", "a  b\n c\n"),
+        (
+            "<table><tr><th align='right'>N</th><th>Name</th></tr>"
+            "<tr><td align='right'>1</td><td>Ann<br>Lee<br>Ray</td></tr>"
+            "<tr><td>10</td><td>Bob</td></tr></table><p>after</p>",
+            " N  Name\n    Ann\n 1  Lee\n    Ray\n10  Bob\n\nafter\n",
+        ),
+        (
+            "<table><caption>Prices</caption>"
+            "<tr><td valign='top'>x</td><td>1<br>2</td></tr></table>",
+            "Prices\nx  1\n   2\n",
+        ),
+        (
+            "<table><tr><td>a</td></tr></table><table><tr><td>b</td><td></td><td>c</td></tr></table>",
+            "a\n\nb    c\n",
+        ),
+        ("<p>x<!-- note -->y</p><p>&nbsp;nb&nbsp;&nbsp;sp</p>", "xy\n\nnb sp\n"),
+    ],
+)
+def test_layout(markup: str, text: str) -> None:
+    assert html_to_text(markup) == text

@@ -1,4 +1,4 @@
-"""The text/plain alternative of an HTML e-mail, derived from its markup with inscriptis.
+"""The text/plain alternative of an HTML e-mail, derived from its markup.
 
 What a reader of the text part needs, in the order the HTML shows it:
 the preheader first; layout tables (cells holding paragraphs, headings,
@@ -6,41 +6,41 @@ lists or tables) read cell after cell, other tables kept as aligned
 columns; links as numbered references listed at the end;
 hidden elements (``display:none``, ``visibility:hidden``, ``mso-hide:all``,
 ``hidden``) and tracking pixels (images 1 px wide or high) dropped; lines
-wrapped at 78 characters (RFC 5322 §2.1.1).
+wrapped at 78 characters (RFC 5322 §2.1.1). :mod:`.plain` lays the
+rest out.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 import textwrap
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
 
 from lxml import etree
-from lxml import html as lxml_html
 
-__all__ = ["html_to_text"]
+from mailstead.templates.plain import Link, layout, numbered
+from mailstead.templates.shapes import fill
+
+__all__ = ["TextPlan", "finish_text", "html_to_text", "plan_text"]
 
 WIDTH = 78  # RFC 5322 §2.1.1: lines SHOULD be no more than 78 characters
 
-_HIDDEN = re.compile(
-    r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hidden|mso-hide\s*:\s*all)", re.I
-)
-_PIXEL = re.compile(r"(?:^|;)\s*(?:width|height)\s*:\s*[01](?:px)?\s*(?:;|$)", re.I)
-_BLOCKS = frozenset({"p", "div", "table", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol"})
-_TABLE_PARTS = frozenset({"table", "thead", "tbody", "tfoot", "tr", "td", "th", "caption"})
-_LINKED = ("http:", "https:", "mailto:")
 _OTHER_SPACE = re.compile(r"[^\S ]")  # white space other than " "
 _BLANK_LINES = re.compile(r"\n{3,}")
 
-# XPath finds in C what _drop_hidden looks at: every element visited in
-# Python costs more than all the rest of the text part's preparation.
-_STYLES = etree.XPath("//@style", smart_strings=False)
-_HIDDEN_OR_IMAGE = etree.XPath("//*[@hidden or self::img]")
-_HIDDEN_IMAGE_OR_STYLED = etree.XPath("//*[@hidden or self::img or @style]")
-_AMPERSAND_TEXT = etree.XPath("//text()[contains(., '&')]")
-_AMPERSAND_ALT = etree.XPath("//img[contains(@alt, '&')]")
+# The elements whose class may say "preheader" (any case), checked in Python after.
+_MAYBE_PREHEADER = etree.XPath(
+    "//@class[contains(translate(., 'PREHAD', 'prehad'), 'preheader')]/.."
+)
+_PREHEADER_WORD = re.compile("preheader", re.I)
+# Where plain.layout may number a link; ":0" or ":1" after the slot's number if the
+# values decide it, and whether a space was pending before it.
+_SLOT = re.compile("\ue002([0-9]+)(?::([01]))?\ue003")
+_TEXT = etree.XPath("string()", smart_strings=False)  # as lxml.html's text_content()
+# lxml.html's element classes are looked up in Python for every element touched
+_PARSER = etree.HTMLParser()
 
 
 def html_to_text(markup: str, *, preheader: str | None = None) -> str:
@@ -49,21 +49,66 @@ def html_to_text(markup: str, *, preheader: str | None = None) -> str:
     ``preheader`` comes first; when it is not given, the text of an element
     with the class ``preheader`` (usually hidden) takes its place.
     """
-    from inscriptis import Inscriptis  # type: ignore[import-untyped]
+    plan = plan_text(markup)
+    if plan is None:
+        return preheader + "\n" if preheader else ""
+    text = finish_text(plan, preheader)
+    assert text is not None  # no values: nothing to refuse
+    return text
 
+
+@dataclass(frozen=True, slots=True)
+class TextPlan:
+    """The text part of a markup as far as it goes before the values are known: laid out
+    but not wrapped, with a slot where each link's number may go (see
+    :mod:`.shapes` for the placeholders)."""
+
+    found: str | None  # the preheader element's text
+    body: str
+    links: tuple[Link, ...]
+    exact: bool  # the placeholders are where values change nothing but themselves
+
+
+def plan_text(markup: str) -> TextPlan | None:
+    """The plan of ``markup``'s text part; None if it has nothing to read."""
     if not markup.strip():
-        return preheader + "\n" if preheader else ""
+        return None
     try:
-        root = lxml_html.document_fromstring(markup)
+        root = etree.fromstring(markup, _PARSER)
     except (etree.ParserError, ValueError):
-        return preheader + "\n" if preheader else ""
-    found = _take_preheader(root)
+        return None
+    if root is None:
+        return None
+    element = _preheader(root) if _PREHEADER_WORD.search(markup) else None
+    found = " ".join(cast("str", _TEXT(element)).split()) or None if element is not None else None
+    body, links, exact = layout(root, skip=element)
+    return TextPlan(found, body, tuple(links), exact)
+
+
+def finish_text(plan: TextPlan, preheader: str | None, values: Sequence[str] = ()) -> str | None:
+    """The text part from ``plan`` with ``values`` for its placeholders; None if they
+    would make it other than the text of the markup they fill in."""
+    if values and not (plan.exact and all(map(_plain_value, values))):
+        return None
+    references: list[str] = []
+    numbers: list[int | None] = []
+    for link in plan.links:
+        href, shown = link.href, link.shown
+        if link.dynamic:
+            href, shown = fill(href, values), " ".join(fill(shown, values).split())
+            if not numbered(href, shown):
+                numbers.append(None)
+                continue
+        if href not in references:
+            references.append(href)
+        numbers.append(references.index(href) + 1)
+    body: str | None = fill(plan.body, values)
+    if numbers and body is not None:
+        body = _numbered_slots(body, numbers)
+    if body is None:
+        return None
+    found = " ".join(fill(plan.found, values).split()) or None if plan.found else None
     preheader = preheader or found
-    _drop_hidden(root)
-    _linearise_layout_tables(root)
-    references = _number_links(root)
-    _escape_ampersands(root)
-    body: str = Inscriptis(root, _config()).get_text()
     blocks = [preheader] if preheader else []
     blocks.append(_tidy(body))
     if references:
@@ -72,151 +117,46 @@ def html_to_text(markup: str, *, preheader: str | None = None) -> str:
     return text + "\n" if text else ""
 
 
-def _classes(el: lxml_html.HtmlElement) -> list[str]:
-    return (el.get("class") or "").lower().split()
+def _numbered_slots(body: str, numbers: Sequence[int | None]) -> str | None:
+    """``body`` with each link's slot as its number, or as what would have been written
+    without it; None where that cannot be told."""
+    pieces: list[str] = []
+    done = 0
+    for slot in _SLOT.finditer(body):
+        pieces.append(body[done : slot.start()])
+        done = slot.end()
+        number = numbers[int(slot.group(1))]
+        if slot.group(2) is None:  # written with its space, as " [n]" is
+            pieces.append(f"[{number}]")
+        elif number is not None:
+            pieces.append(f" [{number}]")
+        else:
+            following = body[done : done + 1]
+            if following == "\ue002":
+                return None  # another slot right after it
+            # the space pending before it, unless the text after brings its own
+            if slot.group(2) == "1" and following not in (" ", "\n", ""):
+                pieces.append(" ")
+    pieces.append(body[done:])
+    return "".join(pieces)
 
 
-def _take_preheader(root: lxml_html.HtmlElement) -> str | None:
-    for el in root.iter():
-        if isinstance(el.tag, str) and "preheader" in _classes(el):
-            text = " ".join(el.text_content().split())
-            el.drop_tree()
-            return text or None
+def _plain_value(value: str) -> bool:
+    """A value the layout writes as it is: printable, one space between its words."""
+    return bool(value) and value.isprintable() and value == " ".join(value.split())
+
+
+def _preheader(root: etree._Element) -> etree._Element | None:
+    """The first element whose class is ``preheader``: its text goes first, not in place."""
+    for el in _elements(_MAYBE_PREHEADER, root):
+        if "preheader" in (el.get("class") or "").lower().split():
+            return el
     return None
 
 
-@functools.lru_cache(maxsize=1024)
-def _hides(style: str) -> bool:
-    return _HIDDEN.search(style) is not None
-
-
-@functools.lru_cache(maxsize=1024)
-def _pixel_style(style: str) -> bool:
-    return _PIXEL.search(style) is not None
-
-
-def _is_pixel(el: lxml_html.HtmlElement) -> bool:
-    sizes = [el.get("width", ""), el.get("height", "")]
-    return any(s.strip().removesuffix("px") in ("0", "1") for s in sizes) or _pixel_style(
-        el.get("style", "")
-    )
-
-
-def _drop_hidden(root: lxml_html.HtmlElement) -> None:
-    # A few distinct style attributes are repeated on most elements (CSS
-    # inlining): decide for each once, and visit the styled elements only
-    # when one of them hides.
-    hiding = {style for style in cast("list[str]", _STYLES(root)) if _hides(style)}
-    candidates = _elements(_HIDDEN_IMAGE_OR_STYLED if hiding else _HIDDEN_OR_IMAGE, root)
-    doomed = [
-        el
-        for el in candidates
-        if el.get("hidden") is not None
-        or el.get("style") in hiding
-        or (el.tag == "img" and _is_pixel(el))
-    ]
-    for el in doomed:
-        if el.getparent() is not None:
-            el.drop_tree()  # keeps the text that follows it
-
-
-def _linearise_layout_tables(root: lxml_html.HtmlElement) -> None:
-    # Layout tables place columns side by side; read as a grid, their text
-    # would interleave line by line. Each cell becomes a block instead.
-    for table in list(root.iter("table")):
-        cells = table.iter("td", "th")
-        if not any(next(cell.iter(*_BLOCKS), None) is not None for cell in cells):
-            continue
-        own = [table]
-        _collect_own_parts(table, own)
-        for el in own:  # renamed only now: the walk stops at <table> tags
-            el.tag = "div"
-
-
-def _collect_own_parts(table: lxml_html.HtmlElement, own: list[lxml_html.HtmlElement]) -> None:
-    """The table parts below ``table`` that belong to it, not to a nested table."""
-    pending = list(table)
-    while pending:
-        el = pending.pop()
-        if el.tag == "table" or not isinstance(el.tag, str):
-            continue
-        if el.tag in _TABLE_PARTS:
-            own.append(el)
-        pending.extend(el)
-
-
-def _number_links(root: lxml_html.HtmlElement) -> list[str]:
-    references: list[str] = []
-    for a in root.iter("a"):
-        href = (a.get("href") or "").strip()
-        if not href.lower().startswith(_LINKED):
-            continue
-        shown = " ".join(a.text_content().split())
-        if shown in (href, href.removeprefix("mailto:")):
-            continue  # the text is the address already
-        if href not in references:
-            references.append(href)
-        a.tail = f" [{references.index(href) + 1}]" + (a.tail or "")
-    return references
-
-
-def _escape_ampersands(root: lxml_html.HtmlElement) -> None:
-    # lxml has decoded the character references already, and inscriptis
-    # decodes its text once more: "&amp;lt;" would come out as "<".
-    found = cast("list[etree._ElementUnicodeResult]", _AMPERSAND_TEXT(root))
-    # once per text or tail, however many text nodes make it up
-    for el, is_tail in {(text.getparent(), text.is_tail) for text in found}:
-        if el is None:
-            continue
-        if is_tail:
-            el.tail = (el.tail or "").replace("&", "&amp;")
-        else:
-            el.text = (el.text or "").replace("&", "&amp;")
-    for img in _elements(_AMPERSAND_ALT, root):
-        img.set("alt", img.get("alt", "").replace("&", "&amp;"))
-
-
-def _elements(path: etree.XPath, root: lxml_html.HtmlElement) -> list[lxml_html.HtmlElement]:
+def _elements(path: etree.XPath, root: etree._Element) -> list[etree._Element]:
     """The elements ``path`` selects (lxml types an XPath result as any value)."""
-    return cast("list[lxml_html.HtmlElement]", path(root))
-
-
-@functools.cache
-def _config() -> Any:
-    """Inscriptis' settings, made once: the strict CSS profile, images by their alt text,
-    and each distinct ``style`` attribute read once rather than on every element."""
-    from inscriptis.css_profiles import CSS_PROFILES  # type: ignore[import-untyped]
-    from inscriptis.model.config import ParserConfig  # type: ignore[import-untyped]
-
-    config = ParserConfig(css=CSS_PROFILES["strict"], display_images=True)
-    handlers = dict(config.attribute_handler.attribute_mapping)
-    handlers["style"] = _apply_style
-    config.attribute_handler.attribute_mapping = handlers
-    return config
-
-
-def _apply_style(style: str, element: object) -> None:
-    # what inscriptis' CssParse.attr_style does, with the parsing remembered
-    for handler, value in _style_rules(style):
-        try:  # noqa: SIM105 - contextlib.suppress costs more, once per element
-            handler(value, element)
-        except AttributeError:  # as attr_style: an unparsable length is ignored
-            pass
-
-
-@functools.lru_cache(maxsize=1024)
-def _style_rules(style: str) -> tuple[tuple[Callable[[str, object], None], str], ...]:
-    from inscriptis.model.css import CssParse  # type: ignore[import-untyped]
-
-    rules = []
-    for directive in style.lower().split(";"):
-        if ":" not in directive:
-            continue
-        key, value = (s.strip() for s in directive.split(":", 1))
-        handler = getattr(CssParse, "attr_" + key.replace("-webkit-", "").replace("-", "_"), None)
-        if handler is not None:
-            rules.append((handler, value))
-    return tuple(rules)
+    return cast("list[etree._Element]", path(root))
 
 
 def _tidy(text: str) -> str:
