@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import jinja2
+import markupsafe
 from jinja2.exceptions import SecurityError
+from jinja2.nodes import EvalContext
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailstead.limits import TemplateLimits
@@ -40,11 +42,33 @@ _T = TypeVar("_T")
 
 @dataclass(frozen=True, slots=True)
 class JinjaOutput:
-    """What one render gives: the markup (HTML or MJML) and the header values."""
+    """What one render gives: the markup (HTML or MJML) and the header values.
+
+    ``values``: where the data's values are in the markup (start, end), each
+    as autoescaping wrote it; a value inside a macro's or a block's output
+    is not placed.
+    """
 
     markup: str
     subject: str | None
     preheader: str | None
+    values: tuple[tuple[int, int], ...] = ()
+
+
+# The escaped data values finalize saw since the last chunk of output: lets
+# _collect tell the template's own markup from the data's (see lint.batch).
+_recorded = threading.local()
+
+
+@jinja2.pass_eval_context
+def _record(eval_ctx: EvalContext, value: object) -> object:
+    pending: list[str] | None = getattr(_recorded, "pending", None)
+    # markup (|safe, or no autoescaping) is the template's own, not data
+    if pending is not None and eval_ctx.autoescape and not hasattr(value, "__html__"):
+        escaped = markupsafe.escape(value)  # as Jinja2 would write it, which it leaves alone
+        pending.append(str(escaped))
+        return escaped
+    return value
 
 
 class _Interrupted(BaseException):
@@ -95,6 +119,7 @@ class JinjaTemplate:
             ),
             "undefined": jinja2.StrictUndefined,
             "keep_trailing_newline": True,
+            "finalize": _record,
         }
         env: jinja2.Environment
         if untrusted:
@@ -135,8 +160,13 @@ class JinjaTemplate:
 
     def _render(self, data: Mapping[str, object]) -> JinjaOutput:
         budget = self.limits.output_bytes
+        values: list[tuple[int, int]] = []
         try:
-            markup = _collect(self._template.generate(data), budget, self.path)
+            _recorded.pending = []
+            try:
+                markup = _collect(self._template.generate(data), budget, self.path, values)
+            finally:
+                _recorded.pending = None
             subject = preheader = None
             if self._subject is not None:
                 subject = " ".join(
@@ -161,7 +191,7 @@ class JinjaTemplate:
             raise TemplateError(f"{self.path}: recursion too deep") from None
         except MemoryError:
             raise TemplateError(f"{self.path}: out of memory") from None
-        return JinjaOutput(markup=markup, subject=subject or None, preheader=preheader or None)
+        return JinjaOutput(markup, subject or None, preheader or None, tuple(values))
 
     def _where(self, exc: BaseException) -> str:
         """``file:line`` of the innermost template frame that raised ``exc``."""
@@ -180,10 +210,22 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _collect(chunks: Iterator[str], budget: int, path: Path) -> str:
+def _collect(
+    chunks: Iterator[str],
+    budget: int,
+    path: Path,
+    values: list[tuple[int, int]] | None = None,
+) -> str:
+    """The chunks joined; into ``values``, where each chunk that is one data value is."""
     out: list[str] = []
     size = 0
+    pending: list[str] | None = getattr(_recorded, "pending", None)
     for chunk in chunks:
+        if pending and values is not None:
+            # Jinja2 yields a {{ value }} as a chunk of its own, right after finalize
+            if len(pending) == 1 and chunk == pending[0] and chunk:
+                values.append((size, size + len(chunk)))
+            pending.clear()
         size += len(chunk)
         if size > budget:
             raise TemplateError(f"{path}: output larger than {budget} characters")
