@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mailstead.templates.lint import Finding, LintReport, lint
-from mailstead.templates.lint.checks import gif_frames
 from mailstead.templates.lint.colour import contrast, parse_colour
+from mailstead.templates.lint.gif import gif_frames
 
 TEXT = "enough words " * 50
 

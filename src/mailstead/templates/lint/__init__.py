@@ -10,7 +10,7 @@ JSON format and the scores.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import lxml.etree
@@ -18,48 +18,22 @@ import lxml.etree
 from mailstead.templates.lint.checks import GMAIL_CLIP_BYTES, check_all
 from mailstead.templates.lint.colour import check_colours
 from mailstead.templates.lint.css import Placed, Usage, style_attribute_usages
-from mailstead.templates.lint.data import ClientIssue, load_table, parse_clients
+from mailstead.templates.lint.data import ClientIssue, parse_clients
 from mailstead.templates.lint.document import Document, HostileInput
 from mailstead.templates.lint.features import element_usages, findings_for
-from mailstead.templates.lint.report import FORMAT, Finding, LintReport
+from mailstead.templates.lint.report import (
+    FORMAT,
+    Finding,
+    LintReport,
+    families_of,
+    select_clients,
+)
 
 __all__ = ["FORMAT", "MAX_LINT_BYTES", "ClientIssue", "Finding", "LintReport", "lint"]
 
 # Larger HTML is not linted (only its size is reported): five times Gmail's
 # clipping point, and it bounds the time a hostile input can take.
 MAX_LINT_BYTES = 512 * 1024
-
-
-def _select(
-    findings: Iterable[Finding], selection: frozenset[tuple[str, str]] | None
-) -> list[Finding]:
-    """Keep the chosen clients in each finding; drop client-specific findings none of them has."""
-    if selection is None:
-        return list(findings)
-    out = []
-    for finding in findings:
-        if not finding.clients:
-            out.append(finding)
-            continue
-        kept = tuple(c for c in finding.clients if (c.family, c.platform) in selection)
-        if kept:
-            out.append(
-                Finding(
-                    finding.check,
-                    finding.feature,
-                    finding.severity,
-                    finding.line,
-                    finding.column,
-                    finding.snippet,
-                    finding.message,
-                    kept,
-                    finding.fix,
-                    finding.url,
-                    finding.occurrences,
-                    finding.lines,
-                )
-            )
-    return out
 
 
 def _too_large(size: int) -> list[Finding]:
@@ -108,14 +82,13 @@ def lint(
     ``base_dir`` is where relative image paths point (animated GIFs are
     read from there).
     """
-    table = load_table()
     selection = parse_clients(clients)
-    families = sorted({f for f, _ in selection} if selection else {f for f, _ in table.tested})
+    families = families_of(selection)
     # Lone surrogates (from a file read with surrogateescape) cannot be sent; count them as "?".
     html = html.encode("utf-8", "replace").decode("utf-8")
     size = len(html.encode("utf-8"))
     if size > MAX_LINT_BYTES:
-        return LintReport(_select(_too_large(size), selection), families)
+        return LintReport(select_clients(_too_large(size), selection), families)
     if not html.strip():
         empty = Finding("empty", "Empty message", "error", 1, 1, "", "the HTML is empty")
         return LintReport([empty], families)
@@ -170,4 +143,4 @@ def lint(
         )
     findings.extend(check_all(doc, text))
     findings.extend(check_colours(doc))
-    return LintReport(_select(findings, selection), families)
+    return LintReport(select_clients(findings, selection), families)

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
-import base64
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from mailstead.templates.lint.data import ClientIssue
 from mailstead.templates.lint.document import Document, Element
+from mailstead.templates.lint.gif import gif_bytes, gif_frames
 from mailstead.templates.lint.report import Finding
 
-__all__ = ["GMAIL_CLIP_BYTES", "check_all", "gif_frames"]
+__all__ = [
+    "GMAIL_CLIP_BYTES",
+    "MESSAGE_CHECK_NAMES",
+    "Addressed",
+    "addressed",
+    "check_all",
+    "html_words",
+    "message_checks",
+]
 
 GMAIL_CLIP_BYTES = 102 * 1024  # Gmail shows "[Message clipped]" past about this much HTML
 GMAIL_STYLE_BYTES = 16 * 1024  # Gmail drops a <style> block larger than this
 MAX_WIDTH_PX = 640  # wider than a preview pane or a phone held upright
 TEXT_RATIO = 0.3  # a text part under this share of the HTML's words is "much shorter"
 MAX_REPORTED = 20  # per check; the rest are counted in the last finding
-GIF_READ_LIMIT = 10 * 1024 * 1024
 
 _GENERIC_FONTS = frozenset({"serif", "sans-serif", "monospace", "cursive", "fantasy", "system-ui"})
 _WEB_SAFE_FONTS = frozenset(
@@ -66,8 +74,13 @@ def _gmail(note: str, *platforms: str) -> tuple[ClientIssue, ...]:
 class _Out:
     """Collects findings, at most MAX_REPORTED per check."""
 
-    def __init__(self, doc: Document) -> None:
-        self.doc = doc
+    def __init__(
+        self,
+        snippet: Callable[[int, int], str],
+        where: Callable[[Element], tuple[int, int]] | None = None,
+    ) -> None:
+        self.snippet = snippet
+        self.where = where
         self.items: list[Finding] = []
         self.count: dict[str, int] = {}
 
@@ -92,7 +105,7 @@ class _Out:
                     severity,
                     line,
                     column,
-                    self.doc.snippet(line, column),
+                    self.snippet(line, column),
                     message,
                     clients,
                     fix,
@@ -100,59 +113,47 @@ class _Out:
             )
 
     def at(self, el: Element) -> tuple[int, int]:
-        return self.doc.where(el)
+        assert self.where is not None
+        return self.where(el)
+
+    def summaries(self) -> Iterator[Finding]:
+        yield from self.items
+        for check, seen in self.count.items():
+            if seen > MAX_REPORTED:
+                yield Finding(
+                    check,
+                    "More findings",
+                    "info",
+                    1,
+                    1,
+                    "",
+                    f"{seen - MAX_REPORTED} more {check} finding(s) not listed",
+                )
 
 
-def gif_frames(data: bytes) -> int:
-    """How many images a GIF holds (GIF89a spec §§17-27: blocks up to the trailer)."""
-    if data[:6] not in (b"GIF87a", b"GIF89a") or len(data) < 13:
-        return 0
-    pos = 13
-    if data[10] & 0x80:  # global colour table
-        pos += 3 * (2 << (data[10] & 0x07))
-    frames = 0
+@dataclass(frozen=True, slots=True)
+class Addressed:
+    """An element by its address: a link's (``a``, ``area``) href, an image's src."""
 
-    def skip_sub_blocks(at: int) -> int:
-        while at < len(data) and data[at] != 0:
-            at += data[at] + 1
-        return at + 1
-
-    while pos < len(data):
-        block = data[pos]
-        if block == 0x3B:  # trailer
-            break
-        if block == 0x21:  # extension: label, then data sub-blocks
-            pos = skip_sub_blocks(pos + 2)
-        elif block == 0x2C:  # image descriptor
-            frames += 1
-            if frames > 1:
-                return frames
-            flags = data[pos + 9] if pos + 9 < len(data) else 0
-            pos += 10
-            if flags & 0x80:
-                pos += 3 * (2 << (flags & 0x07))
-            pos = skip_sub_blocks(pos + 1)  # LZW minimum code size, then the data
-        else:
-            break
-    return frames
+    tag: str
+    address: str
+    where: tuple[int, int]
 
 
-def _gif_bytes(doc: Document, src: str) -> bytes | None:
-    if src.lower().startswith("data:image/gif;base64,"):
-        try:
-            return base64.b64decode(src.split(",", 1)[1][: GIF_READ_LIMIT * 2], validate=False)
-        except ValueError:
-            return None
-    if not re.search(r"\.gif(?:[?#].*)?$", src, re.IGNORECASE):
-        return None
-    path: Path | None = doc.local_file(src.split("?")[0].split("#")[0])
-    if path is None:
-        return None
-    try:
-        with path.open("rb") as f:
-            return f.read(GIF_READ_LIMIT)
-    except OSError:
-        return None
+def addressed(doc: Document) -> list[Addressed]:
+    """The links and images of ``doc``, in order."""
+    out = []
+    for el, tag, _ in doc.nodes:
+        if tag in ("a", "area", "img"):
+            address = el.get("src" if tag == "img" else "href", "")
+            out.append(Addressed(tag, str(address), doc.where(el)))
+    return out
+
+
+def html_words(doc: Document) -> int:
+    """How many words the body of ``doc`` shows (its text, hidden or not)."""
+    body = doc.root.find("body")
+    return len((body if body is not None else doc.root).text_content().split())
 
 
 def _images(doc: Document, out: _Out) -> None:
@@ -191,20 +192,26 @@ def _images(doc: Document, out: _Out) -> None:
                 " collapse",
                 'add height="…" in pixels',
             )
-        data = _gif_bytes(doc, str(el.get("src", "")))
+
+
+def _gifs(images: list[Addressed], base_dir: Path | None, out: _Out) -> None:
+    for image in images:
+        if image.tag != "img":
+            continue
+        data = gif_bytes(base_dir, image.address)
         if data is not None and gif_frames(data) > 1:
             out.add(
                 "img-animated-gif",
                 "Animated GIF",
                 "warning",
-                where,
+                image.where,
                 "animated GIF: Outlook for Windows 2007-2019 shows its first frame only",
                 "put the message of the animation in its first frame",
                 _outlook("a", "Shows the first frame of an animated GIF only."),
             )
 
 
-def _text_part(doc: Document, text: str | None, out: _Out) -> None:
+def _text_part(words: int, text: str | None, out: _Out) -> None:
     if text is None:
         out.add(
             "text-missing",
@@ -216,23 +223,21 @@ def _text_part(doc: Document, text: str | None, out: _Out) -> None:
             "send a text/plain part beside the HTML (mailstead template render builds one)",
         )
         return
-    body = doc.root.find("body")
-    html_words = len((body if body is not None else doc.root).text_content().split())
     text_words = len(text.split())
-    if html_words >= 20 and text_words < TEXT_RATIO * html_words:
+    if words >= 20 and text_words < TEXT_RATIO * words:
         out.add(
             "text-short",
             "Plain-text part",
             "warning",
             (1, 1),
-            f"the text part has {text_words} words, the HTML {html_words}: readers of the"
+            f"the text part has {text_words} words, the HTML {words}: readers of the"
             " text part miss most of the message, and spam filters notice the mismatch",
             "derive the text part from the HTML, or write it out in full",
         )
 
 
-def _size(doc: Document, out: _Out) -> None:
-    size = len(doc.source.encode("utf-8"))
+def _size(source: str, out: _Out) -> None:
+    size = len(source.encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:
         out.add(
             "size-gmail-clip",
@@ -244,6 +249,9 @@ def _size(doc: Document, out: _Out) -> None:
             "shorten the message, remove comments and whitespace, shorten class names",
             _gmail("Clips HTML after about 102 KB."),
         )
+
+
+def _style_blocks(doc: Document, out: _Out) -> None:
     for sheet, block in doc.sheets:
         nbytes, where = len(block.text.encode("utf-8")), (block.line, block.column)
         if nbytes > GMAIL_STYLE_BYTES:
@@ -390,11 +398,11 @@ def _table(doc: Document, el: Element, style: Mapping[str, str], out: _Out) -> N
         )
 
 
-def _links(doc: Document, out: _Out) -> None:
-    for el, tag, _ in doc.nodes:
-        if tag not in ("a", "area"):
+def _links(links: list[Addressed], out: _Out) -> None:
+    for link in links:
+        if link.tag not in ("a", "area"):
             continue
-        href = str(el.get("href", "")).strip()
+        href = link.address.strip()
         if not href or _PLACEHOLDER.match(href):
             continue
         lower = href.lower()
@@ -403,7 +411,7 @@ def _links(doc: Document, out: _Out) -> None:
                 "link-javascript",
                 "javascript: link",
                 "error",
-                out.at(el),
+                link.where,
                 "javascript: link: every mail client refuses to run it, and spam filters flag it",
                 "link to a web page instead",
             )
@@ -412,7 +420,7 @@ def _links(doc: Document, out: _Out) -> None:
                 "link-relative",
                 "Relative link",
                 "error",
-                out.at(el),
+                link.where,
                 f'relative link "{href[:60]}": in a mail there is no page to resolve it against',
                 "write the full URL, https://…",
             )
@@ -497,27 +505,55 @@ def _lang(doc: Document, out: _Out) -> None:
         )
 
 
+# The checks whose findings the values a message's data put into its text and
+# addresses can change (lint.batch runs them for every message: message_checks).
+MESSAGE_CHECK_NAMES = frozenset(
+    {
+        "text-missing",
+        "text-short",
+        "size-gmail-clip",
+        "link-javascript",
+        "link-relative",
+        "img-animated-gif",
+    }
+)
+
+
+def message_checks(
+    source: str,
+    base_dir: Path | None,
+    words: int,
+    links_and_images: list[Addressed],
+    text: str | None,
+    snippet: Callable[[int, int], str],
+) -> Iterator[Finding]:
+    """The findings of the checks in MESSAGE_CHECK_NAMES, from what they read."""
+    out = _Out(snippet)
+    _message(source, base_dir, words, links_and_images, text, out)
+    yield from out.summaries()
+
+
+def _message(
+    source: str,
+    base_dir: Path | None,
+    words: int,
+    links_and_images: list[Addressed],
+    text: str | None,
+    out: _Out,
+) -> None:
+    _text_part(words, text, out)
+    _size(source, out)
+    _links(links_and_images, out)
+    _gifs(links_and_images, base_dir, out)
+
+
 def check_all(doc: Document, text: str | None) -> Iterator[Finding]:
-    out = _Out(doc)
+    out = _Out(doc.snippet, doc.where)
+    _message(doc.source, doc.base_dir, html_words(doc), addressed(doc), text, out)
     _images(doc, out)
-    _text_part(doc, text, out)
-    _size(doc, out)
+    _style_blocks(doc, out)
     _layout(doc, out)
-    _links(doc, out)
     _fonts(doc, out)
     _safety(doc, out)
     _lang(doc, out)
-    for check, seen in out.count.items():
-        if seen > MAX_REPORTED:
-            out.items.append(
-                Finding(
-                    check,
-                    "More findings",
-                    "info",
-                    1,
-                    1,
-                    "",
-                    f"{seen - MAX_REPORTED} more {check} finding(s) not listed",
-                )
-            )
-    yield from out.items
+    yield from out.summaries()

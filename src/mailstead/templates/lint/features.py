@@ -11,7 +11,7 @@ from mailstead.templates.lint.css import Placed, Usage
 from mailstead.templates.lint.data import ClientIssue, load_table
 from mailstead.templates.lint.report import Finding
 
-__all__ = ["element_usages", "findings_for"]
+__all__ = ["ADDRESS_FEATURES", "element_usages", "findings_for"]
 
 _LISTS = frozenset(["ul", "ol", "li", "dl", "dt", "dd"])
 _SEMANTIC = frozenset(
@@ -68,6 +68,10 @@ _IMAGE_TYPES = {
     "hdr": "image-hdr",
     "mp4": "image-mp4",
 }
+# The features an element's address (href, src) alone decides.
+ADDRESS_FEATURES = frozenset(
+    {*_IMAGE_TYPES.values(), "image-base64", "html-anchor-links", "html-mailto-links"}
+)
 _EXTENSION = re.compile(r"\.([a-z0-9]{2,5})(?:[?#].*)?$", re.IGNORECASE)
 
 # Features whose absence costs nothing but an enhancement: the mail reads the

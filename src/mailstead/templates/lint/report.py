@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from mailstead.templates.lint.data import ClientIssue, load_table
 
-__all__ = ["FORMAT", "SEVERITIES", "Finding", "LintReport"]
+__all__ = ["FORMAT", "SEVERITIES", "Finding", "LintReport", "families_of", "select_clients"]
 
 # The JSON format's name and version; a change that removes or renames a key
 # bumps the number (docs/templates.md, "Lint", documents the format).
@@ -181,3 +181,42 @@ class LintReport:
             + "".join(rows)
             + "</table></body></html>\n"
         )
+
+
+def families_of(selection: frozenset[tuple[str, str]] | None) -> list[str]:
+    """The client families a report scores: the chosen ones, or all the table tests."""
+    if selection:
+        return sorted({family for family, _ in selection})
+    return sorted({family for family, _ in load_table().tested})
+
+
+def select_clients(
+    findings: Iterable[Finding], selection: frozenset[tuple[str, str]] | None
+) -> list[Finding]:
+    """The findings with only the chosen clients; a client-specific one none of them has goes."""
+    if selection is None:
+        return list(findings)
+    out = []
+    for finding in findings:
+        if not finding.clients:
+            out.append(finding)
+            continue
+        kept = tuple(c for c in finding.clients if (c.family, c.platform) in selection)
+        if kept:
+            out.append(
+                Finding(
+                    finding.check,
+                    finding.feature,
+                    finding.severity,
+                    finding.line,
+                    finding.column,
+                    finding.snippet,
+                    finding.message,
+                    kept,
+                    finding.fix,
+                    finding.url,
+                    finding.occurrences,
+                    finding.lines,
+                )
+            )
+    return out
