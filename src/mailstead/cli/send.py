@@ -23,7 +23,7 @@ from mailstead.limits import SMTPLimits
 if TYPE_CHECKING:
     from mailstead.config import Config
     from mailstead.mta.receiver import Committed, Receiver
-    from mailstead.templates.pipeline import EmailTemplate, RenderedEmail
+    from mailstead.templates.pipeline import EmailTemplate
     from mailstead.templates.variables import Record
 
 __all__ = ["send"]
@@ -182,23 +182,13 @@ def _compose(
     from mailstead.message.compose import build_message
 
     rendered = compiled.render(record)
-    _lint(rendered, compiled.path, force)
-    body = rendered.body if text is None else replace(rendered.body, text=text)
-    return build_message(sender, recipients, subject or rendered.subject, body)
-
-
-def _lint(rendered: RenderedEmail, template: Path, force: bool) -> None:
-    """Refuse a message whose lint finds errors, unless ``--force``."""
-    from mailstead.templates.lint import lint
-
-    if force:
-        return
-    report = lint(rendered.source_html, text=rendered.text, base_dir=template.parent)
-    if report.fails("error"):
+    if not force and compiled.lint(rendered).fails("error"):
         raise Failure(
-            f"the lint finds errors (see: mailstead template lint {template}); "
+            f"the lint finds errors (see: mailstead template lint {compiled.path}); "
             "fix them or pass --force"
         )
+    body = rendered.body if text is None else replace(rendered.body, text=text)
+    return build_message(sender, recipients, subject or rendered.subject, body)
 
 
 def _record_recipients(record: Record, recipients: Sequence[str]) -> Sequence[str]:
