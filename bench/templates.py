@@ -8,10 +8,14 @@ for every message (name, points, three recommendations, unsubscribe link).
 
 Pipelines:
 
-* ``mailstead``: ``EmailTemplate.render`` (Jinja2, CSS inlined with
-  css-inline, images, text part with inscriptis) then ``lint`` on its HTML
-  and text: everything Mailstead does per message before building it.
-* ``mailstead-nolint``: the same without ``lint``.
+* ``mailstead``: what ``mailstead send --template`` does for each line of
+  its data: ``EmailTemplate.render`` (Jinja2, CSS inlined with css-inline,
+  images, text part) then ``EmailTemplate.lint`` on the message (the
+  template's findings linted once per shape of the markup, what the data
+  can change for every message).
+* ``mailstead-nolint``: the same without the lint (``send --force``).
+* ``mailstead-lint-each`` (latency only): ``render`` then the whole
+  ``lint()`` of the message, as ``mailstead template lint`` does for one.
 * ``premailer`` (the reference, what people assemble today): Jinja2
   (autoescape, StrictUndefined, compiled once), ``premailer.Premailer(...)
   .transform()`` (network off), ``html2text`` (body width 78). It has no
@@ -23,7 +27,9 @@ Parts:
   time in this process, each timed (``perf_counter``); median and p99.
 * ``throughput``: ``--messages`` personalised messages over ``--workers``
   forked processes (default: one per CPU), the template compiled before the
-  fork; messages per second from the first fork to the last result. The
+  fork; messages per second from the first fork to the last result, and the
+  workers' CPU time per message (what ``--workers`` CPUs of their own would
+  give: ``workers * 1000 / CPU ms``, whatever else the machine runs). The
   reference renders ``--reference-messages`` (default fewer: it is slower,
   and a rate over a few hundred messages already varies less than the
   machine's load makes it).
@@ -36,8 +42,8 @@ tables show the median of the rounds with the min and max.
     .venv/bin/python bench/templates.py --only throughput --messages 2000
 
 Bench-only dependencies: ``pip install premailer html2text`` (and py-spy to
-profile). Mailstead's own come from the project (jinja2, css-inline,
-inscriptis, lxml, tinycss2).
+profile). Mailstead's own come from the project (jinja2, css-inline, lxml,
+tinycss2).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import argparse
 import logging
 import multiprocessing
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -57,7 +64,7 @@ from mailstead.templates.lint import lint
 from mailstead.templates.pipeline import EmailTemplate
 
 Pipeline = Callable[[Mapping[str, object]], int]
-PIPELINES = ("mailstead", "mailstead-nolint", "premailer")
+PIPELINES = ("mailstead", "mailstead-nolint", "mailstead-lint-each", "premailer")
 THROUGHPUT_PIPELINES = ("mailstead", "mailstead-nolint", "premailer")
 
 # --------------------------------------------------------------------------- the template
@@ -132,8 +139,8 @@ def newsletter_source(articles: int = 36) -> str:
     """The Jinja2 source of the benchmark's newsletter (about 60 KB with 36 articles)."""
     body = "".join(_article(n) for n in range(articles))
     return f"""---
-subject: "{{{{ name }}}}, your {{{{ month }}}} newsletter"
-preheader: "{{{{ points }}}} points waiting, and what shipped in {{{{ month }}}}"
+subject: {{{{ name }}}}, your {{{{ month }}}} newsletter
+preheader: {{{{ points }}}} points waiting, and what shipped in {{{{ month }}}}
 ---
 <!DOCTYPE html>
 <html lang="en" xmlns="http://www.w3.org/1999/xhtml">
@@ -190,13 +197,15 @@ def recipient(n: int) -> dict[str, object]:
 # --------------------------------------------------------------------------- pipelines
 
 
-def mailstead_pipeline(path: Path, *, with_lint: bool) -> Pipeline:
+def mailstead_pipeline(path: Path, linting: str) -> Pipeline:
     template = EmailTemplate(path)
 
     def run(data: Mapping[str, object]) -> int:
         email = template.render(data)
-        if with_lint:
-            lint(email.html, text=email.text)
+        if linting == "template":
+            template.lint(email)
+        elif linting == "each":
+            lint(email.source_html, text=email.text, base_dir=path.parent)
         return len(email.html) + len(email.text)
 
     return run
@@ -232,7 +241,8 @@ def premailer_pipeline(path: Path) -> Pipeline:
 def make(name: str, path: Path) -> Pipeline:
     if name == "premailer":
         return premailer_pipeline(path)
-    return mailstead_pipeline(path, with_lint=name == "mailstead")
+    linting = {"mailstead": "template", "mailstead-lint-each": "each"}.get(name, "none")
+    return mailstead_pipeline(path, linting)
 
 
 # --------------------------------------------------------------------------- measuring
@@ -264,20 +274,27 @@ def _work(span: tuple[int, int]) -> int:
     return sum(_WORKER_RUN(recipient(n)) for n in range(*span))
 
 
-def throughput(run: Pipeline, messages: int, workers: int) -> float:
-    """Messages per second over ``workers`` forked processes sharing the compiled template."""
+def throughput(run: Pipeline, messages: int, workers: int) -> tuple[float, float]:
+    """Messages per second over ``workers`` forked processes sharing the compiled template,
+    and the workers' CPU time (user and system) per message in ms: what the rate would be
+    with the CPUs to themselves does not depend on what else the machine runs."""
     global _WORKER_RUN
     run(recipient(0))  # first use (lazy imports, the support table) before the fork
     _WORKER_RUN = run
     chunk = 50
     spans = [(n, min(n + chunk, messages)) for n in range(0, messages, chunk)]
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for _ in pool.imap_unordered(_work, spans):
-            pass
+    pool = multiprocessing.get_context("fork").Pool(workers)
+    for _ in pool.imap_unordered(_work, spans):
+        pass
     elapsed = time.perf_counter() - start
+    pool.close()
+    pool.join()  # the workers reaped: their CPU time counted
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)
     _WORKER_RUN = None
-    return messages / elapsed
+    cpu = done.ru_utime - used.ru_utime + done.ru_stime - used.ru_stime
+    return messages / elapsed, cpu * 1000 / messages
 
 
 def summary(values: list[float], fmt: str) -> str:
@@ -310,9 +327,11 @@ def main() -> int:
             f"load average {os.getloadavg()[0]:.1f}; workers {args.workers}",
             flush=True,
         )
+        loads = [os.getloadavg()[0]]
         medians: dict[str, list[float]] = {name: [] for name in names}
         p99s: dict[str, list[float]] = {name: [] for name in names}
         rates: dict[str, list[float]] = {name: [] for name in names}
+        cpus: dict[str, list[float]] = {name: [] for name in names}
         for round_no in range(args.rounds):
             order = names[round_no % len(names) :] + names[: round_no % len(names)]
             for name in order:
@@ -325,22 +344,33 @@ def main() -> int:
                         f"{medians[name][-1]:.2f} ms p99 {p99s[name][-1]:.2f} ms",
                         flush=True,
                     )
-                if args.only in (None, "throughput"):
+                if args.only in (None, "throughput") and name in THROUGHPUT_PIPELINES:
                     count = args.reference_messages if name == "premailer" else args.messages
-                    rates[name].append(throughput(pipelines[name], count, args.workers))
+                    rate, cpu = throughput(pipelines[name], count, args.workers)
+                    rates[name].append(rate)
+                    cpus[name].append(cpu)
+                    loads.append(os.getloadavg()[0])
                     print(
-                        f"round {round_no + 1} {name:17} throughput {rates[name][-1]:.0f} msg/s "
-                        f"({count} messages, load {os.getloadavg()[0]:.1f})",
+                        f"round {round_no + 1} {name:17} throughput {rate:.0f} msg/s, "
+                        f"CPU {cpu:.2f} ms/msg ({count} messages, load {loads[-1]:.1f})",
                         flush=True,
                     )
+        loads.append(os.getloadavg()[0])
         print()
-        print("| pipeline | median ms | p99 ms | messages/s |")
-        print("| --- | --- | --- | --- |")
+        print(f"load average (1 min) {min(loads):.1f}–{max(loads):.1f} during the run")
+        print(
+            "| pipeline | median ms | p99 ms | messages/s | CPU ms per message "
+            f"| messages/s on {args.workers} free CPUs |"
+        )
+        print("| --- | --- | --- | --- | --- | --- |")
         for name in names:
+            free = [args.workers * 1000 / cpu for cpu in cpus[name]]
             cells = [
                 summary(medians[name], ".2f") if medians[name] else "–",
                 summary(p99s[name], ".2f") if p99s[name] else "–",
                 summary(rates[name], ".0f") if rates[name] else "–",
+                summary(cpus[name], ".2f") if cpus[name] else "–",
+                summary(free, ".0f") if free else "–",
             ]
             print(f"| {name} | {' | '.join(cells)} |")
     return 0
