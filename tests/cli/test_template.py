@@ -233,3 +233,22 @@ def test_preview_writes_shots_and_the_report(config: Path, tmp_path: Path) -> No
     assert len(listed) == 7  # desktop, mobile, both without images, both outlined; the report
     assert (out / "report.html").exists()
     assert all(Path(line.split()[0]).exists() for line in listed)
+
+
+def test_lint_judges_gmail_clipping_on_the_html_as_sent(config: Path, tmp_path: Path) -> None:
+    # 26 KB as written; inlining copies the rule onto every cell: over 102 KB.
+    cells = "<tr>" + "<td>x</td>" * 10 + "</tr>"
+    source = (
+        '<!doctype html><html lang="en"><head><style>'
+        "td { font-family: Arial, Helvetica, sans-serif; color: #333333; padding: 4px 6px; }"
+        '</style></head><body><table role="presentation">'
+        + cells * 260
+        + "</table></body></html>\n"
+    )
+    path = tmp_path / "grid.html"
+    path.write_text(source, encoding="utf-8")
+    assert len(source) < 50 * 1024
+    result = run(config, "template", "lint", str(path), "--format", "json")
+    checks = {f["check"]: f for f in json.loads(result.stdout)["findings"]}
+    assert "size-gmail-clip" in checks, result.output
+    assert "as sent (CSS inlined)" in checks["size-gmail-clip"]["message"]

@@ -122,7 +122,11 @@ def lint(
     families = [c.strip() for c in clients.split(",") if c.strip()] if clients else None
     try:
         report = lint_html(
-            rendered.source_html, text=rendered.text, clients=families, base_dir=file.parent
+            rendered.source_html,
+            text=rendered.text,
+            clients=families,
+            base_dir=file.parent,
+            sent_bytes=len(rendered.html.encode("utf-8", "replace")),
         )
     except ValueError as exc:  # an unknown client name
         raise Failure(str(exc)) from None
@@ -155,7 +159,12 @@ def preview(file: Path, data_arg: str | None, out: Path, outline: bool, untruste
     from mailstead.templates.preview import preview as take
 
     rendered = _render(file, data_arg, untrusted)
-    report = lint_html(rendered.source_html, text=rendered.text, base_dir=file.parent)
+    report = lint_html(
+        rendered.source_html,
+        text=rendered.text,
+        base_dir=file.parent,
+        sent_bytes=len(rendered.html.encode("utf-8", "replace")),
+    )
     try:
         done = take(rendered.viewable_html(), out, outline=outline, report=report)
     except PreviewError as exc:  # ChromiumMissing says what to install

@@ -130,7 +130,8 @@ class EmailTemplate:
         if linter is None:
             linter = self._lints[chosen] = TemplateLint(self.path.parent, clients)
         shape, spans = self._shapes.shape_of(email.source_html, email.values)
-        return linter.lint(email.source_html, email.text, shape, spans)
+        sent = len(email.html.encode("utf-8", "replace"))
+        return linter.lint(email.source_html, email.text, shape, spans, sent)
 
     def _inline(self, source: str) -> str:
         last = self._last_inlined

@@ -73,6 +73,7 @@ def lint(
     text: str | None = None,
     clients: Sequence[str] | None = None,
     base_dir: Path | None = None,
+    sent_bytes: int | None = None,
 ) -> LintReport:
     """Lint the rendered HTML of one message.
 
@@ -80,7 +81,9 @@ def lint(
     limits the report to client families (``"gmail"``) or platforms
     (``"outlook.windows"``); an unknown name raises ``ValueError``.
     ``base_dir`` is where relative image paths point (animated GIFs are
-    read from there).
+    read from there). ``sent_bytes``: the size of the HTML part as sent
+    (after CSS inlining), which Gmail's clipping depends on; without it the
+    size of ``html`` stands in.
     """
     selection = parse_clients(clients)
     families = families_of(selection)
@@ -141,6 +144,6 @@ def lint(
                 f"{more} more {check} finding(s) not listed",
             )
         )
-    findings.extend(check_all(doc, text))
+    findings.extend(check_all(doc, text, sent_bytes))
     findings.extend(check_colours(doc))
     return LintReport(select_clients(findings, selection), families)

@@ -70,17 +70,27 @@ class TemplateLint:
         self._known: dict[str, _Known] = {}
 
     def lint(
-        self, html: str, text: str | None, key: str, spans: Sequence[tuple[int, int, bool]]
+        self,
+        html: str,
+        text: str | None,
+        key: str,
+        spans: Sequence[tuple[int, int, bool]],
+        sent_bytes: int | None = None,
     ) -> LintReport:
         """The report on one message: its markup, its text part, its shape and the spans of
-        the values masked in it (``shapes.shape``, ``shapes.masked``)."""
+        the values masked in it (``shapes.shape``, ``shapes.masked``); ``sent_bytes`` as
+        for :func:`~mailstead.templates.lint.lint`."""
         known = self._known.get(key)
         encoded = html.encode("utf-8", "replace")
         if known is not None and len(encoded) <= MAX_LINT_BYTES:
             # as lint() reads it: lone surrogates as "?"
-            findings = self._message_findings(encoded.decode("utf-8"), text, known, spans)
+            findings = self._message_findings(
+                encoded.decode("utf-8"), text, known, spans, sent_bytes
+            )
             return LintReport(known.findings + findings, self._families)
-        report = lint(html, text=text, clients=self._clients, base_dir=self._base_dir)
+        report = lint(
+            html, text=text, clients=self._clients, base_dir=self._base_dir, sent_bytes=sent_bytes
+        )
         if not any(f.check in _WHOLE for f in report.findings):
             if len(self._known) >= _SHAPES_KEPT:
                 del self._known[next(iter(self._known))]
@@ -99,7 +109,12 @@ class TemplateLint:
         return addressed(doc), (body if body is not None else doc.root).text_content()
 
     def _message_findings(
-        self, html: str, text: str | None, known: _Known, spans: Sequence[tuple[int, int, bool]]
+        self,
+        html: str,
+        text: str | None,
+        known: _Known,
+        spans: Sequence[tuple[int, int, bool]],
+        sent_bytes: int | None,
     ) -> list[Finding]:
         values = [html_escape.unescape(html[at:end]) for at, end, _ in spans]
         if known.addressed is not None and not rewritten(values):
@@ -129,5 +144,5 @@ class TemplateLint:
                 if usage.slug in ADDRESS_FEATURES:
                     placed.append((usage, *link.where))
         findings = findings_for(placed, self._selection, where)
-        findings.extend(message_checks(html, self._base_dir, words, links, text, where))
+        findings.extend(message_checks(html, self._base_dir, words, links, text, where, sent_bytes))
         return select_clients(findings, self._selection)

@@ -236,15 +236,17 @@ def _text_part(words: int, text: str | None, out: _Out) -> None:
         )
 
 
-def _size(source: str, out: _Out) -> None:
-    size = len(source.encode("utf-8"))
+def _size(source: str, sent_bytes: int | None, out: _Out) -> None:
+    # Gmail clips what it receives: the HTML as sent, CSS inlined, when known.
+    size = len(source.encode("utf-8")) if sent_bytes is None else sent_bytes
     if size > GMAIL_CLIP_BYTES:
+        sent = "" if sent_bytes is None else " as sent (CSS inlined)"
         out.add(
             "size-gmail-clip",
             "Message size",
             "error",
             (1, 1),
-            f"the HTML is {size / 1024:.0f} KB: Gmail clips it after about 102 KB behind"
+            f"the HTML{sent} is {size / 1024:.0f} KB: Gmail clips it after about 102 KB behind"
             ' "[Message clipped] View entire message" (and the open-tracking pixel with it)',
             "shorten the message, remove comments and whitespace, shorten class names",
             _gmail("Clips HTML after about 102 KB."),
@@ -526,10 +528,14 @@ def message_checks(
     links_and_images: list[Addressed],
     text: str | None,
     snippet: Callable[[int, int], str],
+    sent_bytes: int | None = None,
 ) -> Iterator[Finding]:
-    """The findings of the checks in MESSAGE_CHECK_NAMES, from what they read."""
+    """The findings of the checks in MESSAGE_CHECK_NAMES, from what they read.
+
+    ``sent_bytes``: the size of the HTML as sent (after CSS inlining), if known.
+    """
     out = _Out(snippet)
-    _message(source, base_dir, words, links_and_images, text, out)
+    _message(source, base_dir, words, links_and_images, text, sent_bytes, out)
     yield from out.summaries()
 
 
@@ -539,17 +545,18 @@ def _message(
     words: int,
     links_and_images: list[Addressed],
     text: str | None,
+    sent_bytes: int | None,
     out: _Out,
 ) -> None:
     _text_part(words, text, out)
-    _size(source, out)
+    _size(source, sent_bytes, out)
     _links(links_and_images, out)
     _gifs(links_and_images, base_dir, out)
 
 
-def check_all(doc: Document, text: str | None) -> Iterator[Finding]:
+def check_all(doc: Document, text: str | None, sent_bytes: int | None = None) -> Iterator[Finding]:
     out = _Out(doc.snippet, doc.where)
-    _message(doc.source, doc.base_dir, html_words(doc), addressed(doc), text, out)
+    _message(doc.source, doc.base_dir, html_words(doc), addressed(doc), text, sent_bytes, out)
     _images(doc, out)
     _style_blocks(doc, out)
     _layout(doc, out)
