@@ -27,6 +27,7 @@ from mailstead.config.network import DeclaredAddress, NetworkConfig
 from mailstead.config.pop3 import Pop3Config
 from mailstead.config.reader import ConfigError
 from mailstead.config.root import Config, load_config
+from mailstead.config.run import RunConfig
 from mailstead.config.storage import StorageConfig
 from mailstead.config.template import default_config_text
 from mailstead.config.tls import TLSConfig
@@ -46,6 +47,7 @@ __all__ = [
     "ListenConfig",
     "NetworkConfig",
     "Pop3Config",
+    "RunConfig",
     "StorageConfig",
     "TLSConfig",
     "WebhookConfig",

@@ -21,6 +21,7 @@ from mailstead.config.listen import ListenConfig, load_listen
 from mailstead.config.network import NetworkConfig, load_network
 from mailstead.config.pop3 import Pop3Config, load_pop3
 from mailstead.config.reader import ConfigError, Reader, domain_name
+from mailstead.config.run import RunConfig, load_run
 from mailstead.config.storage import StorageConfig, load_storage
 from mailstead.config.tls import TLSConfig, load_tls
 from mailstead.config.values import default_hostname
@@ -61,6 +62,8 @@ class Config:
     limits: ConnectionLimitsConfig = field(default_factory=ConnectionLimitsConfig)
     #: Interface addresses declared for the host (``mailstead net apply``).
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    #: The account the server runs as after binding its ports.
+    run: RunConfig = field(default_factory=RunConfig)
     #: Server processes sharing the listening sockets; 0 means one per CPU.
     workers: int = 0
 
@@ -91,6 +94,7 @@ _TOP_KEYS = {
     "auth",
     "limits",
     "network",
+    "run",
 }
 
 
@@ -144,6 +148,7 @@ def _build(data: dict[str, object], path: Path, r: Reader) -> Config:
     auth = load_auth(r, data)
     limits = load_limits(r, data)
     network = load_network(r, data)
+    run = load_run(r, data)
 
     workers = r.typed(data.get("workers", 0), "workers", int, "a whole number")
     if not 0 <= workers <= 256:
@@ -165,4 +170,5 @@ def _build(data: dict[str, object], path: Path, r: Reader) -> Config:
         auth=auth,
         limits=limits,
         network=network,
+        run=run,
     )

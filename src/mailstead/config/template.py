@@ -11,21 +11,10 @@ import json
 
 from mailstead.config.reader import Reader, domain_name
 
-__all__ = ["TEMPLATE", "default_config_text"]
+__all__ = ["SYSTEM_DATA_DIR", "TEMPLATE", "default_config_text"]
 
-TEMPLATE = """\
-# Mailstead configuration. Every key is optional except `domains`.
-# Reference: docs/config.md
-
-# Fully qualified name of this host: SMTP banner, EHLO, Received headers.
-hostname = {hostname}
-# All state (databases, mail, TLS files); relative to this file.
-data_dir = "var"
-# Domains this server receives mail for.
-domains  = [{domain}]
-# Server processes sharing the listening sockets; 0 = one per CPU.
-workers  = 0
-
+# A checkout: unprivileged ports on loopback, next to the config file.
+_LOCAL_LISTEN = """\
 [listen]                            # "host:port" strings; an empty list disables
 smtp        = ["127.0.0.1:2525"]    # MTA: from other servers, local recipients only
 submission  = ["127.0.0.1:2587"]    # MSA: STARTTLS, then AUTH required
@@ -34,7 +23,38 @@ imap  = ["127.0.0.1:2143"]
 imaps = ["127.0.0.1:2993"]
 pop3  = ["127.0.0.1:2110"]
 pop3s = ["127.0.0.1:2995"]
+"""
 
+# `init --system`: the standard ports on every IPv4 address (RFC 5321 §4.5.4.2
+# port 25, RFC 6409 §3.1 587, RFC 8314 §7.3 465/993/995).
+_SYSTEM_LISTEN = """\
+[listen]                            # "host:port" strings; "[::]:25" adds IPv6
+smtp        = ["0.0.0.0:25"]        # MTA: from other servers, local recipients only
+submission  = ["0.0.0.0:587"]       # MSA: STARTTLS, then AUTH required
+submissions = ["0.0.0.0:465"]       # MSA over implicit TLS
+imap  = ["0.0.0.0:143"]
+imaps = ["0.0.0.0:993"]
+pop3  = ["0.0.0.0:110"]
+pop3s = ["0.0.0.0:995"]
+"""
+
+#: Where ``init --system`` keeps the data (the FHS place for a service's state).
+SYSTEM_DATA_DIR = "/var/lib/mailstead"
+
+TEMPLATE = """\
+# Mailstead configuration. Every key is optional except `domains`.
+# Reference: docs/config.md
+
+# Fully qualified name of this host: SMTP banner, EHLO, Received headers.
+hostname = {hostname}
+# All state (databases, mail, TLS files); relative to this file.
+data_dir = {data_dir}
+# Domains this server receives mail for.
+domains  = [{domain}]
+# Server processes sharing the listening sockets; 0 = one per CPU.
+workers  = 0
+
+{listen}
 [tls]                               # relative to data_dir; self-signed by `mailstead init`
 cert = "tls/cert.pem"
 key  = "tls/key.pem"
@@ -82,6 +102,11 @@ watchdog_timeout   = "10s"          # a worker whose event loop is blocked this
 shutdown_timeout   = "30s"          # after SIGTERM, workers still running then
                                     # are killed
 
+[run]                               # started as root: bind the ports, then run as
+user  = "mailstead"                 # this user and group (`init --system` makes them)
+group = "mailstead"
+allow_root = false                  # true: keep running as root (not recommended)
+
 # [[webhooks]]                      # none by default; an example endpoint
 # url     = "https://app.example/hooks/mail"
 # events  = ["message.*"]           # shell-style patterns of event types
@@ -98,8 +123,11 @@ shutdown_timeout   = "30s"          # after SIGTERM, workers still running then
 """
 
 
-def default_config_text(domain: str, hostname: str) -> str:
+def default_config_text(domain: str, hostname: str, *, system: bool = False) -> str:
     """A commented ``mailstead.toml`` with the defaults, for ``mailstead init``.
+
+    ``system``: the standard ports on all addresses and ``/var/lib/mailstead``
+    (``init --system``); otherwise loopback test ports and ``var`` beside the file.
 
     Raises ConfigError if ``domain`` or ``hostname`` is not a domain name.
     """
@@ -108,6 +136,8 @@ def default_config_text(domain: str, hostname: str) -> str:
     domain_name(r, hostname, "--hostname")
     # A JSON string is a valid TOML basic string (same escapes).
     return TEMPLATE.format(
+        data_dir=json.dumps(SYSTEM_DATA_DIR if system else "var"),
+        listen=_SYSTEM_LISTEN if system else _LOCAL_LISTEN,
         hostname=json.dumps(hostname, ensure_ascii=False),
         domain=json.dumps(domain, ensure_ascii=False),
     )
