@@ -43,6 +43,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("proto", ("mailstead.proto.*",)),
     # Typed settings from TOML; the layers above read their sections.
     ("config", ("mailstead.config.*",)),
+    # The host side of serving: leaving root, the data-dir lock, sd_notify, the unit.
+    ("system", ("mailstead.system.*",)),
     # Building messages (trace header fields, composing) and rendering
     # templates for them.
     ("message", ("mailstead.message.*", "mailstead.templates.*")),
@@ -67,7 +69,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Fakes for the tests (clock, DNS, transports, a Postfix peer).
     ("testing", ("mailstead.testing.*",)),
     # Wires the services together and runs them.
-    ("app", ("mailstead.app",)),
+    ("app", ("mailstead.app", "mailstead.daemon")),
     # Checks of the configuration and of the published DNS (mailstead check).
     ("checks", ("mailstead.checks.*",)),
     # The command line, and ``python -m mailstead``.
