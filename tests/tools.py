@@ -83,6 +83,7 @@ TOOLS: dict[str, Tool] = {
             ("D-Bus Message Bus Daemon",),
         ),
         Tool("nsenter", "util-linux", ("nsenter", "--help"), ("--mount",)),
+        Tool("unshare", "util-linux", ("unshare", "--help"), ("--mount",)),
         Tool("pebble", "pebble", ("pebble", "--help"), ("-dnsserver",)),
         Tool("netplan", "netplan.io", ("netplan", "info"), ("netplan.io",)),
         Tool("ifup", "ifupdown", ("ifup", "--version"), ("ifup version 0.8",)),

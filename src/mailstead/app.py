@@ -1,4 +1,8 @@
-"""Wires the directory, the store, the queue and the listeners, and runs them."""
+"""Wires the directory, the store, the queue and the listeners, and runs them.
+
+``start`` runs them in one event loop (the tests use it directly); the
+``serve`` command's processes, privileges and signals are in daemon.py.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import os
-import signal
 import socket
 import ssl
 from collections.abc import Callable, Sequence
@@ -24,7 +26,6 @@ from mailstead.mailauth.dkim import DKIMKeys, DKIMSigner
 from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Receiver, Role
-from mailstead.net import watchdog
 from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.imap_session import IMAPService
 from mailstead.net.listener import ConnectionGate, bind
@@ -32,8 +33,6 @@ from mailstead.net.memory import limit_idle_memory
 from mailstead.net.pop3_session import POP3Service
 from mailstead.net.smtp_client import SMTPTransport
 from mailstead.net.smtp_session import SMTPService
-from mailstead.net.supervisor import Supervisor
-from mailstead.net.watchdog import Heartbeats, Pulse
 from mailstead.password_cache import PasswordCache
 from mailstead.proto.imap.server import IMAPSettings
 from mailstead.proto.pop3 import POP3Settings
@@ -42,13 +41,12 @@ from mailstead.store import MailboxStore, open_store
 from mailstead.store.account import Account, Accounts, maildir_accounts
 from mailstead.store.maildrop import maildir_maildrops
 from mailstead.store.mbox_account import MboxAccount, mbox_accounts, mbox_maildrops
-from mailstead.tlscert import server_context
+from mailstead.tlscert import CertificateError, server_context
 from mailstead.webhooks.dispatcher import Dispatcher
 from mailstead.webhooks.endpoints import ConfiguredEndpoint
 from mailstead.webhooks.http import WebhookClient
 from mailstead.webhooks.outbox import Outbox
 from mailstead.webhooks.ssrf import AddressGuard
-from mailstead.webhooks.wakeup import WakeChannel
 
 log = logging.getLogger("mailstead")
 
@@ -75,6 +73,10 @@ class RunningServer:
     _outbound_task: asyncio.Task[None] | None = None
     _webhooks: WebhookClient | None = None
     _dispatcher_task: asyncio.Task[None] | None = None
+    #: The context every TLS listener shares; a reload loads new files into it.
+    tls: ssl.SSLContext | None = None
+    # Directories replaced by a reload, closed at stop: a login in a thread may still use one.
+    _retired: list[Directory] = field(default_factory=list)
 
     def address(self, role: str) -> HostPort:
         """The first bound (host, port) of a role, e.g. after listening on port 0."""
@@ -82,7 +84,56 @@ class RunningServer:
         host, port = sock.getsockname()[:2]
         return str(host), int(port)
 
-    async def stop(self) -> None:
+    def reload(self, config: Config) -> list[str]:
+        """Apply what a changed config allows without dropping a session; return what failed.
+
+        New handshakes use the certificate files as they are now; local
+        domains switch for the next RCPT. Users and aliases need nothing:
+        they are read from the directory's database at each use.
+        """
+        failed: list[str] = []
+        if self.tls is not None:
+            # Tried on a context of its own first: a key that fails to load
+            # after its certificate did would leave the live context broken.
+            # OpenSSL copies the pair into each connection when it starts, so
+            # sessions already running keep theirs.
+            try:
+                server_context(config.tls.cert, config.tls.key)
+                self.tls.load_cert_chain(config.tls.cert, config.tls.key)
+            except (CertificateError, ssl.SSLError, OSError) as exc:
+                failed.append(f"certificate kept: {exc}")
+        if config.domains != self.config.domains:
+            directory = Directory(
+                config.db_path("directory"),
+                config.domains,
+                password_cache=PasswordCache(config.auth.password_cache_ttl),
+            )
+            self._retired.append(self.directory)
+            self.directory = directory
+            for service in self.services:
+                if isinstance(service, SMTPService):
+                    service.receiver.directory = directory
+                    service.receiver.primary_domain = config.domains[0]
+            if self.outbound is not None:
+                self.outbound.directory = directory
+        self.config = config
+        return failed
+
+    async def stop(self, grace: float = _SHUTDOWN_GRACE) -> None:
+        """Stop accepting, let sessions end at their next wait for input, close the stores.
+
+        Sessions and the outbound deliveries in progress get ``grace``
+        seconds together; the queue stays consistent whatever is cut short
+        (docs/durability.md).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        for servers in self.servers.values():
+            for server in servers:
+                server.close()
+        sessions = [s for service in self.services for s in service.sessions]
+        for session in sessions:
+            session.shutdown()
         if self._dispatcher_task is not None:
             # A POST in flight is abandoned: its lease runs out and the
             # delivery is tried again (receivers deduplicate by webhook-id).
@@ -96,28 +147,27 @@ class RunningServer:
             # A delivery in progress finishes its current step; whatever it
             # did not record stays queued and is tried again after restart.
             try:
-                await asyncio.wait_for(asyncio.shield(self._outbound_task), _SHUTDOWN_GRACE)
+                await asyncio.wait_for(
+                    asyncio.shield(self._outbound_task), max(0.0, deadline - loop.time())
+                )
             except TimeoutError:
                 self._outbound_task.cancel()
-        for servers in self.servers.values():
-            for server in servers:
-                server.close()
-        sessions = [s for service in self.services for s in service.sessions]
-        for session in sessions:
-            session.shutdown()
         if sessions:
             await asyncio.wait(
-                [asyncio.ensure_future(s.wait_closed()) for s in sessions], timeout=_SHUTDOWN_GRACE
+                [asyncio.ensure_future(s.wait_closed()) for s in sessions],
+                timeout=max(0.1, deadline - loop.time()),
             )
         for servers in self.servers.values():
             for server in servers:
                 await server.wait_closed()
         # Commits still running in threads finish before the store closes.
-        await asyncio.get_running_loop().run_in_executor(None, self.executor.shutdown, True)
+        await loop.run_in_executor(None, self.executor.shutdown, True)
         self.queue.close()
         if self.outbox is not None:
             self.outbox.close()
         self.directory.close()
+        for directory in self._retired:
+            directory.close()
 
 
 def _tls_context(config: Config) -> ssl.SSLContext | None:
@@ -152,15 +202,20 @@ class Listeners:
     @classmethod
     def bind(cls, config: Config, limits: SMTPLimits, workers: int = 1) -> Listeners:
         sockets: dict[str, list[socket.socket]] = {}
-        try:
-            for listener in LISTENERS:
-                for address in _addresses(config, listener):
-                    sockets.setdefault(listener, []).append(bind(address))
-        except OSError as exc:
-            for socks in sockets.values():
-                for sock in socks:
-                    sock.close()
-            raise ListenError(f"cannot listen: {exc.strerror or exc}") from exc
+        for listener in LISTENERS:
+            for host, port in _addresses(config, listener):
+                try:
+                    sock = bind((host, port))
+                except OSError as exc:
+                    for socks in sockets.values():
+                        for sock in socks:
+                            sock.close()
+                    shown = f"[{host}]" if ":" in host else host
+                    reason = (exc.strerror or str(exc)).lower()
+                    if isinstance(exc, PermissionError) and port < 1024:
+                        reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                    raise ListenError(f"listen.{listener} {shown}:{port}: {reason}") from exc
+                sockets.setdefault(listener, []).append(sock)
         counts = config.limits
         gates = {
             listener: ConnectionGate(
@@ -178,6 +233,12 @@ class Listeners:
             block_time=counts.auth_block_time,
         )
         return cls(sockets, gates, penalty, workers)
+
+    def close(self) -> None:
+        """Close the sockets: once every process has, connections are refused."""
+        for socks in self.sockets.values():
+            for sock in socks:
+                sock.close()
 
 
 class ListenError(Exception):
@@ -217,6 +278,7 @@ async def start(
     imap_limits: IMAPLimits | None = None,
     pop3_limits: POP3Limits | None = None,
     wake_webhooks: Callable[[Sequence[str]], None] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> RunningServer:
     """Serve every configured SMTP listener; return once they accept connections.
 
@@ -226,7 +288,9 @@ async def start(
     ``outbound`` is False (tests that want queued mail to stay put).
     Webhooks are sent by a dispatcher task in this process, unless
     ``wake_webhooks`` is given: then a dispatcher elsewhere sends them, and
-    this process calls it after storing events (``serve``).
+    this process calls it after storing events (``serve``). ``tls`` is the
+    context ``serve`` loaded before dropping root; without it, ``[tls]``'s
+    files are loaded here if they exist.
     """
     limits = limits or SMTPLimits()
     limit_idle_memory()
@@ -245,18 +309,18 @@ async def start(
     executor = ThreadPoolExecutor(_DELIVERY_THREADS, thread_name_prefix="deliver")
     running = RunningServer(config, directory, queue, executor, outbox=outbox)
     if wake_webhooks is None:
-        dispatcher = _dispatcher(config, outbox, executor)
+        dispatcher = webhook_dispatcher(config, outbox, executor)
         running._webhooks = dispatcher.client
         running._dispatcher_task = asyncio.get_running_loop().create_task(
             dispatcher.run(), name="webhooks"
         )
     else:
         outbox.on_emitted = wake_webhooks
-    tls = _tls_context(config)
+    tls = running.tls = tls or _tls_context(config)
     policy = config.limits.policy()
 
     def authenticate(authcid: str, password: str, authzid: str) -> str | None:
-        user = directory.authenticate(authcid, password)
+        user = running.directory.authenticate(authcid, password)
         if user is None or not authzid:
             return user
         # RFC 4616 §2: acting as somebody else is not allowed here.
@@ -397,7 +461,7 @@ def open_outbox(config: Config) -> Outbox:
     return outbox
 
 
-def _dispatcher(config: Config, outbox: Outbox, executor: ThreadPoolExecutor) -> Dispatcher:
+def webhook_dispatcher(config: Config, outbox: Outbox, executor: ThreadPoolExecutor) -> Dispatcher:
     """A webhook dispatcher draining ``outbox``; events emitted here wake it at once."""
     limits = WebhookLimits()
     client = WebhookClient(
@@ -453,120 +517,3 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-async def serve_until_signalled(
-    config: Config,
-    limits: SMTPLimits,
-    listeners: Listeners,
-    worker: int,
-    pulse: Pulse,
-    webhooks: WakeChannel,
-) -> None:
-    """One worker: serve until SIGINT or SIGTERM, then shut down gracefully."""
-    loop = asyncio.get_running_loop()
-    watchdog.install(pulse)
-    pulse.start(loop)  # before start(): the supervisor's clock runs from the fork
-    running = await start(
-        config, limits, listeners=listeners, worker=worker, wake_webhooks=webhooks.send
-    )
-    await _signalled()
-    await running.stop()
-    pulse.stop()
-
-
-async def dispatch_webhooks_until_signalled(
-    config: Config, pulse: Pulse, webhooks: WakeChannel
-) -> None:
-    """The webhook dispatcher process of ``serve``: POST what the workers store.
-
-    Its own process, at a lower CPU priority, so POSTs never slow mail:
-    when the machine is busy with SMTP, webhooks wait (durably, in the
-    outbox) and catch up afterwards.
-    """
-    with contextlib.suppress(OSError):
-        os.nice(WebhookLimits().dispatcher_niceness)
-    loop = asyncio.get_running_loop()
-    watchdog.install(pulse)
-    pulse.start(loop)
-    outbox = Outbox(config.data_dir / "queue.sqlite3")
-    # The only dispatcher of this serve: a lease still set is from its
-    # predecessor, killed mid-POST; those deliveries are due again now.
-    await loop.run_in_executor(None, outbox.release_leases)
-    executor = ThreadPoolExecutor(2, thread_name_prefix="webhooks")
-    dispatcher = _dispatcher(config, outbox, executor)
-    task = loop.create_task(dispatcher.run(), name="webhooks")
-    stop_listening = webhooks.listen(dispatcher.wake)
-    await _signalled()
-    stop_listening()
-    # POSTs in flight are abandoned: the next dispatcher sends them again
-    # (receivers deduplicate by webhook-id).
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await dispatcher.client.aclose()
-    await loop.run_in_executor(None, executor.shutdown, True)
-    outbox.close()
-    pulse.stop()
-
-
-async def _signalled() -> None:
-    """Return at SIGINT or SIGTERM."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
-def serve(config: Config) -> None:
-    """Run every configured listener until SIGINT or SIGTERM.
-
-    The sockets are bound once; ``workers`` processes (one per CPU by
-    default) then accept on them side by side, each with its own event loop,
-    as Postfix runs several smtpd processes: one Python process cannot use
-    more than one core for protocol work. Even a single worker runs under
-    the supervisor, whose watchdog replaces it if its loop ever blocks.
-    """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(message)s")
-    limits = SMTPLimits()
-    check_source_addresses(config)
-    # A bad [[webhooks]] secret stops serve here, once, not in every worker;
-    # leases left by workers killed mid-POST are freed: none runs yet.
-    with open_outbox(config) as outbox:
-        outbox.release_leases()
-    workers = config.workers or os.cpu_count() or 1
-    listeners = Listeners.bind(config, limits, workers)
-    log.info(
-        "mailstead serving %s as %s with %d worker(s)",
-        ", ".join(config.domains),
-        config.hostname,
-        workers,
-    )
-    # Process number ``workers`` (after the mail workers) sends the webhooks.
-    heartbeats = Heartbeats(workers + 1)
-    webhooks = WakeChannel()
-    block_limit = config.limits.watchdog_timeout
-    # Four beats per limit: one late beat is never mistaken for a block.
-    interval = min(1.0, block_limit / 4)
-
-    def run_worker(index: int) -> None:
-        pulse = Pulse(heartbeats, index, interval)
-        if index == workers:
-            asyncio.run(dispatch_webhooks_until_signalled(config, pulse, webhooks))
-        else:
-            asyncio.run(serve_until_signalled(config, limits, listeners, index, pulse, webhooks))
-
-    def worker_exited(index: int) -> None:
-        if index < workers:
-            for gate in listeners.gates.values():
-                gate.clear_worker(index)
-
-    Supervisor(
-        workers + 1,
-        run_worker,
-        on_exit=worker_exited,
-        heartbeats=heartbeats,
-        block_limit=block_limit,
-        shutdown_timeout=config.limits.shutdown_timeout,
-    ).run()

@@ -42,6 +42,8 @@ def write_config(
         f'{role} = ["127.0.0.1:{ports.get(role, 0)}"]'
         for role in ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
     )
+    # The tests run as root (CI does): serve would drop to the mailstead user.
+    run = "" if "[run]" in extra else "[run]\nallow_root = true\n"
     path = root / "mailstead.toml"
     path.write_text(
         f'hostname = "mx.{DOMAIN}"\n'
@@ -50,7 +52,7 @@ def write_config(
         f'domains = ["{DOMAIN}", "other.test"]\n'
         f"[listen]\n{listen}\n"
         f'[storage]\nformat = "{storage}"\n'
-        f"[delivery]\n{delivery}\n{extra}"
+        f"[delivery]\n{delivery}\n{extra}{run}"
     )
     config = load_config(path)
     config.data_dir.mkdir(parents=True, exist_ok=True)

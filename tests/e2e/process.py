@@ -77,6 +77,21 @@ class ServerProcess:
         deadline = time.monotonic() + START_TIMEOUT
         for port in self.ports.values():
             self._wait_for_port(port, deadline)
+        self._wait_until_ready(deadline)
+
+    def _wait_until_ready(self, deadline: float) -> None:
+        # The ports accept as soon as serve has bound them, before any worker
+        # runs; serve says "ready" once every worker and the dispatcher started.
+        assert self.proc is not None
+        marker = f"--- start {self.starts - 1} ---"
+        while "ready: " not in self.log_path.read_text(errors="replace").rpartition(marker)[2]:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"mailstead serve exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"serve not ready after {START_TIMEOUT}s:\n{self.log_tail()}")
+            time.sleep(0.02)
 
     def _wait_for_port(self, port: int, deadline: float) -> None:
         assert self.proc is not None

@@ -13,12 +13,17 @@ __all__ = ["serve"]
 @click.pass_context
 @one_line_errors
 def serve(ctx: click.Context) -> None:
-    """Run every configured listener until SIGINT or SIGTERM."""
+    """Run every configured listener until SIGINT or SIGTERM; SIGHUP reloads the config."""
     config = load(ctx)
-    from mailstead.app import ListenError  # heavy imports only when serving
-    from mailstead.app import serve as run
+    # Heavy imports only when serving.
+    from mailstead.app import ListenError
+    from mailstead.daemon import ServeError
+    from mailstead.daemon import serve as run
+    from mailstead.net.supervisor import WorkerFailed
+    from mailstead.system.lock import AlreadyRunning
+    from mailstead.system.privileges import PrivilegeError
 
     try:
         run(config)
-    except ListenError as exc:
+    except (ListenError, ServeError, WorkerFailed, AlreadyRunning, PrivilegeError) as exc:
         raise Failure(str(exc)) from None

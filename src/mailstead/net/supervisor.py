@@ -2,9 +2,17 @@
 
 The parent binds the sockets, forks the workers (each then runs its own
 event loop) and only supervises: SIGTERM/SIGINT is passed on to every
-worker, a worker that dies is restarted, and each worker dies with its
-parent (Linux ``PR_SET_PDEATHSIG``), so ``kill -9`` of the server leaves no
-orphan accepting mail.
+worker, SIGHUP too once the parent has reloaded, a worker that dies is
+restarted, and each worker dies with its parent (Linux
+``PR_SET_PDEATHSIG``), so ``kill -9`` of the server leaves no orphan
+accepting mail.
+
+A worker says when it has started (:meth:`Supervisor.started`). One that
+exits before that stops the whole server with :class:`WorkerFailed`
+instead of being restarted: what broke its start (a certificate, a
+database) breaks the next one too, and a server that restarts forever
+while its ports accept connections no one serves hides the problem
+(gunicorn and Postfix's master stop likewise).
 
 Two deadlines make sure a stuck worker costs seconds, never the server:
 the watchdog kills (SIGKILL) a worker whose event loop has not beaten for
@@ -19,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import multiprocessing
 import os
 import signal
 import time
@@ -35,6 +44,22 @@ _QUICK_DEATH = 5.0
 _MAX_QUICK_DEATHS = 5
 # Seconds between two looks at the workers' heartbeats and exits.
 _TICK = 0.2
+
+
+class WorkerFailed(Exception):
+    """The workers could not be kept running; the server stopped (one-line message)."""
+
+
+def exit_description(status: int) -> str:
+    """A wait status in words: ``exited with status 1``, ``killed by signal 9 (SIGKILL)``."""
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"exited with status {code}"
+    try:
+        name = f" ({signal.Signals(-code).name})"
+    except ValueError:
+        name = ""
+    return f"killed by signal {-code}{name}"
 
 
 def _die_with_parent(parent: int) -> None:
@@ -56,6 +81,9 @@ class Supervisor:
         run_worker: Callable[[int], object],
         *,
         on_exit: Callable[[int], object] = lambda index: None,
+        on_ready: Callable[[], object] = lambda: None,
+        on_reload: Callable[[], bool] = lambda: True,
+        on_stop: Callable[[], object] = lambda: None,
         heartbeats: Heartbeats | None = None,
         block_limit: float = 10.0,
         shutdown_timeout: float = 30.0,
@@ -63,6 +91,14 @@ class Supervisor:
         self.workers = workers
         self._run_worker = run_worker
         self._on_exit = on_exit
+        # Once, when every first worker has started; at SIGHUP (True: tell
+        # the workers); at the first SIGTERM or SIGINT.
+        self._on_ready: Callable[[], object] | None = on_ready
+        self._on_reload = on_reload
+        self._on_stop = on_stop
+        self._reload = False
+        self._started = multiprocessing.RawArray(ctypes.c_bool, workers)
+        self._failure: str | None = None
         self._heartbeats = heartbeats
         self._block_limit = block_limit
         self._shutdown_timeout = shutdown_timeout
@@ -75,9 +111,18 @@ class Supervisor:
     def _stopping(self) -> bool:
         return self._stop_deadline is not None
 
+    def started(self, index: int) -> None:
+        """Worker ``index`` is serving (called in the worker, after its start-up)."""
+        self._started[index] = True
+
     def run(self) -> None:
-        """Start the workers and return when all have stopped after a signal."""
+        """Start the workers and return when all have stopped after a signal.
+
+        Raises WorkerFailed when a worker died while starting or the workers
+        kept dying; the others have been stopped by then.
+        """
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._hangup)
         try:
             for index in range(self.workers):
                 self._spawn(index)
@@ -89,11 +134,30 @@ class Supervisor:
                 if pid:
                     self._reap(pid, status)
                     continue
+                if self._reload:
+                    self._reload = False
+                    self._reload_workers()
+                if self._on_ready is not None and all(self._started):
+                    self._on_ready()
+                    self._on_ready = None
                 self._watch()
                 time.sleep(_TICK)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if self._failure is not None:
+            raise WorkerFailed(self._failure)
+
+    def _hangup(self, signum: int, frame: object) -> None:
+        # Only noted: the loop reloads between two looks at the workers.
+        self._reload = True
+
+    def _reload_workers(self) -> None:
+        if self._stopping or not self._on_reload():
+            return
+        for pid in list(self._children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
 
     def _watch(self) -> None:
         """Kill workers whose loop is blocked, and all of them past the shutdown deadline."""
@@ -126,10 +190,16 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
+    def _fail(self, reason: str) -> None:
+        log.error("%s; stopping", reason)
+        self._failure = reason
+        self._stop(signal.SIGTERM, None)
+
     def _stop(self, signum: int, frame: object) -> None:
         if not self._stopping:
             log.info("shutting down")
             self._stop_deadline = time.monotonic() + self._shutdown_timeout
+            self._on_stop()
         for pid in list(self._children):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -138,14 +208,19 @@ class Supervisor:
         parent = os.getpid()
         if self._heartbeats is not None:
             self._heartbeats.reset(index)
+        self._started[index] = False
         pid = os.fork()
         if pid == 0:  # the worker
             code = 0
             try:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                # Until the worker handles SIGHUP itself, a reload must not kill it.
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 _die_with_parent(parent)
                 self._run_worker(index)
+            except SystemExit as exc:  # the worker said why already
+                code = exc.code if isinstance(exc.code, int) else 1
             except BaseException:
                 log.exception("worker %d failed", index)
                 code = 1
@@ -155,6 +230,7 @@ class Supervisor:
         self._children[pid] = (index, time.monotonic())
 
     def _reap(self, pid: int, status: int) -> None:
+        killed = pid in self._killed
         self._killed.discard(pid)
         entry = self._children.pop(pid, None)
         if entry is None:
@@ -163,13 +239,16 @@ class Supervisor:
         self._on_exit(index)
         if self._stopping:
             return
-        log.error("worker %d (pid %d) exited (status %d); restarting", index, pid, status)
+        how = exit_description(status)
+        if not killed and not self._started[index]:
+            self._fail(f"worker {index} (pid {pid}) {how} while starting")
+            return
+        log.error("worker %d (pid %d) %s; restarting", index, pid, how)
         self._quick_deaths = (
             self._quick_deaths + 1 if time.monotonic() - started < _QUICK_DEATH else 0
         )
         if self._quick_deaths >= _MAX_QUICK_DEATHS:
-            log.error("workers keep dying; stopping")
-            self._stop(signal.SIGTERM, None)
+            self._fail(f"workers keep dying (worker {index} {how})")
             return
         time.sleep(min(self._quick_deaths, 5))
         self._spawn(index)
