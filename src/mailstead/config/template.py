@@ -25,6 +25,15 @@ pop3  = ["127.0.0.1:2110"]
 pop3s = ["127.0.0.1:2995"]
 """
 
+# A checkout's server listens on loopback only, and `make run` must work for
+# whoever runs it, root included (a container, a CI machine); a service does not.
+_LOCAL_RUN_AS_ROOT = (
+    "allow_root = true                   # a trial on loopback; `init --system` writes false"
+)
+_SYSTEM_RUN_AS_ROOT = (
+    "allow_root = false                  # true: keep running as root (not recommended)"
+)
+
 # `init --system`: the standard ports on every IPv4 address (RFC 5321 §4.5.4.2
 # port 25, RFC 6409 §3.1 587, RFC 8314 §7.3 465/993/995).
 _SYSTEM_LISTEN = """\
@@ -105,7 +114,7 @@ shutdown_timeout   = "30s"          # after SIGTERM, workers still running then
 [run]                               # started as root: bind the ports, then run as
 user  = "mailstead"                 # this user and group (`init --system` makes them)
 group = "mailstead"
-allow_root = false                  # true: keep running as root (not recommended)
+{run_as_root}
 
 # [[webhooks]]                      # none by default; an example endpoint
 # url     = "https://app.example/hooks/mail"
@@ -138,6 +147,7 @@ def default_config_text(domain: str, hostname: str, *, system: bool = False) -> 
     return TEMPLATE.format(
         data_dir=json.dumps(SYSTEM_DATA_DIR if system else "var"),
         listen=_SYSTEM_LISTEN if system else _LOCAL_LISTEN,
+        run_as_root=_SYSTEM_RUN_AS_ROOT if system else _LOCAL_RUN_AS_ROOT,
         hostname=json.dumps(hostname, ensure_ascii=False),
         domain=json.dumps(domain, ensure_ascii=False),
     )
