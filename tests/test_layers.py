@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "mailstead.tlscert",  # the server certificate and its SSLContext
             "mailstead.directory",  # domains, users, aliases (SQLite)
             "mailstead.events",  # the event model and the EventSink interface
+            "mailstead.logs",  # log lines: session/peer/queue id context, logfmt and JSON
         ),
     ),
     # Sans-IO state machines for SMTP, IMAP, POP3 and SASL (see SANS_IO).

@@ -27,6 +27,7 @@ import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from mailstead import logs
 from mailstead.app import (
     ListenError,
     Listeners,
@@ -228,13 +229,20 @@ def serve(config: Config) -> None:
     more than one core for protocol work. Even a single worker runs under
     the supervisor, whose watchdog replaces it if its loop ever blocks.
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[%(process)d] %(message)s")
     # SIGHUP's default action is to die: until the supervisor handles it,
     # the config just loaded is current anyway.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # Databases (and their -wal and -shm files), queue files, Maildirs: the
     # server's account's alone, whatever the caller's umask.
     os.umask(0o077)
+    # Before make_dirs and give_data_dir: the log file under the data dir
+    # is created here, then given to the server's account with the rest.
+    logs.setup(
+        config.log.format,
+        file=config.log.file,
+        max_bytes=config.log.max_bytes,
+        backups=config.log.keep,
+    )
     _say_hostname(config)
     limits = SMTPLimits()
     owner = account(config.run) if os.geteuid() == 0 and not config.run.allow_root else None

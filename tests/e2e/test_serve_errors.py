@@ -138,4 +138,5 @@ def test_a_localhost_hostname_is_said_out_loud(tmp_path: Path) -> None:
     server.config_path.write_text(f'hostname = "localhost"\n{text}')
     with server:
         pass
-    assert 'hostname is "localhost": this host has no fully qualified name' in server.log_tail()
+    # logfmt escapes the quotes inside msg="…"
+    assert r"hostname is \"localhost\": this host has no fully qualified name" in server.log_tail()

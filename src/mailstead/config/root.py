@@ -18,6 +18,7 @@ from mailstead.config.delivery import DeliveryConfig, load_delivery
 from mailstead.config.http_client import HttpClientConfig, load_http_client
 from mailstead.config.limits import ConnectionLimitsConfig, load_limits
 from mailstead.config.listen import ListenConfig, load_listen
+from mailstead.config.log import LogConfig, load_log
 from mailstead.config.network import NetworkConfig, load_network
 from mailstead.config.pop3 import Pop3Config, load_pop3
 from mailstead.config.reader import ConfigError, Reader, domain_name
@@ -64,6 +65,8 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     #: The account the server runs as after binding its ports.
     run: RunConfig = field(default_factory=RunConfig)
+    #: The log's format and the file serve appends it to (``mailstead log``).
+    log: LogConfig = field(default_factory=LogConfig)
     #: Server processes sharing the listening sockets; 0 means one per CPU.
     workers: int = 0
 
@@ -95,6 +98,7 @@ _TOP_KEYS = {
     "limits",
     "network",
     "run",
+    "log",
 }
 
 
@@ -149,6 +153,7 @@ def _build(data: dict[str, object], path: Path, r: Reader) -> Config:
     limits = load_limits(r, data)
     network = load_network(r, data)
     run = load_run(r, data)
+    log = load_log(r, data, data_dir)
 
     workers = r.typed(data.get("workers", 0), "workers", int, "a whole number")
     if not 0 <= workers <= 256:
@@ -171,4 +176,5 @@ def _build(data: dict[str, object], path: Path, r: Reader) -> Config:
         limits=limits,
         network=network,
         run=run,
+        log=log,
     )

@@ -116,6 +116,10 @@ user  = "mailstead"                 # this user and group (`init --system` makes
 group = "mailstead"
 {run_as_root}
 
+[log]
+format = "logfmt"                   # or "json"; to stderr and to the file
+file = "log/mailstead.log"          # under data_dir, rotated; false: stderr only
+
 # [[webhooks]]                      # none by default; an example endpoint
 # url     = "https://app.example/hooks/mail"
 # events  = ["message.*"]           # shell-style patterns of event types
