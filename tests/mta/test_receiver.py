@@ -11,6 +11,7 @@ import pytest
 
 from mailstead.directory import Directory, Resolution
 from mailstead.limits import SMTPLimits
+from mailstead.logs import LogfmtFormatter
 from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Peer, Receiver, Refused, Role
 from mailstead.proto.smtp.events import MailParams, Message, RcptParams, Recipient
@@ -238,9 +239,10 @@ def test_hostile_peer_text_never_becomes_a_header_or_a_log_line(
     for received in (stored.split(b"\nSubject:")[0], raw.split(b"\r\nSubject:")[0]):
         assert received.count(b"\x00") == 0
         assert b"from t.test X-Inj: 1 X-Inj2: 2 X-Inj3: 3 ([192.0.2.7])" in received
-    (line,) = [r.getMessage() for r in caplog.records if "from=<" in r.getMessage()]
+    (line,) = [LogfmtFormatter().format(r) for r in caplog.records if r.msg == "received"]
     assert line.isprintable()
-    assert "from=<carol\\r\\nX-Inj4: 4\\x85@remote.test>" in line
+    # Escaped once by log_text, then quoted as a logfmt value.
+    assert r'from="<carol\\r\\nX-Inj4: 4\\x85@remote.test>"' in line
 
 
 # -- all or nothing: a 451 leaves no copy that the client's retry would duplicate ----

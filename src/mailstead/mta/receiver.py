@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from mailstead import logs
 from mailstead.addresses import AddressError, split_address
 from mailstead.directory import Directory, Resolution
 from mailstead.durable import Staged, discard, publish_all
@@ -212,6 +213,7 @@ class Delivery:
         self._staged: list[Staged] = []
         self._queue_id = ""
         self._size = 0
+        self._received_at = 0.0
         self._local: tuple[str, ...] = ()
         self._remote: tuple[str, ...] = ()
 
@@ -229,6 +231,12 @@ class Delivery:
         # One id names the message everywhere: Received header, 250 reply,
         # log lines and, for remote recipients, the queue.
         queue_id = new_queue_id()
+        # Lines logged meanwhile name it; the caller's context is left as it was.
+        with logs.queue_id(queue_id):
+            self._stage(content, queue_id)
+
+    def _stage(self, content: bytes, queue_id: str) -> None:
+        receiver = self.receiver
         now = time.time()
         mailboxes: dict[str, str] = {}  # final mailbox -> the recipient it came from
         remote: dict[str, RcptParams] = {}
@@ -255,6 +263,7 @@ class Delivery:
                 )
                 staged.append(staged_queue)
                 queue_id = staged_queue.queue_id
+                logs.set_queue_id(queue_id)
             # Maildir and mbox files use the Unix line ending.
             body_lf = content.replace(b"\r\n", b"\n") if mailboxes else b""
             # Sorted: mbox copies hold their locks until every copy is in, so
@@ -271,12 +280,13 @@ class Delivery:
                 staged.insert(1 if remote else 0, receiver.queue.events.stage(events))
         except Exception as exc:
             discard(staged)
-            log.exception("%s: staging the message failed", queue_id)
+            log.exception("staging the message failed")
             raise Refused(R.LOCAL_ERROR, cause=str(exc)) from None
         self.abort()  # a second body() replaces the first
         self._staged = staged
         self._queue_id = queue_id
         self._size = len(content)
+        self._received_at = now
         self._local = tuple(mailboxes)
         self._remote = tuple(remote)
 
@@ -306,29 +316,46 @@ class Delivery:
         staged, self._staged = self._staged, []
         queue_id = self._queue_id
         try:
-            publish_all(staged)
+            with logs.queue_id(queue_id):
+                publish_all(staged)
         except Exception as exc:
-            log.exception("%s: delivery failed", queue_id)
+            log.exception("delivery failed", extra=logs.fields(queue_id=queue_id))
             raise Refused(R.LOCAL_ERROR, cause=str(exc)) from None
         receiver = self.receiver
         if self._remote and receiver.on_queued is not None:
             receiver.on_queued()
-        # Addresses are the peer's text: escaped, so they cannot forge a log line.
-        log.info(
-            "%s: from=<%s> to=%s size=%d client=[%s] user=%s",
-            queue_id,
-            log_text(self.sender),
-            ",".join(f"<{log_text(r)}>" for r in self._routes),
-            self._size,
-            self.peer.ip,
-            log_text(self.peer.user or "-"),
-        )
+        self._log_commit(queue_id)
         return Committed(
             queue_id=queue_id,
             reply=Reply(250, "2.0.0", f"Ok: queued as {queue_id}"),
             local=self._local,
             remote=self._remote,
         )
+
+    def _log_commit(self, queue_id: str) -> None:
+        """The message's arrival, and a Postfix-style line per local mailbox it reached."""
+        # Addresses are the peer's text: escaped, so they cannot forge a log line.
+        arrived = {
+            "queue_id": queue_id,
+            "from": f"<{log_text(self.sender)}>",
+            "to": ",".join(f"<{log_text(r)}>" for r in self._routes),
+            "size": self._size,
+            "user": self.peer.user,
+            "local": len(self._local),
+            "queued": len(self._remote),
+        }
+        log.info("received", extra=logs.fields(**arrived))
+        delay = f"{max(0.0, time.time() - self._received_at):.2f}"
+        for mailbox in self._local:
+            local = logs.fields(
+                queue_id=queue_id,
+                to=f"<{log_text(mailbox)}>",
+                relay="local",
+                delay=delay,
+                dsn="2.0.0",
+                status="sent",
+            )
+            log.info("delivered to mailbox", extra=local)
 
     def abort(self) -> None:
         """Drop what :meth:`body` staged."""

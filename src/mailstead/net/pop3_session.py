@@ -16,6 +16,7 @@ import logging
 import ssl
 from concurrent.futures import Executor
 
+from mailstead import logs
 from mailstead.addresses import AddressError, canonical_address
 from mailstead.events import EventSink
 from mailstead.limits import ConnectionPolicy, POP3Limits
@@ -130,7 +131,7 @@ class POP3Session(StreamSession):
             # RFC 1939 §6: a session that ends without QUIT deletes nothing,
             # but the lock is always released.
             try:
-                await self.loop.run_in_executor(self.service.executor, maildrop.close)
+                await self.loop.run_in_executor(self.service.executor, logs.carry(maildrop.close))
             except Exception:
                 log.exception("closing the maildrop of %s failed", self.conn.user)
 
@@ -213,7 +214,7 @@ class POP3Session(StreamSession):
                 # (bench/mail_access.py: RETR of 10,000 3 KB messages).
                 data = read()
             else:
-                data = await self.loop.run_in_executor(self.service.executor, read)
+                data = await self.loop.run_in_executor(self.service.executor, logs.carry(read))
         except Exception:
             log.exception("reading message %d of %s failed", event.index + 1, self.conn.user)
             self.conn.retrieve_failed()
@@ -249,7 +250,9 @@ class POP3Session(StreamSession):
             self.conn.login_too_soon()
             return
         try:
-            maildrop = await self.loop.run_in_executor(executor, self.service.open_maildrop, user)
+            maildrop = await self.loop.run_in_executor(
+                executor, logs.carry(self.service.open_maildrop, user)
+            )
         except MaildropInUse:
             self.conn.maildrop_in_use()
             return
@@ -259,14 +262,14 @@ class POP3Session(StreamSession):
             return
         self.maildrop = maildrop  # closed in _run's finally, whatever happens next
         try:
-            listing = await self.loop.run_in_executor(executor, maildrop.listing)
+            listing = await self.loop.run_in_executor(executor, logs.carry(maildrop.listing))
         except Exception:
             log.exception("listing the maildrop of %s failed", user)
             self.maildrop = None
-            await self.loop.run_in_executor(executor, maildrop.close)
+            await self.loop.run_in_executor(executor, logs.carry(maildrop.close))
             self.conn.maildrop_failed()
             return
-        log.info("POP3 login %s from [%s], %d messages", user, self.ip, len(listing))
+        log.info("maildrop opened", extra=logs.fields(user=user, messages=len(listing)))
         self.conn.maildrop_opened(listing)
 
     async def _update(self, event: Update) -> None:
@@ -275,9 +278,13 @@ class POP3Session(StreamSession):
         executor = self.service.executor
         try:
             if event.seen:
-                await self.loop.run_in_executor(executor, maildrop.mark_seen, event.seen)
+                await self.loop.run_in_executor(
+                    executor, logs.carry(maildrop.mark_seen, event.seen)
+                )
             if event.deleted:
-                await self.loop.run_in_executor(executor, maildrop.delete, event.deleted)
+                await self.loop.run_in_executor(
+                    executor, logs.carry(maildrop.delete, event.deleted)
+                )
         except Exception:
             log.exception("UPDATE of the maildrop of %s failed", self.conn.user)
             self.conn.update_done(False)

@@ -17,12 +17,14 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import replace
 
+from mailstead import logs
 from mailstead.events import EventSink
 from mailstead.limits import ConnectionPolicy, SMTPLimits
 from mailstead.mta.receiver import Delivery, Peer, Receiver, Refused
 from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.listener import ConnectionGate
 from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession, implicit_tls
+from mailstead.peertext import log_text
 from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.events import (
     NEED_DATA,
@@ -144,6 +146,7 @@ class SMTPSession(StreamSession):
                     conn.reply(R.SENDER_OK)
                 except Refused as refused:
                     self._delivery = None
+                    self._log_refusal("MAIL", refused, event.sender, None)
                     conn.reply(refused.reply)
             elif isinstance(event, RcptTo):
                 conn.reply(self._add_rcpt(event))
@@ -168,6 +171,7 @@ class SMTPSession(StreamSession):
         try:
             self._delivery.add_rcpt(event.recipient, event.params)
         except Refused as refused:
+            self._log_refusal("RCPT", refused, self._delivery.sender, event.recipient)
             return refused.reply
         return R.RECIPIENT_OK
 
@@ -175,9 +179,31 @@ class SMTPSession(StreamSession):
         delivery, self._delivery = self._delivery, None
         if delivery is None:  # pragma: no cover - the protocol orders MAIL before DATA
             raise RuntimeError("DATA outside a transaction")
-        return await self.loop.run_in_executor(
-            self.service.executor, _finish, delivery, event.content
+        finished = await self.loop.run_in_executor(
+            self.service.executor, logs.carry(_finish, delivery, event.content)
         )
+        if isinstance(finished, Refused):
+            self._log_refusal("DATA", finished, delivery.sender, None)
+            return finished.reply
+        return finished
+
+    def _log_refusal(
+        self, stage: str, refused: Refused, sender: str, recipient: str | None
+    ) -> None:
+        """A refused transaction, as Postfix's smtpd logs it (``NOQUEUE: reject: RCPT from …``)."""
+        peer = self.peer
+        reply = refused.reply
+        about = recipient if recipient is not None else sender
+        text = " ".join(reply.lines)
+        # Addresses and the EHLO name are the peer's text: escaped by log_text.
+        line = (
+            f"NOQUEUE: reject: {stage} from unknown[{peer.ip}]: {reply.code} {reply.enhanced} "
+            f"<{log_text(about)}>: {_REJECTED[stage]}: {text}; from=<{log_text(sender)}>"
+        )
+        if recipient is not None:
+            line += f" to=<{log_text(recipient)}>"
+        line += f" proto={'ESMTP' if peer.esmtp else 'SMTP'} helo=<{log_text(peer.helo)}>"
+        log.info(line, extra=logs.fields(status="reject", cause=refused.cause))
 
     async def _wait_for_input(self) -> bool:
         """Wait for bytes; False when the session ends (after a 421 saying why)."""
@@ -227,14 +253,22 @@ class SMTPSession(StreamSession):
         return True
 
 
-def _finish(delivery: Delivery, content: bytes) -> Reply:
-    """Stage and commit the message (in a worker thread); the reply to DATA/BDAT."""
+def _finish(delivery: Delivery, content: bytes) -> Reply | Refused:
+    """Stage and commit the message (in a worker thread): the 250, or the refusal."""
     try:
         delivery.body(content)
         return delivery.commit().reply
     except Refused as refused:
         delivery.abort()
-        return refused.reply
+        return refused
+
+
+# What Postfix's smtpd says a refusal at each stage was about.
+_REJECTED = {
+    "MAIL": "Sender address rejected",
+    "RCPT": "Recipient address rejected",
+    "DATA": "Message content rejected",
+}
 
 
 # The last word to a session that ends without input (limits.ConnectionPolicy).

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Protocol
 
+from mailstead import logs
 from mailstead.events import Event, EventSink, domain_of
 from mailstead.limits import ConnectionPolicy
 from mailstead.net import watchdog
@@ -191,34 +192,27 @@ class StreamSession(FlowProtocol):
             failures = penalty.failures(self.ip)
             if wait == BLOCKED:
                 self._auth_event(executor, mechanism, authcid, None, blocked=True)
-                log.info(
-                    "%s %s login refused for '%s' from [%s]: blocked after %d failures",
-                    self.protocol_name,
-                    mechanism,
-                    log_text(authcid),
-                    self.ip,
-                    failures,
-                )
+                login = self._login_fields(mechanism, failures=failures)
+                log.info("login refused for '%s': blocked", log_text(authcid), extra=login)
                 return None, True
             if wait:
                 await asyncio.sleep(wait)
-        user = await self.loop.run_in_executor(executor, check)
+        user = await self.loop.run_in_executor(executor, logs.carry(check))
         self._auth_event(executor, mechanism, authcid, user, blocked=False)
         if user is not None:
             if penalty is not None:
                 penalty.succeeded(self.ip)
+            log.info("login", extra=self._login_fields(mechanism, user=user))
             return user, False
         # Slow down password guessing; the session keeps its slot meanwhile.
         await asyncio.sleep(failure_delay)
-        log.info(
-            "%s %s login failed for '%s' from [%s] (%d recent failures from there)",
-            self.protocol_name,
-            mechanism,
-            log_text(authcid),
-            self.ip,
-            failures,
-        )
+        login = self._login_fields(mechanism, failures=failures)
+        log.info("login failed for '%s'", log_text(authcid), extra=login)
         return None, False
+
+    def _login_fields(self, mechanism: str, **more: object) -> dict[str, object]:
+        """A login line's fields; the name tried is in its text, escaped, and never a password."""
+        return logs.fields(protocol=self.protocol_name.lower(), mechanism=mechanism, **more)
 
     def _auth_event(
         self,
@@ -248,7 +242,7 @@ class StreamSession(FlowProtocol):
             )
         account = user if user is not None else authcid.lower()[:_MAX_USERNAME]
         event = Event(event_type, data, account=account, domain=domain_of(account))
-        stored = self.loop.run_in_executor(executor, sink.emit, [event])
+        stored = self.loop.run_in_executor(executor, logs.carry(sink.emit, [event]))
         stored.add_done_callback(_log_failure)
 
     def transaction_since(self) -> float | None:
@@ -354,7 +348,7 @@ class StreamSession(FlowProtocol):
             )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             reason = str(exc) or type(exc).__name__  # a bare close says nothing
-            log.info("%s TLS handshake with [%s] failed: %s", self.protocol_name, self.ip, reason)
+            log.info("TLS handshake failed: %s", reason)
             self.lost = True
             return None
         finally:
@@ -462,6 +456,10 @@ class StreamSession(FlowProtocol):
         self._release_slot()
 
     async def _run(self) -> None:
+        # This task's context: every line logged for the session, here or in
+        # the threads it hands work to (logs.carry), names it and the peer.
+        logs.new_session(self.ip, self.protocol_name[:1].lower())
+        log.info("connect", extra=logs.fields(protocol=self.protocol_name.lower()))
         try:
             if self._implicit_tls is not None:
                 context, timeout = self._implicit_tls
@@ -480,6 +478,7 @@ class StreamSession(FlowProtocol):
             if self.transport is not None:
                 self.transport.close()
             await self.finished()
+            log.info("disconnect", extra=logs.fields(protocol=self.protocol_name.lower()))
 
 
 def _settle(future: asyncio.Future[None]) -> None:
