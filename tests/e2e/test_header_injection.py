@@ -265,6 +265,7 @@ def test_dsn_of_a_bounce_carries_no_injected_header(
             "Final-Recipient",
             "Action",
             "Status",
+            "Diagnostic-Code",
             "Last-Attempt-Date",
         ],
     ]

@@ -15,6 +15,7 @@ from mailstead.mta.dsn import (
     RecipientReport,
     build_dsn,
     is_bounce,
+    local_diagnostic,
     should_notify,
     smtp_diagnostic,
     status_from_reply,
@@ -312,6 +313,29 @@ def test_untyped_diagnostic_gets_a_type() -> None:
     _, _, status, _ = parts(dsn(recipients=[report]))
     _, bob = status_blocks(status)
     assert bob["Diagnostic-Code"] == "X-Mailstead; no MX or A"
+
+
+def test_a_failure_without_a_remote_reply_says_why_in_words() -> None:
+    # RFC 3464 §2.3.6: our own diagnostic-type, as Postfix's X-Postfix.
+    no_domain = Reply(
+        550,
+        "5.1.2",
+        "Host or domain name not found. Name service error for name=nx.test type=MX:"
+        " Host not found",
+    )
+    report = RecipientReport(
+        "bob@nx.test", "failed", "5.1.2", diagnostic_code=local_diagnostic(no_domain)
+    )
+    _, human, status, _ = parts(dsn(recipients=[report]))
+    _, bob = status_blocks(status)
+    assert bob["Diagnostic-Code"] == (
+        "X-Mailstead; Host or domain name not found. Name service error for name=nx.test"
+        " type=MX: Host not found"
+    )
+    text = human.get_payload(decode=True)
+    assert isinstance(text, bytes)
+    assert b"<bob@nx.test>: Host or domain name not found. Name service error for" in text
+    assert "Remote-MTA" not in bob
 
 
 def test_boundary_never_occurs_in_the_original() -> None:

@@ -239,10 +239,15 @@ def test_routing_failure(
 
 def test_failure_texts_name_the_domain_and_nothing_internal() -> None:
     assert failure("nomail.test").text == "Domain nomail.test does not accept mail"
-    assert failure("nxdomain.test").text == "Domain nxdomain.test does not exist"
+    # Postfix's words for DNS failures, which admins know and search for.
+    assert failure("nxdomain.test").text == (
+        "Host or domain name not found. Name service error for name=nxdomain.test type=MX:"
+        " Host not found"
+    )
     assert failure("weprimary.test").text == "Mail for weprimary.test loops back to this server"
     assert failure("other.test", fail=["other.test"]).text == (
-        "Temporary DNS failure looking up other.test"
+        "Host or domain name not found. Name service error for name=other.test type=MX:"
+        " Host not found, try again"
     )
 
 

@@ -171,6 +171,18 @@ def smtp_diagnostic(reply: Reply) -> str:
     return f"smtp; {prefix} {text}".rstrip()
 
 
+def local_diagnostic(reply: Reply) -> str:
+    """``Diagnostic-Code`` value for a failure this server decided: ``X-Mailstead; text``.
+
+    No remote host answered (the DNS had no mail host, a connection was
+    refused): RFC 3464 §2.3.6 lets the reporting MTA name a diagnostic-type
+    of its own, as Postfix does with ``X-Postfix``; the text is the reason
+    in words ("Host or domain name not found. Name service error for …").
+    """
+    text = " ".join(line.strip() for line in reply.lines if line.strip())
+    return f"X-Mailstead; {text or status_from_reply(reply)}"
+
+
 # --------------------------------------------------------------------------- building
 
 

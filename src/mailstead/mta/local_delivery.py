@@ -61,12 +61,8 @@ def deliver(
         publish_all(staged)
     except OSError as exc:
         discard(staged)  # those staged before the failure
-        log.error(
-            "%s: local delivery to <%s> failed: %s",
-            message.id,
-            log_text(recipient),
-            log_text(str(exc)),
-        )
+        # The queue id comes from the context (logs.queue_id, set by the caller).
+        log.error("local delivery to <%s> failed: %s", log_text(recipient), log_text(str(exc)))
         return LocalResult(Outcome.DEFERRED, Reply(451, "4.3.0", "Local delivery failed"))
     events = []
     if sink is not None and sink.wants("message.received"):

@@ -47,7 +47,8 @@ def queue_dsn(
             status=dsn.status_from_reply(reply),
             original_recipient=rcpt.orcpt,
             remote_mta=remote.split(" ")[0] if remote else None,
-            diagnostic_code=dsn.smtp_diagnostic(reply) if remote else None,
+            # RFC 3464 §2.3.6: the remote's reply, or the reason we decided.
+            diagnostic_code=dsn.smtp_diagnostic(reply) if remote else dsn.local_diagnostic(reply),
             last_attempt=now,
             will_retry_until=until if kind == "delayed" else None,
         )

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+from mailstead import logs
 from mailstead.addresses import AddressError, split_address
 from mailstead.clock import Clock
 from mailstead.config import Config
@@ -34,7 +35,7 @@ from mailstead.dns import Resolver
 from mailstead.events import Event
 from mailstead.limits import WebhookLimits
 from mailstead.mailauth.dkim import DKIMError, DKIMSigner, signing_domain
-from mailstead.mta import dsn, local_delivery, mail_events, notices, schedule
+from mailstead.mta import delivery_log, dsn, local_delivery, mail_events, notices, schedule
 from mailstead.mta.envelope import Attempt, QueuedMessage, RecipientStatus
 from mailstead.mta.queue import Queue
 from mailstead.mta.routing import Route, RoutingError, route
@@ -239,6 +240,8 @@ class Outbound:
     # -- one domain ------------------------------------------------------------------
 
     async def _domain(self, domain: str, jobs: list[_Job]) -> None:
+        # This task's lines (and its threads', logs.carry) name one session.
+        logs.new_session(None, "o")
         async with self._domains:
             try:
                 await self._deliver_domain(domain, jobs)
@@ -271,14 +274,16 @@ class Outbound:
             return
         loop = asyncio.get_running_loop()
         for job in jobs:
-            job.content = await loop.run_in_executor(self.executor, self._prepare, job.message)
+            prepare = logs.carry(self._prepare, job.message)
+            job.content = await loop.run_in_executor(self.executor, prepare)
         if found.local:
-            await loop.run_in_executor(self.executor, self._deliver_locally, jobs)
+            await loop.run_in_executor(self.executor, logs.carry(self._deliver_locally, jobs))
         else:
             await self._deliver_remote(found, jobs)
 
     def _prepare(self, message: QueuedMessage) -> bytes:
         """The message as it goes out: CRLF throughout, DKIM-signed if it is from us."""
+        logs.set_queue_id(message.id)  # in this thread's copy of the context
         content = canonical(self.queue.open_message(message.id))
         if self.signer is not None:
             domain = signing_domain(content, self.config.domains)
@@ -286,7 +291,7 @@ class Outbound:
                 try:
                     content = self.signer.sign(content, domain, queue_id=message.id) + content
                 except DKIMError as exc:
-                    log.warning("%s: not DKIM-signed: %s", message.id, exc)
+                    log.warning("not DKIM-signed: %s", exc)
         return content
 
     async def _deliver_remote(self, found: Route, jobs: list[_Job]) -> None:
@@ -320,6 +325,7 @@ class Outbound:
                 while remaining:
                     batch = remaining[:MESSAGES_PER_CONNECTION]
                     remote = f"{dest.host} [{address}]"
+                    logs.REMOTE_IP.set(address)
 
                     async def answered(
                         index: int,
@@ -361,7 +367,8 @@ class Outbound:
                         last = result.failure.reply
                         permanent_only = permanent_only and result.failure.permanent
                         said = " ".join(result.failure.reply.lines)  # the remote's text
-                        log.info("%s: %s", remote, log_text(said))
+                        relay = delivery_log.relay(remote, delivery.smtp_port)
+                        log.info(log_text(said), extra=logs.fields(relay=relay))
                         break
                     if done == 0:
                         break  # pragma: no cover - a clean session answers every message
@@ -386,15 +393,16 @@ class Outbound:
         for job in jobs:
             body = job.content.replace(b"\r\n", b"\n")
             for rcpt in job.recipients:
-                result = local_delivery.deliver(
-                    job.message,
-                    rcpt.address,
-                    body,
-                    directory=self.directory,
-                    store=self.store,
-                    sink=self.queue.events,
-                    max_body_bytes=self.webhook_limits.max_body_bytes,
-                )
+                with logs.queue_id(job.message.id):
+                    result = local_delivery.deliver(
+                        job.message,
+                        rcpt.address,
+                        body,
+                        directory=self.directory,
+                        store=self.store,
+                        sink=self.queue.events,
+                        max_body_bytes=self.webhook_limits.max_body_bytes,
+                    )
                 job.events += result.events
                 self._outcome(job, rcpt, result.outcome, result.reply, None)
 
@@ -442,13 +450,16 @@ class Outbound:
         if remote:
             error = f"{remote} said: {error}"
         job.attempts.append(Attempt(rcpt.address, plan.state, error, plan.next_attempt))
-        log.info(
-            "%s: to=<%s> relay=%s status=%s (%s)",
+        delivery_log.delivery(
             message.id,
-            log_text(rcpt.address),
-            remote or "none",
-            plan.state if plan.reason != "expired" else "expired",
-            log_text(error),  # the remote's reply text
+            rcpt.address,
+            remote=remote,
+            port=delivery.smtp_port,
+            delay=now - message.received_at,
+            reply=reply,
+            state=plan.state,
+            expired=plan.reason == "expired",
+            error=error,
         )
         if plan.state == "delivered" and not notified_downstream:
             job.successes.append((rcpt, reply, remote))
@@ -500,7 +511,7 @@ class Outbound:
             batch, self._to_settle = self._to_settle, []
             jobs = [job for job, _ in batch]
             try:
-                await loop.run_in_executor(self.executor, self._settle_sync, jobs)
+                await loop.run_in_executor(self.executor, logs.carry(self._settle_sync, jobs))
             except Exception as exc:
                 for _, done in batch:
                     done.set_exception(exc)

@@ -142,9 +142,17 @@ class TemporaryRoutingError(RoutingError):
 # --------------------------------------------------------------------------- errors
 
 
-def _no_such_domain(domain: str) -> PermanentRoutingError:
+# The words of Postfix's DNS failures, which mail admins know and search
+# for: "Host or domain name not found. Name service error for name=… type=MX:
+# Host not found".
+def _name_service_error(name: str, rtype: str, what: str) -> str:
+    return f"Host or domain name not found. Name service error for name={name} type={rtype}: {what}"
+
+
+def _no_such_domain(domain: str, rtype: str = "MX") -> PermanentRoutingError:
     # RFC 3463 §3.2 X.1.2 "Bad destination system address".
-    return PermanentRoutingError(domain, 550, "5.1.2", f"Domain {domain} does not exist")
+    text = _name_service_error(domain, rtype, "Host not found")
+    return PermanentRoutingError(domain, 550, "5.1.2", text)
 
 
 def _no_mail_host(domain: str) -> PermanentRoutingError:
@@ -174,9 +182,10 @@ def _loop(domain: str) -> PermanentRoutingError:
     )
 
 
-def _dns_failure(domain: str) -> TemporaryRoutingError:
+def _dns_failure(domain: str, name: str = "", rtype: str = "MX") -> TemporaryRoutingError:
     # RFC 3463 §3.5 X.4.3 "Directory server failure".
-    return TemporaryRoutingError(domain, 451, "4.4.3", f"Temporary DNS failure looking up {domain}")
+    text = _name_service_error(name or domain, rtype, "Host not found, try again")
+    return TemporaryRoutingError(domain, 451, "4.4.3", text)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -330,14 +339,14 @@ async def route(
     ]
     limit = min(self_prefs, default=None)
     destinations: list[Destination] = []
-    temporary = False
+    temporary = ""  # the first MX host whose addresses the DNS did not give
     for record, found in zip(candidates, outcomes, strict=True):
         if limit is not None and record.preference >= limit:
             continue
         if isinstance(found, tuple):
             destinations.append(Destination(record.exchange, record.preference, found))
         elif isinstance(found, TemporaryDNSError):
-            temporary = True
+            temporary = temporary or record.exchange
         # NXDOMAIN / no address for this MX host: skip it, try the others
         # (RFC 5321 §5.1: "MX records ... none of them are usable").
     if destinations:
@@ -345,7 +354,7 @@ async def route(
     if limit is not None and not any(r.preference < limit for r in candidates):
         raise _loop(name)
     if temporary:
-        raise _dns_failure(name)
+        raise _dns_failure(name, temporary, "A")
     raise _unroutable(name)
 
 
@@ -355,9 +364,9 @@ async def _implicit_route(name: str, resolver: Resolver, ours: _Self, max_addres
         raise _loop(name)
     found = await _addresses(resolver, name, max_addresses)
     if isinstance(found, NXDomain):
-        raise _no_such_domain(name)
+        raise _no_such_domain(name, "A")
     if isinstance(found, TemporaryDNSError):
-        raise _dns_failure(name)
+        raise _dns_failure(name, name, "A")
     if isinstance(found, DNSError):
         raise _no_mail_host(name)
     if ours.has_address(found):

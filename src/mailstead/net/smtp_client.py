@@ -12,6 +12,8 @@ control.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import ssl
 from collections.abc import Sequence
 
@@ -130,8 +132,9 @@ class SMTPTransport:
                 self.connect_timeout,
             )
         except (OSError, TimeoutError) as exc:
-            reason = getattr(exc, "strerror", None) or "timed out"
-            reply = Reply(451, "4.4.1", f"Connection to {host} [{address}] failed: {reason}")
+            # Postfix's words: "connect to mx.example[192.0.2.1]:25: Connection
+            # refused", the system's error text rather than asyncio's.
+            reply = Reply(451, "4.4.1", f"connect to {_where(host, address, port)}: {_reason(exc)}")
             return HostResult((), SessionFailed(reply, remote=False), connected=False)
 
         pending = list(messages)
@@ -178,7 +181,8 @@ class SMTPTransport:
                             client.limits.tls_handshake_timeout,
                         )
                     except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
-                        client.connection_lost(f"TLS handshake with {host} failed: {exc}")
+                        where = _where(host, address, port)
+                        client.connection_lost(f"TLS handshake with {where} failed: {_reason(exc)}")
                         continue
                     if new is None:
                         client.connection_lost("Connection lost during TLS handshake")
@@ -195,3 +199,24 @@ class SMTPTransport:
         finally:
             transport.close()
         return HostResult(tuple(results), failure, connected=True)
+
+
+def _where(host: str, address: str, port: int) -> str:
+    """``mx.example[192.0.2.1]:25``: the host, the address tried and the port."""
+    name = host if host and not host.startswith("[") else ""
+    return f"{name}[{address}]:{port}"
+
+
+def _reason(exc: BaseException) -> str:
+    """The system's words for a failed connect or handshake.
+
+    asyncio's texts name its own calls ("[Errno 111] Connect call failed
+    ('192.0.2.1', 25)"); an operator wants "Connection refused".
+    """
+    if isinstance(exc, TimeoutError):
+        return os.strerror(errno.ETIMEDOUT)
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__

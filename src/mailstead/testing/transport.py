@@ -151,7 +151,8 @@ class MemoryTransport:
     ) -> HostResult:
         scripted = self.hosts.get(address)
         if scripted is None:
-            refused = Reply(451, "4.4.1", f"Connection to {host} [{address}] failed: refused")
+            said = f"connect to {host}[{address}]:{port}: Connection refused"
+            refused = Reply(451, "4.4.1", said)
             return HostResult((), SessionFailed(refused, remote=False), connected=False)
         now = self.clock.time() if self.clock is not None else 0.0
         session = HostSession(host, address, port, policy, now)
