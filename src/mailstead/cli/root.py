@@ -12,6 +12,7 @@ from mailstead.cli.backup import backup, restore
 from mailstead.cli.check import check
 from mailstead.cli.dns_records import dns_records
 from mailstead.cli.init import init
+from mailstead.cli.log import log
 from mailstead.cli.net import net
 from mailstead.cli.queue import queue
 from mailstead.cli.send import send
@@ -48,6 +49,7 @@ for _command in (
     send,
     dns_records,
     check,
+    log,
     backup,
     restore,
     webhook,
