@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from mailstead.acme_client import keep_certificate, serving_files
 from mailstead.addresses import AddressError, canonical_address
 from mailstead.clock import SystemClock
 from mailstead.config import Config, HostPort
@@ -73,6 +74,7 @@ class RunningServer:
     _outbound_task: asyncio.Task[None] | None = None
     _webhooks: WebhookClient | None = None
     _dispatcher_task: asyncio.Task[None] | None = None
+    _acme_task: asyncio.Task[None] | None = None
     #: The context every TLS listener shares; a reload loads new files into it.
     tls: ssl.SSLContext | None = None
     # Directories replaced by a reload, closed at stop: a login in a thread may still use one.
@@ -97,9 +99,10 @@ class RunningServer:
             # after its certificate did would leave the live context broken.
             # OpenSSL copies the pair into each connection when it starts, so
             # sessions already running keep theirs.
+            cert, key = serving_files(config)  # ACME's, once it has one
             try:
-                server_context(config.tls.cert, config.tls.key)
-                self.tls.load_cert_chain(config.tls.cert, config.tls.key)
+                server_context(cert, key)
+                self.tls.load_cert_chain(cert, key)
             except (CertificateError, ssl.SSLError, OSError) as exc:
                 failed.append(f"certificate kept: {exc}")
         if config.domains != self.config.domains:
@@ -134,6 +137,11 @@ class RunningServer:
         sessions = [s for service in self.services for s in service.sessions]
         for session in sessions:
             session.shutdown()
+        if self._acme_task is not None:
+            # An order in progress is abandoned; the next start orders again.
+            self._acme_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._acme_task
         if self._dispatcher_task is not None:
             # A POST in flight is abandoned: its lease runs out and the
             # delivery is tried again (receivers deduplicate by webhook-id).
@@ -171,8 +179,9 @@ class RunningServer:
 
 
 def _tls_context(config: Config) -> ssl.SSLContext | None:
-    if config.tls.cert.exists() and config.tls.key.exists():
-        return server_context(config.tls.cert, config.tls.key)
+    cert, key = serving_files(config)
+    if cert.exists() and key.exists():
+        return server_context(cert, key)
     return None
 
 
@@ -317,6 +326,8 @@ async def start(
     else:
         outbox.on_emitted = wake_webhooks
     tls = running.tls = tls or _tls_context(config)
+    if tls is not None and config.tls.acme is not None:
+        running._acme_task = keep_certificate(config, tls)
     policy = config.limits.policy()
 
     def authenticate(authcid: str, password: str, authzid: str) -> str | None:

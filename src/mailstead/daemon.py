@@ -28,6 +28,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from mailstead import logs
+from mailstead.acme_client import serving_files
 from mailstead.app import (
     ListenError,
     Listeners,
@@ -90,7 +91,7 @@ def server_tls(config: Config) -> ssl.SSLContext | None:
     garbage or not a pair, and ServeError when an implicit-TLS listener has
     no certificate at all.
     """
-    cert, key = config.tls.cert, config.tls.key
+    cert, key = serving_files(config)  # ACME's, once it has one
     if cert.exists() or key.exists():
         return server_context(cert, key)
     for listener in _IMPLICIT_TLS:
@@ -121,7 +122,7 @@ def _say_hostname(config: Config) -> None:
 def _reload_summary(old: Config, new: Config) -> str:
     said = [
         f"domains {', '.join(new.domains)}",
-        f"certificate {new.tls.cert}",
+        f"certificate {serving_files(new)[0]}",
         f"{len(new.webhooks)} [[webhooks]] endpoint(s)",
         "users and aliases are read live",
     ]

@@ -191,3 +191,25 @@ def test_a_failed_validation_backs_off_and_is_logged(
     result = CliRunner().invoke(tls, ["status"], obj=config.path)
     assert "failures in a row: 2, last: validation failed: " in result.output
     assert not keeper.files.cert.exists()
+
+
+def test_a_started_server_orders_and_serves_its_certificate_itself(
+    tmp_path: Path, pebble: Pebble
+) -> None:
+    # app.start with [tls.acme]: the keeper runs in the server, no test drives it.
+    config = acme_config(tmp_path, pebble, "http-01", pebble.http_port)
+
+    async def scenario() -> int:
+        running = await app.start(config, outbound=False)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    return await served(pebble, running, "imaps", HOST)
+                except ssl.SSLCertVerificationError:  # still the self-signed stand-in
+                    assert time.monotonic() < deadline, "no certificate within 60 s"
+                    await asyncio.sleep(0.2)
+        finally:
+            await running.stop()
+
+    assert asyncio.run(scenario()) > 0
