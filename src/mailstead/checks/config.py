@@ -27,7 +27,7 @@ from mailstead.checks.problem import Problem
 from mailstead.checks.tls import certificate_problems
 from mailstead.config import Config, ConfigError, HostPort, load_config
 from mailstead.config.reader import Reader
-from mailstead.config.root import _build as build_config
+from mailstead.config.root import build_config
 
 __all__ = ["ConfigReport", "Problem", "check_config", "hostname_warning"]
 

@@ -28,7 +28,7 @@ from mailstead.config.tls import TLSConfig, load_tls
 from mailstead.config.values import default_hostname
 from mailstead.config.webhooks import WebhookConfig, load_webhooks
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "build_config", "load_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +116,12 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{source}: invalid TOML: not UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    return _build(data, path.absolute(), Reader(source))
+    return build_config(data, path.absolute(), Reader(source))
 
 
-def _build(data: dict[str, object], path: Path, r: Reader) -> Config:
+def build_config(data: dict[str, object], path: Path, r: Reader) -> Config:
+    """The Config of parsed TOML ``data`` read from ``path``; ``r`` reports problems
+    (``mailstead check config`` passes one that collects them all)."""
     r.no_unknown(data, "", sorted(_TOP_KEYS))
 
     if "hostname" in data:
