@@ -26,7 +26,8 @@ from mailstead.proto.imap.storage import MailboxError, MailboxLike
 from mailstead.proto.imap.utf7 import decode_mutf7, encode_mutf7
 from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.index import INDEX_NAME, AccountIndex, MailboxState
-from mailstead.store.mailbox import Mailbox, create_folder
+from mailstead.store.mailbox import Mailbox
+from mailstead.store.maildir import create_folder
 from mailstead.store.paths import maildir_path
 
 INBOX = "INBOX"

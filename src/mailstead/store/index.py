@@ -31,7 +31,7 @@ from pathlib import Path
 from mailstead.sqlite_wal import enable_wal
 
 INDEX_NAME = "mailstead-index.sqlite3"
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mailboxes (
     id             INTEGER PRIMARY KEY,
@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS cache (
     value   BLOB NOT NULL,
     PRIMARY KEY (mailbox, uid, item)
 ) WITHOUT ROWID;
+-- Every message record of a large mailbox as of one modseq, in one blob
+-- (store/maildir_records.py): a new process loads it instead of every row.
+CREATE TABLE IF NOT EXISTS snapshots (
+    mailbox INTEGER PRIMARY KEY,
+    modseq  INTEGER NOT NULL,
+    data    BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS subscriptions (name TEXT PRIMARY KEY) WITHOUT ROWID;
 -- The highest UIDVALIDITY ever handed out, kept when its mailbox is deleted.
 CREATE TABLE IF NOT EXISTS last_uidvalidity (value INTEGER NOT NULL);
@@ -149,16 +156,17 @@ class AccountIndex:
                 raise IndexError_(
                     f"{self.path}: index schema {version} is newer than this Mailstead"
                 )
-            if version == 0:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._conn.execute(statement)
-            elif version == 1:
+            if version == 1:
                 # Schema 2 adds recent_floor; what was there is not \Recent.
                 self._conn.execute(
                     "ALTER TABLE mailboxes ADD COLUMN recent_floor INTEGER NOT NULL DEFAULT 1"
                 )
                 self._conn.execute("UPDATE mailboxes SET recent_floor = uidnext")
+            if version < _SCHEMA_VERSION:
+                # Every table is "IF NOT EXISTS": this adds the new ones (3: snapshots).
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
             self._conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -246,7 +254,7 @@ class AccountIndex:
             row = conn.execute("SELECT id FROM mailboxes WHERE name = ?", (name,)).fetchone()
             if row is None:
                 return
-            for table in ("messages", "expunged", "cache"):
+            for table in ("messages", "expunged", "cache", "snapshots"):
                 conn.execute(f"DELETE FROM {table} WHERE mailbox = ?", row)
             conn.execute("DELETE FROM mailboxes WHERE id = ?", row)
 
@@ -264,7 +272,7 @@ class AccountIndex:
                     "SELECT id FROM mailboxes WHERE name = ?", (target,)
                 ).fetchone()
                 if stale is not None:
-                    for table in ("messages", "expunged", "cache"):
+                    for table in ("messages", "expunged", "cache", "snapshots"):
                         conn.execute(f"DELETE FROM {table} WHERE mailbox = ?", stale)
                     conn.execute("DELETE FROM mailboxes WHERE id = ?", stale)
                 conn.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (target, mailbox_id))
@@ -354,6 +362,29 @@ class AccountIndex:
                     (mailbox_id, since_modseq),
                 )
             ]
+
+    def snapshot(self, mailbox_id: int) -> tuple[int, bytes] | None:
+        """The last saved snapshot of the mailbox's records and its modseq."""
+        with self.lock:
+            row = self._conn.execute(
+                "SELECT modseq, data FROM snapshots WHERE mailbox = ?", (mailbox_id,)
+            ).fetchone()
+        return (int(row[0]), bytes(row[1])) if row else None
+
+    def save_snapshot(self, mailbox_id: int, modseq: int, data: bytes) -> None:
+        """Keep ``data`` as the records at ``modseq``, unless the mailbox moved past it.
+
+        Rebuildable: committed without waiting for an fsync.
+        """
+        with self.transaction(durable=False) as conn:
+            row = conn.execute(
+                "SELECT highestmodseq FROM mailboxes WHERE id = ?", (mailbox_id,)
+            ).fetchone()
+            if row is not None and row[0] == modseq:
+                conn.execute(
+                    "INSERT OR REPLACE INTO snapshots (mailbox, modseq, data) VALUES (?, ?, ?)",
+                    (mailbox_id, modseq, data),
+                )
 
     def cached(self, mailbox_id: int, uid: int, item: str) -> bytes | None:
         with self.lock:

@@ -16,53 +16,38 @@ from __future__ import annotations
 
 import bisect
 import os
-import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from mailstead.durable import DirectorySyncer, fsync_dir, make_dirs, unlink_quietly, write_all
+from mailstead.durable import DirectorySyncer, fsync_dir, unlink_quietly, write_all
 from mailstead.proto.imap.storage import Appender, FlagLimitError
 from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.index import AccountIndex, MailboxState, Row, write
-from mailstead.store.maildir import crlf_size, unique_name
-from mailstead.store.maildir_names import Keywords, crlf_size_named, split_name
+from mailstead.store.maildir import NO_HARD_LINKS, crlf_size, unique_name
+from mailstead.store.maildir_names import (
+    Keywords,
+    arrival_order,
+    crlf_size_named,
+    split_name,
+)
+from mailstead.store.maildir_records import (
+    SNAPSHOT_MIN,
+    UNKNOWN_DATE,
+    Message,
+    decode_snapshot,
+    encode_snapshot,
+    file_date,
+    files_as_known,
+    read_file,
+)
 from mailstead.store.records import flag_tuple, flags_after, with_changes
 from mailstead.store.retention import ExpungedFiles, Retained, retained_location
 
 # A directory whose mtime is this close to the scan may still change within
 # the same timestamp tick; its stamp is not trusted until it is older.
 _DIRTY_WINDOW = 1.0
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
-
-
-@dataclass(slots=True)
-class Message:
-    """One message of a mailbox as this process last saw it."""
-
-    uid: int
-    location: str  # "cur/<name>" or "new/<name>", relative to the folder
-    flags: tuple[str, ...]  # sorted, interned: equal flag sets share one tuple
-    size: int  # RFC822.SIZE: octets with CRLF line ends
-    internaldate: float
-    modseq: int
-
-
-_UNIQUE_TIME = re.compile(r"(\d+)\.M(\d+)P\d+(?:Q(\d+))?")
-
-
-def arrival_order(entry: tuple[str, str, str]) -> tuple[int, int, int, str]:
-    """Sort key of a Maildir file by the time in its name (``sec.Musec…Qn``).
-
-    The microseconds are not zero-padded, so plain name order would put
-    ``M99999`` after ``M100000``; names of another form sort after, by name.
-    """
-    m = _UNIQUE_TIME.match(entry[0])
-    if m is None:
-        return (1 << 62, 0, 0, entry[0])
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0), entry[0])
 
 
 class Mailbox:
@@ -136,7 +121,7 @@ class Mailbox:
             pass  # as this process left them; checked again once trusted
         elif stamp == state.stamp:
             pass  # as some process matched them with the index
-        elif self.messages and self._files_as_known():
+        elif self.messages and files_as_known(self._root, self.messages.values()):
             # Changed, but only in ways this process knows of: its own
             # changes, and other processes' ones pulled from the index.
             if look:
@@ -144,22 +129,6 @@ class Mailbox:
         else:
             self._scan(stamp, dirty=not look)
         self._matched = (stamp, look)
-
-    def _files_as_known(self) -> bool:
-        """True if new/ and cur/ hold exactly the files of :attr:`messages`.
-
-        A directory read and a set lookup per file: a fifth of a full scan,
-        which also reads every index row and reconciles name by name.
-        """
-        try:
-            listed = [f"new/{n}" for n in os.listdir(self._new_dir) if not n.startswith(".")]
-            listed += [f"cur/{n}" for n in os.listdir(self._cur_dir) if not n.startswith(".")]
-        except FileNotFoundError:
-            return False
-        if len(listed) != len(self.messages):
-            return False
-        known = {msg.location for msg in self.messages.values()}
-        return all(location in known for location in listed)
 
     @contextmanager
     def _changing_files(self) -> Iterator[None]:
@@ -203,12 +172,15 @@ class Mailbox:
         state = self.index.mailbox(self.name)
         if state is None:
             raise FileNotFoundError(f"mailbox {self.name!r} no longer exists")
+        if not self.messages:
+            self._load_snapshot()
         gone = self.index.expunged_since(self.id, self.highestmodseq)
         if gone is None or not self.messages:
             self._load_all(state)
             return
+        rows = self.index.rows(self.id, self.highestmodseq)
         added = []
-        for row in self.index.rows(self.id, self.highestmodseq):
+        for row in rows:
             if row.uid not in self.messages:
                 added.append(row.uid)
             self.messages[row.uid] = self._message(row)
@@ -216,16 +188,39 @@ class Mailbox:
         self.uids = with_changes(self.uids, added, set(gone))
         self.highestmodseq = state.highestmodseq
         self.uidnext = state.uidnext
+        if len(rows) + len(gone) > len(self.messages) // 4 >= SNAPSHOT_MIN // 4:
+            self._save_snapshot()  # the next process would catch up as long
 
     def _load_all(self, state: MailboxState) -> None:
         messages: dict[int, Message] = {}
         for uid, location, flags, size, internaldate, modseq in self.index.all_rows(self.id):
-            messages[uid] = Message(uid, location, flag_tuple(flags), size, internaldate, modseq)
+            messages[uid] = Message(
+                uid, location, flag_tuple(flags), size, internaldate, modseq, self
+            )
         self._retain([uid for uid in self.messages if uid not in messages])
         self.messages = messages
         self.uids = list(messages)  # all_rows is in UID order
         self.highestmodseq = state.highestmodseq
         self.uidnext = state.uidnext
+        self._save_snapshot()
+
+    def _load_snapshot(self) -> None:
+        """Take the records from the index's snapshot; the pull brings what
+        changed after it (a record moved since is found as in :meth:`read`)."""
+        found = self.index.snapshot(self.id)
+        if found is None:
+            return
+        modseq, data = found
+        messages = decode_snapshot(data, self)
+        if messages:
+            self.messages = messages
+            self.uids = list(messages)  # saved in UID order
+            self.highestmodseq = modseq
+
+    def _save_snapshot(self) -> None:
+        if len(self.messages) >= SNAPSHOT_MIN:
+            records = (self.messages[uid] for uid in self.uids)
+            self.index.save_snapshot(self.id, self.highestmodseq, encode_snapshot(records))
 
     def _retain(self, uids: list[int]) -> None:
         """Move expunged messages' records to :attr:`retained`, pointing at their
@@ -235,10 +230,15 @@ class Mailbox:
             msg.location = retained_location(msg.location)
         self.retained.add(records)
 
-    @staticmethod
-    def _message(row: Row) -> Message:
+    def _message(self, row: Row) -> Message:
         return Message(
-            row.uid, row.location, flag_tuple(row.flags), row.size, row.internaldate, row.modseq
+            row.uid,
+            row.location,
+            flag_tuple(row.flags),
+            row.size,
+            row.internaldate,
+            row.modseq,
+            self,
         )
 
     def _scan(self, stamp: str, dirty: bool) -> None:
@@ -292,11 +292,14 @@ class Mailbox:
             # records from them instead of reading them all back (0.2 s at
             # 100,000 messages); the pull then brings only later changes.
             self.messages = {
-                first_uid + i: Message(first_uid + i, loc, flag_tuple(flags), size, when, w.modseq)
+                first_uid + i: Message(
+                    first_uid + i, loc, flag_tuple(flags), size, when, w.modseq, self
+                )
                 for i, (_, loc, flags, size, when) in enumerate(added)
             }
             self.uids = list(self.messages)
             self.highestmodseq, self.uidnext = w.modseq, w.uidnext
+            self._save_snapshot()
         self._pull()
 
     def _flag_text(self, letters: str) -> str:
@@ -313,16 +316,21 @@ class Mailbox:
         return text
 
     def _describe(self, base: str, location: str) -> tuple[int, float] | None:
-        path = f"{self._root}/{location}"  # once per file of a mailbox
-        try:
-            st = os.stat(path)
-            vsize = crlf_size_named(base)
-            if vsize is None:
-                with open(path, "rb") as f:
+        # Most names carry the size; the date waits for file_date().
+        vsize = crlf_size_named(base)
+        if vsize is None:
+            try:
+                with open(f"{self._root}/{location}", "rb") as f:
                     vsize = crlf_size([f.read()])
-        except FileNotFoundError:
-            return None
-        return vsize, st.st_mtime
+            except FileNotFoundError:
+                return None
+        return vsize, UNKNOWN_DATE
+
+    def file_date(self, msg: Message) -> float:
+        def moved() -> list[str]:  # by a flag change or a SELECT elsewhere
+            return list(self.index.locations(self.id, [msg.uid]).values())
+
+        return file_date(self._root, msg.location, moved)
 
     # -- reading -------------------------------------------------------------
 
@@ -337,7 +345,7 @@ class Mailbox:
         if msg is None:
             raise FileNotFoundError(f"no message with UID {uid}")
         try:
-            return self._read(msg.location)
+            return read_file(self._root, msg.location)
         except FileNotFoundError:
             if uid not in self.messages:
                 raise
@@ -346,11 +354,11 @@ class Mailbox:
         if location is not None:
             msg.location = location
             try:
-                return self._read(location)
+                return read_file(self._root, location)
             except FileNotFoundError:
                 pass
         # Expunged meanwhile, perhaps not yet committed: the file waits in tmp/.
-        return self._read(retained_location(msg.location))
+        return read_file(self._root, retained_location(msg.location))
 
     def _current_location(self, uid: int) -> str | None:
         """Where the index says the file of ``uid`` is now (None: expunged).
@@ -362,21 +370,6 @@ class Mailbox:
         self.refresh()
         found = self.index.locations(self.id, [uid])
         return found.get(uid)
-
-    def _read(self, location: str) -> bytes:
-        fd = os.open(f"{self._root}/{location}", _READ_FLAGS)
-        try:
-            size = os.fstat(fd).st_size
-            chunks = []
-            while size > 0:
-                chunk = os.read(fd, size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size -= len(chunk)
-            return b"".join(chunks)
-        finally:
-            os.close(fd)
 
     def cached(self, uid: int, item: str) -> bytes | None:
         return self.index.cached(self.id, uid, item)
@@ -506,18 +499,40 @@ class Mailbox:
                 raise
             self._cur_sync.sync()
             flag_text = " ".join(sorted(set(flags)))
-            return self._index_new(base, location, flag_text, data, internaldate)
+            return self._index_new(base, location, flag_text, crlf_size([data]), internaldate)
 
     def _index_new(
-        self, base: str, location: str, flags: str, data: bytes, internaldate: float | None
+        self, base: str, location: str, flags: str, size: int, internaldate: float | None
     ) -> int:
         when = internaldate if internaldate is not None else time.time()
         with write(self.index, self.id) as w:
             uid = w.find(base)
             if uid is None:  # a concurrent scan may have indexed it already
-                uid = w.add(base, location, flags, crlf_size([data]), when)
+                uid = w.add(base, location, flags, size, when)
         self._pull()
         return uid
+
+    def link_copy(self, source: str, msg: Message) -> int | None:
+        """COPY by a hard link to the source's file, whose content never changes
+        (as Dovecot copies): no second write and fsync of the data. None where
+        the file moved meanwhile or the file system has no hard links."""
+        letters = self.keywords.letters(sorted(msg.flags))
+        if letters is None:
+            raise FlagLimitError()
+        when = msg.internaldate  # the source's date, before the file can go
+        try:
+            base = f"{unique_name()},S={os.stat(source).st_size},W={msg.size}"
+            location = f"cur/{base}:2,{letters}"
+            with self._changing_files():
+                os.link(source, f"{self._root}/{location}")
+                self._cur_sync.sync()
+                return self._index_new(base, location, " ".join(msg.flags), msg.size, when)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno in NO_HARD_LINKS:
+                return None
+            raise
 
     def copy_to(self, uids: Iterable[int], dest: Appender) -> list[tuple[int, int]]:
         """Copy messages into ``dest`` keeping flags and dates; (source, new) UID pairs."""
@@ -527,11 +542,16 @@ class Mailbox:
             msg = self.messages.get(uid) or self.retained.get(uid)
             if msg is None:
                 continue
-            try:
-                data = self.read(uid)
-            except FileNotFoundError:
-                continue
-            pairs.append((uid, dest.append(data, msg.flags, msg.internaldate)))
+            new = None
+            if isinstance(dest, Mailbox):
+                new = dest.link_copy(f"{self._root}/{msg.location}", msg)
+            if new is None:
+                try:
+                    data = self.read(uid)  # finds a file moved meanwhile
+                except FileNotFoundError:
+                    continue
+                new = dest.append(data, msg.flags, msg.internaldate)
+            pairs.append((uid, new))
         return pairs
 
     def expunge(self, uids: Iterable[int]) -> list[int]:
@@ -577,13 +597,3 @@ class Mailbox:
 
     def deleted_uids(self) -> list[int]:
         return [uid for uid in self.uids if "\\Deleted" in self.messages[uid].flags]
-
-
-def create_folder(path: Path, *, is_inbox: bool) -> None:
-    """Make a Maildir (``tmp/``, ``new/``, ``cur/``); a Maildir++ folder gets ``maildirfolder``."""
-    make_dirs(path / "tmp", path / "new", path / "cur", mode=0o700)
-    if not is_inbox:
-        marker = path / "maildirfolder"
-        if not marker.exists():
-            marker.touch(0o600)
-            fsync_dir(path)

@@ -22,6 +22,7 @@ from mailstead.durable import (
     Buffer,
     DirectorySyncer,
     buffer_size,
+    fsync_dir,
     make_dirs,
     unlink_quietly,
     write_all,
@@ -32,7 +33,7 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 # fresh names settle it, more would mean something else is wrong.
 _NAME_ATTEMPTS = 5
 # link(2) refusals that mean "this file system has no hard links".
-_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP})
+NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP})
 
 
 def _sanitised_hostname() -> str:
@@ -176,7 +177,7 @@ class Maildir:
             except FileExistsError:
                 continue
             except OSError as exc:
-                if exc.errno not in _NO_HARD_LINKS:
+                if exc.errno not in NO_HARD_LINKS:
                     raise
                 return self._rename_into_new(tmp_path, final_path)
             # The tmp/ unlink need not be durable: a link resurrected there by
@@ -235,3 +236,13 @@ class StagedMaildirMessage:
     def close(self) -> None:
         # After a publish the tmp/ name is gone already; this is for the rest.
         unlink_quietly(self._tmp_path)
+
+
+def create_folder(path: Path, *, is_inbox: bool) -> None:
+    """Make a Maildir (``tmp/``, ``new/``, ``cur/``); a Maildir++ folder gets ``maildirfolder``."""
+    make_dirs(path / "tmp", path / "new", path / "cur", mode=0o700)
+    if not is_inbox:
+        marker = path / "maildirfolder"
+        if not marker.exists():
+            marker.touch(0o600)
+            fsync_dir(path)

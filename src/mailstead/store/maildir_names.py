@@ -135,3 +135,25 @@ class Keywords:
             write_file_atomically(self.path, text.encode("utf-8"))
             self._load()
         return free
+
+
+_UNIQUE_TIME = re.compile(r"(\d+)\.M(\d+)P\d+(?:Q(\d+))?")
+
+
+def arrival_order(entry: tuple[str, str, str]) -> tuple[int, int, int, str]:
+    """Sort key of a Maildir file by the time in its name (``sec.Musec…Qn``).
+
+    The microseconds are not zero-padded, so plain name order would put
+    ``M99999`` after ``M100000``; names of another form sort after, by name.
+    """
+    m = _UNIQUE_TIME.match(entry[0])
+    if m is None:
+        return (1 << 62, 0, 0, entry[0])
+    sec, usec, count = m.groups()
+    return (int(sec), int(usec), int(count or 0), entry[0])
+
+
+def name_time(name: str) -> float:
+    """The delivery time a unique name begins with (0 if it has none)."""
+    m = _UNIQUE_TIME.match(name)
+    return float(m.group(1)) if m else 0.0

@@ -31,8 +31,11 @@ class MessageLike(Protocol):
     uid: int
     flags: tuple[str, ...]
     size: int
-    internaldate: float
     modseq: int
+
+    # Read-only: a Maildir record may look its date up at first use.
+    @property
+    def internaldate(self) -> float: ...
 
 
 class Appender(Protocol):
