@@ -123,14 +123,32 @@ class LogfmtFormatter(logging.Formatter):
     characters are escaped, so a peer's text can never start a line of its own."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return " ".join(f"{key}={_logfmt(value)}" for key, value in _line(record).items())
+        return _once(record, "logfmt", _as_logfmt)
 
 
 class JSONFormatter(logging.Formatter):
     """One JSON object per line, the same keys as logfmt's."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return _printable(json.dumps(_line(record), ensure_ascii=False, default=str))
+        return _once(record, "json", _as_json)
+
+
+def _as_logfmt(record: logging.LogRecord) -> str:
+    return " ".join(f"{key}={_logfmt(value)}" for key, value in _line(record).items())
+
+
+def _as_json(record: logging.LogRecord) -> str:
+    return _printable(json.dumps(_line(record), ensure_ascii=False, default=str))
+
+
+def _once(record: logging.LogRecord, kind: str, make: Callable[[logging.LogRecord], str]) -> str:
+    # Each handler (stderr, the file, and the file's size check) formats the
+    # record: the line is made once and kept on it.
+    key = f"_mailstead_{kind}"
+    line = record.__dict__.get(key)
+    if line is None:
+        line = record.__dict__[key] = make(record)
+    return str(line)
 
 
 def _logfmt(value: object) -> str:
@@ -188,19 +206,36 @@ def parse_line(line: str) -> dict[str, str] | None:
 
 
 class SharedRotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """Rotation by size that the worker processes share: one rotates under a
-    lock (``<file>.lock``); the others see the new inode and reopen."""
+    """Rotation by size that the worker processes share.
+
+    Every process appends (``O_APPEND``: lines never overwrite each other);
+    the one that finds the file full rotates it under a lock
+    (``<file>.lock``), after checking that no other did first. The others
+    notice the new file within a second (its inode changed) and reopen;
+    their lines of that second land in the copy just rotated, which
+    ``mailstead log`` reads as well.
+    """
+
+    _CHECK_EVERY = 1.0  # seconds between two looks at which file the path names
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
         super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         self._lock_path = f"{path}.lock"
+        self._next_check = 0.0
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            with open(self._lock_path, "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+            now = time.monotonic()
+            if now >= self._next_check:
+                self._next_check = now + self._CHECK_EVERY
                 self._reopen_if_moved()
-                super().emit(record)
+            if self.shouldRollover(record):
+                with open(self._lock_path, "a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    self._reopen_if_moved()  # another process may have rotated it
+                    if self.shouldRollover(record):
+                        self.doRollover()
+            logging.FileHandler.emit(self, record)
         except OSError:
             self.handleError(record)
 
