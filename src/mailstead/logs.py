@@ -22,6 +22,7 @@ import json
 import logging
 import logging.handlers
 import os
+import re
 import secrets
 import sys
 import time
@@ -151,9 +152,13 @@ def _once(record: logging.LogRecord, kind: str, make: Callable[[logging.LogRecor
     return str(line)
 
 
+# What makes a logfmt value need quotes (besides a character that is not printable).
+_QUOTED = re.compile(r'[ "=\\]')
+
+
 def _logfmt(value: object) -> str:
     text = str(value)
-    if text and not any(c in ' "=\\' or not c.isprintable() for c in text):
+    if text and text.isprintable() and _QUOTED.search(text) is None:  # both in C
         return text
     return _printable(json.dumps(text, ensure_ascii=False))
 
