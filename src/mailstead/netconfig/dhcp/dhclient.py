@@ -18,8 +18,7 @@ from mailstead.netconfig.dhcp.lease import (
     Lease,
     bound,
     in_netns,
-    ipv4,
-    prefix_of,
+    lease_from_options,
     write_report_script,
 )
 
@@ -47,23 +46,10 @@ def _files(work: Path) -> list[str]:
 
 
 def _lease(iface: str, seen: dict[str, str]) -> Lease:
-    try:
-        address = ipv4(seen["new_ip_address"])
-        prefix = prefix_of(seen.get("new_subnet_mask", "255.255.255.255"))
-        lease_time = int(seen.get("new_dhcp_lease_time", "0"))
-    except (KeyError, OSError, ValueError):
-        raise DHCPError(f"dhclient reported a lease without a usable address: {seen}") from None
-    routers = seen.get("new_routers", "").split()
-    return Lease(
-        iface=iface,
-        address=address,
-        prefix=prefix,
-        router=routers[0] if routers else None,
-        dns=tuple(seen.get("new_domain_name_servers", "").split()),
-        lease_time=lease_time,
-        client="dhclient",
-        server=seen.get("new_dhcp_server_identifier") or None,
-    )
+    # dhclient-script names the new lease's options new_<option>.
+    options = {k.removeprefix("new_"): v for k, v in seen.items() if k.startswith("new_")}
+    problem = "dhclient reported a lease without a usable address"
+    return lease_from_options(iface, options, "dhclient", problem)
 
 
 def obtain(client: str, iface: str, work: Path, timeout: float, netns: str | None) -> Lease:

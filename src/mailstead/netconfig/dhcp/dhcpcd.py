@@ -29,8 +29,7 @@ from mailstead.netconfig.dhcp.lease import (
     Lease,
     bound,
     in_netns,
-    ipv4,
-    prefix_of,
+    lease_from_options,
     which,
     write_report_script,
 )
@@ -96,26 +95,8 @@ def parse_dump(iface: str, text: str) -> Lease:
         name, sep, value = line.strip().partition("=")
         if sep:
             seen[name] = value.strip("'\"")
-    try:
-        address = ipv4(seen["ip_address"])
-        if "subnet_cidr" in seen:
-            prefix = int(seen["subnet_cidr"])
-        else:
-            prefix = prefix_of(seen.get("subnet_mask", "255.255.255.255"))
-        lease_time = int(seen.get("dhcp_lease_time", "0"))
-    except (KeyError, OSError, ValueError):
-        raise DHCPError(f"dhcpcd -U showed no usable lease for {iface}: {seen}") from None
-    routers = seen.get("routers", "").split()
-    return Lease(
-        iface=iface,
-        address=address,
-        prefix=prefix,
-        router=routers[0] if routers else None,
-        dns=tuple(seen.get("domain_name_servers", "").split()),
-        lease_time=lease_time,
-        client="dhcpcd",
-        server=seen.get("dhcp_server_identifier") or None,
-    )
+    problem = f"dhcpcd -U showed no usable lease for {iface}"
+    return lease_from_options(iface, seen, "dhcpcd", problem)
 
 
 def _dump(client: str, iface: str, work: Path) -> Lease:

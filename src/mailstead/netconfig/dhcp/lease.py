@@ -13,6 +13,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ __all__ = [
     "bound",
     "in_netns",
     "ipv4",
+    "lease_from_options",
     "prefix_of",
     "records",
     "which",
@@ -145,3 +147,42 @@ def prefix_of(mask: str) -> int:
     if bits != (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF:
         raise DHCPError(f"the server sent a subnet mask that is not one: {mask!r}")
     return prefix
+
+
+def lease_from_options(
+    iface: str,
+    options: Mapping[str, str],
+    client: str,
+    problem: str,
+    *,
+    prefixes: Mapping[str, int] | None = None,
+) -> Lease:
+    """A lease from DHCP options named as dhclient-script, dhcpcd-run-hooks and
+    NetworkManager name them (RFC 2132's names in lower case with underscores).
+
+    The prefix comes from ``subnet_cidr`` or ``subnet_mask``, else from
+    ``prefixes`` (the address's prefix on the interface), else /32.
+    ``problem`` begins the error when there is no usable address.
+    """
+    try:
+        address = ipv4(options["ip_address"])
+        if "subnet_cidr" in options:
+            prefix = int(options["subnet_cidr"])
+        elif "subnet_mask" in options or prefixes is None:
+            prefix = prefix_of(options.get("subnet_mask", "255.255.255.255"))
+        else:
+            prefix = prefixes[address]
+        lease_time = int(options.get("dhcp_lease_time", "0"))
+    except (KeyError, OSError, ValueError):
+        raise DHCPError(f"{problem}: {dict(options)}") from None
+    routers = options.get("routers", "").split()
+    return Lease(
+        iface=iface,
+        address=address,
+        prefix=prefix,
+        router=routers[0] if routers else None,
+        dns=tuple(options.get("domain_name_servers", "").split()),
+        lease_time=lease_time,
+        client=client,
+        server=options.get("dhcp_server_identifier") or None,
+    )

@@ -24,7 +24,14 @@ import time
 from pathlib import Path
 
 from mailstead.netconfig import live
-from mailstead.netconfig.dhcp.lease import DHCPError, Lease, ipv4, prefix_of, which
+from mailstead.netconfig.dhcp.lease import (
+    DHCPError,
+    Lease,
+    ipv4,
+    lease_from_options,
+    prefix_of,
+    which,
+)
 from mailstead.netconfig.persist import networkd
 from mailstead.netconfig.persist.model import PersistError, PersistResult, commit
 
@@ -292,26 +299,8 @@ def _nm_shown(iface: str) -> Lease:
         elif field.startswith("IP4.ADDRESS") and "/" in value:
             on, _, length = value.partition("/")
             prefixes[on] = int(length)
-    try:
-        address = ipv4(options["ip_address"])
-        if "subnet_mask" in options:
-            prefix = prefix_of(options["subnet_mask"])
-        else:
-            prefix = prefixes[address]
-        lease_time = int(options.get("dhcp_lease_time", "0"))
-    except (KeyError, OSError, ValueError):
-        raise DHCPError(f"NetworkManager shows no DHCPv4 lease on {iface}: {options}") from None
-    routers = options.get("routers", "").split()
-    return Lease(
-        iface=iface,
-        address=address,
-        prefix=prefix,
-        router=routers[0] if routers else None,
-        dns=tuple(options.get("domain_name_servers", "").split()),
-        lease_time=lease_time,
-        client="NetworkManager",
-        server=options.get("dhcp_server_identifier") or None,
-    )
+    problem = f"NetworkManager shows no DHCPv4 lease on {iface}"
+    return lease_from_options(iface, options, "NetworkManager", problem, prefixes=prefixes)
 
 
 def nm_lease(iface: str, *, release: bool, timeout: float) -> Lease:
