@@ -89,33 +89,13 @@ def test_deep_recursion_is_an_error(tmp_path: Path) -> None:
     assert "recursion" in reason
 
 
-def test_a_stopped_render_leaves_its_thread_working(tmp_path: Path) -> None:
-    # The render runs in the caller's thread: after the deadline stopped it,
-    # nothing stray may reach that thread later, and the next render works.
-    failure(tmp_path, "{% for i in range(10**12) %}{% endfor %}")
-    time.sleep(0.2)
-    total = sum(range(100_000))  # bytecode a late interruption would hit
-    page = tmp_path / "ok.html"
-    page.write_text("<p>{{ n }}</p>")
-    assert EmailTemplate(page, limits=FAST).render({"n": total}).html.count("4999950000") == 1
-
-
-def test_a_slow_render_in_one_thread_stops_no_other(tmp_path: Path) -> None:
+def test_the_render_thread_stops_after_its_deadline(tmp_path: Path) -> None:
     import threading
 
-    page = tmp_path / "ok.html"
-    page.write_text("<p>{{ n }}</p>")
-    ok = EmailTemplate(page, limits=FAST)
-    errors: list[str] = []
-
-    def hang() -> None:
-        errors.append(failure(tmp_path, "{% for i in range(10**12) %}{% endfor %}"))
-
-    hanging = threading.Thread(target=hang)
-    hanging.start()
-    rendered = 0
-    while hanging.is_alive():
-        ok.render({"n": rendered})
-        rendered += 1
-    hanging.join()
-    assert rendered > 0 and errors[0].endswith("(an endless loop?)")
+    failure(tmp_path, "{% for i in range(10**12) %}{% endfor %}")
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        if not any(t.name == "template-render" for t in threading.enumerate()):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the render thread still runs")
