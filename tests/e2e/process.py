@@ -21,6 +21,21 @@ from types import TracebackType
 from mailstead.config import Config, load_config
 from tests.e2e.harness import ServerHandle, free_port, write_config
 
+
+def children(parent: int) -> dict[int, int]:
+    """``parent``'s child processes and their nice values: serve's mail workers
+    run at 0, its webhook dispatcher niced (proc(5): stat fields 4 and 19)."""
+    found: dict[int, int] = {}
+    listed = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    for pid in map(int, listed):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:  # it exited meanwhile
+            continue
+        found[pid] = int(stat[stat.rindex(")") + 2 :].split()[16])
+    return found
+
+
 ROLES = ("smtp", "submission", "submissions")
 # Every listener, for tests that use IMAP and POP3 too.
 ALL_ROLES = (*ROLES, "imap", "imaps", "pop3", "pop3s")

@@ -42,7 +42,7 @@ from tests.e2e.harness import (
     running_config,
     write_config,
 )
-from tests.e2e.process import ServerProcess
+from tests.e2e.process import ServerProcess, children
 
 SECRET = "whsec_bWFpbHN0ZWFkIHRlc3Qga2V5LCAzMiBieXRlcyBvayE="
 # How long a test waits for an event to arrive.
@@ -386,22 +386,6 @@ def test_events_pending_at_a_kill_are_delivered_after_restart(tmp_path: Path) ->
     assert len({e.id for e in receiver.events}) == 5
 
 
-def niceness_of_children(pid: int) -> list[int]:
-    """The nice values of ``pid``'s child processes (from /proc/PID/stat)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:  # field 4, ppid; field 19, nice (proc(5))
-            found.append(int(fields[16]))
-    return sorted(found)
-
-
 def test_posts_come_from_a_dispatcher_process_of_lower_priority(tmp_path: Path) -> None:
     with Receiver() as receiver:
         proc = ServerProcess(tmp_path, workers=2, extra=webhook_config(receiver.url))
@@ -409,11 +393,11 @@ def test_posts_come_from_a_dispatcher_process_of_lower_priority(tmp_path: Path) 
             send(proc.ports["smtp"], 1)
             wait_for_events(proc, receiver, 1, timeout=20)
             assert proc.proc is not None
-            children = niceness_of_children(proc.proc.pid)
+            niceness = sorted(children(proc.proc.pid).values())
             proc.stop()
     # Two mail workers, and the dispatcher that the one accepting the
     # message woke (its POST is the event the receiver got).
-    assert children == [0, 0, WebhookLimits().dispatcher_niceness]
+    assert niceness == [0, 0, WebhookLimits().dispatcher_niceness]
 
 
 def test_a_delivery_in_flight_at_a_kill_is_retried_soon_after_restart(tmp_path: Path) -> None:

@@ -9,26 +9,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.process import ServerProcess
+from tests.e2e.process import ServerProcess, children
 
 
 def _children(parent: int) -> set[int]:
     """The mail workers and the webhook dispatcher (serve's one extra process)."""
-    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
-    return {int(pid) for pid in children}
+    return set(children(parent))
 
 
 def _workers(parent: int) -> set[int]:
-    """The mail workers: the dispatcher runs niced (proc(5): field 19 of stat)."""
-    found = set()
-    for pid in _children(parent):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.rindex(")") + 2 :].split()[16] == "0":
-            found.add(pid)
-    return found
+    """The mail workers: the dispatcher runs niced."""
+    return {pid for pid, nice in children(parent).items() if nice == 0}
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
