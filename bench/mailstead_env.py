@@ -13,7 +13,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,29 @@ def listen_on(config: str, ports: dict[str, int]) -> str:
         if count != 1:
             raise RuntimeError(f"no [listen] {name} line in the config `mailstead init` wrote")
     return config
+
+
+def init_with_user(
+    config: Path, address: str, password: str, rewrite: Callable[[str], str]
+) -> list[str]:
+    """``mailstead init`` writing ``config`` for ``address``'s domain, its text then
+    passed through ``rewrite``, and ``address`` added as a user; the command
+    prefix (``python -m mailstead --config …``) for what comes next."""
+    domain = address.rpartition("@")[2]
+    cli = [*_mailstead_command(), "--config", str(config)]
+    subprocess.run(
+        [*cli, "init", "--domain", domain, "--hostname", f"mx.{domain}"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    config.write_text(rewrite(config.read_text()))
+    subprocess.run(
+        [*cli, "user", "add", address, "--password-stdin"],
+        input=f"{password}\n".encode(),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return cli
 
 
 def _mailstead_command() -> list[str]:

@@ -65,7 +65,7 @@ from typing import TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cpu import MachineCPU, tree_cpu_seconds
-from mailstead_env import listen_on, mailstead_version
+from mailstead_env import init_with_user, listen_on, mailstead_version
 from netutil import free_port, wait_for_port
 from smtp_inbound import cpu_model, loadavg, replace_section
 
@@ -149,20 +149,9 @@ class Server:
 @contextlib.contextmanager
 def mailstead_server(root: Path) -> Iterator[Server]:
     """``mailstead init`` under ``root``, free loopback ports, one user, ``serve``; stop on exit."""
-    config = root / "mailstead.toml"
-    cli = [sys.executable, "-m", "mailstead", "--config", str(config)]
-    subprocess.run(
-        [*cli, "init", "--domain", DOMAIN, "--hostname", f"mx.{DOMAIN}"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
     ports = {name: free_port() for name in LISTENERS}
-    config.write_text(listen_on(config.read_text(), ports))
-    subprocess.run(
-        [*cli, "user", "add", USER, "--password-stdin"],
-        input=f"{PASSWORD}\n".encode(),
-        check=True,
-        stdout=subprocess.DEVNULL,
+    cli = init_with_user(
+        root / "mailstead.toml", USER, PASSWORD, lambda text: listen_on(text, ports)
     )
     log = root / "serve.log"
     with log.open("wb") as out:

@@ -57,7 +57,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from cpu import MachineCPU, tree_cpu_seconds
-from mailstead_env import listen_on
+from mailstead_env import init_with_user, listen_on
 from netutil import free_port, wait_for_port
 from profile_summary import summarise
 from smtp_inbound import Load, Timing, count_new, cpu_model, loadavg, write_docs
@@ -284,19 +284,9 @@ class Prepared:
 def prepare(root: Path, webhook_url: str | None) -> Prepared:
     root.mkdir(parents=True)
     config = root / "mailstead.toml"
-    cli = [sys.executable, "-m", "mailstead", "--config", str(config)]
-    subprocess.run(
-        [*cli, "init", "--domain", DOMAIN, "--hostname", f"mx.{DOMAIN}"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
     ports = {name: free_port() for name in LISTENERS}
-    config.write_text(_configure(config.read_text(), ports, webhook_url))
-    subprocess.run(
-        [*cli, "user", "add", RECIPIENT, "--password-stdin"],
-        input=b"bench-only-password\n",
-        check=True,
-        stdout=subprocess.DEVNULL,
+    init_with_user(
+        config, RECIPIENT, "bench-only-password", lambda t: _configure(t, ports, webhook_url)
     )
     return Prepared(root, config, ports)
 
