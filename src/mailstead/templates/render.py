@@ -137,12 +137,16 @@ class JinjaTemplate:
     def _compile(self, make: Callable[[], _T]) -> _T:
         try:
             return make()
-        except jinja2.TemplateNotFound as exc:
-            raise TemplateError(f"{self.path}: template not found: {exc.name}") from None
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"{exc.filename or self.path}:{exc.lineno}: {exc.message}"
-            ) from None
+        except (jinja2.TemplateNotFound, jinja2.TemplateSyntaxError) as exc:
+            raise self._load_error(exc) from None
+
+    def _load_error(
+        self, exc: jinja2.TemplateNotFound | jinja2.TemplateSyntaxError
+    ) -> TemplateError:
+        """A template (or one it includes) that is missing or does not parse, in one line."""
+        if isinstance(exc, jinja2.TemplateNotFound):
+            return TemplateError(f"{self.path}: template not found: {exc.name}")
+        return TemplateError(f"{exc.filename or self.path}:{exc.lineno}: {exc.message}")
 
     def _header(
         self, env: jinja2.Environment, source: str | None, key: str
@@ -178,13 +182,9 @@ class JinjaTemplate:
                 )
         except TemplateError:
             raise
-        except jinja2.TemplateNotFound as exc:
-            raise TemplateError(f"{self.path}: template not found: {exc.name}") from None
-        except jinja2.TemplateSyntaxError as exc:
-            # an included template's syntax is checked when it is first included
-            raise TemplateError(
-                f"{exc.filename or self.path}:{exc.lineno}: {exc.message}"
-            ) from None
+        except (jinja2.TemplateNotFound, jinja2.TemplateSyntaxError) as exc:
+            # an included template is loaded and parsed when it is first included
+            raise self._load_error(exc) from None
         except (jinja2.TemplateError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
             raise TemplateError(f"{self._where(exc)}: {_reason(exc)}") from None
         except RecursionError:
