@@ -8,10 +8,11 @@ valid TOML basic strings.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from mailstead.config.reader import Reader, domain_name
 
-__all__ = ["SYSTEM_DATA_DIR", "TEMPLATE", "default_config_text"]
+__all__ = ["SYSTEM_CONFIG", "SYSTEM_DATA_DIR", "TEMPLATE", "default_config_text"]
 
 # A checkout: unprivileged ports on loopback, next to the config file.
 _LOCAL_LISTEN = """\
@@ -49,6 +50,8 @@ pop3s = ["0.0.0.0:995"]
 
 #: Where ``init --system`` keeps the data (the FHS place for a service's state).
 SYSTEM_DATA_DIR = "/var/lib/mailstead"
+#: Where ``init --system`` writes the config, and where commands look when none is named.
+SYSTEM_CONFIG = Path("/etc/mailstead/mailstead.toml")
 
 TEMPLATE = """\
 # Mailstead configuration. Every key is optional except `domains`.

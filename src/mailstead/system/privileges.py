@@ -21,11 +21,21 @@ from pathlib import Path
 
 from mailstead.config import RunConfig
 
-__all__ = ["Account", "PrivilegeError", "account", "become", "drop_capabilities", "give_data_dir"]
+__all__ = [
+    "Account",
+    "PrivilegeError",
+    "account",
+    "become",
+    "become_data_owner",
+    "drop_capabilities",
+    "give_data_dir",
+]
 
 log = logging.getLogger("mailstead")
 
 # linux/prctl.h and linux/capability.h
+_PR_SET_KEEPCAPS = 8
+_CAP_DAC_READ_SEARCH = 2
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAPABILITY_VERSION_3 = 0x20080522
@@ -88,31 +98,71 @@ def become(run: RunConfig) -> str:
     return f"running as {target.user}:{target.group} (uid {target.uid}, gid {target.gid})"
 
 
+def become_data_owner(data_dir: Path) -> bool:
+    """As root, continue as the account that owns ``data_dir``; say whether it switched.
+
+    A command run by root on a served data directory (``user add``,
+    ``dns-records`` making a DKIM key, ``queue delete``) would otherwise leave
+    files only root can write, and the server, which is not root, then fails
+    on them (a DKIM key directory it cannot enter stopped every worker). So
+    the command goes on as the owner, as ``doveadm`` and ``postsuper`` do,
+    keeping only ``CAP_DAC_READ_SEARCH``: it still reads what root could (a
+    Python installed under /root, a backup only root may read), and whatever
+    it writes is the owner's. A data directory that does not exist yet, or
+    that root owns, leaves the process as it is.
+    """
+    if os.geteuid() != 0:
+        return False
+    try:
+        st = os.stat(data_dir)
+    except FileNotFoundError:
+        return False
+    if st.st_uid == 0:
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    # Keep the permitted set across the uid change, then narrow it to one.
+    if libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
+        raise PrivilegeError(f"cannot keep capabilities: {os.strerror(ctypes.get_errno())}")
+    os.setgroups([])
+    os.setresgid(st.st_gid, st.st_gid, st.st_gid)
+    os.setresuid(st.st_uid, st.st_uid, st.st_uid)
+    _set_capabilities(libc, 1 << _CAP_DAC_READ_SEARCH)
+    libc.prctl(_PR_SET_KEEPCAPS, 0, 0, 0, 0)
+    return True
+
+
 def drop_capabilities() -> None:
     """Give up every capability: the ambient, permitted and effective sets end empty."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    _set_capabilities(libc, 0)
+
+
+def _set_capabilities(libc: ctypes.CDLL, mask: int) -> None:
+    """Make the effective and permitted sets ``mask`` (capabilities 0-31), none inheritable."""
     header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
-    data = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable}, all zero
+    # Two {effective, permitted, inheritable} triples: capabilities 0-31, then 32-63.
+    data = (ctypes.c_uint32 * 6)(mask, mask, 0, 0, 0, 0)
     if libc.capset(header, data) != 0:  # lowering capabilities is always allowed
         errno = ctypes.get_errno()
-        raise PrivilegeError(f"cannot drop capabilities: {os.strerror(errno)}")
+        raise PrivilegeError(f"cannot set capabilities: {os.strerror(errno)}")
 
 
-def give_data_dir(data_dir: Path, owner: Account) -> int:
+def give_data_dir(data_dir: Path, owner: Account, *, whole: bool = False) -> int:
     """Make the data directory the ``[run]`` account's; return how many entries changed.
 
-    A data directory root made (``init`` as root) is handed over whole. One
-    already the account's only has its top level looked at, where a command
-    run as root may have left a database's ``-wal`` or ``-shm`` file. A file
-    with more than one link is never touched: it could be a link to a file
-    outside the directory.
+    A data directory root made (``init`` as root), or any with ``whole`` (a
+    restore root just wrote), is handed over whole. One already the
+    account's only has its top level looked at, where a command run as root
+    may have left a database's ``-wal`` or ``-shm`` file. A file with more
+    than one link is never touched: it could be a link to a file outside the
+    directory.
     """
     st = os.lstat(data_dir)
-    if st.st_uid == owner.uid and st.st_gid == owner.gid:
+    if st.st_uid == owner.uid and st.st_gid == owner.gid and not whole:
         names = (data_dir / name for name in os.listdir(data_dir))
         return sum(_give(path, owner) for path in names)
-    if st.st_uid != 0:
+    if st.st_uid not in (0, owner.uid):
         raise PrivilegeError(
             f"data_dir {data_dir} belongs to uid {st.st_uid}, not {owner.user} "
             f"(chown -R {owner.user}:{owner.group} {data_dir})"
