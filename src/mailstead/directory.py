@@ -39,7 +39,13 @@ from mailstead.addresses import (
 from mailstead.password_cache import PasswordCache
 from mailstead.sqlite_wal import enable_wal
 
-__all__ = ["Directory", "DirectoryError", "Resolution", "is_valid_mailbox_local_part"]
+__all__ = [
+    "AliasWarning",
+    "Directory",
+    "DirectoryError",
+    "Resolution",
+    "is_valid_mailbox_local_part",
+]
 
 # Bumped with every schema change; _migrate() upgrades older files.
 SCHEMA_VERSION = 1
@@ -84,6 +90,15 @@ class Resolution:
     mailboxes: tuple[str, ...]
     #: Non-local addresses the message is relayed to (alias forwarding).
     remote: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AliasWarning:
+    """Something wrong with an alias that does not stop it being stored: mail to it
+    is lost (refused, or copies that go nowhere)."""
+
+    alias: str
+    text: str
 
 
 def is_valid_mailbox_local_part(local: str) -> bool:
@@ -425,8 +440,9 @@ class Directory:
 
     # ----------------------------------------------------------------------- aliases
 
-    def add_alias(self, alias: str, targets: Sequence[str]) -> None:
-        """Make ``alias`` deliver to ``targets`` (in order, duplicates dropped).
+    def add_alias(self, alias: str, targets: Sequence[str]) -> str:
+        """Make ``alias`` deliver to ``targets`` (in order, duplicates dropped); returns
+        its canonical key (``local@domain`` or ``@domain``).
 
         ``alias`` is an address in a local domain, or ``@domain`` for that
         domain's catch-all (used when neither a user nor an alias matches).
@@ -451,6 +467,7 @@ class Directory:
                 "INSERT INTO alias_targets (alias, position, target) VALUES (?, ?, ?)",
                 [(key, i, t) for i, t in enumerate(stored)],
             )
+        return key
 
     def delete_alias(self, alias: str) -> None:
         """Remove ``alias`` and all its targets."""
@@ -469,6 +486,70 @@ class Directory:
             for alias, target in rows:
                 out.setdefault(alias, []).append(target)
         return list(out.items())
+
+    def aliases_targeting(self, address: str) -> list[str]:
+        """The aliases that list the local ``address`` (any spelling) among their targets."""
+        key = self._recipient_key(address)
+        if key is None:
+            return []
+        return [a for a, targets in self.aliases() if key in map(self._target_key, targets)]
+
+    def _target_key(self, target: str) -> str:
+        local, _, domain = target.rpartition("@")
+        return f"{canonical_local_part(local)}@{domain}"
+
+    def alias_warnings(self, only: Sequence[str] | None = None) -> list[AliasWarning]:
+        """What is wrong with the aliases ``only`` (canonical keys; all by default).
+
+        A local target that is neither a user nor an alias reaches no one; a
+        chain of aliases that comes back to the alias is a loop (delivery
+        stops it, see :meth:`resolve`, but it is never what was meant); an
+        alias whose expansion finds no mailbox and no remote address makes
+        every RCPT to it fail. Remote targets are not checked: only their
+        own server knows them.
+        """
+        table = dict(self.aliases())
+        out: list[AliasWarning] = []
+        with self._lock:
+            for alias in sorted(table if only is None else set(only) & table.keys()):
+                for target in table[alias]:
+                    key = self._target_key(target)
+                    domain = key.rpartition("@")[2]
+                    if domain in self._domains and not self._user_exists(key) and key not in table:
+                        out.append(
+                            AliasWarning(
+                                alias, f"target {target} reaches no one (no such user or alias)"
+                            )
+                        )
+                loop = self._loop(alias, table)
+                if loop:
+                    out.append(AliasWarning(alias, "loop: " + " -> ".join(loop)))
+                mailboxes: dict[str, None] = {}
+                remote: dict[str, None] = {}
+                self._expand(table[alias], 1, {alias}, mailboxes, remote)
+                if not mailboxes and not remote:
+                    out.append(AliasWarning(alias, "delivers to no one: mail to it is refused"))
+        return out
+
+    def _loop(self, alias: str, table: dict[str, list[str]]) -> list[str]:
+        """The shortest chain of aliases from ``alias`` back to itself, or []."""
+        parents: dict[str, str] = {}
+        frontier = [alias]
+        while frontier:  # breadth first: each alias is visited once
+            following = []
+            for current in frontier:
+                for target in table.get(current, ()):
+                    key = self._target_key(target)
+                    if key == alias:
+                        chain = [current]
+                        while chain[-1] != alias:
+                            chain.append(parents[chain[-1]])
+                        return [*reversed(chain), alias]
+                    if key in table and key not in parents and not self._user_exists(key):
+                        parents[key] = current
+                        following.append(key)
+            frontier = following
+        return []
 
     # ----------------------------------------------------------------------- routing
 
