@@ -84,4 +84,77 @@ def test_python_dash_m_entry_point(config: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert json.loads(listed.stdout) == [{"address": "bob@example.test"}]
+    assert json.loads(listed.stdout) == [
+        {"address": "bob@example.test", "messages": 0, "unseen": 0, "size": 0}
+    ]
+
+
+def test_version(config: Path) -> None:
+    from mailstead import __version__
+
+    result = run(config, "--version")
+    assert (result.exit_code, result.stdout) == (0, f"mailstead {__version__}\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["user", "add"],
+            "mailstead: Missing argument 'ADDRESS'. (see 'mailstead user add --help')",
+        ),
+        (
+            ["usr", "list"],
+            "mailstead: No such command 'usr'. Did you mean 'user'? (see 'mailstead --help')",
+        ),
+        (
+            ["user", "list", "--jsn"],
+            "mailstead: No such option '--jsn'. Did you mean '--json'?"
+            " (see 'mailstead user list --help')",
+        ),
+        (
+            ["user", "del", "a@example.test", "b@example.test"],
+            "mailstead: Got unexpected extra argument (b@example.test)"
+            " (see 'mailstead user del --help')",
+        ),
+        (
+            ["mailbox", "show", "a@example.test", "INBOX", "x"],
+            "mailstead: Invalid value for 'UID': 'x' is not a valid integer range."
+            " (see 'mailstead mailbox show --help')",
+        ),
+        (
+            ["--confg", "x"],
+            "mailstead: No such option '--confg'. Did you mean '--config'?"
+            " (see 'mailstead --help')",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_with_the_reason(
+    config: Path, args: list[str], line: str
+) -> None:
+    result = run(config, *args)
+    assert result.exit_code == 2
+    assert (result.stdout, result.stderr) == ("", line + "\n")
+
+
+def test_usage_errors_are_one_line_from_the_real_entry_point(config: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mailstead",
+            "--config",
+            str(config),
+            "alias",
+            "add",
+            "x@example.test",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "mailstead: Missing argument 'TARGET...'. (see 'python -m mailstead alias add --help')\n"
+    )

@@ -2,51 +2,35 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from mailstead.backup import BackupError, restore_backup, serving_evidence, take_backup
 from mailstead.cli.common import Failure, load, one_line_errors
-
-if TYPE_CHECKING:
-    from click._termui_impl import ProgressBar
+from mailstead.cli.progress import progress_bar
+from mailstead.config import Config
 
 __all__ = ["backup", "restore"]
 
 
-class _Bar:
-    """A progress bar on stderr once the total is known; nothing when stderr is no terminal
-    (a backup from cron logs only its result)."""
+def _hand_over(config: Config) -> str:
+    """Run by root, give the restored tree to the ``[run]`` account the server runs as.
 
-    def __init__(self, label: str, stack: ExitStack) -> None:
-        self.label = label
-        self._stack = stack
-        self._bar: ProgressBar[int] | None = None
+    Says what it did, or why the files stay root's; "" when there was
+    nothing to do (not root, or the server stays root).
+    """
+    if os.geteuid() != 0 or config.run.allow_root:
+        return ""
+    from mailstead.system.privileges import PrivilegeError, account, give_data_dir
 
-    def begin(self, total: int) -> None:
-        self._bar = self._stack.enter_context(
-            click.progressbar(
-                length=max(total, 1),
-                label=self.label,
-                file=sys.stderr,
-                hidden=not sys.stderr.isatty(),
-            )
-        )
-
-    def advance(self, octets: int) -> None:
-        if self._bar is not None:
-            self._bar.update(octets)
-
-
-@contextmanager
-def _bar(label: str) -> Iterator[_Bar]:
-    with ExitStack() as stack:
-        yield _Bar(label, stack)
+    try:
+        owner = account(config.run)
+        give_data_dir(config.data_dir, owner, whole=True)
+    except PrivilegeError as exc:
+        return f"warning: the restored files stay root's: {exc}"
+    return f"gave {config.data_dir} to {owner.user}:{owner.group}"
 
 
 def _size(octets: int) -> str:
@@ -61,11 +45,16 @@ def backup(ctx: click.Context, directory: Path) -> None:
     """Copy the data directory into DIRECTORY (new or empty), while the server runs.
 
     Databases through SQLite's online backup, then the mail, queue and key
-    files, then manifest.json with every file's size and SHA-256.
+    files, then manifest.json with every file's size and SHA-256. A progress
+    bar shows on a terminal when the copy takes more than a moment.
+
+    \b
+    Example:
+      mailstead backup /srv/backups/mailstead-$(date +%F)
     """
-    config = load(ctx)
+    config = load(ctx, as_root=True)
     try:
-        with _bar("backing up") as bar:
+        with progress_bar("backing up") as bar:
             manifest = take_backup(config.data_dir, directory, begin=bar.begin, advance=bar.advance)
     except BackupError as exc:
         raise Failure(str(exc)) from None
@@ -85,13 +74,17 @@ def restore(ctx: click.Context, directory: Path, force: bool) -> None:
 
     Refuses while a server uses the data directory. With --force a data
     directory that is not empty is renamed aside, never deleted.
+
+    \b
+    Example:
+      mailstead restore /srv/backups/mailstead-2025-01-31
     """
-    config = load(ctx)
+    config = load(ctx, as_root=True)
     busy = serving_evidence(config)
     if busy is not None:
         raise Failure(f"{config.data_dir}: a server seems to be using it ({busy}); stop it first")
     try:
-        with _bar("restoring") as bar:
+        with progress_bar("restoring") as bar:
             done = restore_backup(
                 directory, config.data_dir, force=force, begin=bar.begin, advance=bar.advance
             )
@@ -103,6 +96,9 @@ def restore(ctx: click.Context, directory: Path, force: bool) -> None:
     )
     if done.replaced is not None:
         click.echo(f"the former data directory is now {done.replaced}")
+    handed = _hand_over(config)
+    if handed:
+        click.echo(handed, err=handed.startswith("warning"))
     if done.dropped_queue_ids:
         click.echo(
             f"dropped {len(done.dropped_queue_ids)} queue entries delivered during the backup"

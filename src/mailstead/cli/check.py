@@ -18,7 +18,13 @@ __all__ = ["check"]
 
 @click.group()
 def check() -> None:
-    """Check the configuration, or a domain's DNS records."""
+    """Check the configuration, or a domain's DNS records.
+
+    \b
+    Example:
+      mailstead check config
+      mailstead check dns example.org
+    """
 
 
 @check.command("config")
@@ -29,6 +35,11 @@ def check_config(ctx: click.Context, as_json: bool) -> None:
     """Report every problem of the configuration, each with its key and reason.
 
     Exits 1 if any is an error (serve would refuse to run); warnings do not.
+
+    \b
+    Example:
+      mailstead check config
+      mailstead check config --json
     """
     from mailstead.checks.config import check_config as run
 
@@ -66,6 +77,11 @@ def check_dns(ctx: click.Context, domain: str, as_json: bool) -> None:
     check passes, warns or fails, and prints the record to publish when one
     is missing or wrong. Exits 1 if any check fails. Creates the domain's
     DKIM keys if it has none, as dns-records does.
+
+    \b
+    Example:
+      mailstead check dns example.org
+      mailstead check dns example.org --json
     """
     from mailstead.checks.dns import run_checks
     from mailstead.mailauth.dkim import DKIMError

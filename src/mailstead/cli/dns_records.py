@@ -20,6 +20,11 @@ def dns_records(ctx: click.Context, domain: str, as_json: bool) -> None:
 
     Creates the domain's DKIM keys if it has none. Warns on standard error
     when the hostname is localhost: the MX and PTR records would name it.
+
+    \b
+    Example:
+      mailstead dns-records example.org
+      mailstead dns-records example.org --json
     """
     from mailstead.checks.config import hostname_warning
     from mailstead.mailauth.dkim import DKIMError

@@ -59,6 +59,10 @@ def log(ctx: click.Context, queue_id: str) -> None:
 
     Reads the file `serve` appends its log to ([log] file, by default
     <data_dir>/log/mailstead.log, and its rotated copies), oldest first.
+
+    \b
+    Example:
+      mailstead log --queue-id 06620E480B8B1ECA3441326A
     """
     config = load(ctx)
     if config.log.file is None:

@@ -62,7 +62,13 @@ def _netns(ctx: click.Context) -> str | None:
 )
 @click.pass_context
 def net(ctx: click.Context, netns: str | None) -> None:
-    """Interface addresses: list, add, remove, persist, DHCP."""
+    """Interface addresses: list, add, remove, persist, DHCP.
+
+    \b
+    Example:
+      mailstead net show
+      mailstead net add eth0 192.0.2.25/24 --label eth0:1 --persist auto
+    """
     ctx.meta[_NETNS] = netns
 
 
@@ -72,7 +78,7 @@ def _mail_addresses(ctx: click.Context) -> set[str]:
         return set()
     from mailstead.netconfig.apply import mail_addresses
 
-    return {str(ipaddress.ip_address(a)) for a in mail_addresses(load(ctx))}
+    return {str(ipaddress.ip_address(a)) for a in mail_addresses(load(ctx, as_root=True))}
 
 
 def _lifetimes(address: live.InterfaceAddress) -> str:
@@ -90,7 +96,13 @@ def _lifetimes(address: live.InterfaceAddress) -> str:
 @one_line_errors
 @_net_errors
 def show(ctx: click.Context, as_json: bool) -> None:
-    """List links and their addresses; [mail] marks the ones outbound mail uses."""
+    """List links and their addresses; [mail] marks the ones outbound mail uses.
+
+    \b
+    Example:
+      mailstead net show
+      mailstead net show --json
+    """
     netns = _netns(ctx)
     mail = _mail_addresses(ctx)
     links = live.links(netns=netns)
@@ -192,7 +204,13 @@ def add(
     dry_run: bool,
     root: Path,
 ) -> None:
-    """Put CIDR on IFACE now (a no-op if it is there), and with --persist after a reboot."""
+    """Put CIDR on IFACE now (a no-op if it is there), and with --persist after a reboot.
+
+    \b
+    Example:
+      mailstead net add eth0 192.0.2.25/24 --label eth0:1 --persist auto --dry-run
+      mailstead net add eth0 192.0.2.25/24 --label eth0:1 --persist auto
+    """
     wanted = _checked(cidr, persist, root)
     from mailstead.netconfig.persist import persist_address
 
@@ -223,7 +241,12 @@ def add(
 def delete(
     ctx: click.Context, iface: str, cidr: str, persist: str | None, dry_run: bool, root: Path
 ) -> None:
-    """Take CIDR off IFACE now (a no-op if it is not there), and with --persist from the files."""
+    """Take CIDR off IFACE now (a no-op if it is not there), and with --persist from the files.
+
+    \b
+    Example:
+      mailstead net del eth0 192.0.2.25/24 --persist auto
+    """
     wanted = _checked(cidr, persist, root)
     from mailstead.netconfig.persist import remove_address
 
@@ -255,7 +278,13 @@ def delete(
 @one_line_errors
 @_net_errors
 def dhcp(ctx: click.Context, iface: str, release: bool, client: str, as_json: bool) -> None:
-    """Obtain a DHCP lease on IFACE, as dhclient does; says first what it will change."""
+    """Obtain a DHCP lease on IFACE, as dhclient does; says first what it will change.
+
+    \b
+    Example:
+      mailstead net dhcp eth1
+      mailstead net dhcp eth1 --release
+    """
     from mailstead.netconfig.dhcp import obtain_lease, planned_changes
 
     netns = _netns(ctx)
@@ -282,10 +311,16 @@ def dhcp(ctx: click.Context, iface: str, release: bool, client: str, as_json: bo
 @one_line_errors
 @_net_errors
 def apply_command(ctx: click.Context, dry_run: bool, root: Path, as_json: bool) -> None:
-    """Make the host carry every [[network.addresses]]; never removes what it did not add."""
+    """Make the host carry every [[network.addresses]]; never removes what it did not add.
+
+    \b
+    Example:
+      mailstead net apply --dry-run
+      mailstead net apply
+    """
     from mailstead.netconfig.apply import apply
 
-    config = load(ctx)
+    config = load(ctx, as_root=True)
     report = apply(config.network.addresses, dry_run=dry_run, netns=_netns(ctx), root=root)
     if as_json:
         echo_json(report.to_json())

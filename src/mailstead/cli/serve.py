@@ -13,8 +13,13 @@ __all__ = ["serve"]
 @click.pass_context
 @one_line_errors
 def serve(ctx: click.Context) -> None:
-    """Run every configured listener until SIGINT or SIGTERM; SIGHUP reloads the config."""
-    config = load(ctx)
+    """Run every configured listener until SIGINT or SIGTERM; SIGHUP reloads the config.
+
+    \b
+    Example:
+      mailstead --config /etc/mailstead/mailstead.toml serve
+    """
+    config = load(ctx, as_root=True)
     # Heavy imports only when serving.
     from mailstead.app import ListenError
     from mailstead.daemon import ServeError

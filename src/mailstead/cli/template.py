@@ -37,7 +37,13 @@ def _render(file: Path, data_arg: str | None, untrusted: bool) -> RenderedEmail:
 
 @click.group()
 def template() -> None:
-    """HTML e-mail templates: render, lint against mail clients, preview."""
+    """HTML e-mail templates: render, lint against mail clients, preview.
+
+    \b
+    Example:
+      mailstead template render welcome.html --data '{"name": "Ana"}' --out welcome.eml --format eml
+      mailstead template lint welcome.html --clients outlook,gmail
+    """
 
 
 @template.command()
@@ -69,7 +75,13 @@ def render(
     recipients: tuple[str, ...],
     untrusted: bool,
 ) -> None:
-    """Render FILE (Jinja2 HTML, or MJML if it ends in .mjml) into an e-mail."""
+    """Render FILE (Jinja2 HTML, or MJML if it ends in .mjml) into an e-mail.
+
+    \b
+    Example:
+      mailstead template render welcome.html --data '{"name": "Ana"}'
+      mailstead template render welcome.mjml --data @ana.json --format eml --out welcome.eml
+    """
     from mailstead.message.compose import ComposeError, build_message
 
     rendered = _render(file, data_arg, untrusted)
@@ -115,7 +127,13 @@ def lint(
     fail_on: str,
     untrusted: bool,
 ) -> None:
-    """Check the rendered FILE against what each mail client supports."""
+    """Check the rendered FILE against what each mail client supports.
+
+    \b
+    Example:
+      mailstead template lint welcome.html --clients outlook,gmail
+      mailstead template lint welcome.html --format json --fail-on warning
+    """
     from mailstead.templates.lint import lint as lint_html
 
     rendered = _render(file, data_arg, untrusted)
@@ -153,7 +171,12 @@ def lint(
 @_untrusted_option
 @one_line_errors
 def preview(file: Path, data_arg: str | None, out: Path, outline: bool, untrusted: bool) -> None:
-    """Screenshots of the rendered FILE in headless Chromium, and an HTML report."""
+    """Screenshots of the rendered FILE in headless Chromium, and an HTML report.
+
+    \b
+    Example:
+      mailstead template preview welcome.html --data @ana.json --out preview/
+    """
     from mailstead.templates.lint import lint as lint_html
     from mailstead.templates.preview import PreviewError
     from mailstead.templates.preview import preview as take

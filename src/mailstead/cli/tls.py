@@ -15,7 +15,13 @@ __all__ = ["tls"]
 
 @click.group()
 def tls() -> None:
-    """Automatic TLS certificates with ACME ([tls.acme], docs/tls.md)."""
+    """Automatic TLS certificates with ACME ([tls.acme], docs/tls.md).
+
+    \b
+    Example:
+      mailstead tls status
+      mailstead tls renew
+    """
 
 
 @tls.command()
@@ -23,7 +29,13 @@ def tls() -> None:
 @click.pass_context
 @one_line_errors
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Show the ACME certificate, when it renews, and the last failure."""
+    """Show the ACME certificate, when it renews, and the last failure.
+
+    \b
+    Example:
+      mailstead tls status
+      mailstead tls status --json
+    """
     from mailstead.acme_client import CertificateKeeper
 
     config = load(ctx)
@@ -69,6 +81,11 @@ def renew(ctx: click.Context, force: bool) -> None:
 
     A running server picks the new certificate up within a minute, without
     dropping connections.
+
+    \b
+    Example:
+      mailstead tls renew
+      mailstead tls renew --force
     """
     from mailstead.acme_client import CertificateKeeper, Outcome
 

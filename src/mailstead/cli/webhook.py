@@ -83,7 +83,13 @@ def _lookup(outbox: Outbox, endpoint_id: str) -> Endpoint:
 
 @click.group()
 def webhook() -> None:
-    """Endpoints that receive every mail event as a signed HTTP POST (docs/webhooks.md)."""
+    """Endpoints that receive every mail event as a signed HTTP POST (docs/webhooks.md).
+
+    \b
+    Example:
+      mailstead webhook add https://app.example.org/hooks/mail --events 'message.*'
+      mailstead webhook list
+    """
 
 
 @webhook.command("add")
@@ -106,7 +112,13 @@ def webhook_add(
     ordered: bool,
     as_json: bool,
 ) -> None:
-    """Send the events matching --events to URL, signed (Standard Webhooks)."""
+    """Send the events matching --events to URL, signed (Standard Webhooks).
+
+    \b
+    Example:
+      mailstead webhook add https://app.example.org/hooks/mail --events 'message.*,auth.failed'
+      mailstead webhook add https://crm.example.org/in --domain example.org --ordered
+    """
     from urllib.parse import urlsplit
 
     from mailstead.webhooks.signing import InvalidSecretError
@@ -140,7 +152,13 @@ def webhook_add(
 @click.pass_context
 @one_line_errors
 def webhook_list(ctx: click.Context, show_secrets: bool, as_json: bool) -> None:
-    """List the endpoints: from [[webhooks]] in the config and from `webhook add`."""
+    """List the endpoints: from [[webhooks]] in the config and from `webhook add`.
+
+    \b
+    Example:
+      mailstead webhook list
+      mailstead webhook list --json
+    """
     with open_outbox(load(ctx)) as outbox:
         endpoints = outbox.endpoints.list()
     if as_json:
@@ -159,7 +177,12 @@ def webhook_list(ctx: click.Context, show_secrets: bool, as_json: bool) -> None:
 @click.pass_context
 @one_line_errors
 def webhook_del(ctx: click.Context, endpoint_id: str) -> None:
-    """Remove endpoint ID; its pending deliveries are dropped."""
+    """Remove endpoint ID; its pending deliveries are dropped.
+
+    \b
+    Example:
+      mailstead webhook del ep_0662e480b8b1ec7f3a
+    """
     with open_outbox(load(ctx)) as outbox:
         endpoint = _lookup(outbox, endpoint_id)
         if endpoint.source == "config":
@@ -180,7 +203,12 @@ def _set_enabled(ctx: click.Context, endpoint_id: str, enabled: bool) -> None:
 @click.pass_context
 @one_line_errors
 def webhook_enable(ctx: click.Context, endpoint_id: str) -> None:
-    """Enable endpoint ID again (after `disable`, or after it answered 410 Gone)."""
+    """Enable endpoint ID again (after `disable`, or after it answered 410 Gone).
+
+    \b
+    Example:
+      mailstead webhook enable ep_0662e480b8b1ec7f3a
+    """
     _set_enabled(ctx, endpoint_id, True)
 
 
@@ -189,7 +217,12 @@ def webhook_enable(ctx: click.Context, endpoint_id: str) -> None:
 @click.pass_context
 @one_line_errors
 def webhook_disable(ctx: click.Context, endpoint_id: str) -> None:
-    """Stop sending to endpoint ID; events meanwhile are not kept for it."""
+    """Stop sending to endpoint ID; events meanwhile are not kept for it.
+
+    \b
+    Example:
+      mailstead webhook disable ep_0662e480b8b1ec7f3a
+    """
     _set_enabled(ctx, endpoint_id, False)
 
 
@@ -198,7 +231,12 @@ def webhook_disable(ctx: click.Context, endpoint_id: str) -> None:
 @click.pass_context
 @one_line_errors
 def webhook_rotate_secret(ctx: click.Context, endpoint_id: str) -> None:
-    """Give endpoint ID a new secret; the old one also signs for 24 hours."""
+    """Give endpoint ID a new secret; the old one also signs for 24 hours.
+
+    \b
+    Example:
+      mailstead webhook rotate-secret ep_0662e480b8b1ec7f3a
+    """
     config = load(ctx)
     with open_outbox(config) as outbox:
         endpoint = _lookup(outbox, endpoint_id)
@@ -219,7 +257,12 @@ def webhook_rotate_secret(ctx: click.Context, endpoint_id: str) -> None:
 @click.pass_context
 @one_line_errors
 def webhook_test(ctx: click.Context, endpoint_id: str) -> None:
-    """POST a signed webhook.test event to endpoint ID now and show the answer."""
+    """POST a signed webhook.test event to endpoint ID now and show the answer.
+
+    \b
+    Example:
+      mailstead webhook test ep_0662e480b8b1ec7f3a
+    """
     config = load(ctx)
     with open_outbox(config) as outbox:
         endpoint = _lookup(outbox, endpoint_id)
@@ -261,7 +304,13 @@ async def _post_test(config: Config, endpoint: Endpoint) -> DeliveryResult:
 def webhook_deliveries(
     ctx: click.Context, only_failed: bool, since: str | None, limit: int, as_json: bool
 ) -> None:
-    """The most recent deliveries: event, endpoint, state, attempts, last answer."""
+    """The most recent deliveries: event, endpoint, state, attempts, last answer.
+
+    \b
+    Example:
+      mailstead webhook deliveries --failed --since 2h
+      mailstead webhook deliveries --limit 20 --json
+    """
     with open_outbox(load(ctx)) as outbox:
         records = outbox.deliveries(
             state="failed" if only_failed else None,
@@ -291,6 +340,11 @@ def webhook_replay(
     """Deliver an event again, under a new webhook-id (so a receiver handles it again).
 
     Prints each new delivery's id.
+
+    \b
+    Example:
+      mailstead webhook replay msg_0662e480b8b1ec5d2f6a0c91b7e3
+      mailstead webhook replay --failed --since 1d
     """
     if (delivery_id is None) == (not failed):
         raise Failure("give a DELIVERY_ID or --failed")

@@ -6,6 +6,7 @@ mistake in the file is reported as one line an operator can act on.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +15,15 @@ from typing import NoReturn, TypeVar
 from mailstead.addresses import AddressError, normalize_domain
 from mailstead.config.values import parse_duration
 
-__all__ = ["ConfigError", "Reader", "data_path", "domain_name", "duration", "show"]
+__all__ = [
+    "ConfigError",
+    "Reader",
+    "data_path",
+    "domain_name",
+    "duration",
+    "show",
+    "unknown_key",
+]
 
 _T = TypeVar("_T")
 
@@ -45,8 +54,7 @@ class Reader:
     def no_unknown(self, table: Mapping[str, object], prefix: str, allowed: Sequence[str]) -> None:
         for name in table:
             if name not in allowed:
-                expected = ", ".join(sorted(allowed))
-                self.fail(f"{prefix}{name}", f"unknown key (expected one of: {expected})")
+                self.fail(f"{prefix}{name}", unknown_key(name, allowed))
 
     def typed(self, value: object, key: str, kind: type[_T], noun: str) -> _T:
         # bool is an int subclass in Python but a distinct type in TOML.
@@ -69,6 +77,20 @@ class Reader:
             except ValueError as exc:
                 self.fail(f"{key}[{i}]", f"expected {what}, got {show(text)} ({exc})")
         return out
+
+
+def unknown_key(name: str, allowed: Sequence[str]) -> str:
+    """The reason for an unknown key: a close allowed name first (a typo such as
+    ``domain`` for ``domains``, ``Listen`` for ``listen``), then all of them."""
+    expected = ", ".join(sorted(allowed))
+    by_folded = {key.casefold(): key for key in allowed}
+    close = by_folded.get(name.casefold().replace("-", "_"))
+    if close is None:
+        matches = difflib.get_close_matches(name.casefold(), list(by_folded), n=1, cutoff=0.6)
+        close = by_folded[matches[0]] if matches else None
+    if close is None:
+        return f"unknown key (expected one of: {expected})"
+    return f"unknown key; did you mean `{close}`? (expected one of: {expected})"
 
 
 def show(value: object) -> str:
