@@ -69,6 +69,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("acme", ("mailstead.acme_client.*",)),
     # Fakes for the tests (clock, DNS, transports, a Postfix peer).
     ("testing", ("mailstead.testing.*",)),
+    # The control socket: the supervisor's answers to status/reload/stop/flush, and the client.
+    ("control", ("mailstead.control.*",)),
     # Wires the services together and runs them.
     ("app", ("mailstead.app", "mailstead.daemon")),
     # Checks of the configuration and of the published DNS (mailstead check).

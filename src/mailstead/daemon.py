@@ -11,7 +11,12 @@ Signals: SIGTERM and SIGINT stop (no new connections, sessions end at their
 next wait for input, at most ``[limits] shutdown_timeout``); SIGHUP reloads
 the config, the certificate and ``[[webhooks]]`` and keeps every session.
 Under systemd (``Type=notify``) the supervisor reports READY, RELOADING and
-STOPPING (system/sdnotify.py).
+STOPPING (system/sdnotify.py). SIGUSR1 makes every mail worker look at the
+queue now (control/wake.py).
+
+The supervisor also answers ``<data_dir>/control.sock`` (control/), for
+``mailstead status``, ``reload``, ``stop`` and ``queue flush``; reload and
+stop there are the same SIGHUP and SIGTERM.
 """
 
 from __future__ import annotations
@@ -38,6 +43,11 @@ from mailstead.app import (
     webhook_dispatcher,
 )
 from mailstead.config import Config, ConfigError, load_config
+from mailstead.control.address import socket_path
+from mailstead.control.board import WorkerBoard
+from mailstead.control.commands import ListenerAddress, MasterControl, ReloadGate
+from mailstead.control.server import ControlServer
+from mailstead.control.wake import WAKE_SIGNAL, ignore_wake, on_wake
 from mailstead.directory import DirectoryError
 from mailstead.durable import make_dirs
 from mailstead.limits import SMTPLimits, WebhookLimits
@@ -145,8 +155,12 @@ async def serve_until_signalled(
     webhooks: WakeChannel,
     tls: ssl.SSLContext | None,
     started: Callable[[], None],
+    reloaded: Callable[[], None] = lambda: None,
 ) -> None:
-    """One worker: serve until SIGINT or SIGTERM, reload at SIGHUP, then shut down."""
+    """One worker: serve until SIGINT or SIGTERM, reload at SIGHUP, then shut down.
+
+    ``reloaded`` is called after each reload, applied or refused (the log says which).
+    """
     loop = asyncio.get_running_loop()
     watchdog.install(pulse)
     pulse.start(loop)  # before start(): the supervisor's clock runs from the fork
@@ -161,14 +175,18 @@ async def serve_until_signalled(
             new = load_config(running.config.path)
         except ConfigError as exc:
             log.error("worker %d: reload failed, keeping the previous config: %s", worker, exc)
+            reloaded()
             return
         problems = running.reload(new)
         for problem in problems:
             log.error("worker %d: %s", worker, problem)
         if not problems:
             log.info("worker %d: reloaded", worker)
+        reloaded()
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    if running.outbound is not None:
+        on_wake(loop, running.outbound.wake)
     started()
     await _signalled()
     await running.stop(max(0.5, config.limits.shutdown_timeout - 1.0))
@@ -280,14 +298,27 @@ def serve(config: Config) -> None:
     # Four beats per limit: one late beat is never mistaken for a block.
     interval = min(1.0, block_limit / 4)
     current = config
+    board = WorkerBoard(workers + 1)
+    reloads = ReloadGate()
+    master = MasterControl(
+        config=lambda: current,
+        board=board,
+        mail_workers=workers,
+        listeners=_bound_addresses(listeners),
+        silence=heartbeats.silence,
+        reloads=reloads,
+    )
 
     def run_worker(index: int) -> None:
+        ignore_wake()  # until it has something to wake (control/wake.py)
+        board.starting(index)
         pulse = Pulse(heartbeats, index, interval)
         serving = False
 
         def started() -> None:
             nonlocal serving
             serving = True
+            board.serving(index)
             supervisor.started(index)
 
         try:
@@ -296,7 +327,15 @@ def serve(config: Config) -> None:
             else:
                 asyncio.run(
                     serve_until_signalled(
-                        current, limits, listeners, index, pulse, webhooks, tls, started
+                        current,
+                        limits,
+                        listeners,
+                        index,
+                        pulse,
+                        webhooks,
+                        tls,
+                        started,
+                        reloaded=lambda: board.reloaded(index),
                     )
                 )
         except _EXPECTED as exc:
@@ -306,6 +345,7 @@ def serve(config: Config) -> None:
             raise SystemExit(1) from None
 
     def worker_exited(index: int) -> None:
+        board.exited(index, restart=not master.stopping)
         if index < workers:
             for gate in listeners.gates.values():
                 gate.clear_worker(index)
@@ -320,20 +360,25 @@ def serve(config: Config) -> None:
             with open_outbox(new):  # [[webhooks]] into the outbox the dispatcher reads
                 pass
         except (*_EXPECTED, ServeError) as exc:
-            log.error("reload failed, keeping the previous config: %s", one_line(exc))
+            failure = f"reload failed, keeping the previous config: {one_line(exc)}"
+            log.error("%s", failure)
             sdnotify.ready("serving (reload failed)")
+            reloads.finished(False, failure)
             return False
         summary = _reload_summary(current, new)
         current = new
         log.info("reloaded: %s", summary)
         sdnotify.ready("serving")
+        reloads.finished(True, summary)
         return True
 
     def ready() -> None:
+        master.ready = True
         log.info("ready: %d worker(s) and the webhook dispatcher started", workers)
         sdnotify.ready(f"serving {', '.join(config.domains)} with {workers} worker(s)")
 
     def stopping() -> None:
+        master.stopping = True
         sdnotify.stopping()
         listeners.close()  # the workers close theirs: then connections are refused
 
@@ -348,7 +393,37 @@ def serve(config: Config) -> None:
         block_limit=block_limit,
         shutdown_timeout=config.limits.shutdown_timeout,
     )
+    # kill -USR1: the same as a flush's wake-up. A worker ignores it from the
+    # first line of run_worker and handles it once it serves.
+    control = _control_server(config, master)
+    previous_wake = signal.signal(WAKE_SIGNAL, lambda signum, frame: master.wake())
+    control.start()
     try:
         supervisor.run()
     finally:
+        control.close()
+        signal.signal(WAKE_SIGNAL, previous_wake)
         lock.close()
+
+
+def _bound_addresses(listeners: Listeners) -> list[ListenerAddress]:
+    found = []
+    for name, sockets in listeners.sockets.items():
+        for sock in sockets:
+            host, port = sock.getsockname()[:2]
+            found.append(ListenerAddress(name, str(host), int(port)))
+    return found
+
+
+# Answered under the fork guard (control/server.py); a reload waits for the
+# supervisor's loop and a stop signals it, so those two must not hold it.
+_GUARDED = frozenset({"status", "flush", "wake"})
+
+
+def _control_server(config: Config, master: MasterControl) -> ControlServer:
+    """The control socket, bound by the account the server now runs as."""
+    path = socket_path(config)
+    try:
+        return ControlServer(path, master.handle, guarded=lambda r: r.command in _GUARDED)
+    except OSError as exc:
+        raise ServeError(f"control socket {path}: {one_line(exc)}") from None

@@ -1,0 +1,11 @@
+"""The control socket: talking to the running ``serve`` (``mailstead status``, ``stop`` …).
+
+* protocol.py — the wire format, sans-IO: one JSON request line, one JSON reply line;
+* address.py — ``<data_dir>/control.sock``, binding and connecting;
+* server.py — the thread in the supervisor that answers, and who may connect;
+* commands.py — what each command does in the supervisor;
+* board.py — the worker processes' pids and states, shared with the supervisor;
+* queue_stats.py, sessions.py — the queue's size and the live sessions for ``status``;
+* wake.py — telling every mail worker to look at the queue now (``flush``);
+* client.py — :func:`~mailstead.control.client.request`, for the commands.
+"""
