@@ -305,12 +305,14 @@ def test_schema_1_is_migrated(tmp_path: Path) -> None:
     Queue(tmp_path).close()
     db = sqlite3.connect(tmp_path / "queue.sqlite3")
     db.executescript(
-        "BEGIN; ALTER TABLE recipients DROP COLUMN delay_warned; PRAGMA user_version=1; COMMIT;"
+        "BEGIN; ALTER TABLE recipients DROP COLUMN delay_warned;"
+        " ALTER TABLE messages DROP COLUMN held_at; PRAGMA user_version=1; COMMIT;"
     )
     db.close()
     with Queue(tmp_path) as queue:
         queue.enqueue("s@x.test", [QueuedRecipient("a@remote.test")], [b"x"], received_at=1.0)
         assert not queue.list()[0].recipients[0].delay_warned
+        assert queue.list()[0].held_at is None
 
 
 def test_the_caller_may_name_the_message(queue: Queue) -> None:

@@ -71,6 +71,8 @@ class QueuedMessage:
     ret: str | None
     path: Path
     recipients: tuple[RecipientStatus, ...]
+    #: When ``mailstead queue hold`` held it (Unix time); None: not held.
+    held_at: float | None = None
 
 
 def new_queue_id() -> str:

@@ -12,7 +12,9 @@ between leaves a file without a row; :meth:`Queue.recover` removes those.
 The schema already carries what outbound delivery needs: per-recipient
 state, attempt count, next attempt time (indexed by ``(state,
 next_attempt)`` for the scheduler) and the last error for DSNs and
-``mailstead queue show``.
+``mailstead queue show``. A message ``held_at`` a time (``mailstead queue
+hold``) is skipped by :meth:`Queue.due` and :meth:`Queue.next_due`, so the
+outbound never tries it until :meth:`Queue.release`.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ _ID_ATTEMPTS = 5
 # RFC 3461 §4.3: RET=FULL or RET=HDRS.
 _RET_VALUES = ("FULL", "HDRS")
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
     id          TEXT PRIMARY KEY,
@@ -71,7 +73,8 @@ CREATE TABLE IF NOT EXISTS messages (
     size        INTEGER NOT NULL,              -- bytes in the message file
     envid       TEXT,                          -- RFC 3461 §4.4 ENVID
     ret         TEXT CHECK (ret IN ('FULL', 'HDRS')),  -- RFC 3461 §4.3
-    path        TEXT NOT NULL                  -- relative to <data_dir>/queue
+    path        TEXT NOT NULL,                 -- relative to <data_dir>/queue
+    held_at     REAL                           -- Unix time of `queue hold`; NULL: not held
 );
 CREATE TABLE IF NOT EXISTS recipients (
     message_id   TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
@@ -89,10 +92,16 @@ CREATE TABLE IF NOT EXISTS recipients (
 CREATE INDEX IF NOT EXISTS recipients_due ON recipients (state, next_attempt);
 """
 
+# From version N to N + 1, for databases made by older versions.
+_MIGRATIONS = {
+    1: "ALTER TABLE recipients ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0;",
+    2: "ALTER TABLE messages ADD COLUMN held_at REAL;",
+}
+_MESSAGE_COLUMNS = "id, sender, received_at, size, envid, ret, path, held_at"
 
 # Row shapes as selected below; the schema's NOT NULL and CHECK constraints
 # guarantee these types.
-_MessageRow = tuple[str, str, float, int, str | None, str | None, str]
+_MessageRow = tuple[str, str, float, int, str | None, str | None, str, float | None]
 _RecipientRow = tuple[str, str | None, str | None, RecipientState, int, float, str | None, int]
 
 
@@ -148,11 +157,11 @@ class Queue:
                 raise sqlite3.DatabaseError(
                     f"queue database schema {version} is newer than this program"
                 )
-            if version == 1:
+            if 0 < version < _SCHEMA_VERSION:
+                # Each step takes a database from one version to the next.
+                steps = "".join(_MIGRATIONS[v] for v in range(version, _SCHEMA_VERSION))
                 conn.executescript(
-                    "BEGIN IMMEDIATE; ALTER TABLE recipients ADD COLUMN"
-                    " delay_warned INTEGER NOT NULL DEFAULT 0;"
-                    f" PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;"
+                    f"BEGIN IMMEDIATE; {steps} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;"
                 )
             elif version < _SCHEMA_VERSION:
                 conn.executescript(
@@ -311,8 +320,7 @@ class Queue:
         """Every queued message, oldest first."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, sender, received_at, size, envid, ret, path FROM messages"
-                " ORDER BY received_at, id"
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages ORDER BY received_at, id"
             ).fetchall()
             rcpts = self._conn.execute(
                 "SELECT message_id, address, notify, orcpt, state, attempts,"
@@ -330,7 +338,7 @@ class Queue:
             return None
         with self._lock:
             row = self._conn.execute(
-                "SELECT id, sender, received_at, size, envid, ret, path FROM messages WHERE id = ?",
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?",
                 (queue_id,),
             ).fetchone()
             if row is None:
@@ -378,9 +386,12 @@ class Queue:
             ids = [
                 row[0]
                 for row in self._conn.execute(
-                    "SELECT DISTINCT message_id FROM recipients"
-                    " WHERE state IN ('pending', 'deferred') AND next_attempt <= ?"
-                    " ORDER BY message_id LIMIT ?",
+                    # A held message is never tried until released.
+                    "SELECT DISTINCT r.message_id FROM recipients r"
+                    " JOIN messages m ON m.id = r.message_id"
+                    " WHERE r.state IN ('pending', 'deferred') AND r.next_attempt <= ?"
+                    " AND m.held_at IS NULL"
+                    " ORDER BY r.message_id LIMIT ?",
                     (now, limit + len(skip)),
                 )
                 if row[0] not in skip
@@ -389,8 +400,7 @@ class Queue:
                 return []
             marks = ",".join("?" * len(ids))
             rows = self._conn.execute(
-                "SELECT id, sender, received_at, size, envid, ret, path FROM messages"
-                f" WHERE id IN ({marks}) ORDER BY id",
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN ({marks}) ORDER BY id",
                 ids,
             ).fetchall()
             rcpts = self._conn.execute(
@@ -408,7 +418,9 @@ class Queue:
         """When the earliest open recipient may be tried, or None if there is none."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT MIN(next_attempt) FROM recipients WHERE state IN ('pending', 'deferred')"
+                "SELECT MIN(r.next_attempt) FROM recipients r"
+                " JOIN messages m ON m.id = r.message_id"
+                " WHERE r.state IN ('pending', 'deferred') AND m.held_at IS NULL"
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
@@ -481,12 +493,57 @@ class Queue:
                 [(queue_id, a) for a in addresses],
             )
 
-    def flush(self, now: float) -> int:
-        """Make every deferred recipient due now (``mailstead queue flush``)."""
+    def flush(self, now: float, ids: Collection[str] | None = None) -> int:
+        """Make deferred recipients due now (``mailstead queue flush``); how many.
+
+        ``ids`` limits it to those messages (None: every message). Held
+        messages are left alone: they wait for ``release``.
+        """
+        held = "SELECT id FROM messages WHERE held_at IS NOT NULL"
         with self._transaction() as conn:
-            return conn.execute(
-                "UPDATE recipients SET next_attempt = ? WHERE state = 'deferred'", (now,)
-            ).rowcount
+            if ids is None:
+                return conn.execute(
+                    "UPDATE recipients SET next_attempt = ? WHERE state = 'deferred'"
+                    f" AND next_attempt > ? AND message_id NOT IN ({held})",
+                    (now, now),
+                ).rowcount
+            made_due = 0
+            for queue_id in ids:
+                made_due += conn.execute(
+                    "UPDATE recipients SET next_attempt = ? WHERE state = 'deferred'"
+                    f" AND next_attempt > ? AND message_id = ? AND message_id NOT IN ({held})",
+                    (now, now, queue_id),
+                ).rowcount
+            return made_due
+
+    def hold(self, ids: Collection[str], now: float) -> builtins.list[str]:
+        """Hold the messages ``ids``: the outbound never tries them until released.
+
+        Returns the ids that were queued and not yet held. A delivery already
+        in flight finishes; its outcome is recorded as usual.
+        """
+        return self._set_held(ids, now, "held_at IS NULL")
+
+    def release(self, ids: Collection[str]) -> builtins.list[str]:
+        """Release held messages ``ids``; they are tried at their next attempt time.
+
+        Returns the ids that were held.
+        """
+        return self._set_held(ids, None, "held_at IS NOT NULL")
+
+    def _set_held(
+        self, ids: Collection[str], held_at: float | None, condition: str
+    ) -> builtins.list[str]:
+        changed = []
+        with self._transaction() as conn:
+            for queue_id in ids:
+                cursor = conn.execute(
+                    f"UPDATE messages SET held_at = ? WHERE id = ? AND {condition}",
+                    (held_at, queue_id),
+                )
+                if cursor.rowcount:
+                    changed.append(queue_id)
+        return changed
 
     def recover(self) -> int:
         """Remove message files that have no envelope row; return how many.
@@ -535,9 +592,17 @@ class Queue:
         )
 
     def _message(self, row: _MessageRow, rcpts: Sequence[RecipientStatus]) -> QueuedMessage:
-        queue_id, sender, received_at, size, envid, ret, path = row
+        queue_id, sender, received_at, size, envid, ret, path, held_at = row
         return QueuedMessage(
-            queue_id, sender, received_at, size, envid, ret, self.queue_dir / path, tuple(rcpts)
+            queue_id,
+            sender,
+            received_at,
+            size,
+            envid,
+            ret,
+            self.queue_dir / path,
+            tuple(rcpts),
+            held_at,
         )
 
 
