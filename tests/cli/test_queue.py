@@ -81,8 +81,10 @@ def test_list_json_has_a_stable_shape(config: Path, queue: Queue) -> None:
     assert json.loads(result.stdout) == [
         {
             "id": first,
+            "state": "deferred",
             "sender": "alice@example.test",
             "received_at": "2023-11-14T22:13:20Z",
+            "held_at": None,
             "size": len(MSG),
             "recipients": [
                 {
@@ -103,8 +105,10 @@ def test_list_json_has_a_stable_shape(config: Path, queue: Queue) -> None:
         },
         {
             "id": second,
+            "state": "active",
             "sender": "",
             "received_at": "2023-11-14T22:14:20Z",
+            "held_at": None,
             "size": len(MSG),
             "recipients": [
                 {
@@ -119,25 +123,23 @@ def test_list_json_has_a_stable_shape(config: Path, queue: Queue) -> None:
     ]
 
 
-def test_list_text_is_one_line_per_message_with_open_recipients(config: Path, queue: Queue) -> None:
+def test_list_text_is_a_mailq_layout(config: Path, queue: Queue) -> None:
     first, second = _fill(queue)
     lines = run(config, "queue", "list").stdout.splitlines()
-    assert len(lines) == 2
-    assert lines[0].startswith(f"{first}  ")
-    assert "<alice@example.test>" in lines[0]
-    assert f" {len(MSG)} " in lines[0]
-    assert (
-        "bob@remote.test deferred, 1 attempt(s), next in "
-        in lines[0]  # in ~70 years: the unit is days
-    )
-    assert lines[0].endswith(", last error: 451 4.7.1 greylisted, try later")
-    assert "carol" not in lines[0]  # delivered: no longer open
-    assert lines[1].startswith(f"{second}  ")
-    assert "<>  dave@remote.test pending, 0 attempt(s), next now" in lines[1]
+    assert lines[0].startswith("-Queue ID-")
+    assert lines[1].startswith(f"{first}  ")  # deferred: no marker
+    assert lines[1].endswith(" alice@example.test")
+    assert f" {len(MSG)} " in lines[1]
+    assert lines[2] == "  (451 4.7.1 greylisted, try later)"
+    assert lines[3].strip() == "bob@remote.test"
+    assert "carol" not in "\n".join(lines)  # delivered: no longer open
+    assert lines[5].startswith(f"{second}* ")  # due now: being delivered
+    assert lines[5].endswith(" MAILER-DAEMON")
+    assert lines[-1] == "-- 1 KiB in 2 messages"
 
 
 def test_empty_queue(config: Path) -> None:
-    assert run(config, "queue", "list").stdout == ""
+    assert run(config, "queue", "list").stdout == "Mail queue is empty\n"
     assert run(config, "queue", "list", "--json").stdout == "[]\n"
 
 
@@ -147,6 +149,7 @@ def test_show_prints_envelope_status_and_headers_not_the_body(config: Path, queu
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert f"id:       {first}\n" in out
+    assert "state:    deferred\n" in out
     assert "sender:   <alice@example.test>\n" in out
     assert "received: 2023-11-14T22:13:20Z (" in out
     assert f"size:     {len(MSG)} bytes\n" in out
