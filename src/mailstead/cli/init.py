@@ -21,15 +21,21 @@ import click
 
 from mailstead.cli.common import Failure, config_path, one_line_errors, open_directory
 from mailstead.config import Config, default_config_text, default_hostname, load_config
-from mailstead.config.template import SYSTEM_DATA_DIR
+from mailstead.config.template import SYSTEM_CONFIG, SYSTEM_DATA_DIR
 from mailstead.directory import Directory
+from mailstead.system.sendmail_install import (
+    BACKUP_SUFFIX,
+    SENDMAIL_PATH,
+    Found,
+    found_at,
+    wrapper_text,
+)
 from mailstead.system.unit import UNIT_PATH, unit_text
 from mailstead.tlscert import ensure_self_signed
 
 __all__ = ["init"]
 
 DEFAULT_DOMAIN = "example.test"  # RFC 2606 reserved: can never receive real mail
-SYSTEM_CONFIG = Path("/etc/mailstead/mailstead.toml")
 SYSTEM_USER = "mailstead"
 
 
@@ -50,6 +56,19 @@ SYSTEM_USER = "mailstead"
     help="With --system: write into this tree (an image being built); no user is created.",
 )
 @click.option("--dry-run", is_flag=True, help="With --system: change nothing, print what it would.")
+@click.option(
+    "--sendmail/--no-sendmail",
+    "install_sendmail",
+    default=True,
+    show_default=True,
+    help=f"With --system: install {SENDMAIL_PATH} (a wrapper running `mailstead sendmail`)"
+    " unless another MTA's is there.",
+)
+@click.option(
+    "--replace-sendmail",
+    is_flag=True,
+    help=f"With --system: replace another MTA's {SENDMAIL_PATH}, kept as sendmail{BACKUP_SUFFIX}.",
+)
 @click.pass_context
 @one_line_errors
 def init(
@@ -59,15 +78,23 @@ def init(
     system: bool,
     root: Path,
     dry_run: bool,
+    install_sendmail: bool,
+    replace_sendmail: bool,
 ) -> None:
     """Write the config, data directory, TLS certificate and user database if absent."""
     if system:
         if not domain or not hostname:
             raise Failure("init --system needs --domain and --hostname")
-        _SystemInstall(root, dry_run).run(domain, hostname)
+        if replace_sendmail and not install_sendmail:
+            raise Failure("--replace-sendmail and --no-sendmail contradict each other")
+        install = _SystemInstall(root, dry_run)
+        install.sendmail_mode = "replace" if replace_sendmail else "add" if install_sendmail else ""
+        install.run(domain, hostname)
         return
     if root != Path("/") or dry_run:
         raise Failure("--root and --dry-run go with --system")
+    if replace_sendmail:
+        raise Failure("--replace-sendmail goes with --system")
     path = config_path(ctx)
     created: list[str] = []
     if path.exists():
@@ -116,6 +143,9 @@ class _SystemInstall:
     root: Path
     dry_run: bool
     notes: list[str] = field(default_factory=list)
+    # "add": install sendmail where there is none; "replace": also over another
+    # MTA's; "": leave it alone.
+    sendmail_mode: str = "add"
 
     @property
     def live(self) -> bool:
@@ -165,6 +195,8 @@ class _SystemInstall:
             click.echo(f"kept {unit} (exists)")
         else:
             self.write(unit, self.unit(config), 0o644)
+        if self.sendmail_mode:
+            self.sendmail()
         for note in self.notes:
             click.echo(f"note: {note}")
         if self.live and not self.dry_run:
@@ -225,6 +257,29 @@ class _SystemInstall:
                 os.fchown(f.fileno(), 0, group[2])  # readable by the service, not by others
             os.fchmod(f.fileno(), mode)
             f.write(text)
+
+    def sendmail(self) -> None:
+        """/usr/sbin/sendmail: our wrapper, never over another MTA's unless asked."""
+        path = self.inside(SENDMAIL_PATH)
+        text = wrapper_text([sys.executable, "-m", "mailstead"], SYSTEM_CONFIG)
+        found = found_at(path)
+        if found is Found.OURS:
+            click.echo(f"kept {path} (Mailstead's)")
+            return
+        if found is Found.OTHER:
+            if self.sendmail_mode != "replace":
+                self.notes.append(
+                    f"kept {path}: another MTA's sendmail; pass --replace-sendmail to"
+                    f" put Mailstead's there (the old one is kept as {path.name}{BACKUP_SUFFIX})"
+                )
+                return
+            backup = path.with_name(path.name + BACKUP_SUFFIX)
+            if backup.exists() or backup.is_symlink():
+                raise Failure(f"{backup} exists: move it away before --replace-sendmail")
+            self.say("rename", f"{path} to {backup}")
+            if not self.dry_run:
+                path.rename(backup)
+        self.write(path, text, 0o755)
 
     def unit(self, config: Config) -> str:
         return unit_text(

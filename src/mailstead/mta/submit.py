@@ -24,7 +24,7 @@ from pathlib import Path
 from mailstead.directory import Directory
 from mailstead.limits import SMTPLimits
 from mailstead.message.compose import Body, ComposeError, check_addresses
-from mailstead.mta.receiver import Committed, Peer, Receiver, Refused
+from mailstead.mta.receiver import Committed, Delivery, Peer, Receiver, Refused
 from mailstead.proto.smtp.events import MailParams, RcptParams
 from mailstead.templates.text import html_to_text
 
@@ -36,7 +36,17 @@ _LOCAL_PEER_HELO = "localhost"
 
 
 class SubmitError(Exception):
-    """The message was not submitted; the text is one line for the operator."""
+    """The message was not submitted; the text is one line for the operator.
+
+    ``kind`` says whose fault it is, for callers that map it to an exit
+    status (``sendmail``'s sysexits): ``"data"`` (the message or an address
+    is malformed or too large), ``"sender"``, ``"recipient"`` (refused for
+    good), ``"temporary"`` (try again later).
+    """
+
+    def __init__(self, text: str, kind: str = "data") -> None:
+        super().__init__(text)
+        self.kind = kind
 
 
 def _read_text(path: Path) -> str:
@@ -76,12 +86,18 @@ def submit(
     *,
     limits: SMTPLimits | None = None,
     on_routed: Callable[[str], None] | None = None,
+    trusted: bool = False,
 ) -> Committed:
     """Hand ``content`` (CRLF) from ``sender`` to ``recipients`` through the MSA rules.
 
     ``on_routed`` is called after each recipient was accepted (progress).
     Raises :class:`SubmitError` if the sender is not a local user's, any
     recipient is refused (then nothing is stored), or the commit fails.
+
+    ``trusted`` (``sendmail``): the caller could write the queue itself, so
+    it may name any sender, as with Postfix's sendmail; the message is then
+    submitted as if that sender had logged in (its Received field says
+    ESMTPA, and the webhook events name the sender as the user).
     """
     limits = limits or receiver.limits
     try:
@@ -92,23 +108,33 @@ def submit(
     if not unique:
         raise SubmitError("give at least one --to")
     if len(unique) > limits.recipients_per_message:
-        raise SubmitError(f"too many recipients (at most {limits.recipients_per_message})")
+        raise SubmitError(f"too many recipients (at most {limits.recipients_per_message})", "data")
     if len(content) > limits.message_size:
         raise SubmitError(f"message too large (at most {limits.message_size} bytes)")
     user = owning_user(receiver.directory, sender)
-    if user is None:
-        raise SubmitError(f"{sender}: not a local user")
-    peer = Peer(ip=_LOCAL_PEER_IP, helo=_LOCAL_PEER_HELO, tls=False, user=user)
+    if user is None and not trusted:
+        raise SubmitError(f"{sender}: not a local user", "sender")
+    # A trusted caller's message is submitted under the name of its
+    # sender, even one no local user owns (root@host from cron).
+    peer = Peer(ip=_LOCAL_PEER_IP, helo=_LOCAL_PEER_HELO, tls=False, user=user or sender)
     utf8 = not all(a.isascii() for a in (sender, *unique))
-    try:
-        delivery = receiver.start(peer, sender, MailParams(size=len(content), smtputf8=utf8))
-    except Refused as refused:  # RFC 6409 §6.1
-        raise SubmitError(f"{sender}: {refused}") from None
+    params = MailParams(size=len(content), smtputf8=utf8)
+    if user is None:
+        # RFC 6409 §6.1's ownership check is for logins over the network;
+        # this caller could write the queue itself.
+        delivery = Delivery(receiver, peer, sender, params)
+    else:
+        try:
+            delivery = receiver.start(peer, sender, params)
+        except Refused as refused:  # RFC 6409 §6.1
+            raise SubmitError(f"{sender}: {refused}", _kind(refused, "sender")) from None
     for rcpt in unique:
         try:
             delivery.add_rcpt(rcpt, RcptParams())
         except Refused as refused:
-            raise SubmitError(f"{rcpt}: {refused}; nothing sent") from None
+            raise SubmitError(
+                f"{rcpt}: {refused}; nothing sent", _kind(refused, "recipient")
+            ) from None
         if on_routed is not None:
             on_routed(rcpt)
     try:
@@ -117,4 +143,9 @@ def submit(
     except Refused as refused:
         delivery.abort()
         cause = f" ({refused.cause})" if refused.cause else ""
-        raise SubmitError(f"not accepted: {refused}{cause}") from None
+        raise SubmitError(f"not accepted: {refused}{cause}", _kind(refused, "data")) from None
+
+
+def _kind(refused: Refused, permanent: str) -> str:
+    """``permanent`` for a 5xx reply, "temporary" for a 4xx."""
+    return "temporary" if 400 <= refused.reply.code < 500 else permanent
