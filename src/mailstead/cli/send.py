@@ -4,6 +4,10 @@ With ``--template`` the message is rendered (Jinja2 or MJML, CSS inlined,
 a text part, local images attached), linted (errors refuse it unless
 ``--force``) and submitted; ``--data @FILE.jsonl`` makes one personalised
 message per line, each line's ``to`` (if any) taking the place of ``--to``.
+
+``--cc`` recipients are named in a Cc field, ``--bcc`` ones only in the
+envelope; ``--attach FILE`` adds a file (its MIME type guessed from its
+name); ``--text -`` reads the text body from standard input (UTF-8).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from mailstead.limits import SMTPLimits
 
 if TYPE_CHECKING:
     from mailstead.config import Config
+    from mailstead.message.compose import Attachment
     from mailstead.mta.receiver import Committed, Receiver
     from mailstead.templates.pipeline import EmailTemplate
     from mailstead.templates.variables import Record
@@ -30,6 +35,18 @@ __all__ = ["send"]
 
 # More recipients than this get a progress bar while they are checked.
 _PROGRESS_THRESHOLD = 10
+
+
+@dataclass(frozen=True, slots=True)
+class _Extras:
+    """What every message of a run gets besides its --to: copies and attached files."""
+
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+
+    def envelope(self, to: Sequence[str]) -> list[str]:
+        return [*to, *self.cc, *self.bcc]
 
 
 @dataclass(slots=True)
@@ -54,8 +71,21 @@ class _Tally:
     multiple=True,
     help="Recipient (repeatable; required unless each --data line has its own 'to').",
 )
+@click.option("--cc", multiple=True, help="Copy to this address, named in a Cc field (repeatable).")
+@click.option(
+    "--bcc",
+    multiple=True,
+    help="Blind copy: in the envelope only, never in the headers (repeatable).",
+)
+@click.option(
+    "--attach",
+    "attach_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Attach FILE, its MIME type guessed from its name (repeatable).",
+)
 @click.option("--subject", help="Subject header (default: the template's subject).")
-@click.option("--text", help="Plain-text body.")
+@click.option("--text", help="Plain-text body; - reads it from standard input (UTF-8).")
 @click.option(
     "--html",
     "html_file",
@@ -81,6 +111,9 @@ def send(
     ctx: click.Context,
     sender: str,
     recipients: tuple[str, ...],
+    cc: tuple[str, ...],
+    bcc: tuple[str, ...],
+    attach_files: tuple[Path, ...],
     subject: str | None,
     text: str | None,
     html_file: Path | None,
@@ -95,8 +128,13 @@ def send(
     running server delivers (it looks every 2 seconds). With --html or --template
     and no --text, the text part is derived from the HTML. Nothing is sent
     unless every recipient is accepted.
+
+    \b
+    Example:
+      df -h | mailstead send --from me@example.org --to ops@example.org \\
+          --subject "disk space" --text - --attach /var/log/syslog
     """
-    from mailstead.message.compose import ComposeError, build_message
+    from mailstead.message.compose import ComposeError, attachment_from_file, build_message
     from mailstead.mta import submit as sub
     from mailstead.templates.errors import TemplateError
 
@@ -104,21 +142,51 @@ def send(
         raise Failure("give --html or --template, not both")
     if data_arg is not None and template is None:
         raise Failure("--data needs --template")
+    if text == "-":
+        text = _stdin_text()
     config = load(ctx)
+    extras = _Extras(cc, bcc, tuple(attachment_from_file(p) for p in attach_files))
     try:
         if template is None:
-            if not recipients:
+            if not extras.envelope(recipients):
                 raise click.UsageError("Missing option '--to'.")
-            content = build_message(sender, recipients, subject, sub.load_body(text, html_file))
+            content = build_message(
+                sender,
+                recipients,
+                subject,
+                sub.load_body(text, html_file),
+                cc=cc,
+                attachments=extras.attachments,
+            )
             with _receiver(config) as receiver:
-                done = _submit(receiver, sender, recipients, content)
+                done = _submit(receiver, sender, extras.envelope(recipients), content)
             _report(done)
         else:
             _send_template(
-                config, template, data_arg, untrusted, force, sender, recipients, subject, text
+                config,
+                template,
+                data_arg,
+                untrusted,
+                force,
+                sender,
+                recipients,
+                subject,
+                text,
+                extras,
             )
     except (sub.SubmitError, ComposeError, TemplateError) as exc:
         raise Failure(str(exc)) from None
+
+
+def _stdin_text() -> str:
+    """The text body from standard input (``--text -``), UTF-8."""
+    data = sys.stdin.buffer.read(SMTPLimits().message_size + 1)
+    if len(data) > SMTPLimits().message_size:
+        raise Failure(f"standard input is too large (at most {SMTPLimits().message_size} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Failure("standard input is not UTF-8 text") from None
 
 
 def _send_template(
@@ -131,6 +199,7 @@ def _send_template(
     recipients: Sequence[str],
     subject: str | None,
     text: str | None,
+    extras: _Extras,
 ) -> None:
     """Render, lint and submit one message, or one per line of a JSON-lines file."""
     from mailstead.message.compose import ComposeError
@@ -141,12 +210,12 @@ def _send_template(
 
     compiled = EmailTemplate(template, untrusted=untrusted)
     if data_arg is None or not is_lines(data_arg):
-        if not recipients:
+        if not extras.envelope(recipients):
             raise click.UsageError("Missing option '--to'.")
         ((_, record),) = records(data_arg or "{}")
-        content = _compose(compiled, record, force, sender, recipients, subject, text)
+        content = _compose(compiled, record, force, sender, recipients, subject, text, extras)
         with _receiver(config) as receiver:
-            _report(_submit(receiver, sender, recipients, content))
+            _report(_submit(receiver, sender, extras.envelope(recipients), content))
         return
     tally = _Tally()
     with (
@@ -156,8 +225,8 @@ def _send_template(
         for where, record in records(data_arg):
             try:
                 to = _record_recipients(record, recipients)
-                content = _compose(compiled, record, force, sender, to, subject, text)
-                tally.add(_submit(receiver, sender, to, content, progress=False))
+                content = _compose(compiled, record, force, sender, to, subject, text, extras)
+                tally.add(_submit(receiver, sender, extras.envelope(to), content, progress=False))
             except (click.ClickException, SubmitError, ComposeError, TemplateError, OSError) as exc:
                 sent = f"; {tally.messages} message(s) sent before it" if tally.messages else ""
                 raise Failure(f"{where}: {_one_line(exc)}{sent}") from None
@@ -176,6 +245,7 @@ def _compose(
     recipients: Sequence[str],
     subject: str | None,
     text: str | None,
+    extras: _Extras,
 ) -> bytes:
     from dataclasses import replace
 
@@ -188,7 +258,14 @@ def _compose(
             "fix them or pass --force"
         )
     body = rendered.body if text is None else replace(rendered.body, text=text)
-    return build_message(sender, recipients, subject or rendered.subject, body)
+    return build_message(
+        sender,
+        recipients,
+        subject or rendered.subject,
+        body,
+        cc=extras.cc,
+        attachments=extras.attachments,
+    )
 
 
 def _record_recipients(record: Record, recipients: Sequence[str]) -> Sequence[str]:

@@ -1,26 +1,39 @@
 """Building a message from its parts: the headers and a text and/or HTML body.
 
-From, To, Subject, Date, a Message-ID in the sender's domain, and a text
-part, an HTML part or both as ``multipart/alternative``; the HTML and the
-images it refers to by ``cid:`` travel together as ``multipart/related``
-(RFC 2387). Bodies use 7-bit
+From, To, Cc, Subject, Date, a Message-ID in the sender's domain, and a
+text part, an HTML part or both as ``multipart/alternative``; the HTML and
+the images it refers to by ``cid:`` travel together as ``multipart/related``
+(RFC 2387); attached files make the whole ``multipart/mixed`` (RFC 2046
+§5.1.3) with ``Content-Disposition: attachment`` (RFC 2183). Bcc recipients
+are never written in the message (RFC 5322 §3.6.3); they are only in the
+envelope, which the caller makes. Bodies use 7-bit
 transfer encodings, so a remote server needs no 8BITMIME; only non-ASCII
 addresses need SMTPUTF8 (RFC 6531).
 """
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime, localtime, make_msgid
+from pathlib import Path
 
 from mailstead.addresses import AddressError, normalize_domain, split_address
 from mailstead.proto.smtp.address import PathError, validate_mailbox
 
-__all__ = ["Body", "ComposeError", "Related", "build_message", "check_addresses"]
+__all__ = [
+    "Attachment",
+    "Body",
+    "ComposeError",
+    "Related",
+    "attachment_from_file",
+    "build_message",
+    "check_addresses",
+]
 
 
 class ComposeError(Exception):
@@ -39,6 +52,27 @@ class Related:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file that travels with the message as ``Content-Disposition: attachment``."""
+
+    filename: str
+    content: bytes
+    maintype: str
+    subtype: str
+
+
+def attachment_from_file(path: Path) -> Attachment:
+    """``path`` as an attachment; its MIME type guessed from its name
+    (``application/octet-stream`` when the name says nothing)."""
+    guessed, encoding = mimetypes.guess_type(path.name)
+    if guessed is None or encoding is not None:
+        # A .gz or .bz2 is sent as the bytes it is, not as what it unpacks to.
+        guessed = "application/octet-stream"
+    maintype, subtype = guessed.split("/", 1)
+    return Attachment(path.name, path.read_bytes(), maintype, subtype)
+
+
+@dataclass(frozen=True, slots=True)
 class Body:
     """The text and/or HTML content of a message to build (at least one of them),
     and the parts the HTML refers to."""
@@ -54,6 +88,8 @@ def build_message(
     subject: str | None,
     body: Body,
     *,
+    cc: Sequence[str] = (),
+    attachments: Sequence[Attachment] = (),
     now: float | None = None,
 ) -> bytes:
     """The message as it goes on the wire: CRLF line endings, 7-bit bodies.
@@ -64,8 +100,8 @@ def build_message(
     """
     if body.text is None and body.html is None:
         raise ComposeError("give a body: --text, --html or --template")
-    check_addresses(sender, recipients)
-    utf8 = not all(a.isascii() for a in (sender, *recipients))
+    check_addresses(sender, [*recipients, *cc])
+    utf8 = not all(a.isascii() for a in (sender, *recipients, *cc))
     base = email_policy.SMTPUTF8 if utf8 else email_policy.SMTP
     # 7bit: non-ASCII bodies become quoted-printable or base64, so any
     # server takes them, 8BITMIME or not (RFC 6152).
@@ -74,7 +110,10 @@ def build_message(
     msg = EmailMessage(policy=policy)
     try:
         msg["From"] = sender
-        msg["To"] = ", ".join(recipients)
+        if recipients:
+            msg["To"] = ", ".join(recipients)
+        if cc:
+            msg["Cc"] = ", ".join(cc)
         if subject is not None:
             msg["Subject"] = subject
         when = localtime() if now is None else localtime(datetime.fromtimestamp(now, UTC))
@@ -91,6 +130,13 @@ def build_message(
         msg.set_content(_crlf_free(body.html), subtype="html")
     if body.html is not None and body.related:
         _add_related(msg, body.related)
+    for attached in attachments:
+        msg.add_attachment(
+            attached.content,
+            maintype=attached.maintype,
+            subtype=attached.subtype,
+            filename=attached.filename,
+        )
     for part in msg.walk():
         if part is not msg:
             del part["MIME-Version"]  # only the top level carries it (RFC 2045 §4)
