@@ -47,6 +47,8 @@ TOOLS: dict[str, Tool] = {
         ),
         Tool("msmtp", "msmtp", ("msmtp", "--version"), ("TLS/SSL library: GnuTLS",)),
         Tool("postfix", "postfix"),
+        # sendmail -t as a real program calls it (no version flag: present is enough).
+        Tool("bsd-mailx", "bsd-mailx"),
         Tool("mutt", "mutt", ("mutt", "-v"), ("+USE_IMAP", "+USE_SSL")),
         Tool("mbsync", "isync", ("mbsync", "--version"), ("isync",)),
         Tool("fetchmail", "fetchmail", ("fetchmail", "-V"), ("+SSL",)),

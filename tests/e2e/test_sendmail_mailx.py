@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from email import message_from_bytes, policy
@@ -21,18 +20,13 @@ import pytest
 
 from mailstead.system.sendmail_install import wrapper_text
 from tests.e2e.harness import ServerHandle
-from tests.tools import TOOLS, require
+from tests.tools import require
 
 TIMEOUT = 60
 
 
 def _mailx() -> str:
-    if "bsd-mailx" in TOOLS:
-        return require("bsd-mailx")
-    path = shutil.which("bsd-mailx")
-    if path is None:
-        pytest.skip("bsd-mailx is missing: apt-get install bsd-mailx")
-    return path
+    return require("bsd-mailx")
 
 
 @pytest.fixture
