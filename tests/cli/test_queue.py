@@ -192,22 +192,14 @@ def test_flush_makes_deferred_recipients_due(config: Path, queue: Queue) -> None
     before = time.time()
     result = run(config, "queue", "flush")
     assert result.exit_code == 0, result.output
-    assert (
-        result.stdout
-        == "1 deferred recipient(s) due now; a running server tries them within 2 seconds\n"
+    assert result.stdout == (
+        "1 deferred recipient(s) due now; no server is running: they go when it starts\n"
     )
     message = queue.get(first)
     assert message is not None
     bob = next(r for r in message.recipients if r.address == "bob@remote.test")
     assert before <= bob.next_attempt <= time.time()
     assert [m.id for m in queue.due(time.time())][:1] == [first]
-
-
-def test_flush_help_names_the_poll_interval() -> None:
-    from mailstead.mta.outbound import POLL_INTERVAL
-
-    help_text = CliRunner().invoke(main, ["queue", "flush", "--help"]).stdout
-    assert f"poll interval of {POLL_INTERVAL:g} seconds;" in " ".join(help_text.split())
 
 
 HOSTILE_IDS = [

@@ -1,4 +1,4 @@
-"""What the supervisor answers: status from its board and the queue, flush and wake,
+"""What the supervisor answers: status from its board and the queue, wake,
 reload waiting for the supervisor's loop, and the sessions adapter."""
 
 from __future__ import annotations
@@ -147,10 +147,7 @@ def woken() -> Iterator[list[int]]:
     signal.signal(WAKE_SIGNAL, previous)
 
 
-def test_flush_makes_deferred_recipients_due_and_wakes_the_mail_workers(
-    config: Config, woken: list[int]
-) -> None:
-    first, _ = _queue(config, deferred_until=time.time() + 3600)
+def test_wake_signals_the_serving_mail_workers_only(config: Config, woken: list[int]) -> None:
     board = WorkerBoard(3)
     board.starting(0)
     board.serving(0)  # this process
@@ -159,24 +156,12 @@ def test_flush_makes_deferred_recipients_due_and_wakes_the_mail_workers(
     board.serving(2)  # the webhook dispatcher: never signalled
     master = _master(config, board)
 
-    assert master.handle(Request("flush")) == {"due_now": 1, "workers_woken": 1}
+    assert master.handle(Request("wake")) == {"workers_woken": 1}
 
     deadline = time.monotonic() + 5
     while not woken and time.monotonic() < deadline:
         time.sleep(0.01)
     assert woken == [WAKE_SIGNAL]
-    with Queue(config.data_dir) as queue:
-        message = queue.get(first)
-    assert message is not None
-    assert all(r.next_attempt <= time.time() for r in message.recipients)
-    assert master.handle(Request("wake")) == {"workers_woken": 1}
-
-
-def test_no_flush_while_stopping(config: Config) -> None:
-    master = _master(config, WorkerBoard(2))
-    master.stopping = True
-    with pytest.raises(CommandFailed, match="the server is stopping"):
-        master.handle(Request("flush"))
 
 
 @pytest.fixture

@@ -31,12 +31,11 @@ def _request(data: bytes) -> Request:
 def test_a_request_and_its_reply_byte_for_byte() -> None:
     assert encode_request(Request("status")) == b'{"command": "status"}\n'
     assert _request(b'{"command": "status"}\n') == Request("status")
-    reply = encode_result("flush", {"due_now": 2, "workers_woken": 4})
+    reply = encode_result("wake", {"workers_woken": 4})
     assert reply == (
-        b'{"protocol": 1, "ok": true, "command": "flush",'
-        b' "result": {"due_now": 2, "workers_woken": 4}}\n'
+        b'{"protocol": 1, "ok": true, "command": "wake", "result": {"workers_woken": 4}}\n'
     )
-    assert parse_reply(reply[:-1]) == Reply(True, {"due_now": 2, "workers_woken": 4})
+    assert parse_reply(reply[:-1]) == Reply(True, {"workers_woken": 4})
 
 
 def test_an_error_reply_is_one_line() -> None:
@@ -66,7 +65,7 @@ def test_a_line_may_arrive_in_pieces() -> None:
     [
         (
             b'{"command": "launch"}\n',
-            "unknown command 'launch' (status, reload, stop, flush, wake)",
+            "unknown command 'launch' (status, reload, stop, wake)",
         ),
         (b'{"command": "status", "force": true}\n', "unknown field 'force' in the request"),
         (b'{"command": 1}\n', 'the request has no "command" string'),
@@ -82,7 +81,7 @@ def test_a_line_may_arrive_in_pieces() -> None:
         (b'{"command": "' + b"x" * 5000, "line longer than 4096 octets"),
         (
             b'{"command": "\\u0000\\u001b[31m"}\n',
-            "unknown command '\\x00\\x1b[31m' (status, reload, stop, flush, wake)",
+            "unknown command '\\x00\\x1b[31m' (status, reload, stop, wake)",
         ),
     ],
 )

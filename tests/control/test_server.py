@@ -71,7 +71,7 @@ def test_a_failed_command_is_one_line(served: ControlServer) -> None:
         (b"GET / HTTP/1.1\r\n\r\n", b"request is not JSON"),
         (
             b'{"command": "launch"}\n',
-            b"unknown command 'launch' (status, reload, stop, flush, wake)",
+            b"unknown command 'launch' (status, reload, stop, wake)",
         ),
         (b"x" * 100_000, b"line longer than 4096 octets"),
         (b'{"command": "status"}', b"connection closed before the end of the line"),

@@ -36,14 +36,12 @@ from mailstead.mta.queue_select import (
 )
 
 if TYPE_CHECKING:
+    from mailstead.config import Config
     from mailstead.mta.envelope import QueuedMessage, RecipientStatus
     from mailstead.mta.queue import Queue
 
 __all__ = ["queue"]
 
-# The running server's outbound loop looks at the queue this often
-# (mailstead.mta.outbound.POLL_INTERVAL); the help texts say so.
-_OUTBOUND_POLL_SECONDS = 2
 # `queue show` prints at most this much of a message's header section.
 _SHOW_HEADER_LIMIT = 64 * 1024
 
@@ -329,34 +327,24 @@ def _done(verb: str, ids: Sequence[str], skipped: int = 0, why: str = "") -> str
 @click.pass_context
 @one_line_errors
 def queue_flush(
-    ctx: click.Context,
-    queue_ids: tuple[str, ...],
-    everything: bool,
-    to_domain: str | None,
-    sender: str | None,
-    state: str | None,
-    older_than: str | None,
+    ctx: click.Context, /, queue_ids: tuple[str, ...], everything: bool, **filters: str | None
 ) -> None:
     """Make deferred recipients due now (all of them without ids or filters).
 
-    The running server's outbound loop picks them up within its poll
-    interval of 2 seconds; without a running server nothing is sent. Held
-    messages stay held.
+    A running server is woken and tries them at once; without one nothing is
+    sent until it starts. Held messages stay held.
 
     \b
     Example:
       mailstead queue flush --to-domain example.org
     """
-    selection = _selection(to_domain, sender, state, older_than)
-    with open_queue(load(ctx)) as q:
+    config = load(ctx)
+    with open_queue(config) as q:
         # Flushing only makes mail go sooner: without ids or filters it is
         # the whole queue, as `queue flush` always was and `postqueue -f` is.
-        ids = _targets(ctx, q, queue_ids, everything, selection, required=False)
+        ids = _targets(ctx, q, queue_ids, everything, _selection(**filters), required=False)
         n = q.flush(time.time(), ids)
-    click.echo(
-        f"{n} deferred recipient(s) due now; a running server tries them"
-        f" within {_OUTBOUND_POLL_SECONDS} seconds"
-    )
+    click.echo(f"{n} deferred recipient(s) due now; {_wake(config)}")
 
 
 @queue.command("delete")
@@ -364,13 +352,7 @@ def queue_flush(
 @click.pass_context
 @one_line_errors
 def queue_delete(
-    ctx: click.Context,
-    queue_ids: tuple[str, ...],
-    everything: bool,
-    to_domain: str | None,
-    sender: str | None,
-    state: str | None,
-    older_than: str | None,
+    ctx: click.Context, /, queue_ids: tuple[str, ...], everything: bool, **filters: str | None
 ) -> None:
     """Remove messages from the queue: they are not delivered and no bounce is sent.
 
@@ -379,13 +361,9 @@ def queue_delete(
       mailstead queue delete 0005F1C2A3B4C5D6E7F80911
       mailstead queue delete --from '<>' --older-than 1d
     """
-    selection = _selection(to_domain, sender, state, older_than)
     with open_queue(load(ctx)) as q:
-        ids = _targets(ctx, q, queue_ids, everything, selection)
-        if ids is None:
-            ids = [m.id for m in q.list()]
         deleted, gone = [], 0
-        for queue_id in ids:
+        for queue_id in _chosen(ctx, q, queue_ids, everything, filters):
             try:
                 q.delete(queue_id)
             except KeyError:
@@ -400,13 +378,7 @@ def queue_delete(
 @click.pass_context
 @one_line_errors
 def queue_hold(
-    ctx: click.Context,
-    queue_ids: tuple[str, ...],
-    everything: bool,
-    to_domain: str | None,
-    sender: str | None,
-    state: str | None,
-    older_than: str | None,
+    ctx: click.Context, /, queue_ids: tuple[str, ...], everything: bool, **filters: str | None
 ) -> None:
     """Hold messages: the server never tries them until `queue release`.
 
@@ -416,11 +388,8 @@ def queue_hold(
     Example:
       mailstead queue hold --to-domain slow.example
     """
-    selection = _selection(to_domain, sender, state, older_than)
     with open_queue(load(ctx)) as q:
-        ids = _targets(ctx, q, queue_ids, everything, selection)
-        if ids is None:
-            ids = [m.id for m in q.list()]
+        ids = _chosen(ctx, q, queue_ids, everything, filters)
         held = q.hold(ids, time.time())
     click.echo(_done("held", held, len(ids) - len(held), "already held or gone"))
 
@@ -430,13 +399,7 @@ def queue_hold(
 @click.pass_context
 @one_line_errors
 def queue_release(
-    ctx: click.Context,
-    queue_ids: tuple[str, ...],
-    everything: bool,
-    to_domain: str | None,
-    sender: str | None,
-    state: str | None,
-    older_than: str | None,
+    ctx: click.Context, /, queue_ids: tuple[str, ...], everything: bool, **filters: str | None
 ) -> None:
     """Release held messages: they are tried again at their next attempt time.
 
@@ -446,10 +409,34 @@ def queue_release(
     Example:
       mailstead queue release --all
     """
-    selection = _selection(to_domain, sender, state, older_than)
     with open_queue(load(ctx)) as q:
-        ids = _targets(ctx, q, queue_ids, everything, selection)
-        if ids is None:
-            ids = [m.id for m in q.list()]
+        ids = _chosen(ctx, q, queue_ids, everything, filters)
         released = q.release(ids)
     click.echo(_done("released", released, len(ids) - len(released), "not held"))
+
+
+def _chosen(
+    ctx: click.Context,
+    q: Queue,
+    queue_ids: Sequence[str],
+    everything: bool,
+    filters: dict[str, str | None],
+) -> list[str]:
+    """The ids an action that needs a choice applies to (:func:`_targets`)."""
+    ids = _targets(ctx, q, queue_ids, everything, _selection(**filters))
+    return [m.id for m in q.list()] if ids is None else ids
+
+
+def _wake(config: Config) -> str:
+    """Wake the running server's outbound loops; say what happens to due mail."""
+    from mailstead.control.client import ControlError, NotRunning, request
+
+    try:
+        woken = request(config, "wake")["workers_woken"]
+    except NotRunning:
+        return "no server is running: they go when it starts"
+    except ControlError as exc:
+        from mailstead.mta.outbound import POLL_INTERVAL
+
+        return f"the server could not be woken ({exc}): it looks within {POLL_INTERVAL:g} seconds"
+    return f"{woken} worker(s) of the running server trying them now"

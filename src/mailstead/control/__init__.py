@@ -6,6 +6,6 @@
 * commands.py — what each command does in the supervisor;
 * board.py — the worker processes' pids and states, shared with the supervisor;
 * queue_stats.py, sessions.py — the queue's size and the live sessions for ``status``;
-* wake.py — telling every mail worker to look at the queue now (``flush``);
+* wake.py — telling every mail worker to look at the queue now (``queue flush``);
 * client.py — :func:`~mailstead.control.client.request`, for the commands.
 """

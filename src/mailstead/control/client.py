@@ -4,7 +4,7 @@
 
     from mailstead.control.client import NotRunning, request
     try:
-        result = request(config, "flush")   # {"due_now": 2, "workers_woken": 4}
+        result = request(config, "wake")    # {"workers_woken": 2}
     except NotRunning:
         ...                                  # no server on this data directory
 

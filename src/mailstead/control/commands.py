@@ -1,4 +1,4 @@
-"""What the supervisor does for each control request: status, reload, stop, flush, wake.
+"""What the supervisor does for each control request: status, reload, stop, wake.
 
 Runs in the control thread of the supervisor (``serve``'s first process).
 Reload and stop are the signals an operator would send: the request sends
@@ -25,7 +25,6 @@ from mailstead.control.queue_stats import queue_summary
 from mailstead.control.server import CommandFailed
 from mailstead.control.sessions import live_sessions
 from mailstead.control.wake import wake
-from mailstead.mta.queue import Queue
 
 __all__ = ["ListenerAddress", "MasterControl", "ReloadGate", "rfc3339"]
 
@@ -124,8 +123,6 @@ class MasterControl:
             return self.reload()
         if request.command == "stop":
             return self.stop()
-        if request.command == "flush":
-            return self.flush()
         return {"workers_woken": self.wake()}
 
     # -- commands -----------------------------------------------------------------
@@ -241,14 +238,6 @@ class MasterControl:
         if not self.stopping:
             os.kill(os.getpid(), signal.SIGTERM)
         return {"pid": os.getpid(), "shutdown_timeout": config.limits.shutdown_timeout}
-
-    def flush(self) -> dict[str, object]:
-        """Every deferred recipient due now, and every mail worker told to look."""
-        if self.stopping:
-            raise CommandFailed("the server is stopping: the queue is tried at the next start")
-        with Queue(self._config().data_dir) as queue:
-            due = queue.flush(time.time())
-        return {"due_now": due, "workers_woken": self.wake()}
 
     def wake(self) -> int:
         """Tell every serving mail worker to look at the queue now; how many were told."""

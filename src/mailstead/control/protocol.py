@@ -46,7 +46,7 @@ MAX_REQUEST: Final = 4096
 #: A status reply of hundreds of workers and listeners still fits.
 MAX_RESPONSE: Final = 1024 * 1024
 
-Command: TypeAlias = Literal["status", "reload", "stop", "flush", "wake"]
+Command: TypeAlias = Literal["status", "reload", "stop", "wake"]
 #: What the server does for each command (``mailstead status`` and friends).
 COMMANDS: Final[tuple[Command, ...]] = get_args(Command)
 
