@@ -44,6 +44,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("proto", ("mailstead.proto.*",)),
     # Typed settings from TOML; the layers above read their sections.
     ("config", ("mailstead.config.*",)),
+    # Prometheus metrics: the counts the mail path keeps, shared by the workers.
+    ("metrics", ("mailstead.metrics.*",)),
     # The host side of serving: leaving root, the data-dir lock, sd_notify, the unit.
     ("system", ("mailstead.system.*",)),
     # Building messages (trace header fields, composing) and rendering

@@ -55,8 +55,9 @@ _READ = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 # Beside a database while it is open; the online backup reads through them.
 _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
-# Directories whose files are in flight, never a promise (docs/durability.md).
-_SKIPPED_DIRS = ("queue/tmp",)
+# Directories whose files are in flight, never a promise (docs/durability.md),
+# and the metrics' counter files, rewritten while serving, worth nothing restored.
+_SKIPPED_DIRS = ("queue/tmp", "metrics")
 _MAIL = "mail"
 
 

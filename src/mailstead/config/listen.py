@@ -29,9 +29,12 @@ class ListenConfig:
     pop3: tuple[HostPort, ...] = (("127.0.0.1", 2110),)
     #: POP3 over implicit TLS.
     pop3s: tuple[HostPort, ...] = (("127.0.0.1", 2995),)
+    #: Prometheus metrics over plain HTTP (``GET /metrics``); off by default:
+    #: the answer has no authentication, so bind it where only the scraper reaches.
+    metrics: tuple[HostPort, ...] = ()
 
 
-_KEYS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+_KEYS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "metrics")
 
 
 def load_listen(r: Reader, data: Mapping[str, object]) -> ListenConfig:
