@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mailstead.addresses import AddressError, normalize_domain, split_address
 from mailstead.config.reader import Reader, domain_name, duration, show
@@ -46,6 +47,14 @@ class DeliveryConfig:
     #: Refuse to hand mail over in clear text: a host that offers no STARTTLS
     #: is deferred (4.7.4) instead. Off by default: STARTTLS is opportunistic.
     require_tls: bool = False
+    #: Honour the MTA-STS policies of destination domains (RFC 8461): fetch
+    #: and cache them, and in ``enforce`` mode deliver only to the MX hosts
+    #: they name, over STARTTLS with a certificate valid for the host.
+    mta_sts: bool = True
+    #: PEM trust anchors used instead of the system's roots to check the
+    #: certificates MTA-STS asks for (policy hosts and MX hosts): a private
+    #: CA, or a test's. Relative to ``data_dir``; None: the system's roots.
+    tls_ca_file: Path | None = None
 
     def source_for(self, sender: str) -> str | None:
         """The local address mail from ``sender`` (an envelope address) leaves from."""
@@ -76,6 +85,8 @@ _KEYS = (
     "max_lifetime",
     "delay_warning",
     "require_tls",
+    "mta_sts",
+    "tls_ca_file",
 )
 
 
@@ -101,8 +112,14 @@ def _source_address(r: Reader, text: str, key: str) -> str:
     return str(ip)
 
 
-def load_delivery(r: Reader, data: Mapping[str, object], hostname: str) -> DeliveryConfig:
-    """The ``[delivery]`` table of ``data``; ``helo_name`` defaults to ``hostname``."""
+def load_delivery(
+    r: Reader, data: Mapping[str, object], hostname: str, data_dir: Path | None = None
+) -> DeliveryConfig:
+    """The ``[delivery]`` table of ``data``; ``helo_name`` defaults to ``hostname``.
+
+    ``tls_ca_file`` is resolved against ``data_dir`` when given, else kept
+    as written (users of it join it to the data directory).
+    """
     t = r.table(data, "delivery", "", _KEYS)
     defaults = DeliveryConfig()
 
@@ -147,6 +164,15 @@ def load_delivery(r: Reader, data: Mapping[str, object], hostname: str) -> Deliv
         except ValueError as exc:
             r.fail("delivery.max_lifetime", f"{exc}, got {show(text)}")
 
+    tls_ca_file = None
+    if "tls_ca_file" in t:
+        text = r.string(t["tls_ca_file"], "delivery.tls_ca_file")
+        if not text:
+            r.fail("delivery.tls_ca_file", "must not be empty")
+        tls_ca_file = Path(text).expanduser()
+        if data_dir is not None:
+            tls_ca_file = (data_dir / tls_ca_file).resolve()
+
     return DeliveryConfig(
         dns_servers=tuple(dns_servers),
         smtp_port=port,
@@ -159,4 +185,6 @@ def load_delivery(r: Reader, data: Mapping[str, object], hostname: str) -> Deliv
         require_tls=r.typed(
             t.get("require_tls", False), "delivery.require_tls", bool, "true or false"
         ),
+        mta_sts=r.typed(t.get("mta_sts", True), "delivery.mta_sts", bool, "true or false"),
+        tls_ca_file=tls_ca_file,
     )

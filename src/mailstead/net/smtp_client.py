@@ -12,14 +12,25 @@ control.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import os
 import ssl
 from collections.abc import Sequence
+from pathlib import Path
 
 from mailstead.limits import SMTPClientLimits
-from mailstead.mta.transport import HostResult, OnResult, OutboundMessage, SessionPolicy
+from mailstead.mta.mta_sts_fetch import verifying_context
+from mailstead.mta.transport import (
+    HostResult,
+    OnResult,
+    OutboundMessage,
+    SessionPolicy,
+    TLSCheck,
+    TLSFailure,
+)
 from mailstead.net.flow import FlowProtocol
+from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.client import SMTPClient
 from mailstead.proto.smtp.client_events import (
     Closed,
@@ -97,6 +108,8 @@ class SMTPTransport:
         self.tls_context = tls_context
         self.limits = limits
         self.connect_timeout = connect_timeout
+        # Contexts that verify certificates (MTA-STS), per CA file (None: the system's).
+        self._verifying_contexts: dict[Path | None, ssl.SSLContext] = {}
 
     async def deliver(
         self,
@@ -111,15 +124,57 @@ class SMTPTransport:
 
         ``on_result(i, result)`` is awaited as soon as the host has answered
         for message ``i``, before the next one goes out. TLS is demanded
-        only when there is a context to do it with.
+        only when there is a context to do it with, or when the policy's
+        :class:`TLSCheck` (MTA-STS) asks for a verified certificate.
         """
-        tls_context = self.tls_context
+        check = policy.tls_check
+        plain = policy.require_tls and self.tls_context is not None
+        if check is None:
+            return await self._session(
+                host, address, port, messages, policy, on_result, self.tls_context, plain, None
+            )
+        context = self._verifying(check.ca_file)
+        require = check.enforce or policy.require_tls
+        result = await self._session(
+            host, address, port, messages, policy, on_result, context, require, check
+        )
+        failed = result.tls_failure
+        if check.enforce or failed is None or failed.result_type == STARTTLS_NOT_SUPPORTED:
+            return result
+        # RFC 8461 §5 "testing": the certificate failed and is reported; the
+        # mail goes as it would without a policy, on a new connection.
+        again = await self._session(
+            host, address, port, messages, policy, on_result, self.tls_context, plain, None
+        )
+        return dataclasses.replace(again, tls_failure=failed)
+
+    def _verifying(self, ca_file: Path | None) -> ssl.SSLContext:
+        """A context checking chain and host name against ``ca_file`` or the system's roots."""
+        context = self._verifying_contexts.get(ca_file)
+        if context is None:
+            context = verifying_context(str(ca_file) if ca_file else None)
+            self._verifying_contexts[ca_file] = context
+        return context
+
+    async def _session(
+        self,
+        host: str,
+        address: str,
+        port: int,
+        messages: Sequence[OutboundMessage],
+        policy: SessionPolicy,
+        on_result: OnResult,
+        tls_context: ssl.SSLContext | None,
+        require_tls: bool,
+        check: TLSCheck | None,
+    ) -> HostResult:
         client = SMTPClient(
             policy.helo_name,
-            require_tls=policy.require_tls and tls_context is not None,
+            require_tls=require_tls and tls_context is not None,
             tls_available=tls_context is not None,
             limits=self.limits,
         )
+        tls_failure: TLSFailure | None = None
         loop = asyncio.get_running_loop()
         try:
             transport, pipe = await asyncio.wait_for(
@@ -181,6 +236,10 @@ class SMTPTransport:
                             client.limits.tls_handshake_timeout,
                         )
                     except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+                        if check is not None and isinstance(exc, ssl.SSLCertVerificationError):
+                            tls_failure = _certificate_failure(host, exc)
+                            client.connection_lost(tls_failure.detail)
+                            continue
                         where = _where(host, address, port)
                         client.connection_lost(f"TLS handshake with {where} failed: {_reason(exc)}")
                         continue
@@ -195,10 +254,53 @@ class SMTPTransport:
                 elif isinstance(event, Closed):
                     break
                 elif isinstance(event, Ready):
+                    if check is not None and not event.secure:
+                        # "testing": the host has no STARTTLS; mail goes in clear text.
+                        tls_failure = _no_starttls(host)
                     continue
         finally:
             transport.close()
-        return HostResult(tuple(results), failure, connected=True)
+        if check is None:
+            return HostResult(tuple(results), failure, connected=True)
+        if failure is not None and failure.reply in (R.TLS_NOT_OFFERED, R.TLS_REFUSED):
+            tls_failure = _no_starttls(host)
+        if check.enforce and tls_failure is not None:
+            # RFC 8461 §4.2: no delivery to this host; a deferral that says why.
+            code = "4.7.4" if tls_failure.result_type == STARTTLS_NOT_SUPPORTED else "4.7.5"
+            text = f"MTA-STS policy of {check.policy_domain}: {tls_failure.detail}"
+            failure = SessionFailed(Reply(451, code, text), remote=False)
+        return HostResult(
+            tuple(results),
+            failure,
+            connected=True,
+            tls_failure=tls_failure,
+            tls_verified=client.secure and tls_failure is None,
+        )
+
+
+STARTTLS_NOT_SUPPORTED = "starttls-not-supported"
+
+# OpenSSL's verify codes (x509_vfy.h) and the RFC 8460 §4.3.2.1 result types they are.
+_VERIFY_RESULTS = {
+    9: "certificate-expired",  # X509_V_ERR_CERT_NOT_YET_VALID
+    10: "certificate-expired",  # X509_V_ERR_CERT_HAS_EXPIRED
+    62: "certificate-host-mismatch",  # X509_V_ERR_HOSTNAME_MISMATCH
+    2: "certificate-not-trusted",  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
+    18: "certificate-not-trusted",  # X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+    19: "certificate-not-trusted",  # X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
+    20: "certificate-not-trusted",  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: "certificate-not-trusted",  # X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE
+}
+
+
+def _certificate_failure(host: str, exc: ssl.SSLCertVerificationError) -> TLSFailure:
+    result = _VERIFY_RESULTS.get(exc.verify_code, "validation-failure")
+    why = (exc.verify_message or _reason(exc)).rstrip(".")
+    return TLSFailure(result, f"certificate of {host} did not validate: {why}")
+
+
+def _no_starttls(host: str) -> TLSFailure:
+    return TLSFailure(STARTTLS_NOT_SUPPORTED, f"{host} does not offer STARTTLS")
 
 
 def _where(host: str, address: str, port: int) -> str:
