@@ -4,6 +4,11 @@ It is driven only through the external contract (DESIGN.md §3): a config
 file, ``mailstead user add`` and ``mailstead serve``. Only the MTA listener
 is open, on 127.0.0.1 at the port we choose, without TLS (Postfix in the
 benchmark has none either).
+
+The server's DNS (MX, and the SPF/DKIM/DMARC checks it makes by default on
+mail it receives) goes to a DNS server of the benchmark's own on loopback,
+which knows none of the made-up domains: as a real resolver would answer
+for a sender without records, and never a query off this machine.
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ from pathlib import Path
 
 from netutil import wait_for_port
 
-__all__ = ["MailsteadServer", "listen_on", "mailstead_version", "running_mailstead"]
+from mailstead.testing.dns import DNSServer
+
+__all__ = [
+    "MailsteadServer",
+    "listen_on",
+    "loopback_dns",
+    "mailstead_version",
+    "running_mailstead",
+]
 
 _STOP_TIMEOUT = 60.0
 
@@ -40,6 +53,34 @@ def listen_on(config: str, ports: dict[str, int]) -> str:
     return config
 
 
+_dns: DNSServer | None = None
+
+
+def loopback_dns() -> str:
+    """``host:port`` of the benchmark's DNS server (started at the first call; it
+    answers NXDOMAIN for every name and lives as long as the process)."""
+    global _dns
+    if _dns is None:
+        _dns = DNSServer({})
+        _dns.start()
+    host, port = _dns.address
+    return f"{host}:{port}"
+
+
+def _with_loopback_dns(config: str) -> str:
+    """The text ``mailstead init`` wrote, its ``dns_servers`` set to :func:`loopback_dns`."""
+    text, count = re.subn(
+        r"^(dns_servers\s*=\s*)\[[^\]]*\]",
+        rf"\g<1>[{json.dumps(loopback_dns())}]",
+        config,
+        count=1,
+        flags=re.MULTILINE,
+    )
+    if count != 1:
+        raise RuntimeError("no [delivery] dns_servers line in the config `mailstead init` wrote")
+    return text
+
+
 def init_with_user(
     config: Path, address: str, password: str, rewrite: Callable[[str], str]
 ) -> list[str]:
@@ -53,7 +94,7 @@ def init_with_user(
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    config.write_text(rewrite(config.read_text()))
+    config.write_text(rewrite(_with_loopback_dns(config.read_text())))
     subprocess.run(
         [*cli, "user", "add", address, "--password-stdin"],
         input=f"{password}\n".encode(),
@@ -86,6 +127,8 @@ def _config_text(port: int) -> str:
         f"{off}"
         "[storage]\n"
         'format = "maildir"\n'
+        "[delivery]\n"
+        f"dns_servers = [{json.dumps(loopback_dns())}]\n"
         # The benchmarks run as root on these machines; the server stays on loopback.
         "[run]\n"
         "allow_root = true\n"

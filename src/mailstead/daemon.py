@@ -51,6 +51,7 @@ from mailstead.control.wake import WAKE_SIGNAL, ignore_wake, on_wake
 from mailstead.directory import DirectoryError
 from mailstead.durable import make_dirs
 from mailstead.limits import SMTPLimits, WebhookLimits
+from mailstead.mailauth.setup import prepare as prepare_auth_checks
 from mailstead.net import watchdog
 from mailstead.net.supervisor import Supervisor
 from mailstead.net.watchdog import Heartbeats, Pulse
@@ -284,6 +285,7 @@ def serve(config: Config) -> None:
     if owner is not None:
         give_data_dir(config.data_dir, owner)  # the outbox's database, if root just made it
     # Before any connection is read and before the fork: no worker is root.
+    prepare_auth_checks(config)
     log.info("%s", become(config.run))
     log.info(
         "mailstead serving %s as %s with %d worker(s)",

@@ -21,6 +21,7 @@ from mailstead.config import Config, load_config
 from mailstead.directory import Directory
 from mailstead.limits import IMAPLimits, SMTPLimits
 from mailstead.store.mailbox import arrival_order
+from mailstead.testing.dns import DNSServer
 from mailstead.tlscert import ensure_self_signed
 
 DOMAIN = "example.test"
@@ -44,6 +45,10 @@ def write_config(
     )
     # The tests run as root (CI does): serve would drop to the mailstead user.
     run = "" if "[run]" in extra else "[run]\nallow_root = true\n"
+    if "dns_servers" not in delivery:
+        # Every lookup (the SPF/DKIM/DMARC checks of received mail, on by
+        # default) stays on loopback: a server that knows no name.
+        delivery = f'dns_servers = ["{_nowhere_dns()}"]\n{delivery}'
     path = root / "mailstead.toml"
     path.write_text(
         f'hostname = "mx.{DOMAIN}"\n'
@@ -64,6 +69,19 @@ def write_config(
         directory.add_alias("team@example.test", ["alice@example.test", "bob@example.test"])
         directory.add_alias("postmaster@example.test", ["alice@example.test"])
     return path
+
+
+_dns: DNSServer | None = None
+
+
+def _nowhere_dns() -> str:
+    """``host:port`` of a DNS server answering NXDOMAIN to every name, started once."""
+    global _dns
+    if _dns is None:
+        _dns = DNSServer({})
+        _dns.start()
+    host, port = _dns.address
+    return f"{host}:{port}"
 
 
 def free_port() -> int:

@@ -34,7 +34,7 @@ from tests.e2e.test_hostile_network import Conn
 
 FAST_AUTH = SMTPLimits(auth_failure_delay=0.0)
 BAD_EHLO = b"501 5.5.2 EHLO takes one domain name or address literal"
-DELIVERED_HEADERS = ["Return-Path", "Delivered-To", "Received", "Subject"]
+DELIVERED_HEADERS = ["Return-Path", "Delivered-To", "Received", "Authentication-Results", "Subject"]
 
 
 @pytest.fixture

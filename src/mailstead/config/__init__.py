@@ -19,6 +19,7 @@ the file ``mailstead init`` writes. Import from ``mailstead.config``.
 """
 
 from mailstead.config.auth import AuthConfig
+from mailstead.config.auth_checks import AuthChecksConfig
 from mailstead.config.delivery import DEFAULT_DELAY_WARNING, DeliveryConfig
 from mailstead.config.http_client import HttpClientConfig
 from mailstead.config.limits import ConnectionLimitsConfig
@@ -36,6 +37,7 @@ from mailstead.config.webhooks import WebhookConfig
 
 __all__ = [
     "DEFAULT_DELAY_WARNING",
+    "AuthChecksConfig",
     "AuthConfig",
     "Config",
     "ConfigError",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailstead.config.auth import AuthConfig, load_auth
+from mailstead.config.auth_checks import AuthChecksConfig, load_auth_checks
 from mailstead.config.delivery import DeliveryConfig, load_delivery
 from mailstead.config.http_client import HttpClientConfig, load_http_client
 from mailstead.config.limits import ConnectionLimitsConfig, load_limits
@@ -59,6 +60,8 @@ class Config:
     pop3: Pop3Config = field(default_factory=Pop3Config)
     #: Login checking.
     auth: AuthConfig = field(default_factory=AuthConfig)
+    #: SPF, DKIM and DMARC verification of mail from other servers.
+    auth_checks: AuthChecksConfig = field(default_factory=AuthChecksConfig)
     #: Connection limits of every listener.
     limits: ConnectionLimitsConfig = field(default_factory=ConnectionLimitsConfig)
     #: Interface addresses declared for the host (``mailstead net apply``).
@@ -95,6 +98,7 @@ _TOP_KEYS = {
     "webhooks",
     "pop3",
     "auth",
+    "auth_checks",
     "limits",
     "network",
     "run",
@@ -152,6 +156,7 @@ def build_config(data: dict[str, object], path: Path, r: Reader) -> Config:
     http_client = load_http_client(r, data)
     pop3 = load_pop3(r, data)
     auth = load_auth(r, data)
+    auth_checks = load_auth_checks(r, data)
     limits = load_limits(r, data)
     network = load_network(r, data)
     run = load_run(r, data)
@@ -175,6 +180,7 @@ def build_config(data: dict[str, object], path: Path, r: Reader) -> Config:
         webhooks=load_webhooks(r, data),
         pop3=pop3,
         auth=auth,
+        auth_checks=auth_checks,
         limits=limits,
         network=network,
         run=run,

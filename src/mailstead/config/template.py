@@ -24,6 +24,7 @@ imap  = ["127.0.0.1:2143"]
 imaps = ["127.0.0.1:2993"]
 pop3  = ["127.0.0.1:2110"]
 pop3s = ["127.0.0.1:2995"]
+# metrics = ["127.0.0.1:9925"]      # Prometheus GET /metrics (docs/metrics.md); off by default
 """
 
 # A checkout's server listens on loopback only, and `make run` must work for
@@ -46,6 +47,7 @@ imap  = ["0.0.0.0:143"]
 imaps = ["0.0.0.0:993"]
 pop3  = ["0.0.0.0:110"]
 pop3s = ["0.0.0.0:995"]
+# metrics = ["127.0.0.1:9925"]      # Prometheus GET /metrics (docs/metrics.md); off by default
 """
 
 #: Where ``init --system`` keeps the data (the FHS place for a service's state).
@@ -83,6 +85,7 @@ retry_schedule = ["1m", "5m", "15m", "30m", "1h", "2h", "4h", "8h"]
 max_lifetime = "5d"
 delay_warning = "4h"                # tell the sender once if still undelivered; "0" = never
 require_tls  = false                # true: never hand mail over without STARTTLS
+mta_sts      = true                 # honour receiving domains' MTA-STS policies
 # [delivery.source_ip_by_domain]    # per sender domain, instead of source_ip
 # "example.test" = "192.0.2.26"     # its mail leaves from this address
 
@@ -96,6 +99,10 @@ delete_retrieved = false            # true: delete mail once a client retrieved 
 [auth]
 password_cache_ttl = "1h"           # a login with the same password skips the
                                     # scrypt check this long; "0" = never skip
+
+[auth_checks]                       # SPF, DKIM, DMARC of mail on the smtp listener
+enabled      = true                 # docs/mailauth.md
+dmarc_reject = "reject"             # p=reject failures: "reject", "junk" or "accept"
 
 [limits]                            # per listener; docs/security.md
 connections_per_ip      = 50

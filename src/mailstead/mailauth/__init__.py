@@ -1,6 +1,9 @@
 """Mail authentication: what proves where a message comes from.
 
 DKIM signing (RFC 6376) and the DNS records a domain publishes for MX,
-SPF, DKIM and DMARC live here now; DKIM verification, ARC, SPF and DMARC
-checks join them, with Authentication-Results (RFC 8601) as their output.
+SPF, DKIM and DMARC; the verification of incoming mail — SPF (``spf``,
+``spf_macro``), every DKIM signature (``dkim_verify``), DMARC (``dmarc``)
+— with Authentication-Results (RFC 8601, ``authresults``) as its output;
+and the check hook every check on incoming mail goes through (``hook``).
+ARC joins them.
 """

@@ -8,7 +8,7 @@ the message, which costs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from mailstead.events import Event, domain_of, iso_time
 from mailstead.message.summary import message_summary
@@ -49,12 +49,15 @@ def received(
     client: dict[str, object] | None,
     max_body_bytes: int,
     received_at: float,
+    folder: str = "INBOX",
+    extra: Mapping[str, object] | None = None,
 ) -> list[Event]:
-    """message.received for each ``(mailbox, rcpt_to)`` copy stored in an INBOX.
+    """message.received for each ``(mailbox, rcpt_to)`` copy stored in ``folder``.
 
     ``client`` is what the SMTP session knew (ip, helo, tls, user), None
     when the queue delivered it locally. The message is summarised once for
-    all copies.
+    all copies. ``extra`` adds fields (the ``authentication`` results of
+    the receiver's checks).
     """
     if not copies:
         return []
@@ -70,11 +73,12 @@ def received(
             {
                 "queue_id": queue_id,
                 "mailbox": mailbox,
-                "folder": "INBOX",
+                "folder": folder,
                 "envelope": {"mail_from": mail_from, "rcpt_to": rcpt_to},
                 "client": client,
                 "received_at": at,
                 "message": summary,
+                **(extra or {}),
             },
             account=mailbox,
             domain=domain_of(mailbox),
