@@ -21,7 +21,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -38,6 +38,7 @@ __all__ = [
     "matches",
     "new_event_id",
     "pattern_error",
+    "stored_at",
 ]
 
 #: The payload format version every event carries.
@@ -118,6 +119,9 @@ class Event:
     #: and summarises it when the event is sent, off the mail path.
     raw_message: bytes | None = None
     body_limit: int = 0
+    #: message.received: where the copy was stored (``store.StoredAs``,
+    #: encoded), so the sink can tell the UID it got when the event is sent.
+    stored_as: str | None = None
 
     def payload(self) -> dict[str, object]:
         """The JSON object a webhook delivers."""
@@ -130,6 +134,19 @@ class Event:
             "domain": self.domain,
             "data": dict(self.data),
         }
+
+
+def stored_at(events: Sequence[Event], places: Mapping[str, str]) -> list[Event]:
+    """``events`` with :attr:`Event.stored_as` set to where their account's copy went.
+
+    ``places`` maps a mailbox address to its copy's ``StoredAs.encode()``.
+    """
+    return [
+        replace(e, stored_as=places[e.account])
+        if e.account is not None and e.account in places
+        else e
+        for e in events
+    ]
 
 
 class EventSink(Protocol):

@@ -534,3 +534,13 @@ def test_pop3_maildrop_lock_listing_and_delete(tmp_path: Path) -> None:
     assert box.messages[1].flags == ("\\Seen",)
     assert b"From x" not in (root / "mbox").read_bytes()
     drops.open("alice@example.test").close()  # the lock was released
+
+
+def test_an_append_without_a_final_newline_keeps_its_uid_when_re_parsed(root: Path) -> None:
+    deliver(root)
+    box = inbox(root)
+    # The fingerprint covers the message as a reader finds it: one byte
+    # longer than what was appended, the newline that ends it.
+    uid = box.append(b"Subject: no newline\r\n\r\nlast line", [], None)
+    box._scan(full=True)
+    assert box.uids == [1, uid] and box.read(uid) == b"Subject: no newline\n\nlast line\n"

@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.events import Event
+from mailstead.directory import Directory
+from mailstead.durable import publish_all
+from mailstead.events import Event, stored_at
 from mailstead.message.summary import message_summary
-from mailstead.mta import mail_events
-from mailstead.mta.envelope import QueuedRecipient
+from mailstead.mta import local_delivery, mail_events
+from mailstead.mta.envelope import QueuedMessage, QueuedRecipient
 from mailstead.mta.queue import Queue
+from mailstead.store import MaildirStore
+from mailstead.store.account import Account
 from mailstead.webhooks.endpoints import ConfiguredEndpoint, config_endpoint_id
 from mailstead.webhooks.outbox import Attempted, Outbox
 from mailstead.webhooks.signing import verify
@@ -286,3 +290,70 @@ def test_an_outbox_of_an_older_version_gains_the_new_columns(tmp_path: Path) -> 
         outbox.emit([Event("auth.failed", {"n": 1})])
         (claimed,) = outbox.claim(endpoint, 10, 60.0)
     assert json.loads(claimed.payload)["data"] == {"n": 1}
+
+
+def test_a_received_message_carries_the_uid_imap_shows(outbox: Outbox, tmp_path: Path) -> None:
+    endpoint = outbox.endpoints.add("https://hooks.example/x")
+    copy = MaildirStore(tmp_path / "mail").stage(
+        "alice@example.test", [b"Subject: a\n\nx\n"], "", 0
+    )
+    place = copy.stored_as
+    publish_all([copy])
+    received = mail_events.received(
+        [("alice@example.test", "alice@example.test")],
+        queue_id="Q1",
+        mail_from="zoe@sender.test",
+        content=b"Subject: a\r\n\r\nx\r\n",
+        client=None,
+        max_body_bytes=1024,
+        received_at=0.0,
+    )
+    outbox.emit(stored_at(received, {"alice@example.test": place.encode()}))
+    (claimed,) = outbox.claim(endpoint, 10, 60.0)
+    data = json.loads(claimed.payload)["data"]
+    account = Account(Path(place.path))
+    inbox = account.mailbox("INBOX")
+    inbox.refresh()  # an IMAP SELECT
+    assert (data["uid"], data["uidvalidity"]) == (inbox.uids[0], inbox.uidvalidity)
+    assert list(data)[:5] == ["queue_id", "mailbox", "folder", "uid", "uidvalidity"]
+    # Told once, kept: a retry after the message was expunged says the same.
+    inbox.expunge(inbox.uids)
+    account.index.close()
+    outbox.record([Attempted(claimed, 500, None, 0.1, None, 0.0, False)])
+    (again,) = outbox.claim(endpoint, 10, 60.0)
+    assert json.loads(again.payload)["data"]["uid"] == data["uid"]
+
+
+def test_a_received_message_without_its_place_has_a_null_uid(outbox: Outbox) -> None:
+    endpoint = outbox.endpoints.add("https://hooks.example/x")
+    outbox.emit([received()])
+    (claimed,) = outbox.claim(endpoint, 10, 60.0)
+    data = json.loads(claimed.payload)["data"]
+    assert data == {"subject": "hi", "uid": None, "uidvalidity": None}
+
+
+def test_a_message_the_queue_delivers_locally_carries_its_uid_too(
+    outbox: Outbox, tmp_path: Path
+) -> None:
+    endpoint = outbox.endpoints.add("https://hooks.example/x")
+    store = MaildirStore(tmp_path / "mail")
+    message = QueuedMessage("Q1", "zoe@sender.test", 0.0, 9, None, None, tmp_path / "q", ())
+    with Directory(tmp_path / "directory.sqlite3", ["example.test"]) as directory:
+        directory.add_user("alice@example.test", "pw")
+        result = local_delivery.deliver(
+            message,
+            "alice@example.test",
+            b"Subject: queued\n\nx\n",
+            directory=directory,
+            store=store,
+            sink=outbox,
+            max_body_bytes=1024,
+        )
+    outbox.emit(result.events)
+    (claimed,) = outbox.claim(endpoint, 10, 60.0)
+    data = json.loads(claimed.payload)["data"]
+    account = Account(store.maildir("alice@example.test").path)
+    inbox = account.mailbox("INBOX")
+    inbox.refresh()
+    assert (data["uid"], data["uidvalidity"]) == (inbox.uids[0], inbox.uidvalidity)
+    account.index.close()

@@ -22,6 +22,7 @@ from mailstead.store.paths import (
     maildir_path,
     mbox_path,
 )
+from mailstead.store.stored_as import StoredAs
 
 __all__ = [
     "STORAGE_FORMATS",
@@ -32,6 +33,8 @@ __all__ = [
     "Mbox",
     "MboxLockTimeout",
     "MboxStore",
+    "StagedCopy",
+    "StoredAs",
     "UnsafePathError",
     "account_dir",
     "maildir_path",
@@ -42,6 +45,15 @@ __all__ = [
 STORAGE_FORMATS = ("maildir", "mbox")
 
 _Box = TypeVar("_Box", Maildir, Mbox)
+
+
+class StagedCopy(Staged, Protocol):
+    """A message staged for one INBOX, and where it will be once published."""
+
+    @property
+    def stored_as(self) -> StoredAs:
+        """Where the message goes: what tells its UID later (``store.delivered``)."""
+        ...
 
 
 class MailboxStore(Protocol):
@@ -58,7 +70,7 @@ class MailboxStore(Protocol):
         parts: Sequence[Buffer],
         envelope_sender: str,
         received_at: float,
-    ) -> Staged:
+    ) -> StagedCopy:
         """Prepare ``parts`` (LF line endings) for ``address``'s INBOX; nothing visible yet.
 
         Raises like :meth:`deliver`.
@@ -102,7 +114,7 @@ class _PerAccount(Generic[_Box]):
                     box = self._boxes[address] = self._make(address)
         return box
 
-    def stage(self, address: str, stage: Callable[[_Box], Staged]) -> Staged:
+    def stage(self, address: str, stage: Callable[[_Box], StagedCopy]) -> StagedCopy:
         try:
             return stage(self.get(address))
         except FileNotFoundError:
@@ -145,7 +157,7 @@ class MaildirStore:
         parts: Sequence[Buffer],
         envelope_sender: str,
         received_at: float,
-    ) -> Staged:
+    ) -> StagedCopy:
         """A file in the INBOX's ``tmp/``, fsynced.
 
         The envelope is not stored: Maildir has no place for it, and the
@@ -190,7 +202,7 @@ class MboxStore:
         parts: Sequence[Buffer],
         envelope_sender: str,
         received_at: float,
-    ) -> Staged:
+    ) -> StagedCopy:
         """The mbox record, appended under the locks when published."""
         return self._accounts.stage(
             address, lambda box: box.stage(parts, envelope_sender, received_at)

@@ -347,6 +347,26 @@ class AccountIndex:
                 )
         return found
 
+    def uids_by_key(
+        self, mailbox_id: int, keys: Iterable[str], *, copies: bool = False
+    ) -> dict[str, int]:
+        """The UID of each of ``keys`` the mailbox holds.
+
+        ``copies``: also the keys ``<key>#2``, ``<key>#3`` … of identical
+        copies (mbox fingerprints), which sort just after ``<key>``.
+        """
+        found: dict[str, int] = {}
+        with self.lock:
+            for key in keys:
+                rows = self._conn.execute(
+                    "SELECT key, uid FROM messages WHERE mailbox = ? AND key >= ? AND key <= ?",
+                    (mailbox_id, key, f"{key}#\U0010ffff" if copies else key),
+                ).fetchall()
+                found.update(
+                    (str(k), int(uid)) for k, uid in rows if k == key or k.startswith(f"{key}#")
+                )
+        return found
+
     def expunged_since(self, mailbox_id: int, since_modseq: int) -> list[int] | None:
         """UIDs expunged after ``since_modseq``; None when the log no longer reaches back."""
         with self.lock:

@@ -27,6 +27,7 @@ from mailstead.durable import (
     unlink_quietly,
     write_all,
 )
+from mailstead.store.stored_as import StoredAs
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 # A clash of unique names needs a clock step back and a recycled pid; a few
@@ -210,6 +211,12 @@ class StagedMaildirMessage:
         self._unique = unique
         self._attributes = attributes
         self._final_path: str | None = None
+
+    @property
+    def stored_as(self) -> StoredAs:
+        """The Maildir and the name in ``new/`` this message gets when published
+        (unless another program took that unique name, size included, first)."""
+        return StoredAs("maildir", str(self._maildir.path), f"{self._unique}{self._attributes}")
 
     def publish(self) -> None:
         self.publish_name()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mailstead.durable import Buffer, fsync_dir, publish_all, write_all
+from mailstead.store.stored_as import StoredAs
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,36 @@ _FROM_LINE = re.compile(rb"^(?=>*From )", re.MULTILINE)
 # Bytes that would break the one-line "From " separator (RFC 4155 App. A wants
 # an addr-spec there; a space or newline in a quoted local part must not split it).
 _UNSAFE_SENDER = re.compile(r"[\x00-\x20\x7f]")
+
+
+# The part of a message the fingerprint covers besides its length and its
+# From_ line: enough to tell messages apart, cheap to hash on every read.
+FINGERPRINT_HEAD = 4096
+
+
+def fingerprint(from_line: bytes, head: bytes, length: int) -> str:
+    """What identifies a message across rewrites of the file: sha1 of its From_
+    line, its first :data:`FINGERPRINT_HEAD` bytes and its length."""
+    h = hashlib.sha1(from_line, usedforsecurity=False)
+    h.update(b"\n")
+    h.update(head[:FINGERPRINT_HEAD])
+    h.update(b"\n%d" % length)
+    return h.hexdigest()
+
+
+def staged_fingerprint(record: Sequence[bytes]) -> str:
+    """The fingerprint a reader will find for ``[From_ line, escaped message, trailer]``.
+
+    A reader's message ends before the blank line that closes it (the
+    trailer's last newline), so a message without a final newline is one
+    byte longer than its bytes: the trailer's first newline.
+    """
+    line, escaped, trailer = record
+    length = len(escaped) + len(trailer) - 1
+    head = escaped[:FINGERPRINT_HEAD]
+    if length > len(escaped) and len(head) < FINGERPRINT_HEAD:
+        head += trailer[:1]
+    return fingerprint(line.rstrip(b"\n"), head, length)
 
 
 class MboxLockTimeout(TimeoutError):
@@ -221,6 +253,11 @@ class StagedMboxAppend:
         self._dotlocked = False
         self._thread_locked = False
         self._old_size: int | None = None
+
+    @property
+    def stored_as(self) -> StoredAs:
+        """The mbox and the fingerprint its index will know this message by."""
+        return StoredAs("mbox", str(self._mbox.path), staged_fingerprint(self._record))
 
     def publish(self) -> None:
         mbox = self._mbox

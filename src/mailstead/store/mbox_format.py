@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import calendar
 import contextlib
-import hashlib
 import mmap
 import os
 import re
@@ -28,14 +27,11 @@ from typing import TypeAlias
 
 from mailstead.durable import fsync_dir, unlink_quietly, write_all
 from mailstead.store.maildir import crlf_size
-from mailstead.store.mbox import Mbox, MboxLockTimeout
+from mailstead.store.mbox import FINGERPRINT_HEAD, Mbox, MboxLockTimeout, fingerprint
 
 #: A whole mbox file: mapped (large files never sit in memory) or, when empty, ``b""``.
 MboxBuffer: TypeAlias = bytes | mmap.mmap
 
-# The part of a message the fingerprint covers besides its length and its
-# From_ line: enough to tell messages apart, cheap to hash on every read.
-FINGERPRINT_HEAD = 4096
 # How far before a message read() looks for its From_ line.
 _FROM_LINE_MAX = 64 * 1024
 
@@ -81,16 +77,6 @@ def parse_location(location: str) -> tuple[int, int]:
     """``"offset:length"`` → (offset, length)."""
     offset, _, length = location.partition(":")
     return int(offset), int(length)
-
-
-def fingerprint(from_line: bytes, head: bytes, length: int) -> str:
-    """What identifies a message across rewrites of the file: sha1 of its From_
-    line, its first :data:`FINGERPRINT_HEAD` bytes and its length."""
-    h = hashlib.sha1(from_line, usedforsecurity=False)
-    h.update(b"\n")
-    h.update(head[:FINGERPRINT_HEAD])
-    h.update(b"\n%d" % length)
-    return h.hexdigest()
 
 
 def record_fingerprint(buf: MboxBuffer, rec: MboxRecord) -> str:

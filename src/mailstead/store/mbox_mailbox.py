@@ -48,12 +48,17 @@ from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.index import AccountIndex, MailboxState, MailboxWriter, Row, write
 from mailstead.store.maildir import crlf_size
 from mailstead.store.maildir_names import MAX_KEYWORDS
-from mailstead.store.mbox import Mbox, escape_mboxrd, from_line
-from mailstead.store.mbox_format import (
+from mailstead.store.mbox import (
     FINGERPRINT_HEAD,
+    Mbox,
+    escape_mboxrd,
+    fingerprint,
+    from_line,
+    staged_fingerprint,
+)
+from mailstead.store.mbox_format import (
     MboxBuffer,
     MboxRecord,
-    fingerprint,
     from_line_date,
     from_line_start,
     hold_locks,
@@ -496,7 +501,7 @@ class MboxMailbox:
         trailer = b"\n" if escaped.endswith(b"\n") or not escaped else b"\n\n"
         line = from_line("", when)
         record = [line, escaped, trailer]
-        raw_length = len(escaped) + len(trailer) - 1
+        raw_length = len(escaped) + len(trailer) - 1  # as a reader finds it
         unescaped = body if len(trailer) == 1 else body + b"\n"
         with hold_locks(self.mbox, create=True) as held:
             fd = held.fd
@@ -511,7 +516,7 @@ class MboxMailbox:
             self.mbox._append(fd, record, held.created)
             st = os.fstat(fd)
             offset = st.st_size - sum(map(len, record)) + len(line)
-            print_ = fingerprint(line[:-1], escaped[:FINGERPRINT_HEAD], raw_length)
+            print_ = staged_fingerprint(record)
             with write(self.index, self.id) as w:
                 key, n = print_, 1
                 while w.find(key) is not None:

@@ -36,6 +36,7 @@ from mailstead.events import Event
 from mailstead.message.summary import message_summary
 from mailstead.sqlite_wal import connect_durable, immediate
 from mailstead.webhooks.endpoints import Endpoint, EndpointRegistry
+from mailstead.webhooks.received_uids import UidTeller, with_uid, with_uid_fields
 from mailstead.webhooks.staging import GroupStore, StagedEvents
 
 log = logging.getLogger("mailstead.webhooks")
@@ -64,7 +65,9 @@ CREATE TABLE IF NOT EXISTS webhook_events (
     created_at  REAL NOT NULL,
     payload     BLOB NOT NULL,              -- the JSON body, UTF-8
     raw_message BLOB,                       -- message.received: summarised into the
-    body_limit  INTEGER                     -- payload's data.message when sent
+    body_limit  INTEGER,                    -- payload's data.message when sent
+    stored_as   TEXT                        -- message.received: where the copy is, until
+                                            -- its UID is in the payload (store.StoredAs)
 );
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
     seq          INTEGER PRIMARY KEY,       -- creation order (ordered endpoints)
@@ -205,6 +208,7 @@ class Outbox:
         )
         self.endpoints = EndpointRegistry(self._transaction, self._reading, clock=clock)
         self._staging = GroupStore(self)
+        self._uids = UidTeller()
 
     def _connect(self) -> sqlite3.Connection:
         is_new = not self.db_path.exists()
@@ -224,6 +228,7 @@ class Outbox:
             self._conn.close()
         with self._read_lock:
             self._read_conn.close()
+        self._uids.close()
 
     def __enter__(self) -> Outbox:
         return self
@@ -282,10 +287,13 @@ class Outbox:
             targets = [e for e in endpoints if e.receives(event)]
             if not targets:
                 continue
-            body = json.dumps(event.payload(), ensure_ascii=False, separators=(",", ":"))
+            document = event.payload()
+            if event.type == "message.received":
+                document["data"] = with_uid_fields(document["data"])
+            body = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
             conn.execute(
                 "INSERT OR IGNORE INTO webhook_events (id, type, account, domain, created_at,"
-                " payload, raw_message, body_limit) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " payload, raw_message, body_limit, stored_as) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     event.id,
                     event.type,
@@ -295,6 +303,7 @@ class Outbox:
                     body.encode(),
                     event.raw_message,
                     event.body_limit if event.raw_message is not None else None,
+                    event.stored_as,
                 ),
             )
             ids = [new_delivery_id() for _ in targets]
@@ -351,16 +360,55 @@ class Outbox:
                 [(now + lease, r[0]) for r in rows],
             )
             events = {
-                str(e[0]): (str(e[1]), bytes(e[2]), e[3], e[4])
+                str(e[0]): _Stored(str(e[1]), bytes(e[2]), e[3], e[4], e[5])
                 for e in conn.execute(
-                    "SELECT id, type, payload, raw_message, body_limit FROM webhook_events"
-                    " WHERE id IN (SELECT value FROM json_each(?))",
+                    "SELECT id, type, payload, raw_message, body_limit, stored_as"
+                    " FROM webhook_events WHERE id IN (SELECT value FROM json_each(?))",
                     (json.dumps(sorted({r[1] for r in rows})),),
                 )
             }
-        # Outside the lock: summarising is the costly part of an event.
-        payloads = {i: _completed(*e[1:]) for i, e in events.items()}
-        return [Claimed(r[0], r[1], events[r[1]][0], endpoint, r[2], payloads[r[1]]) for r in rows]
+        # Outside the lock: telling UIDs and summarising are the costly parts.
+        payloads = self._complete(events)
+        return [
+            Claimed(r[0], r[1], events[r[1]].type, endpoint, r[2], payloads[r[1]]) for r in rows
+        ]
+
+    def _complete(self, events: dict[str, _Stored]) -> dict[str, bytes]:
+        """The JSON body of each event: its copy's UID told, its message summarised.
+
+        A UID, once told, is written into the stored payload, so every later
+        attempt and replay says the same, even after the message is gone.
+        """
+        payloads = {i: e.payload for i, e in events.items()}
+        # Those not told (not there yet, or gone) are asked again next attempt.
+        told = self._uids.tell({i: e.stored_as for i, e in events.items() if e.stored_as})
+        for i, uid in told.items():
+            payloads[i] = with_uid(payloads[i], uid)
+        if told:
+            self._pin([(payloads[i], i) for i in told])
+        return {i: _completed(payloads[i], e.raw_message, e.body_limit) for i, e in events.items()}
+
+    def _pin(self, pinned: Sequence[tuple[bytes, str]]) -> None:
+        """Keep told UIDs in the stored payloads, without an fsync of its own.
+
+        Lost in a crash, a UID is told again from the index: the same one,
+        unless the message was expunged meanwhile (then none).
+        """
+        conn = self._conn
+        with self._lock:
+            try:
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "UPDATE webhook_events SET payload = ?, stored_as = NULL WHERE id = ?", pinned
+                )
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                log.warning("keeping told UIDs in the outbox failed: %s", exc)
+            finally:
+                conn.execute("PRAGMA synchronous=FULL")
 
     def next_due(self) -> float | None:
         """When the earliest pending, unleased delivery of an enabled endpoint is due."""
@@ -495,9 +543,20 @@ class Outbox:
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Bring an outbox made by an older version up to the schema (ALTER TABLE ADD COLUMN)."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(webhook_events)")}
-    for column, kind in (("raw_message", "BLOB"), ("body_limit", "INTEGER")):
+    for column, kind in (("raw_message", "BLOB"), ("body_limit", "INTEGER"), ("stored_as", "TEXT")):
         if column not in have:
             conn.execute(f"ALTER TABLE webhook_events ADD COLUMN {column} {kind}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """An event's row, as a claim reads it."""
+
+    type: str
+    payload: bytes
+    raw_message: bytes | None
+    body_limit: int | None
+    stored_as: str | None
 
 
 def _completed(payload: bytes, raw_message: bytes | None, body_limit: int | None) -> bytes:
