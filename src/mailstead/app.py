@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from mailstead import metrics
 from mailstead.acme_client import keep_certificate, serving_files
 from mailstead.addresses import AddressError, canonical_address
 from mailstead.clock import SystemClock
@@ -24,6 +25,7 @@ from mailstead.directory import Directory
 from mailstead.dns import DNSResolver
 from mailstead.limits import IMAPLimits, POP3Limits, SMTPLimits, WebhookLimits
 from mailstead.mailauth.dkim import DKIMKeys, DKIMSigner
+from mailstead.mailauth.setup import receiver_checks
 from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Receiver, Role
@@ -31,6 +33,7 @@ from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.imap_session import IMAPService
 from mailstead.net.listener import ConnectionGate, bind
 from mailstead.net.memory import limit_idle_memory
+from mailstead.net.metrics_http import MetricsService
 from mailstead.net.pop3_session import POP3Service
 from mailstead.net.smtp_client import SMTPTransport
 from mailstead.net.smtp_session import SMTPService
@@ -75,6 +78,8 @@ class RunningServer:
     _webhooks: WebhookClient | None = None
     _dispatcher_task: asyncio.Task[None] | None = None
     _acme_task: asyncio.Task[None] | None = None
+    # The [listen] metrics sockets' connections (None: metrics not served).
+    _metrics: MetricsService | None = None
     #: The context every TLS listener shares; a reload loads new files into it.
     tls: ssl.SSLContext | None = None
     # Directories replaced by a reload, closed at stop: a login in a thread may still use one.
@@ -106,6 +111,7 @@ class RunningServer:
             except (CertificateError, ssl.SSLError, OSError) as exc:
                 failed.append(f"certificate kept: {exc}")
         if config.domains != self.config.domains:
+            metrics.set_local_domains(config.domains)
             directory = Directory(
                 config.db_path("directory"),
                 config.domains,
@@ -134,6 +140,8 @@ class RunningServer:
         for servers in self.servers.values():
             for server in servers:
                 server.close()
+        if self._metrics is not None:
+            self._metrics.close()
         sessions = [s for service in self.services for s in service.sessions]
         for session in sessions:
             session.shutdown()
@@ -186,9 +194,12 @@ def _tls_context(config: Config) -> ssl.SSLContext | None:
 
 
 SMTP_ROLES = (Role.MTA, Role.MSA, Role.MSA_TLS)
-# Every listener, by its config key under [listen]; the last four serve mail
-# to clients (implicit TLS for imaps and pop3s).
-LISTENERS = (*(role.value for role in SMTP_ROLES), "imap", "imaps", "pop3", "pop3s")
+# The mail listeners, by their config keys under [listen]; the last four
+# serve mail to clients (implicit TLS for imaps and pop3s).
+MAIL_LISTENERS = (*(role.value for role in SMTP_ROLES), "imap", "imaps", "pop3", "pop3s")
+# Every socket serve binds, in the order it binds them: then Prometheus's.
+METRICS = "metrics"
+LISTENERS = (*MAIL_LISTENERS, METRICS)
 _IMPLICIT_TLS = frozenset({Role.MSA_TLS.value, "imaps", "pop3s"})
 
 
@@ -209,7 +220,11 @@ class Listeners:
     workers: int = 1
 
     @classmethod
-    def bind(cls, config: Config, limits: SMTPLimits, workers: int = 1) -> Listeners:
+    def bind(
+        cls, config: Config, limits: SMTPLimits, workers: int = 1, *, shared_metrics: bool = True
+    ) -> Listeners:
+        """Bind every configured socket; with ``shared_metrics`` (``serve``), make the
+        processes forked from here on count into ``<data_dir>/metrics/``."""
         sockets: dict[str, list[socket.socket]] = {}
         for listener in LISTENERS:
             for host, port in _addresses(config, listener):
@@ -225,6 +240,16 @@ class Listeners:
                         reason += " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
                     raise ListenError(f"listen.{listener} {shown}:{port}: {reason}") from exc
                 sockets.setdefault(listener, []).append(sock)
+        try:
+            # Sessions are counted in files every forked worker shares, with
+            # or without [listen] metrics: `mailstead status` reads them too.
+            if shared_metrics:
+                metrics.start_serving(metrics.metrics_dir(config))
+        except OSError:
+            for socks in sockets.values():
+                for sock in socks:
+                    sock.close()
+            raise
         counts = config.limits
         gates = {
             listener: ConnectionGate(
@@ -235,6 +260,7 @@ class Listeners:
                 workers=workers,
             )
             for listener in sockets
+            if listener != METRICS
         }
         penalty = AuthPenalty(
             max_delay=counts.auth_penalty_max,
@@ -303,8 +329,10 @@ async def start(
     """
     limits = limits or SMTPLimits()
     limit_idle_memory()
+    metrics.set_local_domains(config.domains)
     if listeners is None:
-        listeners = Listeners.bind(config, limits)
+        # One process (tests): it counts in its own memory, which it serves.
+        listeners = Listeners.bind(config, limits, shared_metrics=False)
     directory = Directory(
         config.db_path("directory"),
         config.domains,
@@ -364,6 +392,9 @@ async def start(
         maildrops = maildir_maildrops(config.mail_root, outbox)
     try:
         for listener, sockets in listeners.sockets.items():
+            if listener == METRICS:
+                await _serve_metrics(running, sockets, worker)
+                continue
             implicit_tls = listener in _IMPLICIT_TLS
             if implicit_tls and tls is None:
                 raise ListenError(f"listen.{listener} needs a TLS certificate ({config.tls.cert})")
@@ -426,6 +457,7 @@ async def start(
                     queue=queue,
                     limits=limits,
                     on_queued=on_queued,
+                    checks=receiver_checks(config) if role is Role.MTA else None,
                 )
                 smtp = SMTPService(
                     settings,
@@ -452,6 +484,21 @@ async def start(
         await running.stop()
         raise
     return running
+
+
+async def _serve_metrics(running: RunningServer, sockets: list[socket.socket], worker: int) -> None:
+    """Answer scrapes on the [listen] metrics sockets (any worker may get one)."""
+    data_dir = running.config.data_dir
+    service = running._metrics = MetricsService(
+        lambda: metrics.render(data_dir), metrics.CONTENT_TYPE
+    )
+    loop = asyncio.get_running_loop()
+    for sock in sockets:
+        server = await loop.create_server(service.protocol_factory, sock=sock)
+        running.servers.setdefault(METRICS, []).append(server)
+    if worker == 0:
+        host, port = running.address(METRICS)
+        log.info("%s listening on %s:%d", METRICS, host, port)
 
 
 def open_outbox(config: Config) -> Outbox:

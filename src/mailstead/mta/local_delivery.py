@@ -8,18 +8,20 @@ that failed; :func:`deliver` puts one recipient's copies in place.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
+from mailstead import metrics
 from mailstead.directory import Directory
 from mailstead.durable import Staged, discard, publish_all
-from mailstead.events import Event, EventSink
+from mailstead.events import Event, EventSink, stored_at
 from mailstead.message import trace
 from mailstead.mta import mail_events
 from mailstead.mta.envelope import QueuedMessage
 from mailstead.peertext import log_text
 from mailstead.proto.smtp.client_events import Outcome
 from mailstead.proto.smtp.replies import Reply
-from mailstead.store import MailboxStore
+from mailstead.store import MailboxStore, StagedCopy
 
 __all__ = ["LocalResult", "deliver"]
 
@@ -50,7 +52,9 @@ def deliver(
     if resolution is None or not resolution.mailboxes:
         return LocalResult(Outcome.FAILED, Reply(550, "5.1.1", "No such user here"))
     mailboxes = sorted(resolution.mailboxes)
+    started = time.perf_counter()
     staged: list[Staged] = []
+    copies: dict[str, StagedCopy] = {}
     try:
         # All of the recipient's mailboxes or none, so the retry after a
         # failure gives no mailbox a second copy.
@@ -58,15 +62,17 @@ def deliver(
             headers = trace.final_delivery(message.sender, mailbox)
             copy = store.stage(mailbox, (headers, body), message.sender, message.received_at)
             staged.append(copy)
+            copies[mailbox] = copy
         publish_all(staged)
     except OSError as exc:
         discard(staged)  # those staged before the failure
         # The queue id comes from the context (logs.queue_id, set by the caller).
         log.error("local delivery to <%s> failed: %s", log_text(recipient), log_text(str(exc)))
         return LocalResult(Outcome.DEFERRED, Reply(451, "4.3.0", "Local delivery failed"))
+    metrics.local_delivery_time(time.perf_counter() - started)
     events = []
     if sink is not None and sink.wants("message.received"):
-        events = mail_events.received(
+        received = mail_events.received(
             [(mailbox, recipient) for mailbox in mailboxes],
             queue_id=message.id,
             mail_from=message.sender,
@@ -75,4 +81,6 @@ def deliver(
             max_body_bytes=max_body_bytes,
             received_at=message.received_at,
         )
+        # Where each copy went: the event tells the UID it got (store.delivered).
+        events = stored_at(received, {m: c.stored_as.encode() for m, c in copies.items()})
     return LocalResult(Outcome.DELIVERED, Reply(250, "2.0.0", "OK"), events)

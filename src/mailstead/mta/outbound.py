@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from mailstead import logs
+from mailstead import logs, metrics
 from mailstead.addresses import AddressError, split_address
 from mailstead.clock import Clock
 from mailstead.config import Config
@@ -37,6 +37,7 @@ from mailstead.limits import WebhookLimits
 from mailstead.mailauth.dkim import DKIMError, DKIMSigner, signing_domain
 from mailstead.mta import delivery_log, dsn, local_delivery, mail_events, notices, schedule
 from mailstead.mta.envelope import Attempt, QueuedMessage, RecipientStatus
+from mailstead.mta.mta_sts_lookup import MtaStsLookup, lookup_for
 from mailstead.mta.queue import Queue
 from mailstead.mta.routing import Route, RoutingError, route
 from mailstead.mta.transport import HostTransport, OutboundMessage, SessionPolicy
@@ -110,6 +111,7 @@ class Outbound:
         executor: Executor,
         transport: HostTransport,
         signer: DKIMSigner | None = None,
+        mta_sts: MtaStsLookup | None = None,
         local_addresses: Sequence[str] = (),
         rng: random.Random | None = None,
     ) -> None:
@@ -122,6 +124,10 @@ class Outbound:
         self.executor = executor
         self.transport = transport
         self.signer = signer
+        # MTA-STS (RFC 8461): the lookup given, or one of [delivery]'s making.
+        if mta_sts is None and config.delivery.mta_sts:
+            mta_sts = lookup_for(config, resolver, clock, executor)
+        self.mta_sts = mta_sts
         self.local_addresses = tuple(local_addresses)
         self.rng = rng or random.Random()
         self.webhook_limits = WebhookLimits()
@@ -298,6 +304,14 @@ class Outbound:
         # Each sender domain may leave from its own address
         # ([delivery.source_ip_by_domain]): one session per source address.
         delivery = self.config.delivery
+        check = None
+        if self.mta_sts is not None:
+            found, check, refused = await self.mta_sts.apply(found)
+            if refused is not None:  # no MX host the policy allows: a deferral
+                for job in jobs:
+                    for rcpt in job.recipients:
+                        self._outcome(job, rcpt, Outcome.DEFERRED, refused, None)
+                return
         by_source: dict[str | None, list[_Job]] = {}
         for job in jobs:
             if job.recipients:
@@ -307,6 +321,7 @@ class Outbound:
                 delivery.helo_name or self.config.hostname,
                 source_ip=source_ip,
                 require_tls=delivery.require_tls,
+                tls_check=check,
             )
             await self._deliver_from(found, group, policy)
 
@@ -361,6 +376,8 @@ class Outbound:
                         policy,
                         answered,
                     )
+                    if policy.tls_check is not None and self.mta_sts is not None:
+                        await self.mta_sts.count_session(policy.tls_check, dest.host, result)
                     done = len(result.results)
                     remaining = batch[done:] + remaining[len(batch) :]
                     if result.failure is not None:
@@ -461,6 +478,7 @@ class Outbound:
             expired=plan.reason == "expired",
             error=error,
         )
+        self._count(plan.state, rcpt.address, message.sender, now - message.received_at)
         if plan.state == "delivered" and not notified_downstream:
             job.successes.append((rcpt, reply, remote))
         if plan.state == "failed":
@@ -482,6 +500,16 @@ class Outbound:
                     message.id, message.sender, rcpt.address, attempts, error, plan.next_attempt
                 )
             )
+
+    @staticmethod
+    def _count(state: str, recipient: str, sender: str, delay: float) -> None:
+        """Metrics: one recipient's outcome; "local" when the recipient is in our domains."""
+        local = metrics.domain_label(recipient)
+        transport = "smtp" if local == "other" else "local"
+        domain = local if transport == "local" else metrics.domain_label(sender)
+        metrics.message_outcome(state, transport, domain)
+        if state == "delivered":
+            metrics.delivery_delay(transport, delay)
 
     async def _settle(self, job: _Job) -> None:
         """Store the outcomes, send the DSNs they call for, drop a finished message."""

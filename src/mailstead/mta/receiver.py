@@ -39,12 +39,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mailstead import logs
+from mailstead import logs, metrics
 from mailstead.addresses import AddressError, split_address
 from mailstead.directory import Directory, Resolution
 from mailstead.durable import Staged, discard, publish_all
-from mailstead.events import Event
+from mailstead.events import Event, stored_at
 from mailstead.limits import SMTPLimits, WebhookLimits
+from mailstead.mailauth.hook import BodyOutcome, Checks, Client, Verdict
+from mailstead.mailauth.junk import JUNK, stage_junk
 from mailstead.message import trace
 from mailstead.mta import mail_events
 from mailstead.mta.envelope import QueuedRecipient, new_queue_id
@@ -53,7 +55,7 @@ from mailstead.peertext import log_text
 from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.events import MailParams, RcptParams
 from mailstead.proto.smtp.replies import Reply
-from mailstead.store import MailboxStore
+from mailstead.store import MailboxStore, StagedCopy
 
 log = logging.getLogger("mailstead.smtp")
 
@@ -124,6 +126,7 @@ class Receiver:
         queue: Queue,
         limits: SMTPLimits,
         on_queued: Callable[[], None] | None = None,
+        checks: Checks | None = None,
     ) -> None:
         self.role = role
         self.hostname = hostname
@@ -135,6 +138,8 @@ class Receiver:
         self.webhook_limits = WebhookLimits()
         # Called (from the delivery thread) after mail went into the queue.
         self.on_queued = on_queued
+        # The check hook (SPF, DKIM, DMARC …; mailauth/hook.py); None: no checks.
+        self.checks = checks
 
     def start(self, peer: Peer, sender: str, params: MailParams) -> Delivery:
         """MAIL FROM: a new transaction, or :class:`Refused`."""
@@ -144,6 +149,10 @@ class Receiver:
             peer.user is not None and sender and self.directory.may_send_as(peer.user, sender)
         ):
             raise Refused(Reply(553, "5.7.1", "Sender address not owned by authenticated user"))
+        if self.checks is not None:
+            client = _client(peer)
+            _obey(self.checks.connection(client))
+            _obey(self.checks.sender(client, sender))
         return Delivery(self, peer, sender, params)
 
     def route(self, peer: Peer, recipient: str) -> Resolution:
@@ -216,10 +225,14 @@ class Delivery:
         self._received_at = 0.0
         self._local: tuple[str, ...] = ()
         self._remote: tuple[str, ...] = ()
+        self._checked = BodyOutcome(b"")
 
     def add_rcpt(self, recipient: str, params: RcptParams) -> None:
         """RCPT TO: accept ``recipient`` or raise :class:`Refused`."""
         resolution = self.receiver.route(self.peer, recipient)
+        checks = self.receiver.checks
+        if checks is not None:
+            _obey(checks.recipient(_client(self.peer), self.sender, recipient))
         self._routes.setdefault(recipient, (params, resolution))
 
     def body(self, content: bytes) -> None:
@@ -233,6 +246,16 @@ class Delivery:
         queue_id = new_queue_id()
         # Lines logged meanwhile name it; the caller's context is left as it was.
         with logs.queue_id(queue_id):
+            checks = receiver.checks
+            if checks is not None:
+                # Before anything is staged: the verdict may refuse the message,
+                # and the stored copy carries our Authentication-Results field.
+                self._checked = checks.body(
+                    _client(self.peer), self.sender, list(self._routes), content
+                )
+                if self._checked.refusal is not None:
+                    raise Refused(self._checked.refusal, cause=self._checked.cause)
+                content = self._checked.content
             self._stage(content, queue_id)
 
     def _stage(self, content: bytes, queue_id: str) -> None:
@@ -268,13 +291,19 @@ class Delivery:
             body_lf = content.replace(b"\r\n", b"\n") if mailboxes else b""
             # Sorted: mbox copies hold their locks until every copy is in, so
             # every delivery takes them in the same order.
+            copies: dict[str, StagedCopy] = {}
             for mailbox in sorted(mailboxes):
                 headers = trace.final_delivery(self.sender, mailbox) + receiver.received_header(
                     self.peer, self.params, queue_id, mailboxes[mailbox], stamp
                 )
-                staged.append(receiver.store.stage(mailbox, (headers, body_lf), self.sender, now))
+                stage = stage_junk if self._checked.junk else _stage_inbox
+                copy = stage(receiver.store, mailbox, (headers, body_lf), self.sender, now)
+                staged.append(copy)
+                copies[mailbox] = copy
             events = self._received_events(queue_id, mailboxes, content, now)
             if events and receiver.queue.events is not None:
+                # Where each copy goes: the event tells the UID it got (store.delivered).
+                events = stored_at(events, {m: c.stored_as.encode() for m, c in copies.items()})
                 # After the queue copy, before the mailboxes: the event is in
                 # before any copy a reader could see, and taken back with them.
                 staged.insert(1 if remote else 0, receiver.queue.events.stage(events))
@@ -307,6 +336,8 @@ class Delivery:
             client=client,
             max_body_bytes=self.receiver.webhook_limits.max_body_bytes,
             received_at=now,
+            folder=JUNK if self._checked.junk else "INBOX",
+            extra=self._checked.event,
         )
 
     def commit(self) -> Committed:
@@ -325,6 +356,7 @@ class Delivery:
         if self._remote and receiver.on_queued is not None:
             receiver.on_queued()
         self._log_commit(queue_id)
+        self._count_commit()
         return Committed(
             queue_id=queue_id,
             reply=Reply(250, "2.0.0", f"Ok: queued as {queue_id}"),
@@ -343,7 +375,10 @@ class Delivery:
             "user": self.peer.user,
             "local": len(self._local),
             "queued": len(self._remote),
+            **self._checked.log,  # spf=, dkim=, dmarc= when checked
         }
+        if self._checked.junk:
+            arrived["folder"] = JUNK
         log.info("received", extra=logs.fields(**arrived))
         delay = f"{max(0.0, time.time() - self._received_at):.2f}"
         for mailbox in self._local:
@@ -357,10 +392,36 @@ class Delivery:
             )
             log.info("delivered to mailbox", extra=local)
 
+    def _count_commit(self) -> None:
+        """Metrics: the recipients received, the mailbox copies delivered and how long they took."""
+        sender = self.sender
+        labels = [metrics.domain_label(r, sender) for r in self._routes]
+        metrics.messages_received(self.receiver.role.value, labels)
+        for mailbox in self._local:
+            metrics.message_outcome("delivered", "local", metrics.domain_label(mailbox))
+        if self._local:
+            metrics.local_delivery_time(time.time() - self._received_at)
+
     def abort(self) -> None:
         """Drop what :meth:`body` staged."""
         staged, self._staged = self._staged, []
         discard(staged)
+
+
+def _obey(verdict: Verdict | None) -> None:
+    """Raise the refusal a check's verdict carries, if it carries one."""
+    if verdict is not None and verdict.refusal is not None:
+        raise Refused(verdict.refusal, cause=verdict.cause)
+
+
+def _client(peer: Peer) -> Client:
+    return Client(ip=peer.ip, helo=peer.helo, user=peer.user, tls=peer.tls)
+
+
+def _stage_inbox(
+    store: MailboxStore, mailbox: str, parts: Sequence[bytes], sender: str, now: float
+) -> StagedCopy:
+    return store.stage(mailbox, parts, sender, now)
 
 
 def _count_received(content: bytes) -> int:

@@ -85,6 +85,7 @@ class IMAPSession(StreamSession):
     def __init__(self, service: IMAPService) -> None:
         super().__init__(service)
         self.service = service
+        self.listener = "imaps" if service.settings.secure else "imap"
         self.conn = IMAPServer(service.settings, service.limits, service.open_account)
 
     @property

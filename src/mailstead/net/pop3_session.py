@@ -111,6 +111,7 @@ class POP3Session(StreamSession):
     def __init__(self, service: POP3Service) -> None:
         super().__init__(service)
         self.service = service
+        self.listener = "pop3s" if service.settings.secure else "pop3"
         self.conn = POP3Server(service.settings)
         self.maildrop: Maildrop | None = None
 

@@ -92,6 +92,7 @@ class SMTPSession(StreamSession):
         super().__init__(service)
         settings = service.settings
         self.service = service
+        self.listener = service.receiver.role.value
         self.login_required = settings.auth_required
         self.conn = SMTPServer(settings)
         self.peer = Peer(ip="unknown", tls=settings.secure)

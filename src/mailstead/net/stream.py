@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Protocol
 
-from mailstead import logs
+from mailstead import logs, metrics
 from mailstead.events import Event, EventSink, domain_of
 from mailstead.limits import ConnectionPolicy
 from mailstead.net import watchdog
@@ -103,6 +103,8 @@ class StreamSession(FlowProtocol):
     refusal = ""
     #: Name in log lines ("IMAP", "POP3").
     protocol_name = ""
+    #: The listener's [listen] key ("smtp", "imaps" …): the metrics' protocol label.
+    listener = ""
     #: Unprocessed input that pauses reading until the protocol catches up.
     read_high_water = READ_HIGH_WATER
     #: The protocol's command names, and which word of a line is the name
@@ -191,6 +193,7 @@ class StreamSession(FlowProtocol):
             wait = penalty.attempt(self.ip)
             failures = penalty.failures(self.ip)
             if wait == BLOCKED:
+                metrics.auth_failed(self.listener, blocked=True)
                 self._auth_event(executor, mechanism, authcid, None, blocked=True)
                 login = self._login_fields(mechanism, failures=failures)
                 log.info("login refused for '%s': blocked", log_text(authcid), extra=login)
@@ -204,6 +207,7 @@ class StreamSession(FlowProtocol):
                 penalty.succeeded(self.ip)
             log.info("login", extra=self._login_fields(mechanism, user=user))
             return user, False
+        metrics.auth_failed(self.listener, blocked=False)
         # Slow down password guessing; the session keeps its slot meanwhile.
         await asyncio.sleep(failure_delay)
         login = self._login_fields(mechanism, failures=failures)
@@ -349,6 +353,7 @@ class StreamSession(FlowProtocol):
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             reason = str(exc) or type(exc).__name__  # a bare close says nothing
             log.info("TLS handshake failed: %s", reason)
+            metrics.tls_failed(self.listener)
             self.lost = True
             return None
         finally:
@@ -357,6 +362,8 @@ class StreamSession(FlowProtocol):
             return None
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        tls = transport.get_extra_info("ssl_object")
+        metrics.tls_negotiated(self.listener, tls.version() if tls is not None else None)
         return early
 
     def shutdown(self) -> None:
@@ -389,6 +396,7 @@ class StreamSession(FlowProtocol):
                 return
         self._admitted = True
         self._sessions.add(self)
+        metrics.session_started(self.listener)
         if self._implicit_tls is not None:
             # The ClientHello is for the TLS layer start_tls() puts in between,
             # not for the protocol: read nothing until it is there.
@@ -422,6 +430,7 @@ class StreamSession(FlowProtocol):
     def _release_slot(self) -> None:
         if self._admitted:
             self._admitted = False
+            metrics.session_ended(self.listener)
             if self._gate is not None:
                 self._gate.release(self.ip)
             self._sessions.discard(self)

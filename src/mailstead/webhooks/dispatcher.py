@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import TypeVar
 
+from mailstead import metrics
 from mailstead.limits import WebhookLimits
 from mailstead.webhooks import backoff
 from mailstead.webhooks.endpoints import Endpoint
@@ -232,6 +233,9 @@ class Dispatcher:
         elif not result.ok:
             next_attempt = backoff.next_attempt(attempt, now, result.retry_after, self._rng)
         response = result.excerpt[:_RESPONSE_EXCERPT].decode("utf-8", "replace") or None
+        # Finished when nothing follows: delivered, gone, or given up.
+        kind = result.error.value if result.error is not None else None
+        metrics.webhook_attempt(result.status, kind, finished=next_attempt is None)
         level = logging.INFO if result.ok else logging.WARNING
         log.log(
             level,
