@@ -5,23 +5,21 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mailstead.config import Config, load_config
+from mailstead.control import commands
 from mailstead.control.board import WorkerBoard
-from mailstead.control.commands import ListenerAddress, MasterControl, ReloadGate
+from mailstead.control.commands import ListenerAddress, MasterControl, ReloadGate, _live_sessions
 from mailstead.control.protocol import Request
-from mailstead.control.queue_stats import QueueSummary, queue_summary
 from mailstead.control.server import CommandFailed
-from mailstead.control.sessions import live_sessions
 from mailstead.control.wake import WAKE_SIGNAL
+from mailstead.metrics.queue_stats import QueueSummary, queue_summary
 from mailstead.mta.envelope import Attempt, QueuedRecipient
 from mailstead.mta.queue import Queue
 from tests.control.status_shape import check_status
@@ -248,28 +246,11 @@ def test_stop_is_a_sigterm(config: Config) -> None:
 # -- sessions: mailstead.metrics may be absent ------------------------------------
 
 
-@pytest.fixture
-def metrics(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    module = types.ModuleType("mailstead.metrics")
-    monkeypatch.setitem(sys.modules, "mailstead.metrics", module)
-    return module
-
-
-def test_sessions_unknown_without_the_metrics_module(
+def test_sessions_unknown_when_the_metrics_fail(
     config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "mailstead.metrics", None)  # import fails
-    assert live_sessions(config) is None
-
-
-def test_sessions_from_the_metrics_module(config: Config, metrics: types.ModuleType) -> None:
-    metrics.sessions_by_protocol = lambda c: {"smtp": 2, "imap": 1.0, "pop3": 0}  # type: ignore[attr-defined]
-    assert live_sessions(config) == {"smtp": 2, "imap": 1, "pop3": 0}
-
-
-def test_sessions_unknown_when_the_metrics_fail(config: Config, metrics: types.ModuleType) -> None:
     def broken(c: Config) -> dict[str, int]:
         raise OSError("no multiprocess directory")
 
-    metrics.sessions_by_protocol = broken  # type: ignore[attr-defined]
-    assert live_sessions(config) is None
+    monkeypatch.setattr(commands, "sessions_by_protocol", broken)
+    assert _live_sessions(config) is None

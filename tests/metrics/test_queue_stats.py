@@ -56,9 +56,9 @@ def test_no_database_no_queue_metrics(tmp_path: Path) -> None:
     assert not (tmp_path / "queue.sqlite3").exists()  # read-only: never created
 
 
-def test_a_database_without_the_tables_is_no_queue_metrics(tmp_path: Path) -> None:
+def test_a_database_never_written_is_an_empty_queue(tmp_path: Path) -> None:
     sqlite3.connect(tmp_path / "queue.sqlite3").close()
-    assert scrape(QueueStats(tmp_path / "queue.sqlite3")) == ""
+    assert "mailstead_queue_messages 0.0" in scrape(QueueStats(tmp_path / "queue.sqlite3"))
 
 
 def test_the_scrape_never_writes(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@
 * server.py — the thread in the supervisor that answers, and who may connect;
 * commands.py — what each command does in the supervisor;
 * board.py — the worker processes' pids and states, shared with the supervisor;
-* queue_stats.py, sessions.py — the queue's size and the live sessions for ``status``;
+* (the live sessions and the queue for ``status`` come from ``metrics``);
 * wake.py — telling every mail worker to look at the queue now (``queue flush``);
 * client.py — :func:`~mailstead.control.client.request`, for the commands.
 """

@@ -9,6 +9,7 @@ reload's outcome (:class:`ReloadGate`) to say what changed.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -21,12 +22,14 @@ from mailstead import __version__
 from mailstead.config import Config
 from mailstead.control.board import WorkerBoard, WorkerState
 from mailstead.control.protocol import Request
-from mailstead.control.queue_stats import queue_summary
 from mailstead.control.server import CommandFailed
-from mailstead.control.sessions import live_sessions
 from mailstead.control.wake import wake
+from mailstead.metrics import sessions_by_protocol
+from mailstead.metrics.queue_stats import queue_summary
 
 __all__ = ["ListenerAddress", "MasterControl", "ReloadGate", "rfc3339"]
+
+log = logging.getLogger("mailstead")
 
 # A reload loads a config, a certificate and the webhook endpoints: seconds at worst.
 _RELOAD_WAIT = 20.0
@@ -163,7 +166,7 @@ class MasterControl:
             "domains": list(config.domains),
             "workers": [self._worker(index, now) for index in range(self.board.workers)],
             "listeners": [{"name": a.name, "host": a.host, "port": a.port} for a in self.listeners],
-            "sessions": live_sessions(config),
+            "sessions": _live_sessions(config),
             "queue": {
                 "messages": queue.messages,
                 "recipients": queue.recipients,
@@ -242,3 +245,12 @@ class MasterControl:
     def wake(self) -> int:
         """Tell every serving mail worker to look at the queue now; how many were told."""
         return wake(self.board.serving_pids(range(self.mail_workers)))
+
+
+def _live_sessions(config: Config) -> dict[str, int] | None:
+    """Sessions open now by protocol, every worker together; None when unknown."""
+    try:
+        return sessions_by_protocol(config)
+    except (OSError, ValueError) as exc:  # a status reply must not fail on a metrics problem
+        log.warning("sessions unknown: %s", exc)
+        return None

@@ -1,10 +1,13 @@
-"""The outbound queue's size and the age of its oldest message, read at scrape time.
+"""The outbound queue's size and age, read from its database without changing it.
 
-Counted from the queue's database when a scrape asks, not kept up to
-date on the mail path: the queue is the truth, and two queries on a
-read-only connection cost less than a counter on every enqueue and
-delivery. Only columns every schema version has are read
-(``messages.received_at``, ``recipients.state``; see mta/queue.py).
+``mailstead status`` and the metrics scrape both ask this, not the mail
+path: the queue is the truth, and two queries on a read-only connection
+cost less than a counter kept on every enqueue and delivery. Read here
+rather than through :class:`mailstead.mta.queue.Queue`, whose constructor
+creates directories and tidies orphan files: a look must change nothing.
+Only columns every schema version has are read (``messages.received_at``,
+``recipients.state``; see mta/queue.py); a state added later is counted
+under its own name.
 """
 
 from __future__ import annotations
@@ -12,19 +15,59 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-__all__ = ["QueueStats"]
+__all__ = ["QueueStats", "QueueSummary", "queue_summary"]
 
 log = logging.getLogger("mailstead.metrics")
 
-# A scrape waits at most this long for a queue write to finish.
+# Waiting for a queue write to finish longer than this is not worth an answer.
 _BUSY_TIMEOUT = 1.0
+# The recipient states that are still waiting (delivered and failed ones leave).
+_OPEN_STATES = ("pending", "deferred")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSummary:
+    """How much is queued and since when."""
+
+    messages: int = 0
+    #: Recipients still queued, by state.
+    recipients: dict[str, int] = field(default_factory=dict)
+    #: Unix time the oldest queued message was received; None when empty.
+    oldest: float | None = None
+
+
+def queue_summary(db_path: Path) -> QueueSummary:
+    """Count what ``db_path`` holds; an absent or never written database is an empty queue."""
+    if not db_path.exists():
+        return QueueSummary()
+    # mode=ro: never creates the database nor takes a write lock.
+    uri = f"{db_path.resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT, check_same_thread=False)
+    try:
+        try:
+            count, oldest = conn.execute(
+                "SELECT count(*), min(received_at) FROM messages"
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # created, never written: nothing queued
+                return QueueSummary()
+            raise
+        by_state = {
+            str(state): int(n)
+            for state, n in conn.execute(
+                "SELECT state, count(*) FROM recipients GROUP BY state ORDER BY state"
+            )
+        }
+    finally:
+        conn.close()
+    return QueueSummary(int(count), by_state, None if oldest is None else float(oldest))
 
 
 class QueueStats:
@@ -38,41 +81,26 @@ class QueueStats:
         if not self.db_path.exists():
             return []  # no queue yet: nothing to say, rather than a false zero
         try:
-            messages, oldest, open_by_state = self._read()
+            summary = queue_summary(self.db_path)
         except sqlite3.Error as exc:
             log.warning("queue metrics unavailable: %s", exc)
             return []
         size = GaugeMetricFamily(
             "mailstead_queue_messages", "Messages in the outbound queue (any recipient open)"
         )
-        size.add_metric([], messages)
+        size.add_metric([], summary.messages)
         recipients = GaugeMetricFamily(
             "mailstead_queue_recipients",
             "Queued recipients not yet delivered, by state (pending: never tried;"
             " deferred: tried, waiting for a retry)",
             labels=["state"],
         )
-        for state in ("pending", "deferred"):
-            recipients.add_metric([state], open_by_state.get(state, 0))
+        for state in _OPEN_STATES:
+            recipients.add_metric([state], summary.recipients.get(state, 0))
         age = GaugeMetricFamily(
             "mailstead_queue_oldest_age_seconds",
             "Seconds since the oldest queued message was received (0 when the queue is empty)",
         )
+        oldest = summary.oldest
         age.add_metric([], max(0.0, self.clock() - oldest) if oldest is not None else 0.0)
         return [size, recipients, age]
-
-    def _read(self) -> tuple[int, float | None, dict[str, int]]:
-        uri = f"file:{urllib.parse.quote(str(self.db_path))}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT, check_same_thread=False)
-        try:
-            conn.execute("PRAGMA query_only = ON")
-            count, oldest = conn.execute(
-                "SELECT count(*), min(received_at) FROM messages"
-            ).fetchone()
-            states = conn.execute(
-                "SELECT state, count(*) FROM recipients"
-                " WHERE state IN ('pending', 'deferred') GROUP BY state"
-            ).fetchall()
-        finally:
-            conn.close()
-        return int(count), (float(oldest) if oldest is not None else None), dict(states)
