@@ -81,7 +81,13 @@ def init(
     install_sendmail: bool,
     replace_sendmail: bool,
 ) -> None:
-    """Write the config, data directory, TLS certificate and user database if absent."""
+    """Write the config, data directory, TLS certificate and user database if absent.
+
+    \b
+    Examples:
+      mailstead init --domain example.org --hostname mx.example.org
+      mailstead init --system --domain example.org --hostname mx.example.org --dry-run
+    """
     if system:
         if not domain or not hostname:
             raise Failure("init --system needs --domain and --hostname")
