@@ -54,7 +54,3 @@ def test_command_lists_show_whole_summaries(path: str) -> None:
         first_sentence = command.get_short_help_str(limit=10_000)
         # write_dl wraps a summary over several lines: compare without the layout.
         assert first_sentence in " ".join(listing.split()), name
-
-
-def test_the_examples_pending_are_still_commands() -> None:
-    assert set(ALL) >= EXAMPLES_PENDING
