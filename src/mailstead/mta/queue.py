@@ -51,7 +51,8 @@ from mailstead.mta.envelope import (
     new_queue_id,
     queued_event,
 )
-from mailstead.sqlite_wal import connect_durable, immediate
+from mailstead.mta.queue_schema import open_queue_database
+from mailstead.sqlite_wal import immediate
 
 log = logging.getLogger(__name__)
 
@@ -64,39 +65,6 @@ _ID_ATTEMPTS = 5
 # RFC 3461 §4.3: RET=FULL or RET=HDRS.
 _RET_VALUES = ("FULL", "HDRS")
 
-_SCHEMA_VERSION = 3
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    id          TEXT PRIMARY KEY,
-    sender      TEXT NOT NULL,                 -- '' for the null reverse-path
-    received_at REAL NOT NULL,                 -- Unix time
-    size        INTEGER NOT NULL,              -- bytes in the message file
-    envid       TEXT,                          -- RFC 3461 §4.4 ENVID
-    ret         TEXT CHECK (ret IN ('FULL', 'HDRS')),  -- RFC 3461 §4.3
-    path        TEXT NOT NULL,                 -- relative to <data_dir>/queue
-    held_at     REAL                           -- Unix time of `queue hold`; NULL: not held
-);
-CREATE TABLE IF NOT EXISTS recipients (
-    message_id   TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
-    address      TEXT NOT NULL,
-    notify       TEXT,                         -- RFC 3461 §4.1, comma-separated
-    orcpt        TEXT,                         -- RFC 3461 §4.2, 'type;xtext'
-    state        TEXT NOT NULL DEFAULT 'pending'
-                 CHECK (state IN ('pending', 'deferred', 'delivered', 'failed')),
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    next_attempt REAL NOT NULL,                -- Unix time the scheduler may try
-    last_error   TEXT,
-    delay_warned INTEGER NOT NULL DEFAULT 0,   -- a "delayed" DSN went out
-    PRIMARY KEY (message_id, address)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS recipients_due ON recipients (state, next_attempt);
-"""
-
-# From version N to N + 1, for databases made by older versions.
-_MIGRATIONS = {
-    1: "ALTER TABLE recipients ADD COLUMN delay_warned INTEGER NOT NULL DEFAULT 0;",
-    2: "ALTER TABLE messages ADD COLUMN held_at REAL;",
-}
 _MESSAGE_COLUMNS = "id, sender, received_at, size, envid, ret, path, held_at"
 
 # Row shapes as selected below; the schema's NOT NULL and CHECK constraints
@@ -150,26 +118,7 @@ class Queue:
 
     def _connect(self) -> sqlite3.Connection:
         is_new = not self.db_path.exists()
-        conn = connect_durable(self.db_path, "queue")
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > _SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(
-                    f"queue database schema {version} is newer than this program"
-                )
-            if 0 < version < _SCHEMA_VERSION:
-                # Each step takes a database from one version to the next.
-                steps = "".join(_MIGRATIONS[v] for v in range(version, _SCHEMA_VERSION))
-                conn.executescript(
-                    f"BEGIN IMMEDIATE; {steps} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;"
-                )
-            elif version < _SCHEMA_VERSION:
-                conn.executescript(
-                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;"
-                )
-        except BaseException:
-            conn.close()
-            raise
+        conn = open_queue_database(self.db_path)
         if is_new:
             fsync_dir(self.data_dir)  # the database file's own name
         return conn
