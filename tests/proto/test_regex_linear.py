@@ -23,7 +23,7 @@ from typing import TypeVar
 import pytest
 
 from mailstead.limits import SMTPLimits
-from mailstead.mta import dsn, outbound
+from mailstead.mta import dsn, notices
 from mailstead.proto.errors import RemoteProtocolError
 from mailstead.proto.imap.context import ArgumentError
 from mailstead.proto.imap.mailbox_commands import parse_date_time
@@ -339,7 +339,7 @@ def test_smtp_reply_code_refused_in_linear_time() -> None:
     assert raises(RemoteProtocolError, parser.next_reply) == "malformed reply line"
 
 
-# -- DSN and queue errors (mta/dsn.py, mta/outbound.py) -----------------------------
+# -- DSN and queue errors (mta/dsn.py, mta/notices.py) ------------------------------
 
 
 @pytest.mark.parametrize("enhanced", ["5." + "1" * K64, "5.1." * (K64 // 4), "5.1.1" + " " * K64])
@@ -373,7 +373,7 @@ def test_dsn_of_hostile_remote_text_in_linear_time(text: str) -> None:
     assert isinstance(raw, bytes) and not any(c in raw for c in b"\x00\x01\x7f")
 
 
-# outbound._ERROR reads back "[host said: ]code enhanced text" built from a reply.
+# notices._ERROR reads back "[host said: ]code enhanced text" built from a reply.
 @pytest.mark.parametrize(
     ("error", "code"),
     [
@@ -387,7 +387,7 @@ def test_dsn_of_hostile_remote_text_in_linear_time(text: str) -> None:
     ],
 )
 def test_stored_last_error_read_back_in_linear_time(error: str, code: int) -> None:
-    reply, _ = linear(lambda: outbound._last_reply(error))
+    reply, _ = linear(lambda: notices.last_reply(error))
     assert reply.code == code
 
 

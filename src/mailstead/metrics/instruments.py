@@ -293,6 +293,17 @@ def message_outcome(outcome: str, transport: str, domain: str) -> None:
 
 
 @_never_fails
+def recipient_outcome(state: str, recipient: str, sender: str, delay: float) -> None:
+    """A queued recipient's attempt settled: "local" transport when the recipient
+    is in our domains, else "smtp" with the sender's domain; the delay when delivered."""
+    local = domain_label(recipient)
+    transport = "smtp" if local == OTHER else "local"
+    message_outcome(state, transport, local if transport == "local" else domain_label(sender))
+    if state == "delivered":
+        delivery_delay(transport, delay)
+
+
+@_never_fails
 def delivery_delay(transport: str, seconds: float) -> None:
     """A queued recipient was delivered ``seconds`` after it was queued."""
     current().delay(transport).observe(max(0.0, seconds))

@@ -7,6 +7,7 @@ fates the sender should hear of into a DSN queued for the sender, and into
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 
 from mailstead.events import Event, EventSink
@@ -15,7 +16,7 @@ from mailstead.mta.envelope import QueuedMessage, QueuedRecipient, RecipientStat
 from mailstead.mta.queue import Queue
 from mailstead.proto.smtp.replies import Reply
 
-__all__ = ["Notice", "failure_events", "queue_dsn"]
+__all__ = ["Notice", "failure_events", "last_reply", "queue_dsn"]
 
 #: A recipient, the reply that decided its fate, and the host that gave it.
 Notice = tuple[RecipientStatus, Reply, str | None]
@@ -105,3 +106,20 @@ def failure_events(
                 )
             )
     return events
+
+
+# What the outbound engine stores as last_error: "[host [ip] said: ]code enhanced text".
+_REMOTE = r"(?:(?P<remote>.+) said: )?"
+_REPLY = r"(?P<code>[245]\d\d) (?P<enhanced>[245]\.\d{1,3}\.\d{1,3}) ?(?P<text>.*)"
+# DOTALL: with "." stopping at a line feed, every " said: " was tried again
+# up to it, quadratic in the error's length.
+_ERROR = re.compile(_REMOTE + _REPLY, re.DOTALL)
+
+
+def last_reply(error: str | None) -> tuple[Reply, str | None]:
+    """The reply (and remote host) a stored ``last_error`` came from, for a DSN."""
+    m = _ERROR.fullmatch(error or "")
+    if m is None:
+        return Reply(451, "4.0.0", error or "Delivery delayed"), None
+    reply = Reply(int(m["code"]), m["enhanced"], m["text"])
+    return reply, m["remote"]

@@ -20,7 +20,6 @@ import collections
 import functools
 import logging
 import random
-import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -478,7 +477,9 @@ class Outbound:
             expired=plan.reason == "expired",
             error=error,
         )
-        self._count(plan.state, rcpt.address, message.sender, now - message.received_at)
+        metrics.recipient_outcome(
+            plan.state, rcpt.address, message.sender, now - message.received_at
+        )
         if plan.state == "delivered" and not notified_downstream:
             job.successes.append((rcpt, reply, remote))
         if plan.state == "failed":
@@ -500,16 +501,6 @@ class Outbound:
                     message.id, message.sender, rcpt.address, attempts, error, plan.next_attempt
                 )
             )
-
-    @staticmethod
-    def _count(state: str, recipient: str, sender: str, delay: float) -> None:
-        """Metrics: one recipient's outcome; "local" when the recipient is in our domains."""
-        local = metrics.domain_label(recipient)
-        transport = "smtp" if local == "other" else "local"
-        domain = local if transport == "local" else metrics.domain_label(sender)
-        metrics.message_outcome(state, transport, domain)
-        if state == "delivered":
-            metrics.delivery_delay(transport, delay)
 
     async def _settle(self, job: _Job) -> None:
         """Store the outcomes, send the DSNs they call for, drop a finished message."""
@@ -583,7 +574,9 @@ class Outbound:
             )
         ]
         if delayed:
-            self._notify(job, "delayed", [(r, *_last_reply(r.last_error)) for r in delayed], now)
+            self._notify(
+                job, "delayed", [(r, *notices.last_reply(r.last_error)) for r in delayed], now
+            )
             self.queue.mark_delay_warned(message.id, [r.address for r in delayed])
 
     def _notify(
@@ -607,20 +600,3 @@ class Outbound:
         if sent:
             self.wake()
         return sent
-
-
-# What _outcome stores as last_error: "[host [ip] said: ]code enhanced text".
-_REMOTE = r"(?:(?P<remote>.+) said: )?"
-_REPLY = r"(?P<code>[245]\d\d) (?P<enhanced>[245]\.\d{1,3}\.\d{1,3}) ?(?P<text>.*)"
-# DOTALL: with "." stopping at a line feed, every " said: " was tried again
-# up to it, quadratic in the error's length.
-_ERROR = re.compile(_REMOTE + _REPLY, re.DOTALL)
-
-
-def _last_reply(error: str | None) -> tuple[Reply, str | None]:
-    """The reply (and remote host) a stored ``last_error`` came from, for a DSN."""
-    m = _ERROR.fullmatch(error or "")
-    if m is None:
-        return Reply(451, "4.0.0", error or "Delivery delayed"), None
-    reply = Reply(int(m["code"]), m["enhanced"], m["text"])
-    return reply, m["remote"]
