@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mailstead import directory as directory_module
-from mailstead.directory import Directory, DirectoryError, Resolution
+from mailstead import passwords as passwords_module
+from mailstead.directory import Directory, DirectoryError, Quota, Resolution
 
 DOMAINS = ["example.test", "Bücher.example"]
 
@@ -20,7 +20,7 @@ DOMAINS = ["example.test", "Bücher.example"]
 @pytest.fixture
 def d(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Directory]:
     # Cheap scrypt for speed; verification reads the cost from each hash.
-    monkeypatch.setattr(directory_module, "_SCRYPT_LN", 4)
+    monkeypatch.setattr(passwords_module, "_SCRYPT_LN", 4)
     with Directory(tmp_path / "directory.sqlite3", DOMAINS) as directory:
         yield directory
 
@@ -152,13 +152,13 @@ def test_authenticate_fails(d: Directory, username: str, password: str) -> None:
 
 def test_unknown_user_costs_one_scrypt(d: Directory, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[bytes] = []
-    real = directory_module._scrypt
+    real = passwords_module._scrypt
 
     def counting(password: bytes, salt: bytes, ln: int, r: int, p: int) -> bytes:
         calls.append(password)
         return real(password, salt, 4, r, p)  # same call, cheaper
 
-    monkeypatch.setattr(directory_module, "_scrypt", counting)
+    monkeypatch.setattr(passwords_module, "_scrypt", counting)
     assert d.authenticate("nobody@example.test", "pw") is None
     assert d.authenticate("not-an-address", "pw") is None
     assert calls == [b"pw", b"pw"]
@@ -377,7 +377,7 @@ def test_concurrent_resolves_from_threads(d: Directory) -> None:
 def test_schema_version_is_recorded_and_newer_refused(tmp_path: Path) -> None:
     path = tmp_path / "directory.sqlite3"
     with Directory(path, DOMAINS) as d:
-        assert d._db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert d._db.execute("PRAGMA user_version").fetchone() == (2,)
         d._db.execute("PRAGMA user_version = 99")
     with pytest.raises(DirectoryError, match="schema version 99"):
         Directory(path, DOMAINS)
@@ -400,3 +400,47 @@ def test_may_send_as(d: Directory) -> None:
     assert not d.may_send_as("alice@example.test", "random@example.test")  # catch-all: no
     assert not d.may_send_as("alice@example.test", "alice@remote.test")
     assert not d.may_send_as("alice@example.test", "not an address")
+
+
+# ----------------------------------------------------------------------------- quotas
+
+
+def test_quota_set_read_and_cleared(d: Directory) -> None:
+    d.add_user("alice@example.test", "pw")
+    assert d.quota("alice@example.test") == Quota()
+    assert d.set_quota("Alice@Example.TEST", Quota(storage=1000, messages=None)) == (
+        "alice@example.test"
+    )
+    assert d.quota("alice@example.test") == Quota(storage=1000)
+    d.set_quota("alice@example.test", Quota(storage=1000, messages=5))
+    assert d.quota("alice@example.test") == Quota(1000, 5)
+    d.set_quota("alice@example.test", Quota())
+    assert d.quota("alice@example.test").unlimited
+
+
+def test_quota_only_for_users_and_never_negative(d: Directory) -> None:
+    with pytest.raises(DirectoryError, match="no such user"):
+        d.set_quota("nobody@example.test", Quota(messages=1))
+    d.add_user("alice@example.test", "pw")
+    with pytest.raises(DirectoryError, match="negative"):
+        d.set_quota("alice@example.test", Quota(messages=-1))
+
+
+def test_a_deleted_user_takes_its_quota_along(d: Directory) -> None:
+    d.add_user("alice@example.test", "pw")
+    d.set_quota("alice@example.test", Quota(messages=1))
+    d.delete_user("alice@example.test")
+    d.add_user("alice@example.test", "pw")
+    assert d.quota("alice@example.test").unlimited
+
+
+def test_schema_1_gains_the_quota_table(tmp_path: Path) -> None:
+    path = tmp_path / "directory.sqlite3"
+    with Directory(path, DOMAINS) as d:
+        d.add_user("alice@example.test", "pw")
+        d._db.execute("DROP TABLE quotas")
+        d._db.execute("PRAGMA user_version = 1")
+    with Directory(path, DOMAINS) as d:
+        assert d._db.execute("PRAGMA user_version").fetchone() == (2,)
+        d.set_quota("alice@example.test", Quota(storage=10))
+        assert d.quota("alice@example.test") == Quota(storage=10)

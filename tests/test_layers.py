@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "mailstead.dns",  # the Resolver interface and its dnspython implementation
             "mailstead.sqlite_wal",  # switching a shared SQLite database to WAL
             "mailstead.password_cache",  # recently verified passwords
+            "mailstead.passwords",  # scrypt hashes of passwords
             "mailstead.tlscert",  # the server certificate and its SSLContext
             "mailstead.directory",  # domains, users, aliases (SQLite)
             "mailstead.events",  # the event model and the EventSink interface

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailstead import directory as directory_module
+from mailstead import passwords as passwords_module
 from mailstead.directory import Directory
 from mailstead.password_cache import PasswordCache
 from tests.password_checks import record_full_checks
@@ -93,7 +93,7 @@ def test_two_caches_make_different_digests() -> None:
 @pytest.fixture
 def checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The passwords that went through the full scrypt check."""
-    monkeypatch.setattr(directory_module, "_SCRYPT_LN", 4)
+    monkeypatch.setattr(passwords_module, "_SCRYPT_LN", 4)
     return record_full_checks(monkeypatch)
 
 

@@ -104,3 +104,57 @@ def is_safe_local_part(local: str) -> bool:
     if local.startswith(".") or "/" in local or "\\" in local:
         return False
     return all(unicodedata.category(c)[0] != "C" for c in local)
+
+
+# RFC 5322 §3.2.3 atext, less the characters a shell gives meaning to
+# (! # $ & ' * / ? ^ ` { | } ~ and, outside atext, everything else) and "%",
+# which old relays still treat as a routing operator (user%host@relay).
+_SAFE_ASCII = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-=_.")
+# RFC 5322 §3.2.3 atext and RFC 6531 §3.3 UTF8-non-ascii: what a remote
+# (unquoted) local part may contain.
+_ATEXT = frozenset("!#$%&'*+-/=?^_`{|}~.") | frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+)
+
+
+def is_valid_mailbox_local_part(local: str) -> bool:
+    """True if the canonical ``local`` may name a user or alias here.
+
+    Stricter than RFC 5322: ASCII letters, digits and ``+ - = _ .``,
+    plus non-ASCII letters, digits and combining marks (RFC 6531); no
+    leading, trailing or doubled dot (RFC 5322 §3.2.3 dot-atom). Everything
+    else — ``/``, NUL, whitespace, shell metacharacters — is refused, because
+    the local part becomes a directory name (the mail paths of docs/config.md) and may
+    reach scripts and logs.
+    """
+    if not is_safe_local_part(local):
+        return False
+    if local.endswith(".") or ".." in local:
+        return False
+    for c in local:
+        if c in _SAFE_ASCII:
+            continue
+        if c.isascii() or unicodedata.category(c)[0] not in "LNM":
+            return False
+    return unicodedata.category(local[0])[0] != "M"
+
+
+def is_valid_remote_local_part(local: str) -> bool:
+    # RFC 5321 §4.1.2 Local-part = Dot-string / Quoted-string, with RFC 6531
+    # UTF-8; §4.5.3.1.1: at most 64 octets.
+    if not local or len(local.encode("utf-8")) > 64 or not local.isprintable():
+        return False
+    if len(local) >= 2 and local[0] == '"' and local[-1] == '"':
+        # RFC 5321 §4.1.2 Quoted-string: a bare '"' or a trailing '\' ends it early.
+        escaped = False
+        for c in local[1:-1]:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                return False
+        return not escaped
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return False
+    return all(c in _ATEXT or not c.isascii() for c in local)

@@ -9,21 +9,16 @@ and POP3 (:meth:`Directory.authenticate`).
 Addresses are stored in the canonical form of :mod:`mailstead.addresses`, so
 ``Alice@Bücher.example`` and ``"alice"@xn--bcher-kva.example`` are one user.
 A local part that becomes a directory name on disk must be harmless there and
-in a shell; :func:`is_valid_mailbox_local_part` is the rule.
+in a shell; :func:`mailstead.addresses.is_valid_mailbox_local_part` is the
+rule. Passwords are kept as scrypt hashes (:mod:`mailstead.passwords`).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
-import hmac
 import os
-import re
-import secrets
 import sqlite3
 import threading
-import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,50 +27,32 @@ from types import TracebackType
 from mailstead.addresses import (
     AddressError,
     canonical_local_part,
-    is_safe_local_part,
+    is_valid_mailbox_local_part,
+    is_valid_remote_local_part,
     normalize_domain,
     split_address,
 )
 from mailstead.password_cache import PasswordCache
+from mailstead.passwords import DUMMY_HASH, hash_password, verify_password
 from mailstead.sqlite_wal import enable_wal
 
 __all__ = [
     "AliasWarning",
     "Directory",
     "DirectoryError",
+    "Quota",
     "Resolution",
     "is_valid_mailbox_local_part",
 ]
 
 # Bumped with every schema change; _migrate() upgrades older files.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Alias expansion: nesting deeper than this is ignored (Postfix stops at 1000
 # recursions, but ten levels of aliases is already a misconfiguration).
 MAX_ALIAS_DEPTH = 10
 # Targets of one alias; a mailing list belongs in a list manager, not here.
 MAX_ALIAS_TARGETS = 1000
-
-# scrypt cost (RFC 7914): N = 2**14, r = 8, p = 1 takes 16 MiB and ~50 ms,
-# the interactive-login parameters recommended by the scrypt paper and OWASP.
-_SCRYPT_LN = 14
-_SCRYPT_R = 8
-_SCRYPT_P = 1
-_SCRYPT_DKLEN = 32
-_SCRYPT_MAXMEM = 256 * 1024 * 1024  # ceiling for hashes made with higher costs
-_HASH_RE = re.compile(
-    r"\$scrypt\$ln=(\d{1,2}),r=(\d{1,2}),p=(\d{1,2})\$([A-Za-z0-9+/]{22})\$([A-Za-z0-9+/]{43})"
-)
-
-# RFC 5322 §3.2.3 atext, less the characters a shell gives meaning to
-# (! # $ & ' * / ? ^ ` { | } ~ and, outside atext, everything else) and "%",
-# which old relays still treat as a routing operator (user%host@relay).
-_SAFE_ASCII = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-=_.")
-# RFC 5322 §3.2.3 atext and RFC 6531 §3.3 UTF8-non-ascii: what a remote
-# (unquoted) local part may contain.
-_ATEXT = frozenset("!#$%&'*+-/=?^_`{|}~.") | frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-)
 
 
 class DirectoryError(Exception):
@@ -93,100 +70,24 @@ class Resolution:
 
 
 @dataclass(frozen=True, slots=True)
+class Quota:
+    """A user's limits (``mailstead user quota``); None: no limit on that resource."""
+
+    storage: int | None = None  # octets
+    messages: int | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.storage is None and self.messages is None
+
+
+@dataclass(frozen=True, slots=True)
 class AliasWarning:
     """Something wrong with an alias that does not stop it being stored: mail to it
     is lost (refused, or copies that go nowhere)."""
 
     alias: str
     text: str
-
-
-def is_valid_mailbox_local_part(local: str) -> bool:
-    """True if the canonical ``local`` may name a user or alias here.
-
-    Stricter than RFC 5322: ASCII letters, digits and ``+ - = _ .``,
-    plus non-ASCII letters, digits and combining marks (RFC 6531); no
-    leading, trailing or doubled dot (RFC 5322 §3.2.3 dot-atom). Everything
-    else — ``/``, NUL, whitespace, shell metacharacters — is refused, because
-    the local part becomes a directory name (the mail paths of docs/config.md) and may
-    reach scripts and logs.
-    """
-    if not is_safe_local_part(local):
-        return False
-    if local.endswith(".") or ".." in local:
-        return False
-    for c in local:
-        if c in _SAFE_ASCII:
-            continue
-        if c.isascii() or unicodedata.category(c)[0] not in "LNM":
-            return False
-    return unicodedata.category(local[0])[0] != "M"
-
-
-def _is_valid_remote_local_part(local: str) -> bool:
-    # RFC 5321 §4.1.2 Local-part = Dot-string / Quoted-string, with RFC 6531
-    # UTF-8; §4.5.3.1.1: at most 64 octets.
-    if not local or len(local.encode("utf-8")) > 64 or not local.isprintable():
-        return False
-    if len(local) >= 2 and local[0] == '"' and local[-1] == '"':
-        # RFC 5321 §4.1.2 Quoted-string: a bare '"' or a trailing '\' ends it early.
-        escaped = False
-        for c in local[1:-1]:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == '"':
-                return False
-        return not escaped
-    if local.startswith(".") or local.endswith(".") or ".." in local:
-        return False
-    return all(c in _ATEXT or not c.isascii() for c in local)
-
-
-# --------------------------------------------------------------------------- passwords
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii").rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.b64decode(text + "=" * (-len(text) % 4))
-
-
-def _scrypt(password: bytes, salt: bytes, ln: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(
-        password, salt=salt, n=1 << ln, r=r, p=p, maxmem=_SCRYPT_MAXMEM, dklen=_SCRYPT_DKLEN
-    )
-
-
-def hash_password(password: str) -> str:
-    """A self-describing scrypt hash: ``$scrypt$ln=14,r=8,p=1$<salt>$<hash>`` (base64)."""
-    salt = secrets.token_bytes(16)
-    ln, r, p = _SCRYPT_LN, _SCRYPT_R, _SCRYPT_P
-    digest = _scrypt(password.encode("utf-8"), salt, ln, r, p)
-    return f"$scrypt$ln={ln},r={r},p={p}${_b64(salt)}${_b64(digest)}"
-
-
-def verify_password(password: str, encoded: str) -> bool:
-    """True if ``password`` matches the hash ``encoded`` (constant-time compare)."""
-    m = _HASH_RE.fullmatch(encoded)
-    if m is None:
-        return False
-    ln, r, p = int(m[1]), int(m[2]), int(m[3])
-    if not (1 <= ln <= 20 and 1 <= r <= 32 and 1 <= p <= 16):
-        return False
-    digest = _scrypt(password.encode("utf-8"), _unb64(m[4]), ln, r, p)
-    return hmac.compare_digest(digest, _unb64(m[5]))
-
-
-# Verified against when the user does not exist, so that "no such user" costs
-# the same scrypt work as "wrong password" and timing reveals nothing.
-_DUMMY_HASH = (
-    f"$scrypt$ln={_SCRYPT_LN},r={_SCRYPT_R},p={_SCRYPT_P}$"
-    f"{_b64(bytes(16))}${_b64(bytes(_SCRYPT_DKLEN))}"
-)
 
 
 # --------------------------------------------------------------------------- schema
@@ -204,6 +105,16 @@ CREATE TABLE alias_targets (
     target   TEXT NOT NULL,             -- local part as given, domain normalised
     PRIMARY KEY (alias, position)
 ) WITHOUT ROWID;
+"""
+
+# Schema 2: per-user limits (RFC 9208 STORAGE in octets, MESSAGE); a user
+# without a row, or a NULL, has no limit on that resource.
+_QUOTAS = """
+CREATE TABLE IF NOT EXISTS quotas (
+    address  TEXT PRIMARY KEY,          -- canonical local@domain of a user
+    storage  INTEGER,                   -- octets
+    messages INTEGER
+) WITHOUT ROWID
 """
 
 
@@ -261,6 +172,9 @@ class Directory:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
+            if version < 2:
+                self._db.execute(_QUOTAS)
+            if version < SCHEMA_VERSION:
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -341,7 +255,7 @@ class Directory:
             raise DirectoryError(f"alias target {target!r} is not an address") from None
         if name in self._domains:
             return self._local_address(target, "alias target")
-        if not _is_valid_remote_local_part(local):
+        if not is_valid_remote_local_part(local):
             raise DirectoryError(f"alias target {target!r} has an invalid local part")
         return f"{local}@{name}"
 
@@ -404,6 +318,7 @@ class Directory:
         with self._write() as db:
             if db.execute("DELETE FROM users WHERE address = ?", (key,)).rowcount == 0:
                 raise DirectoryError(f"no such user {key}")
+            db.execute("DELETE FROM quotas WHERE address = ?", (key,))
 
     def users(self) -> list[str]:
         """Canonical addresses of all users, sorted."""
@@ -417,7 +332,7 @@ class Directory:
         the password cache vouches for this very password and stored hash.
         CPU-bound (~50 ms): call it from a thread, not the event loop.
         """
-        encoded, key = _DUMMY_HASH, self._recipient_key(username)
+        encoded, key = DUMMY_HASH, self._recipient_key(username)
         row = None
         if key is not None:
             with self._lock:
@@ -437,6 +352,37 @@ class Directory:
         if cache is not None:
             cache.remember(key, encoded, password)
         return key
+
+    # ----------------------------------------------------------------------- quotas
+
+    def set_quota(self, address: str, quota: Quota) -> str:
+        """Set (or, with an unlimited ``quota``, clear) a user's limits; the canonical address."""
+        key = self._local_address(address, "user")
+        for value in (quota.storage, quota.messages):
+            if value is not None and value < 0:
+                raise DirectoryError("a quota limit cannot be negative")
+        with self._write() as db:
+            if not self._user_exists(key):
+                raise DirectoryError(f"no such user {key}")
+            if quota.unlimited:
+                db.execute("DELETE FROM quotas WHERE address = ?", (key,))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO quotas (address, storage, messages) VALUES (?, ?, ?)",
+                    (key, quota.storage, quota.messages),
+                )
+        return key
+
+    def quota(self, address: str) -> Quota:
+        """The limits of the canonical ``address`` (no limits for an unknown one).
+
+        Read at each use (every RCPT, APPEND, COPY), like everything here.
+        """
+        with self._lock:
+            row = self._db.execute(
+                "SELECT storage, messages FROM quotas WHERE address = ?", (address,)
+            ).fetchone()
+        return Quota(*row) if row else Quota()
 
     # ----------------------------------------------------------------------- aliases
 

@@ -86,7 +86,8 @@ def unknown_key(name: str, allowed: Sequence[str]) -> str:
     by_folded = {key.casefold(): key for key in allowed}
     close = by_folded.get(name.casefold().replace("-", "_"))
     if close is None:
-        matches = difflib.get_close_matches(name.casefold(), list(by_folded), n=1, cutoff=0.6)
+        # 0.65: "tsl" finds "tls" (0.67); "bogus" no longer finds "abuse" (0.6).
+        matches = difflib.get_close_matches(name.casefold(), list(by_folded), n=1, cutoff=0.65)
         close = by_folded[matches[0]] if matches else None
     if close is None:
         return f"unknown key (expected one of: {expected})"
