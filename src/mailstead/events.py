@@ -55,6 +55,7 @@ EVENT_TYPES: Mapping[str, str] = {
     "message.expired": "a recipient stayed undeliverable past the queue lifetime",
     "message.flags_changed": "flags of messages in a mailbox changed (IMAP, POP3)",
     "message.expunged": "messages were removed from a mailbox (IMAP, POP3)",
+    "message.refused": "an abuse check (rate limit, DNSBL, greylisting) refused a client's command",
     "mailbox.created": "a mailbox was created",
     "mailbox.deleted": "a mailbox was deleted",
     "mailbox.renamed": "a mailbox was renamed",

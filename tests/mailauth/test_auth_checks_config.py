@@ -53,5 +53,8 @@ def test_the_hook_is_built_only_when_enabled(tmp_path: Path) -> None:
     path.write_text('hostname = "mx.example.test"\ndomains = ["example.test"]\n')
     checks = receiver_checks(load_config(path))
     assert checks is not None and checks.authserv_id == "mx.example.test"
-    path.write_text('domains = ["example.test"]\n[auth_checks]\nenabled = false\n')
+    path.write_text(
+        'domains = ["example.test"]\n[auth_checks]\nenabled = false\n'
+        '[abuse]\nip_messages = "0"\nip_recipients = "0"\n'
+    )
     assert receiver_checks(load_config(path)) is None
