@@ -65,6 +65,7 @@ def test_signed_mail_passes_and_the_event_says_so(server: ServerHandle, hooks: R
     assert event.data["authentication"] == {
         "spf": {"result": "pass", "domain": "sender.test"},
         "dkim": [{"result": "pass", "domain": "sender.test", "selector": "sel"}],
+        "arc": {"result": "none", "sets": 0, "sealer": ""},
         "dmarc": {
             "result": "pass",
             "header_from": "sender.test",

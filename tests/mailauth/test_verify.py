@@ -184,7 +184,8 @@ def test_spf_fail_without_dmarc_policy_is_delivered(receiver: Receiver, tmp_path
     assert send(receiver, STRANGER_IP, "dan@relaxed.test", content).startswith("250 ")
     header = results(stored(tmp_path)[0])
     assert (
-        "spf=fail smtp.mailfrom=dan@relaxed.test; dkim=none; dmarc=fail (p=none dis=none)" in header
+        "spf=fail smtp.mailfrom=dan@relaxed.test; dkim=none; arc=none; dmarc=fail (p=none dis=none)"
+        in header
     )
 
 

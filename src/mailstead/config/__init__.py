@@ -18,6 +18,7 @@ loader; ``root.py`` holds the top-level keys and :class:`Config`;
 the file ``mailstead init`` writes. Import from ``mailstead.config``.
 """
 
+from mailstead.config.abuse import AbuseConfig, Rate
 from mailstead.config.auth import AuthConfig
 from mailstead.config.auth_checks import AuthChecksConfig
 from mailstead.config.delivery import DEFAULT_DELAY_WARNING, DeliveryConfig
@@ -37,6 +38,7 @@ from mailstead.config.webhooks import WebhookConfig
 
 __all__ = [
     "DEFAULT_DELAY_WARNING",
+    "AbuseConfig",
     "AuthChecksConfig",
     "AuthConfig",
     "Config",
@@ -49,6 +51,7 @@ __all__ = [
     "ListenConfig",
     "NetworkConfig",
     "Pop3Config",
+    "Rate",
     "RunConfig",
     "StorageConfig",
     "TLSConfig",

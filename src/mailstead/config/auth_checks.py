@@ -1,11 +1,11 @@
-"""``[auth_checks]``: SPF, DKIM and DMARC verification of mail from other servers."""
+"""``[auth_checks]``: SPF, DKIM, DMARC and ARC verification of mail from other servers."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mailstead.config.reader import Reader, duration, show
+from mailstead.config.reader import Reader, domain_name, duration, show
 
 __all__ = ["DMARC_ACTIONS", "AuthChecksConfig", "load_auth_checks"]
 
@@ -28,11 +28,16 @@ class AuthChecksConfig:
     dns_timeout: int = 10
     #: Answers kept in memory (for their TTL, at most five minutes).
     cache_size: int = 4096
+    #: Domains whose ARC seal we trust (RFC 8617 §7.2, RFC 7489 §10.2
+    #: "local policy"): mail failing DMARC is delivered when the ARC chain
+    #: passes and a trusted sealer recorded ``dmarc=pass`` for its From
+    #: domain. Empty: ARC is verified and reported, never overrides DMARC.
+    arc_trusted_sealers: tuple[str, ...] = ()
 
 
 def load_auth_checks(r: Reader, data: Mapping[str, object]) -> AuthChecksConfig:
     """The ``[auth_checks]`` table of ``data``."""
-    keys = ("enabled", "dmarc_reject", "dns_timeout", "cache_size")
+    keys = ("enabled", "dmarc_reject", "dns_timeout", "cache_size", "arc_trusted_sealers")
     t = r.table(data, "auth_checks", "", keys)
     default = AuthChecksConfig()
     enabled = r.typed(
@@ -51,4 +56,11 @@ def load_auth_checks(r: Reader, data: Mapping[str, object]) -> AuthChecksConfig:
     )
     if not 0 <= cache <= 1_000_000:
         r.fail("auth_checks.cache_size", f"expected 0 to 1000000, got {cache}")
-    return AuthChecksConfig(enabled, action, timeout, cache)
+    names = r.string_list(t.get("arc_trusted_sealers", []), "auth_checks.arc_trusted_sealers")
+    sealers = tuple(
+        dict.fromkeys(
+            domain_name(r, name, f"auth_checks.arc_trusted_sealers[{i}]")
+            for i, name in enumerate(names)
+        )
+    )
+    return AuthChecksConfig(enabled, action, timeout, cache, sealers)

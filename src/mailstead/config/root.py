@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailstead.config.abuse import AbuseConfig, load_abuse
 from mailstead.config.auth import AuthConfig, load_auth
 from mailstead.config.auth_checks import AuthChecksConfig, load_auth_checks
 from mailstead.config.delivery import DeliveryConfig, load_delivery
@@ -62,6 +63,8 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     #: SPF, DKIM and DMARC verification of mail from other servers.
     auth_checks: AuthChecksConfig = field(default_factory=AuthChecksConfig)
+    #: Rate limits, DNS block lists and greylisting of incoming mail.
+    abuse: AbuseConfig = field(default_factory=AbuseConfig)
     #: Connection limits of every listener.
     limits: ConnectionLimitsConfig = field(default_factory=ConnectionLimitsConfig)
     #: Interface addresses declared for the host (``mailstead net apply``).
@@ -99,6 +102,7 @@ _TOP_KEYS = {
     "pop3",
     "auth",
     "auth_checks",
+    "abuse",
     "limits",
     "network",
     "run",
@@ -157,6 +161,7 @@ def build_config(data: dict[str, object], path: Path, r: Reader) -> Config:
     pop3 = load_pop3(r, data)
     auth = load_auth(r, data)
     auth_checks = load_auth_checks(r, data)
+    abuse = load_abuse(r, data)
     limits = load_limits(r, data)
     network = load_network(r, data)
     run = load_run(r, data)
@@ -181,6 +186,7 @@ def build_config(data: dict[str, object], path: Path, r: Reader) -> Config:
         pop3=pop3,
         auth=auth,
         auth_checks=auth_checks,
+        abuse=abuse,
         limits=limits,
         network=network,
         run=run,

@@ -15,7 +15,7 @@ import dkim
 
 from mailstead.mailauth.lookups import AuthDNS, Budget
 
-__all__ = ["MAX_SIGNATURES", "DKIMResult", "verify_all"]
+__all__ = ["MAX_SIGNATURES", "DKIMResult", "KeyLookup", "verify_all"]
 
 #: Signatures verified per message; more get ``permerror`` unverified (a
 #: message with hundreds of signatures is an attack on our CPU).
@@ -46,20 +46,34 @@ def _tags(value: bytes) -> dict[str, str]:
     return tags
 
 
-def verify_all(message: bytes, dns: AuthDNS, budget: Budget) -> list[DKIMResult]:
-    """Every DKIM-Signature of ``message`` (CRLF), top first; empty when unsigned."""
-    verifier = dkim.DKIM(message, minkey=1024)
-    signatures = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
+class KeyLookup:
+    """dkimpy's ``dnsfunc``: key records (TXT) through :class:`AuthDNS` under one budget.
 
-    def dnsfunc(name: bytes | str, timeout: float = 5) -> bytes | None:
+    A failed lookup raises dkimpy's ``DnsTimeoutError``; ``failed`` remembers
+    that one did (ARC has no temperror result to report it by).
+    """
+
+    def __init__(self, dns: AuthDNS, budget: Budget) -> None:
+        self.dns = dns
+        self.budget = budget
+        self.failed = False
+
+    def __call__(self, name: bytes | str, timeout: float = 5) -> bytes | None:
         text = name.decode("ascii", "replace") if isinstance(name, bytes) else name
-        answer = dns.txt(text, budget)
+        answer = self.dns.txt(text, self.budget)
         if answer.temporary:
+            self.failed = True
             raise dkim.DnsTimeoutError(f"{text}: key lookup failed")
         if not answer.records:
             return None
         return answer.records[0].encode("utf-8", "replace")
 
+
+def verify_all(message: bytes, dns: AuthDNS, budget: Budget) -> list[DKIMResult]:
+    """Every DKIM-Signature of ``message`` (CRLF), top first; empty when unsigned."""
+    verifier = dkim.DKIM(message, minkey=1024)
+    signatures = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
+    dnsfunc = KeyLookup(dns, budget)
     results = []
     for index, value in enumerate(signatures):
         tags = _tags(value)

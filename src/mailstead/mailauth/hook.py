@@ -23,7 +23,7 @@ from typing import Protocol
 from mailstead.mailauth import authresults
 from mailstead.proto.smtp.replies import Reply
 
-__all__ = ["BodyOutcome", "Check", "Checks", "Client", "Verdict"]
+__all__ = ["BodyOutcome", "Check", "Checks", "Client", "Sealer", "Verdict"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,15 +89,35 @@ class BodyOutcome:
     log: Mapping[str, str] = field(default_factory=dict)
 
 
+class Sealer(Protocol):
+    """Adds an ARC set to mail we forward (:class:`~mailstead.mailauth.arc_seal.ARCSealer`)."""
+
+    def seal(self, message: bytes, domain: str) -> bytes:
+        """The fields to prepend to ``message`` (our Authentication-Results on top), or b""."""
+        ...
+
+
 class Checks:
     """Runs :class:`Check` objects in order; the first refusal wins.
 
     ``authserv_id`` names us in Authentication-Results (the hostname).
+    ``sealer``, when given, ARC-seals the copies the receiver forwards
+    (:meth:`seal_forwarded`): the next hop learns what these checks found.
     """
 
-    def __init__(self, authserv_id: str, checks: Sequence[Check]) -> None:
+    def __init__(
+        self, authserv_id: str, checks: Sequence[Check], *, sealer: Sealer | None = None
+    ) -> None:
         self.authserv_id = authserv_id
         self.checks = tuple(checks)
+        self.sealer = sealer
+
+    def seal_forwarded(self, content: bytes, domain: str) -> bytes:
+        """ARC fields for ``content`` (as :meth:`body` left it) forwarded by ``domain``.
+
+        Blocking (RSA signing): called from the worker thread. Empty without a sealer.
+        """
+        return self.sealer.seal(content, domain) if self.sealer is not None else b""
 
     def connection(self, client: Client) -> Verdict | None:
         return _first_refusal(check.connection(client) for check in self.checks)

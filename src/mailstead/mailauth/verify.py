@@ -1,4 +1,4 @@
-"""SPF, DKIM and DMARC on mail from other servers: one :class:`~mailstead.mailauth.hook.Check`.
+"""SPF, DKIM, ARC and DMARC on mail from other servers: one :class:`~mailstead.mailauth.hook.Check`.
 
 Everything happens at the body stage, in the receiver's worker thread, with
 one DNS :class:`~mailstead.mailauth.lookups.Budget` per message:
@@ -6,21 +6,26 @@ one DNS :class:`~mailstead.mailauth.lookups.Budget` per message:
 1. SPF (RFC 7208) for the client's address and the MAIL FROM domain, or
    the HELO name for the null sender (§2.4);
 2. every DKIM signature (RFC 6376);
-3. DMARC (RFC 7489) from the two, with alignment against the From domain.
+3. the ARC chain of the forwarders before us (RFC 8617);
+4. DMARC (RFC 7489) from SPF and DKIM, with alignment against the From domain.
 
 Policy: a DMARC ``fail`` whose disposition is ``reject`` is refused with
 550 5.7.1, sent to Junk or accepted as ``dmarc_reject`` says; ``quarantine``
 goes to Junk (unless ``dmarc_reject = "accept"``). SPF ``fail`` alone
-refuses nothing: DMARC decides (an SPF ``-all`` breaks forwarding).
+refuses nothing: DMARC decides (an SPF ``-all`` breaks forwarding). A
+DMARC failure is delivered after all when the ARC chain passes and a sealer
+of ``arc_trusted_sealers`` vouches for the From domain (RFC 7489 §10.2
+local policy, RFC 8617 §7.2; :func:`~mailstead.mailauth.arc.trusted_sealer`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
 from mailstead.config.auth_checks import AuthChecksConfig
-from mailstead.mailauth import authresults, dmarc
+from mailstead.mailauth import arc, authresults, dmarc
 from mailstead.mailauth.authresults import value
 from mailstead.mailauth.dkim_verify import DKIMResult, verify_all
 from mailstead.mailauth.hook import Client, Verdict
@@ -61,6 +66,7 @@ class AuthChecks:
         budget = Budget.of(self.config.dns_timeout)
         spf, spf_domain, spf_property = self._spf(client, sender, budget)
         signatures = verify_all(content, self.dns, budget)
+        chain = arc.verify_chain(content, self.dns, budget)
         verdict = dmarc.evaluate(
             authresults.from_values(content),
             spf_result=spf.result,
@@ -69,12 +75,31 @@ class AuthChecks:
             txt=lambda name: self.dns.txt(name, budget),
         )
         action = self._action(verdict)
+        vouching = None
+        if action != "deliver":
+            vouching = arc.trusted_sealer(
+                chain, verdict.header_from, self.config.arc_trusted_sealers
+            )
+            if vouching is not None:
+                # RFC 7489 §10.2 (local policy), RFC 8617 §7.2: the forwarder
+                # we trust saw DMARC pass before the message was changed.
+                action = "deliver"
+                verdict = dataclasses.replace(verdict, disposition="none")
         results = (
             _spf_part(spf, spf_property),
             *(_dkim_part(s) for s in signatures),
             *(() if signatures else ("dkim=none",)),
-            _dmarc_part(verdict),
+            arc.result_part(chain, client.ip),
+            _dmarc_part(verdict, vouching),
         )
+        dmarc_event: dict[str, object] = {
+            "result": verdict.result,
+            "header_from": verdict.header_from,
+            "policy": verdict.policy,
+            "disposition": verdict.disposition,
+        }
+        if vouching is not None:
+            dmarc_event["override"] = {"reason": "trusted_forwarder", "sealer": vouching}
         event: dict[str, object] = {
             "authentication": {
                 "spf": {"result": spf.result, "domain": spf_domain},
@@ -82,20 +107,23 @@ class AuthChecks:
                     {"result": s.result, "domain": s.domain, "selector": s.selector}
                     for s in signatures
                 ],
-                "dmarc": {
-                    "result": verdict.result,
-                    "header_from": verdict.header_from,
-                    "policy": verdict.policy,
-                    "disposition": verdict.disposition,
+                "arc": {
+                    "result": chain.result,
+                    "sets": len(chain.sets),
+                    "sealer": chain.sealer,
                 },
+                "dmarc": dmarc_event,
                 "action": action,
             }
         }
         log = {
             "spf": spf.result,
             "dkim": ",".join(s.result for s in signatures) or "none",
+            "arc": chain.result,
             "dmarc": verdict.result,
         }
+        if vouching is not None:
+            log["dmarc_override"] = f"arc:{vouching}"
         if action == "reject":
             cause = f"dmarc={verdict.result} p={verdict.policy} header.from={verdict.header_from}"
             return Verdict(DMARC_REJECTED, results, event=event, log=log, cause=cause)
@@ -148,10 +176,12 @@ def _dkim_part(sig: DKIMResult) -> str:
     return f"dkim={sig.result}{comment} {props}"
 
 
-def _dmarc_part(verdict: dmarc.DMARCResult) -> str:
+def _dmarc_part(verdict: dmarc.DMARCResult, vouching: str | None = None) -> str:
     comment = ""
     if verdict.policy:
-        comment = f" (p={verdict.policy} dis={verdict.disposition})"
+        # The override reason as RFC 7489 Appendix C names it (trusted_forwarder).
+        override = f" override=trusted_forwarder:{vouching}" if vouching else ""
+        comment = f" (p={verdict.policy} dis={verdict.disposition}{override})"
     elif verdict.detail:
         comment = f" ({_comment(verdict.detail)})"
     header_from = f" header.from={value(verdict.header_from)}" if verdict.header_from else ""
