@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mailstead.cli.user import parse_size
 from mailstead.config import load_config
 from mailstead.directory import Directory
 from tests.cli.runner import run
@@ -165,3 +166,84 @@ def test_without_a_terminal_the_password_must_come_from_stdin(config: Path, comm
     result = run(config, "user", command, "alice@example.test")
     assert result.exit_code == 1
     assert "--password-stdin" in result.stderr
+
+
+# -- user quota (RFC 9208 limits; SMTP 452 4.2.2 and IMAP OVERQUOTA beyond them) --------
+
+
+def test_user_quota_sets_shows_and_clears(config: Path) -> None:
+    run(config, "user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")
+    assert run(config, "user", "quota", "alice@example.test").output == (
+        "alice@example.test\n  storage   0 B of no limit\n  messages  0 of no limit\n"
+    )
+    set_both = run(
+        config, "user", "quota", "Alice@Example.TEST", "--storage", "1G", "--messages", "100000"
+    )
+    assert set_both.exit_code == 0, set_both.output
+    assert set_both.output == (
+        "alice@example.test\n  storage   0 B of 1.0 GiB\n  messages  0 of 100000\n"
+    )
+    # One limit at a time: the other stays.
+    run(config, "user", "quota", "alice@example.test", "--messages", "5")
+    assert json.loads(run(config, "user", "quota", "alice@example.test", "--json").output) == {
+        "address": "alice@example.test",
+        "storage": {"used": 0, "limit": 1024**3},
+        "messages": {"used": 0, "limit": 5},
+    }
+    cleared = run(config, "user", "quota", "alice@example.test", "--none", "--json")
+    assert json.loads(cleared.output) == {
+        "address": "alice@example.test",
+        "storage": {"used": 0, "limit": None},
+        "messages": {"used": 0, "limit": None},
+    }
+
+
+def test_user_quota_counts_every_folder_and_recounts(config: Path) -> None:
+    for address in ("alice@example.test", "bob@example.test"):
+        run(config, "user", "add", address, "--password-stdin", stdin="pw\n")
+    sent = run(
+        config, "send", "--from", "bob@example.test", "--to", "alice@example.test",
+        "--subject", "one", "--text", "hello",
+    )  # fmt: skip
+    assert sent.exit_code == 0, sent.output
+    shown = json.loads(run(config, "user", "quota", "alice@example.test", "--json").output)
+    assert shown["messages"]["used"] == 1 and shown["storage"]["used"] > 100
+    recounted = run(config, "user", "quota", "alice@example.test", "--recount", "--json")
+    assert json.loads(recounted.output) == shown
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["nobody@example.test"], "mailstead: no such user nobody@example.test\n"),
+        (
+            ["nobody@example.test", "--messages", "3"],
+            "mailstead: no such user nobody@example.test\n",
+        ),
+        (
+            ["alice@example.test", "--storage", "lots"],
+            "mailstead: --storage 'lots': expected a size like 500M, 1G or 1048576\n",
+        ),
+        (
+            ["alice@example.test", "--storage", "-1G"],
+            "mailstead: --storage '-1G': expected a size like 500M, 1G or 1048576\n",
+        ),
+        (
+            ["alice@example.test", "--none", "--messages", "3"],
+            "mailstead: --none cannot go with --storage or --messages\n",
+        ),
+    ],
+)
+def test_user_quota_refusals(config: Path, args: list[str], error: str) -> None:
+    run(config, "user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")
+    result = run(config, "user", "quota", *args)
+    assert (result.exit_code, result.stderr) == (1, error)
+
+
+@pytest.mark.parametrize(
+    ("text", "octets"),
+    [("1048576", 1048576), ("500M", 500 * 1024**2), ("1G", 1024**3), ("64KiB", 65536),
+     ("2gb", 2 * 1024**3), ("1.5M", 1572864)],
+)  # fmt: skip
+def test_storage_sizes(text: str, octets: int) -> None:
+    assert parse_size(text) == octets

@@ -7,6 +7,7 @@ import click
 from mailstead.addresses import AddressError, canonical_address
 from mailstead.cli.common import (
     Failure,
+    as_data_owner,
     echo_json,
     human_size,
     json_option,
@@ -16,8 +17,9 @@ from mailstead.cli.common import (
     read_password,
 )
 from mailstead.config import Config
-from mailstead.directory import AliasWarning
+from mailstead.directory import AliasWarning, Quota
 from mailstead.store.inspect import account_totals
+from mailstead.store.usage import account_usage
 
 __all__ = ["user", "warn_aliases"]
 
@@ -35,6 +37,7 @@ def user() -> None:
     Example:
       mailstead user add alice@example.org
       mailstead user list
+      mailstead user quota alice@example.org --storage 1G
     """
 
 
@@ -151,3 +154,99 @@ def user_passwd(ctx: click.Context, address: str, password_stdin: bool) -> None:
     with open_directory(load(ctx)) as d:
         d.set_password(address, password)
     click.echo(f"changed password of {address}")
+
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``1G``, ``500M``, ``64K``, ``1048576``: octets (binary multiples; KB, MiB … too)."""
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    number, unit = value, ""
+    if value and value[-1] in _UNITS:
+        number, unit = value[:-1], value[-1]
+    try:
+        octets = float(number) * _UNITS[unit]
+    except (ValueError, KeyError):
+        raise Failure(f"--storage {text!r}: expected a size like 500M, 1G or 1048576") from None
+    if octets < 0 or octets != octets:  # negative, NaN
+        raise Failure(f"--storage {text!r}: expected a size like 500M, 1G or 1048576")
+    return int(octets)
+
+
+@user.command("quota")
+@click.argument("address")
+@click.option("--storage", metavar="SIZE", help="Limit on stored octets: 500M, 1G, 1048576 ….")
+@click.option("--messages", metavar="N", type=click.IntRange(min=0), help="Limit on messages.")
+@click.option("--none", "clear", is_flag=True, help="Remove both limits.")
+@click.option("--recount", is_flag=True, help="Recompute the usage from the mailbox index.")
+@json_option
+@click.pass_context
+@one_line_errors
+def user_quota(
+    ctx: click.Context,
+    address: str,
+    storage: str | None,
+    messages: int | None,
+    clear: bool,
+    recount: bool,
+    as_json: bool,
+) -> None:
+    """Show or set the quota of user ADDRESS (RFC 9208 STORAGE and MESSAGE).
+
+    With no option, shows usage and limits. --storage and --messages set a
+    limit each (the other stays); --none removes both. Over a limit, SMTP
+    answers 452 4.2.2 (the sender retries) and IMAP APPEND and COPY answer
+    NO [OVERQUOTA]. Usage counts every folder, from the mailbox index.
+
+    JSON: {"address", "storage": {"used", "limit"}, "messages": {"used", "limit"}}
+    (octets; a limit is null when there is none).
+
+    \b
+    Example:
+      mailstead user quota alice@example.org --storage 1G --messages 100000
+      mailstead user quota alice@example.org
+      mailstead user quota alice@example.org --none
+    """
+    if clear and (storage is not None or messages is not None):
+        raise Failure("--none cannot go with --storage or --messages")
+    config = load(ctx)
+    with open_directory(config) as d:
+        key = canonical_address(address) if _is_address(address) else address
+        quota = d.quota(key)
+        if clear:
+            key = d.set_quota(address, Quota())
+        elif storage is not None or messages is not None:
+            quota = Quota(
+                parse_size(storage) if storage is not None else quota.storage,
+                messages if messages is not None else quota.messages,
+            )
+            key = d.set_quota(address, quota)
+        elif key not in d.users():
+            raise Failure(f"no such user {key}")
+        quota = d.quota(key)
+    if recount:
+        as_data_owner(config)
+    used = account_usage(config.storage.format, config.mail_root, key, recount=recount)
+    if as_json:
+        echo_json(
+            {
+                "address": key,
+                "storage": {"used": used.octets, "limit": quota.storage},
+                "messages": {"used": used.messages, "limit": quota.messages},
+            }
+        )
+        return
+    click.echo(key)
+    storage_limit = "no limit" if quota.storage is None else human_size(quota.storage)
+    click.echo(f"  storage   {human_size(used.octets)} of {storage_limit}")
+    message_limit = "no limit" if quota.messages is None else str(quota.messages)
+    click.echo(f"  messages  {used.messages} of {message_limit}")
+
+
+def _is_address(text: str) -> bool:
+    try:
+        canonical_address(text)
+    except AddressError:
+        return False
+    return True
