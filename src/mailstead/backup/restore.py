@@ -9,7 +9,8 @@ Settling a backup taken while the server ran (:mod:`.take` copies the
 databases first, then the files):
 
 * each mailbox index: UIDNEXT is raised to what the live index had when
-  the backup finished, and the scan stamp is cleared, so the first access
+  the backup finished, HIGHESTMODSEQ jumps past any modseq handed out since
+  (RFC 7162: it never goes backwards), and the scan stamp is cleared, so the first access
   reconciles the files with the rows (``store/mailbox.py``): a file without
   a row (delivered during the backup) takes a UID above every UID handed out
   before the backup finished; a row without its file (expunged during the
@@ -40,7 +41,7 @@ from mailstead.backup.manifest import (
 )
 from mailstead.durable import fsync_dir, write_all
 from mailstead.mta.queue import Queue
-from mailstead.store.index import INDEX_NAME
+from mailstead.store.index import INDEX_NAME, MODSEQ_RESTORE_GAP
 
 __all__ = ["Restored", "file_mode", "restore_backup", "verify_backup"]
 
@@ -169,6 +170,18 @@ def _settle_indexes(stage: Path, manifest: Manifest) -> None:
             # An empty stamp matches no directory or file: the first
             # access compares the files with the rows.
             conn.execute("UPDATE mailboxes SET stamp = ''")
+            # RFC 7162: HIGHESTMODSEQ past any value clients saw since the
+            # backup, every message changed at it (a CONDSTORE/QRESYNC
+            # client re-reads all flags, not the messages), and no snapshot
+            # of the older records left to load.
+            conn.execute(
+                "UPDATE mailboxes SET highestmodseq = highestmodseq + ?", (MODSEQ_RESTORE_GAP,)
+            )
+            conn.execute(
+                "UPDATE messages SET modseq = (SELECT highestmodseq FROM mailboxes"
+                " WHERE mailboxes.id = messages.mailbox)"
+            )
+            conn.execute("DELETE FROM snapshots")
             conn.execute("COMMIT")
         finally:
             conn.close()
