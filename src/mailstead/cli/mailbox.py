@@ -35,6 +35,7 @@ from mailstead.events import EventSink
 from mailstead.proto.imap.mime_words import decode_text
 from mailstead.proto.imap.search import SearchQuery
 from mailstead.proto.imap.storage import MailboxLike
+from mailstead.store.account import Account
 from mailstead.store.changes import ChangeReporter
 from mailstead.store.inspect import (
     AnyAccount,
@@ -50,6 +51,7 @@ from mailstead.store.inspect import (
     summaries,
 )
 from mailstead.store.paths import UnsafePathError
+from mailstead.store.search_index import SearchIndexUnavailable
 
 if TYPE_CHECKING:
     from mailstead.webhooks.outbox import Outbox
@@ -469,3 +471,51 @@ def _expunge(
         return
     gone = expunge(box, uids)
     click.echo(f"expunged {_count(len(gone), 'message')} from {name}")
+
+
+# --- reindex -----------------------------------------------------------------------
+
+
+@mailbox.command("reindex")
+@click.argument("address", required=False)
+@click.option("--all", "every", is_flag=True, help="Every user of the directory.")
+@click.pass_context
+@one_line_errors
+def mailbox_reindex(ctx: click.Context, address: str | None, every: bool) -> None:
+    """Rebuild the full-text search index of ADDRESS (or of --all users).
+
+    The index (mailstead-search.sqlite3 beside the mailbox index) is
+    rebuildable: SEARCH reads what it has not indexed, and the server
+    catches up in the background. Rebuild after restoring a backup without
+    it, or to reclaim its space. Mailboxes in mbox format have no index.
+
+    \b
+    Example:
+      mailstead mailbox reindex alice@example.org
+      mailstead mailbox reindex --all
+    """
+    if every == (address is not None):
+        raise Failure("give an ADDRESS or --all, not both")
+    if address is not None:
+        addresses = [address]
+    else:
+        with open_directory(load(ctx)) as d:
+            addresses = d.users()
+    for each in addresses:
+        canonical, account = _open(ctx, each)
+        if account is None:
+            click.echo(f"{canonical}: nothing stored yet")
+            continue
+        if not isinstance(account, Account):
+            raise Failure(f"{canonical}: mbox mailboxes have no search index")
+        folders = []
+        for name in account.names():
+            box = account.mailbox(name)
+            box.refresh()  # mail dropped into new/ gets its UID first
+            folders.append((box.id, box.path))
+        try:
+            count = account.text_index.rebuild(folders)
+        except SearchIndexUnavailable as exc:
+            raise Failure(str(exc)) from None
+        folders_text = _count(len(folders), "folder")
+        click.echo(f"{canonical}: indexed {_count(count, 'message')} in {folders_text}")
