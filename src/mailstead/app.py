@@ -25,7 +25,7 @@ from mailstead.directory import Directory
 from mailstead.dns import DNSResolver
 from mailstead.limits import IMAPLimits, POP3Limits, SMTPLimits, WebhookLimits
 from mailstead.mailauth.dkim import DKIMKeys, DKIMSigner
-from mailstead.mailauth.setup import receiver_checks
+from mailstead.mailauth.setup import receiver_checks, submission_checks
 from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Receiver, Role
@@ -435,6 +435,8 @@ async def start(
                     policy,
                     listeners.penalty,
                     outbox,
+                    # RFC 9208: read at each use, from the directory a reload put in.
+                    quota_limits=lambda user: running.directory.quota(user),
                 )
                 running.services.append(imap)
                 protocol_factory = imap.protocol_factory
@@ -457,7 +459,11 @@ async def start(
                     queue=queue,
                     limits=limits,
                     on_queued=on_queued,
-                    checks=receiver_checks(config) if role is Role.MTA else None,
+                    checks=(
+                        receiver_checks(config, outbox)
+                        if role is Role.MTA
+                        else submission_checks(config, listener, outbox)
+                    ),
                 )
                 smtp = SMTPService(
                     settings,

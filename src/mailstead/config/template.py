@@ -103,6 +103,14 @@ password_cache_ttl = "1h"           # a login with the same password skips the
 [auth_checks]                       # SPF, DKIM, DMARC of mail on the smtp listener
 enabled      = true                 # docs/mailauth.md
 dmarc_reject = "reject"             # p=reject failures: "reject", "junk" or "accept"
+arc_trusted_sealers = []            # ARC sealers whose dmarc=pass overrides a DMARC fail
+
+[abuse]                             # docs/abuse.md
+ip_messages   = "60/1m"             # per client address on smtp ("0" = no limit)
+ip_recipients = "300/1m"
+user_messages = "200/1h"            # per logged-in user on submission
+dnsbl    = []                       # DNS block lists, e.g. ["zen.example"] (use your own resolver)
+greylist = false
 
 [limits]                            # per listener; docs/security.md
 connections_per_ip      = 50

@@ -18,6 +18,7 @@ from mailstead.events import Event, EventSink, stored_at
 from mailstead.message import trace
 from mailstead.mta import mail_events
 from mailstead.mta.envelope import QueuedMessage
+from mailstead.mta.quota import MAILBOX_FULL, mailbox_full
 from mailstead.peertext import log_text
 from mailstead.proto.smtp.client_events import Outcome
 from mailstead.proto.smtp.replies import Reply
@@ -52,6 +53,10 @@ def deliver(
     if resolution is None or not resolution.mailboxes:
         return LocalResult(Outcome.FAILED, Reply(550, "5.1.1", "No such user here"))
     mailboxes = sorted(resolution.mailboxes)
+    size = len(body) + body.count(b"\n")  # as the index counts it, with CRLF
+    if any(mailbox_full(directory, store, mailbox, size) for mailbox in mailboxes):
+        # RFC 3463 4.2.2, temporary: the queue retries until there is room.
+        return LocalResult(Outcome.DEFERRED, MAILBOX_FULL)
     started = time.perf_counter()
     staged: list[Staged] = []
     copies: dict[str, StagedCopy] = {}

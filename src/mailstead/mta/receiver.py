@@ -51,6 +51,7 @@ from mailstead.message import trace
 from mailstead.mta import mail_events
 from mailstead.mta.envelope import QueuedRecipient, new_queue_id
 from mailstead.mta.queue import Queue
+from mailstead.mta.quota import MAILBOX_FULL, mailbox_full
 from mailstead.peertext import log_text
 from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.events import MailParams, RcptParams
@@ -230,10 +231,35 @@ class Delivery:
     def add_rcpt(self, recipient: str, params: RcptParams) -> None:
         """RCPT TO: accept ``recipient`` or raise :class:`Refused`."""
         resolution = self.receiver.route(self.peer, recipient)
+        self._refuse_if_full(resolution)
         checks = self.receiver.checks
         if checks is not None:
             _obey(checks.recipient(_client(self.peer), self.sender, recipient))
         self._routes.setdefault(recipient, (params, resolution))
+
+    def _refuse_if_full(self, resolution: Resolution) -> None:
+        """452 4.2.2 at RCPT when every mailbox the recipient reaches is full already."""
+        receiver = self.receiver
+        if resolution.mailboxes and not resolution.remote:
+            directory, store = receiver.directory, receiver.store
+            if all(mailbox_full(directory, store, m) for m in resolution.mailboxes):
+                raise Refused(MAILBOX_FULL)
+
+    def _defer_full(
+        self, mailboxes: dict[str, str], remote: dict[str, RcptParams], size: int
+    ) -> None:
+        """The mailboxes this message would take over quota: their copies wait in
+        the queue, whose local delivery retries them (a 452 there too); with no
+        other copy to make, the whole message gets the 452."""
+        receiver = self.receiver
+        directory, store = receiver.directory, receiver.store
+        full = [m for m in mailboxes if mailbox_full(directory, store, m, size)]
+        if not full:
+            return
+        if len(full) == len(mailboxes) and not remote:
+            raise Refused(MAILBOX_FULL)
+        for mailbox in full:
+            remote.setdefault(mailbox, self._routes[mailboxes.pop(mailbox)][0])
 
     def body(self, content: bytes) -> None:
         """Stage every copy of ``content`` (CRLF); visible nowhere until :meth:`commit`."""
@@ -268,6 +294,7 @@ class Delivery:
                 mailboxes.setdefault(mailbox, rcpt)
             for target in resolution.remote:
                 remote.setdefault(target, params)
+        self._defer_full(mailboxes, remote, len(content))
         stamp = datetime.fromtimestamp(now, UTC)
         staged: list[Staged] = []
         try:
@@ -275,10 +302,12 @@ class Delivery:
                 # The queue goes first: its COMMIT is the step most likely to
                 # fail (a busy database), and nothing is visible before it.
                 received = receiver.received_header(self.peer, self.params, queue_id, None, stamp)
+                # Mail forwarded to an alias's remote targets leaves ARC-sealed.
+                seal = self._arc_seal(content)
                 staged_queue = receiver.queue.stage(
                     self.sender,
                     [QueuedRecipient(a, notify=p.notify, orcpt=p.orcpt) for a, p in remote.items()],
-                    (received.replace(b"\n", b"\r\n"), content),
+                    (seal, received.replace(b"\n", b"\r\n"), content),
                     envid=self.params.envid,
                     ret=self.params.ret,
                     received_at=now,
@@ -318,6 +347,23 @@ class Delivery:
         self._received_at = now
         self._local = tuple(mailboxes)
         self._remote = tuple(remote)
+
+    def _arc_seal(self, content: bytes) -> bytes:
+        """The ARC set (RFC 8617) for the queued copy of mail from another server
+        that an alias forwards to remote targets, made with the key of the
+        alias's domain (the first such recipient's); b"" for anything else."""
+        receiver = self.receiver
+        checks = receiver.checks
+        if checks is None or receiver.role.is_submission:
+            return b""
+        for rcpt, (_, resolution) in self._routes.items():
+            if resolution.remote:
+                try:
+                    domain = split_address(rcpt)[1]
+                except AddressError:  # a bare "postmaster"
+                    domain = receiver.primary_domain
+                return checks.seal_forwarded(content, domain)
+        return b""
 
     def _received_events(
         self, queue_id: str, mailboxes: dict[str, str], content: bytes, now: float

@@ -5,11 +5,14 @@ the protocol, writes the responses of each batch in one write, and does
 what only I/O can: check passwords off the event loop (and slowly when they
 are wrong), upgrade to TLS, time out idle clients, and, while a client is in
 IDLE, look for changes every ``idle_poll_interval`` seconds so that a new
-delivery reaches it within a second.
+delivery reaches it within a second. After COMPRESS DEFLATE (RFC 4978) it
+inflates what it reads, a bounded chunk at a time (net/deflate.py), and
+deflates what it writes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import ssl
@@ -19,6 +22,7 @@ from concurrent.futures import Executor
 from mailstead.events import EventSink
 from mailstead.limits import ConnectionPolicy, IMAPLimits
 from mailstead.net.auth_penalty import AuthPenalty
+from mailstead.net.deflate import CorruptStream, DeflateStreams
 from mailstead.net.listener import ConnectionGate
 from mailstead.net.stream import DEFAULT_POLICY, Ended, StreamSession, implicit_tls
 from mailstead.proto.imap.events import (
@@ -27,8 +31,10 @@ from mailstead.proto.imap.events import (
     AuthRequest,
     Closing,
     Idling,
+    StartCompression,
     StartTLS,
 )
+from mailstead.proto.imap.quota_limits import LimitsLookup
 from mailstead.proto.imap.server import COMMAND_NAMES, IMAPServer, IMAPSettings
 from mailstead.proto.imap.storage import AccountLike
 
@@ -53,8 +59,11 @@ class IMAPService:
         policy: ConnectionPolicy = DEFAULT_POLICY,
         penalty: AuthPenalty | None = None,
         events: EventSink | None = None,
+        quota_limits: LimitsLookup | None = None,
     ) -> None:
         self.settings = settings
+        # RFC 9208: each user's limits (None: no quotas offered).
+        self.quota_limits = quota_limits
         self.policy = policy
         self.penalty = penalty
         # auth.succeeded / auth.failed go here (net/stream.py check_login).
@@ -86,7 +95,20 @@ class IMAPSession(StreamSession):
         super().__init__(service)
         self.service = service
         self.listener = "imaps" if service.settings.secure else "imap"
-        self.conn = IMAPServer(service.settings, service.limits, service.open_account)
+        self.conn = IMAPServer(
+            service.settings, service.limits, service.open_account, service.quota_limits
+        )
+        self._deflate: DeflateStreams | None = None  # after COMPRESS DEFLATE
+
+    async def write(self, data: bytes, timeout: float) -> None:
+        if self._deflate is not None and data:
+            data = self._deflate.compress(data)  # RFC 4978 §4: flushed per burst
+        await super().write(data, timeout)
+
+    def track_lines(self, data: bytes) -> None:
+        if self._deflate is None:
+            super().track_lines(data)
+        # else: the inflated bytes are looked at, in _inflate
 
     @property
     def authenticated(self) -> bool:
@@ -96,7 +118,25 @@ class IMAPSession(StreamSession):
         return not self.conn.in_literal
 
     def feed(self, data: bytes) -> None:
-        self.conn.receive_data(data)
+        if self._deflate is None:
+            self.conn.receive_data(data)
+            return
+        # Inflated by the serve loop, a chunk each time the protocol is done
+        # with the last: never more than one chunk ahead of it.
+        self._deflate.add_input(data)
+
+    def _inflate(self) -> None:
+        """Give the protocol the next chunk of the client's inflated input."""
+        assert self._deflate is not None
+        try:
+            data = self._deflate.inflate()
+        except CorruptStream as exc:
+            log.info("IMAP compressed input is corrupt: %s", exc)
+            self.conn.timeout(b"Compressed input is corrupt")
+            return
+        if data:
+            super().track_lines(data)
+            self.conn.receive_data(data)
 
     async def failed(self) -> None:
         await self.write(b"* BYE Internal server error\r\n", self.service.limits.idle_timeout)
@@ -108,6 +148,13 @@ class IMAPSession(StreamSession):
             self.fresh = False
             event = conn.next_event()
             if event is NEED_DATA or isinstance(event, Idling):
+                if self._deflate is not None and self._deflate.pending:
+                    # The protocol took the last chunk: answer it, let the
+                    # other sessions run, then the next.
+                    await self._flush()
+                    await asyncio.sleep(0)
+                    self._inflate()
+                    continue
                 self.consumed()
                 await self._flush()
                 if not await self._wait_for_input(idling=event is not NEED_DATA):
@@ -128,6 +175,10 @@ class IMAPSession(StreamSession):
                 for data in early:
                     self.feed(data)
                     self.fresh = True
+            elif isinstance(event, StartCompression):
+                await self._flush()  # the tagged OK, as it is
+                self._deflate = DeflateStreams()
+                self.feed(event.unread)
             elif isinstance(event, Closing):
                 await self._flush()
                 return

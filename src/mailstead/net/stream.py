@@ -441,11 +441,7 @@ class StreamSession(FlowProtocol):
             return
         if not self.fresh:
             self._input_head = data[:64]
-        # The line deadline runs from the first byte after the last line feed.
-        if data.endswith(b"\n"):
-            self._line_since = None
-        elif self._line_since is None or b"\n" in data:
-            self._line_since = self.loop.time()
+        self.track_lines(data)
         self.feed(data)
         self.fresh = True
         self._unread += len(data)
@@ -453,6 +449,15 @@ class StreamSession(FlowProtocol):
             self.transport.pause_reading()
             self._reading_paused = True
         self._wake()
+
+    def track_lines(self, data: bytes) -> None:
+        """Note where the input stands against the line deadline, which runs
+        from the first byte after the last line feed. (A session whose bytes
+        are compressed (IMAP COMPRESS) calls this with the inflated ones.)"""
+        if data.endswith(b"\n"):
+            self._line_since = None
+        elif self._line_since is None or b"\n" in data:
+            self._line_since = self.loop.time()
 
     def eof_received(self) -> bool | None:
         self.lost = True

@@ -29,6 +29,8 @@ from mailstead.store.index import INDEX_NAME, AccountIndex, MailboxState
 from mailstead.store.mailbox import Mailbox
 from mailstead.store.maildir import create_folder
 from mailstead.store.paths import maildir_path
+from mailstead.store.search_indexer import AccountTextIndex
+from mailstead.store.usage_columns import Usage
 
 INBOX = "INBOX"
 # RFC 6154 special-use mailboxes every account gets at its first login.
@@ -64,6 +66,8 @@ def folder_name(dir_name: str) -> str | None:
 
 class _Reporting(Protocol):
     reporter: ChangeReporter
+
+    def refresh(self, max_age: float = 0.0) -> None: ...
 
 
 _M = TypeVar("_M", bound=_Reporting)
@@ -133,6 +137,14 @@ class AccountBase(Generic[_M]):
     def set_subscribed(self, name: str, subscribed: bool) -> None:
         self.index.set_subscribed(name, subscribed)
 
+    def quota_usage(self) -> Usage:
+        """What every mailbox holds together (RFC 9208 STORAGE, MESSAGE), from the
+        index; the INBOX is looked at first, as SELECT does, so that mail
+        delivered since counts."""
+        with contextlib.suppress(MailboxError):
+            self.mailbox(INBOX).refresh()
+        return self.index.usage()
+
 
 class Account(AccountBase[Mailbox]):
     """Owns one account's Maildir++ folder tree (INBOX is the Maildir itself)."""
@@ -140,9 +152,13 @@ class Account(AccountBase[Mailbox]):
     def __init__(self, root: Path, *, reporter: ChangeReporter = NO_REPORTS) -> None:
         create_folder(Path(root), is_inbox=True)
         super().__init__(root, reporter=reporter)
+        # SEARCH's full-text index (store/search_index.py), opened at first use.
+        self.text_index = AccountTextIndex(self.root)
 
     def _new_mailbox(self, state: MailboxState, path: Path) -> Mailbox:
-        return Mailbox(self.index, state, path)
+        box = Mailbox(self.index, state, path)
+        box.text_index = self.text_index
+        return box
 
     def path_of(self, name: str) -> Path:
         return self.root if name == INBOX else self.root / folder_dir_name(name)

@@ -29,9 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailstead.sqlite_wal import enable_wal
+from mailstead.store.usage_columns import (
+    Usage,
+    account_usage,
+    add_usage_columns,
+    recount,
+)
 
 INDEX_NAME = "mailstead-index.sqlite3"
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS mailboxes (
     id             INTEGER PRIMARY KEY,
@@ -85,11 +91,26 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE TABLE IF NOT EXISTS subscriptions (name TEXT PRIMARY KEY) WITHOUT ROWID;
 -- The highest UIDVALIDITY ever handed out, kept when its mailbox is deleted.
 CREATE TABLE IF NOT EXISTS last_uidvalidity (value INTEGER NOT NULL);
+-- Schema 4: each message's sort keys, threading fields and RFC 8474 IDs
+-- (proto/imap/summary.py), made once for SORT/THREAD, rebuildable.
+CREATE TABLE IF NOT EXISTS summaries (
+    mailbox INTEGER NOT NULL,
+    uid     INTEGER NOT NULL,
+    value   BLOB NOT NULL,
+    PRIMARY KEY (mailbox, uid)
+) WITHOUT ROWID;
 """
 
 # Expunge log rows kept per mailbox; a session further behind reloads the
 # UID list instead of reading the log.
 EXPUNGE_LOG_KEEP = 10_000
+
+# RFC 7162 §3.1: a mailbox's modseq never goes backwards while its
+# UIDVALIDITY stays. The index only ever adds to it; a restored backup of it
+# (backup/restore.py) is older than what clients may have seen, so its
+# HIGHESTMODSEQ jumps by this much (more changes than a mailbox takes between
+# a backup and its restore), and every message takes the new value.
+MODSEQ_RESTORE_GAP = 2**32
 
 
 @dataclass(slots=True)
@@ -167,6 +188,10 @@ class AccountIndex:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._conn.execute(statement)
+            if version < 4:
+                # Schema 4 (RFC 9208 QUOTA): each mailbox's octets and message
+                # count, kept by triggers in the transactions that change them.
+                add_usage_columns(self._conn)
             self._conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -254,7 +279,7 @@ class AccountIndex:
             row = conn.execute("SELECT id FROM mailboxes WHERE name = ?", (name,)).fetchone()
             if row is None:
                 return
-            for table in ("messages", "expunged", "cache", "snapshots"):
+            for table in ("messages", "expunged", "cache", "snapshots", "summaries"):
                 conn.execute(f"DELETE FROM {table} WHERE mailbox = ?", row)
             conn.execute("DELETE FROM mailboxes WHERE id = ?", row)
 
@@ -272,7 +297,7 @@ class AccountIndex:
                     "SELECT id FROM mailboxes WHERE name = ?", (target,)
                 ).fetchone()
                 if stale is not None:
-                    for table in ("messages", "expunged", "cache", "snapshots"):
+                    for table in ("messages", "expunged", "cache", "snapshots", "summaries"):
                         conn.execute(f"DELETE FROM {table} WHERE mailbox = ?", stale)
                     conn.execute("DELETE FROM mailboxes WHERE id = ?", stale)
                 conn.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (target, mailbox_id))
@@ -426,6 +451,39 @@ class AccountIndex:
             finally:
                 self._conn.execute("PRAGMA synchronous=FULL")
 
+    def summaries(self, mailbox_id: int) -> dict[int, bytes]:
+        """Every summary kept for the mailbox (SORT, THREAD: proto/imap/summary.py)."""
+        with self.lock:
+            return {
+                int(uid): bytes(value)
+                for uid, value in self._conn.execute(
+                    "SELECT uid, value FROM summaries WHERE mailbox = ?", (mailbox_id,)
+                )
+            }
+
+    def save_summaries(self, mailbox_id: int, found: dict[int, bytes]) -> None:
+        """Keep new summaries; rebuildable, so no fsync wait (as :meth:`remember`)."""
+        with self.transaction(durable=False) as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO summaries (mailbox, uid, value)"
+                " SELECT ?, ?, ? WHERE EXISTS"
+                " (SELECT 1 FROM messages WHERE mailbox = ? AND uid = ?)",
+                [(mailbox_id, uid, value, mailbox_id, uid) for uid, value in found.items()],
+            )
+
+    # -- usage (RFC 9208 QUOTA) ----------------------------------------------
+
+    def usage(self) -> Usage:
+        """Octets and messages of every mailbox of the account, as indexed."""
+        with self.lock:
+            return account_usage(self._conn)
+
+    def recount_usage(self) -> Usage:
+        """Recompute the usage counters from the message rows (after a repair by hand)."""
+        with self.transaction() as conn:
+            recount(conn)
+            return account_usage(conn)
+
     # -- subscriptions (RFC 9051 §6.3.7) ----------------------------------
 
     def subscriptions(self) -> set[str]:
@@ -525,6 +583,7 @@ class MailboxWriter:
         params = [(self.mailbox_id, uid) for uid in uids]
         self._conn.executemany("DELETE FROM messages WHERE mailbox = ? AND uid = ?", params)
         self._conn.executemany("DELETE FROM cache WHERE mailbox = ? AND uid = ?", params)
+        self._conn.executemany("DELETE FROM summaries WHERE mailbox = ? AND uid = ?", params)
         self._conn.executemany(
             "INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?, ?, ?)",
             [(self.mailbox_id, uid, modseq) for _, uid in params],

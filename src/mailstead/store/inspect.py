@@ -239,6 +239,10 @@ class _Target:
     def size(self) -> int:
         return self._msg.size
 
+    @property
+    def modseq(self) -> int:
+        return self._msg.modseq
+
     def message_bytes(self) -> bytes:
         if self._raw is None:
             raw = self._box.read(self._msg.uid)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import bisect
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from mailstead.durable import DirectorySyncer, fsync_dir, unlink_quietly, write_all
+from mailstead.proto.imap.search_plan import Prefilter
 from mailstead.proto.imap.storage import Appender, FlagLimitError
 from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.index import AccountIndex, MailboxState, Row, write
@@ -44,6 +45,7 @@ from mailstead.store.maildir_records import (
 )
 from mailstead.store.records import flag_tuple, flags_after, with_changes
 from mailstead.store.retention import ExpungedFiles, Retained, retained_location
+from mailstead.store.search_indexer import AccountTextIndex
 
 # A directory whose mtime is this close to the scan may still change within
 # the same timestamp tick; its stamp is not trusted until it is older.
@@ -72,6 +74,8 @@ class Mailbox:
         self.uidnext = state.uidnext
         # Set by the account that opened it: changes become events.
         self.reporter: ChangeReporter = NO_REPORTS
+        # Set by the account: the full-text index SEARCH narrows with.
+        self.text_index: AccountTextIndex | None = None
         self._cur_sync = DirectorySyncer(self.path / "cur")
         self._expunged_files = ExpungedFiles(f"{self.path}/tmp")
         # Plain strings, not Path: joined for every message read or renamed
@@ -377,6 +381,12 @@ class Mailbox:
     def remember(self, uid: int, item: str, value: bytes) -> None:
         self.index.remember(self.id, uid, item, value)
 
+    def summaries(self) -> dict[int, bytes]:
+        return self.index.summaries(self.id)
+
+    def save_summaries(self, found: dict[int, bytes]) -> None:
+        self.index.save_summaries(self.id, found)
+
     # -- changing ------------------------------------------------------------
 
     def take_new(self) -> list[int]:
@@ -431,8 +441,18 @@ class Mailbox:
                 w.move(uid, location)
                 msg.location = location
 
-    def store(self, uids: Iterable[int], flags: Sequence[str], mode: str) -> list[int]:
-        """Add (``+``), remove (``-``) or set (``=``) flags; the UIDs whose flags changed."""
+    def store(
+        self,
+        uids: Iterable[int],
+        flags: Sequence[str],
+        mode: str,
+        unchanged_since: int | None = None,
+    ) -> list[int]:
+        """Add (``+``), remove (``-``) or set (``=``) flags; the UIDs whose flags changed.
+
+        ``unchanged_since`` (RFC 7162 §3.1.3 UNCHANGEDSINCE): leave alone a
+        message whose modseq is above it, tested inside the transaction.
+        """
         changed = []
         with self._changing_files(), write(self.index, self.id, durable=False) as w:
             if w.modseq != self.highestmodseq:
@@ -442,7 +462,7 @@ class Mailbox:
                 self._pull()
             for uid in uids:
                 msg = self.messages.get(uid)
-                if msg is None:
+                if msg is None or (unchanged_since is not None and msg.modseq > unchanged_since):
                     continue
                 new = flags_after(msg.flags, flags, mode)
                 if new is None:
@@ -586,6 +606,17 @@ class Mailbox:
         self._expunged_files.sweep()
         self.reporter.expunged(self.name, wanted)
         return wanted
+
+    def expunged_since(self, modseq: int) -> list[int] | None:
+        """UIDs expunged after ``modseq`` (RFC 7162 QRESYNC); None when the
+        index's expunge log no longer reaches back that far."""
+        return self.index.expunged_since(self.id, modseq)
+
+    def text_candidates(self, prefilter: Prefilter) -> Container[int] | None:
+        """The UIDs that may match a SEARCH's text keys (store/search_index.py)."""
+        if self.text_index is None:
+            return None
+        return self.text_index.candidates(self.id, self.uidvalidity, self.path, prefilter)
 
     def keyword_names(self) -> list[str]:
         # A keyword is defined for a STORE that renames a file in cur/.

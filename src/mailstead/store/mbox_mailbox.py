@@ -424,6 +424,12 @@ class MboxMailbox:
     def remember(self, uid: int, item: str, value: bytes) -> None:
         self.index.remember(self.id, uid, item, value)
 
+    def summaries(self) -> dict[int, bytes]:
+        return self.index.summaries(self.id)
+
+    def save_summaries(self, found: dict[int, bytes]) -> None:
+        self.index.save_summaries(self.id, found)
+
     # -- changing ------------------------------------------------------------
 
     def take_new(self) -> list[int]:
@@ -439,6 +445,11 @@ class MboxMailbox:
         floor = self.index.recent_floor(self.id)
         return self.uids[bisect.bisect_left(self.uids, floor) :]
 
+    def expunged_since(self, modseq: int) -> list[int] | None:
+        """UIDs expunged after ``modseq`` (RFC 7162 QRESYNC); None when the
+        index's expunge log no longer reaches back that far."""
+        return self.index.expunged_since(self.id, modseq)
+
     def keyword_names(self) -> list[str]:
         """The keywords set on some message of the mailbox, sorted."""
         found: set[str] = set()
@@ -453,10 +464,17 @@ class MboxMailbox:
         if wanted and len(wanted | set(self.keyword_names())) > MAX_KEYWORDS:
             raise FlagLimitError()
 
-    def store(self, uids: Iterable[int], flags: Sequence[str], mode: str) -> list[int]:
+    def store(
+        self,
+        uids: Iterable[int],
+        flags: Sequence[str],
+        mode: str,
+        unchanged_since: int | None = None,
+    ) -> list[int]:
         """Add (``+``), remove (``-``) or set (``=``) flags; the UIDs whose flags changed.
 
         Only the index changes (it is the truth for flags in mbox mode).
+        ``unchanged_since``: RFC 7162 UNCHANGEDSINCE, as in the Maildir store.
         """
         if mode != "-":
             self._check_keywords(flags)
@@ -473,7 +491,7 @@ class MboxMailbox:
                 self._pull()
             for uid in uids:
                 msg = self.messages.get(uid)
-                if msg is None:
+                if msg is None or (unchanged_since is not None and msg.modseq > unchanged_since):
                     continue
                 new = flags_after(msg.flags, flags, mode)
                 if new is None:

@@ -16,6 +16,7 @@ its own index connection and in-memory mailboxes). ``alice@example.test`` /
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from mailstead.limits import IMAPLimits
@@ -35,6 +36,8 @@ PLAIN = IMAPSettings(HOST, secure=False, tls_available=True)
 CAPS = (
     "IMAP4rev2 IMAP4rev1 LITERAL+ SASL-IR ENABLE ID IDLE NAMESPACE UIDPLUS MOVE UNSELECT"
     " CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES STATUS=SIZE BINARY"
+    " COMPRESS=DEFLATE CONDSTORE QRESYNC"
+    " SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES OBJECTID PREVIEW"
 )
 APPENDLIMIT = f"APPENDLIMIT={IMAPLimits().append_limit}"
 CAPS_PLAIN = f"{CAPS} STARTTLS LOGINDISABLED {APPENDLIMIT}"
@@ -128,6 +131,12 @@ class IMAPTranscript(Player):
         assert said.startswith(b"L OK [CAPABILITY "), said
         return self
 
+    def create(self, tag: str, name: str) -> IMAPTranscript:
+        """CREATE ``name``, answered OK with its MAILBOXID (RFC 8474 §4.1)."""
+        said = self.say(f"{tag} CREATE {name}")
+        assert created(said, tag), said
+        return self
+
     def select(self, name: str = "INBOX", *, enable_rev2: bool = False) -> IMAPTranscript:
         if enable_rev2:
             assert self.feed(b"E ENABLE IMAP4rev2\r\n").endswith(b"E OK ENABLE completed\r\n")
@@ -158,3 +167,13 @@ def selected(root: Path, *, rev2: bool = False) -> IMAPTranscript:
 
 def uidvalidity(root: Path, name: str = "INBOX") -> int:
     return IMAPTranscript(root).uidvalidity(name)
+
+
+# RFC 8474 §4.1: the MAILBOXID ("F" and the UIDVALIDITY in hex) of a new mailbox.
+_CREATED = re.compile(r"(\S+) OK \[MAILBOXID \(F[0-9a-f]{8}\)\] CREATE completed\r\n")
+
+
+def created(said: str, tag: str) -> bool:
+    """Whether ``said`` is the OK of CREATE ``tag``, with a MAILBOXID."""
+    match = _CREATED.fullmatch(said)
+    return match is not None and match.group(1) == tag

@@ -18,7 +18,7 @@ import pytest
 
 from mailstead.store import retention
 from mailstead.store.account import Account
-from tests.proto.imap.imap_transcript import IMAPTranscript
+from tests.proto.imap.imap_transcript import IMAPTranscript, created
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def _expunge_first(a: IMAPTranscript) -> None:
 def test_fetch_search_copy_of_a_message_expunged_elsewhere(
     a: IMAPTranscript, b: IMAPTranscript, root: Path
 ) -> None:
-    assert b.say("b0 CREATE Trash") == "b0 OK CREATE completed\r\n"
+    assert created(b.say("b0 CREATE Trash"), "b0")
     _expunge_first(a)
     b.run(r"""
         C: b1 FETCH 1 (UID FLAGS BODY.PEEK[TEXT])

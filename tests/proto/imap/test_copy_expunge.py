@@ -7,6 +7,7 @@ from pathlib import Path
 from tests.proto.imap.imap_transcript import (
     FLAGS,
     authed,
+    created,
     selected,
     uidvalidity,
 )
@@ -16,7 +17,7 @@ from tests.proto.imap.imap_transcript import (
 
 def test_copy_and_move_with_copyuid(root: Path) -> None:
     t = selected(root)
-    assert t.say("c CREATE Archive") == "c OK CREATE completed\r\n"
+    assert created(t.say("c CREATE Archive"), "c")
     a = uidvalidity(root, "Archive")
     t.run(rf"""
         C: a COPY 1 Nowhere
@@ -48,9 +49,8 @@ def test_move_in_examine_is_refused_copy_is_not(root: Path) -> None:
     t.run("""
         C: b MOVE 1 Trash
         S: b NO [TRYCREATE] Mailbox does not exist
-        C: c CREATE Trash
-        S: c OK CREATE completed
     """)
+    t.create("c", "Trash")
     t.run(rf"""
         C: d MOVE 1 Trash
         S: d NO [READ-ONLY] Mailbox is read-only
@@ -102,6 +102,8 @@ def test_close_expunges_silently_unselect_does_not(root: Path) -> None:
         S: * OK [UNSEEN 1] First unseen
         S: * OK [UIDVALIDITY {v}] UIDs valid
         S: * OK [UIDNEXT 4] Predicted next UID
+        S: * OK [MAILBOXID (F{v:08x})] Ok
+        S: * OK [HIGHESTMODSEQ 3] Highest
         S: d OK [READ-WRITE] SELECT completed
         C: e CLOSE
         S: e OK CLOSE completed

@@ -342,7 +342,6 @@ def test_item_list_left_as_one_atom_and_duplicates() -> None:
         (Atom("BINARY[TEXT]"),),
         (Atom("BINARY.SIZE[1]<0.1>"),),
         (Atom("BINARY"),),
-        (Atom("MODSEQ"),),
         (Atom("NOPE"),),
         (Atom("(FLAGS UID"),),
         (Atom("(BODY[TEXT)"),),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.proto.imap.imap_transcript import IMAPTranscript, authed
+from tests.proto.imap.imap_transcript import IMAPTranscript, authed, created
 
 # Every ASTRING-CHAR that is not a letter (RFC 9051 §9), "[" and "}" included.
 ODD = "!#$&'+,-.0123456789:;<=>?@^_`|[}"
@@ -41,11 +41,7 @@ def test_modified_utf7_names_list_back_exactly(root: Path) -> None:
     # RFC 3501 §5.1.3: patterns are matched as the client spells names, so a
     # wildcard may stand inside an encoded run; RFC 6855 §3 / RFC 9051 §5.1:
     # once UTF8=ACCEPT is on the same mailboxes are listed in UTF-8.
-    authed(root).run(r"""
-        C: a CREATE p&AOQA5A-
-        S: a OK CREATE completed
-        C: b CREATE a&-b
-        S: b OK CREATE completed
+    authed(root).create("a", "p&AOQA5A-").create("b", "a&-b").run(r"""
         C: c LIST "" *
         S: * LIST (\HasNoChildren) "/" "INBOX"
         S: * LIST (\HasNoChildren) "/" "a&-b"
@@ -82,10 +78,10 @@ def test_modified_utf7_names_list_back_exactly(root: Path) -> None:
 @pytest.fixture
 def tree(root: Path) -> IMAPTranscript:
     t = authed(root)
-    created = ("test1", "test2/", "test2/test1", "test3", "test4/test5", "test4/test52")
-    created += ("test6", "test7/test7", "test8/test8", "test8/test9")
-    for name in created:
-        assert t.say(f"c CREATE t/{name}") == "c OK CREATE completed\r\n"
+    names = ("test1", "test2/", "test2/test1", "test3", "test4/test5", "test4/test52")
+    names += ("test6", "test7/test7", "test8/test8", "test8/test9")
+    for name in names:
+        assert created(t.say(f"c CREATE t/{name}"), "c")
     for name in ("test1", "test2/test1", "test6", "test7/test7", "test8/test8", "test8/test9"):
         assert t.say(f"s SUBSCRIBE t/{name}") == "s OK SUBSCRIBE completed\r\n"
     assert t.say("d DELETE t/test6") == "d OK DELETE completed\r\n"
@@ -205,9 +201,7 @@ def test_lsub_noselect_only_for_a_parent_that_percent_stops_at(tree: IMAPTranscr
 
 def test_lsub_ignores_parents_of_unsubscribed_mailboxes(root: Path) -> None:
     # Work/Projects exists but nobody subscribed it: Work is no LSUB parent.
-    authed(root).run(r"""
-        C: a CREATE Work/Projects
-        S: a OK CREATE completed
+    authed(root).create("a", "Work/Projects").run(r"""
         C: b LSUB "" %
         S: b OK LSUB completed
         C: c SUBSCRIBE INBOX

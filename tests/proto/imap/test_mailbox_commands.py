@@ -29,6 +29,8 @@ def test_select_rev1_then_examine(root: Path) -> None:
         S: * OK [UNSEEN 1] First unseen
         S: * OK [UIDVALIDITY {v}] UIDs valid
         S: * OK [UIDNEXT 4] Predicted next UID
+        S: * OK [MAILBOXID (F{v:08x})] Ok
+        S: * OK [HIGHESTMODSEQ 2] Highest
         S: a OK [READ-WRITE] SELECT completed
         C: b EXAMINE INBOX
         S: * OK [CLOSED] Previous mailbox closed
@@ -39,6 +41,8 @@ def test_select_rev1_then_examine(root: Path) -> None:
         S: * OK [UNSEEN 1] First unseen
         S: * OK [UIDVALIDITY {v}] UIDs valid
         S: * OK [UIDNEXT 4] Predicted next UID
+        S: * OK [MAILBOXID (F{v:08x})] Ok
+        S: * OK [HIGHESTMODSEQ 2] Highest
         S: b OK [READ-ONLY] EXAMINE completed
         C: c SELECT Nowhere
         S: * OK [CLOSED] Previous mailbox closed
@@ -61,7 +65,9 @@ def test_select_after_enable_imap4rev2(root: Path) -> None:
         S: * 3 EXISTS
         S: * OK [UIDVALIDITY {v}] UIDs valid
         S: * OK [UIDNEXT 4] Predicted next UID
+        S: * OK [MAILBOXID (F{v:08x})] Ok
         S: * LIST () "/" "INBOX"
+        S: * OK [HIGHESTMODSEQ 2] Highest
         S: b OK [READ-WRITE] SELECT completed
         C: c ENABLE IMAP4rev2
         S: * ENABLED
@@ -86,6 +92,8 @@ def test_keywords_show_in_flags_after_use(root: Path) -> None:
         S: * OK [UNSEEN 1] First unseen
         S: * OK [UIDVALIDITY {uidvalidity(root)}] UIDs valid
         S: * OK [UIDNEXT 4] Predicted next UID
+        S: * OK [MAILBOXID (F{uidvalidity(root):08x})] Ok
+        S: * OK [HIGHESTMODSEQ 3] Highest
         S: b OK [READ-ONLY] EXAMINE completed
     """)
 
@@ -116,6 +124,8 @@ def test_append_with_flags_and_date(root: Path) -> None:
         S: * OK [UNSEEN 1] First unseen
         S: * OK [UIDVALIDITY {v}] UIDs valid
         S: * OK [UIDNEXT 6] Predicted next UID
+        S: * OK [MAILBOXID (F{v:08x})] Ok
+        S: * OK [HIGHESTMODSEQ 4] Highest
         S: c OK [READ-WRITE] SELECT completed
         C: d FETCH 4 (UID FLAGS INTERNALDATE RFC822.SIZE)
         S: * 4 FETCH (UID 4 FLAGS ($Label \Seen \Recent) INTERNALDATE "{JAN_1}" RFC822.SIZE 12)
@@ -165,9 +175,8 @@ def test_append_refusals(root: Path) -> None:
 
 
 def test_create_delete_rename(root: Path) -> None:
-    authed(root).run(r"""
-        C: a CREATE Work/Projects
-        S: a OK CREATE completed
+    t = authed(root).create("a", "Work/Projects")
+    t.run(r"""
         C: b CREATE Work/Projects
         S: b NO [ALREADYEXISTS] Mailbox already exists
         C: c CREATE INBOX
@@ -181,8 +190,8 @@ def test_create_delete_rename(root: Path) -> None:
         S: e OK LIST completed
         C: f RENAME Nowhere Elsewhere
         S: f NO [NONEXISTENT] Mailbox does not exist
-        C: g CREATE Other
-        S: g OK CREATE completed
+    """)
+    t.create("g", "Other").run(r"""
         C: h RENAME Other Play/Games
         S: h NO [ALREADYEXISTS] Mailbox already exists
         C: i DELETE Play/Games

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from mailstead.limits import IMAPLimits
-from tests.proto.imap.imap_transcript import MESSAGES, PLAIN, WHEN, IMAPTranscript, deliver
+from tests.proto.imap.imap_transcript import (
+    MESSAGES,
+    PLAIN,
+    WHEN,
+    IMAPTranscript,
+    created,
+    deliver,
+)
 
 
 @pytest.fixture
@@ -85,7 +92,7 @@ def test_hostile_mailbox_names_are_refused(root: Path, name: str, command: str) 
     said = t.say(line)
     if command.startswith("CREATE") and name == "x/":
         # RFC 9051 §6.3.4: a trailing separator only says children will follow.
-        assert said == "c OK CREATE completed\r\n"
+        assert created(said, "c")
         return
     assert said.startswith("c NO [CANNOT] ") or said.startswith("c BAD "), said
     after = sorted(str(p) for p in root.parent.parent.rglob("*"))
@@ -165,8 +172,8 @@ def test_garbage_sasl_response_is_bad(root: Path) -> None:
 
 def test_too_many_mailboxes_is_limit(root: Path) -> None:
     t = IMAPTranscript(root, limits=IMAPLimits(mailboxes_per_account=3)).login()
-    assert t.say("a CREATE One") == "a OK CREATE completed\r\n"
-    assert t.say("b CREATE Two") == "b OK CREATE completed\r\n"
+    assert created(t.say("a CREATE One"), "a")
+    assert created(t.say("b CREATE Two"), "b")
     assert t.say("c CREATE Three") == "c NO [LIMIT] Too many mailboxes\r\n"
 
 

@@ -15,6 +15,7 @@ from mailstead.limits import IMAPLimits
 from mailstead.proto.errors import RemoteProtocolError
 from mailstead.proto.imap.mailbox_names import MailboxNameError, normalise_mailbox_name
 from mailstead.proto.imap.parser import Command
+from mailstead.proto.imap.quota_limits import LimitsLookup
 from mailstead.proto.imap.storage import AccountLike
 from mailstead.proto.imap.tokens import Atom, String, Token
 from mailstead.proto.imap.view import SelectedView
@@ -32,6 +33,12 @@ class Session:
     utf8: bool = False
     # RFC 5182 SEARCHRES: UIDs of the last SEARCH ... RETURN (SAVE).
     saved: list[int] | None = None
+    # RFC 9208 QUOTA: how to look the user's limits up (None: no quotas here).
+    quota: LimitsLookup | None = None
+    # RFC 7162 §3.1 CONDSTORE enabled (by ENABLE or a CONDSTORE enabling
+    # command) and §3.2.3 ENABLE QRESYNC; see proto/imap/condstore.py.
+    condstore: bool = False
+    qresync: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,18 @@ class StartTLS(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class StartCompression(Event):
+    """COMPRESS DEFLATE got OK (RFC 4978): flush the OK as it is, then DEFLATE
+    every byte both ways (raw, zlib wbits=-15, a sync flush after each write).
+
+    ``unread``: what the client sent after the command, compressed already;
+    inflate it and give it back with ``receive_data``.
+    """
+
+    unread: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Idling(Event):
     """The client is in IDLE and has not said DONE (RFC 2177): wait for input
     as after ``NEED_DATA``, calling ``poll()`` every ``idle_poll_interval``.

@@ -26,6 +26,7 @@ from mailstead.proto.imap.message import (
     Section,
     UnknownCTE,
 )
+from mailstead.proto.imap.objectid import OBJECT_ITEMS, PREVIEW, fetch_value, preview_modifiers
 from mailstead.proto.imap.tokens import Atom, ParenList, Token
 
 __all__ = [
@@ -61,9 +62,10 @@ BINARY_SIZE = "BINARY.SIZE[]"
 RFC822 = "RFC822"
 RFC822_HEADER = "RFC822.HEADER"
 RFC822_TEXT = "RFC822.TEXT"
+MODSEQ = "MODSEQ"  # RFC 7162 §3.1.4.1
 
 CACHEABLE = frozenset((ENVELOPE, BODYSTRUCTURE, BODY))
-_NO_MESSAGE = frozenset((UID, FLAGS, INTERNALDATE, RFC822_SIZE))
+_NO_MESSAGE = frozenset((UID, FLAGS, INTERNALDATE, RFC822_SIZE, MODSEQ))
 _MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun",
            b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")  # fmt: skip
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -159,6 +161,9 @@ class FetchSource(Protocol):
     @property
     def size(self) -> int: ...  # RFC822.SIZE: octets with CRLF line endings
 
+    @property
+    def modseq(self) -> int: ...  # RFC 7162 MODSEQ
+
     def message(self) -> ParsedMessage: ...
 
     def cached(self, item: str) -> bytes | None: ...
@@ -186,8 +191,10 @@ _SIMPLE = {
         RFC822,
         RFC822_HEADER,
         RFC822_TEXT,
+        MODSEQ,
     )
 }
+_SIMPLE.update((kind, _simple(kind)) for kind in OBJECT_ITEMS)  # RFC 8474 §5, RFC 8970
 # RFC 9051 §6.4.5 macros, valid only on their own.
 _MACROS = {
     "ALL": (FLAGS, INTERNALDATE, RFC822_SIZE, ENVELOPE),
@@ -391,6 +398,10 @@ def parse_fetch(args: tuple[Token, ...]) -> FetchRequest:
     elif isinstance(arg, ParenList):
         texts = []
         for tok in arg.items:
+            if isinstance(tok, ParenList) and texts and texts[-1].upper() == PREVIEW:
+                if not preview_modifiers(tok.items):  # RFC 8970 §3.1 "(LAZY)"
+                    raise _error("unknown PREVIEW modifier")
+                continue
             if not isinstance(tok, Atom):
                 raise _error("fetch items are atoms")
             texts.append(tok.value)
@@ -485,6 +496,8 @@ def render_fetch(
             out.append(_flags(source.flags))
         elif kind == RFC822_SIZE:
             out.append(b"RFC822.SIZE %d " % source.size)
+        elif kind == MODSEQ:
+            out.append(b"MODSEQ (%d) " % source.modseq)
         elif kind == INTERNALDATE:
             out.append(
                 b"INTERNALDATE "
@@ -512,6 +525,9 @@ def render_fetch(
 def _value(item: FetchItem, source: FetchSource, lazy: _Lazy, utf8: bool, out: list[bytes]) -> None:
     """Append the value of ``item`` to ``out`` (a literal as two chunks)."""
     kind = item.kind
+    if kind in OBJECT_ITEMS:
+        out.append(fetch_value(kind, source.cached, source.remember, lazy.get, utf8))
+        return
     if kind in CACHEABLE:
         cached = source.cached(kind)
         out.append(cached if cached is not None else _structure(kind, source, lazy.get(), utf8))

@@ -10,6 +10,7 @@ import calendar
 import logging
 import re
 
+from mailstead.proto.imap import condstore
 from mailstead.proto.imap.context import (
     ArgumentError,
     Context,
@@ -26,6 +27,7 @@ from mailstead.proto.imap.mailbox_names import (
     encode_mailbox_name,
     list_pattern,
 )
+from mailstead.proto.imap.objectid import mailbox_id
 from mailstead.proto.imap.storage import MailboxError, MailboxLike
 from mailstead.proto.imap.tokens import Atom, ParenList, String, Token
 from mailstead.proto.imap.view import DEFINED_FLAGS, SYSTEM_FLAGS, SelectedView, flag_list
@@ -60,7 +62,8 @@ def _quote_name(ctx: Context, name: str) -> bytes:
 
 
 def _select(ctx: Context, readonly: bool) -> Reply:
-    arg = ctx.args(1, 2)[0]
+    arg, *rest = ctx.args(1, 2)
+    params = condstore.parse_select_params(ctx, tuple(rest))  # RFC 7162 §3.1.8, §3.2.5
     if ctx.session.view is not None:
         ctx.session.view = None
         ctx.untagged(b"OK [CLOSED] Previous mailbox closed")
@@ -94,8 +97,11 @@ def _select(ctx: Context, readonly: bool) -> Reply:
             ctx.untagged(b"OK [UNSEEN %d] First unseen" % unseen)
     ctx.untagged(b"OK [UIDVALIDITY %d] UIDs valid" % mailbox.uidvalidity)
     ctx.untagged(b"OK [UIDNEXT %d] Predicted next UID" % mailbox.uidnext)
+    # RFC 8474 §4.1: the mailbox's MAILBOXID in every SELECT and EXAMINE.
+    ctx.untagged(b"OK [MAILBOXID (" + mailbox_id(mailbox.uidvalidity) + b")] Ok")
     if ctx.session.rev2:
         ctx.untagged(b'LIST () "/" ' + _quote_name(ctx, name))
+    condstore.after_select(ctx, view, params)
     code = b"READ-ONLY" if readonly else b"READ-WRITE"
     return ok(("EXAMINE" if readonly else "SELECT") + " completed", code)
 
@@ -127,9 +133,11 @@ def create(ctx: Context) -> Reply:
         return no("Too many mailboxes", b"LIMIT")
     try:
         ctx.account.create(name)
+        created = ctx.account.mailbox(name).uidvalidity
     except (MailboxError, OSError) as exc:
         return _error(exc)
-    return ok("CREATE completed")
+    # RFC 8474 §4.1: CREATE's OK carries the new mailbox's MAILBOXID.
+    return ok("CREATE completed", b"MAILBOXID (" + mailbox_id(created) + b")")
 
 
 def delete(ctx: Context) -> Reply:
@@ -261,6 +269,9 @@ def list_(ctx: Context, *, lsub: bool = False) -> Reply:
         prefix = name + "/"
         return any(s.startswith(prefix) for s in unreached)
 
+    # Computed once: asking each name about every other one was quadratic
+    # (LIST-STATUS over 200 folders spent half its time there).
+    parents = _ancestors(exists)
     for name in sorted(known | _ancestors(known), key=_order):
         if not matched(name):
             continue
@@ -281,7 +292,7 @@ def list_(ctx: Context, *, lsub: bool = False) -> Reply:
                 continue
         if name not in exists and not lsub:
             attrs.append("\\NonExistent")
-        has_children = any(n.startswith(name + "/") for n in exists)
+        has_children = name in parents
         if has_children and not lsub:
             attrs.append("\\HasChildren")
         elif not lsub and name in exists:
@@ -328,7 +339,18 @@ def lsub(ctx: Context) -> Reply:
 # -- STATUS (RFC 9051 §6.3.11) -----------------------------------------------------
 
 _STATUS_ITEMS = frozenset(
-    {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT"}
+    {
+        "MESSAGES",
+        "UIDNEXT",
+        "UIDVALIDITY",
+        "UNSEEN",
+        "DELETED",
+        "DELETED-STORAGE",  # RFC 9208 §4.1.4
+        "SIZE",
+        "RECENT",
+        "HIGHESTMODSEQ",
+        "MAILBOXID",
+    }
 )
 
 
@@ -343,6 +365,9 @@ def _status_values(mailbox: MailboxLike, items: list[str]) -> bytes:
     msgs = mailbox.messages
     values = []
     for item in items:
+        if item == "MAILBOXID":  # RFC 8474 §4.1
+            values.append(b"MAILBOXID (" + mailbox_id(mailbox.uidvalidity) + b")")
+            continue
         if item == "MESSAGES":
             value = len(msgs)
         elif item == "UIDNEXT":
@@ -353,8 +378,14 @@ def _status_values(mailbox: MailboxLike, items: list[str]) -> bytes:
             value = sum(1 for m in msgs.values() if "\\Seen" not in m.flags)
         elif item == "DELETED":
             value = sum(1 for m in msgs.values() if "\\Deleted" in m.flags)
+        elif item == "DELETED-STORAGE":
+            # RFC 9208 §4.1.4, in STORAGE's unit (§5.1: 1024 octets), rounded up.
+            octets = sum(m.size for m in msgs.values() if "\\Deleted" in m.flags)
+            value = -(-octets // 1024)
         elif item == "SIZE":
             value = sum(m.size for m in msgs.values())
+        elif item == "HIGHESTMODSEQ":  # RFC 7162 §3.1.6
+            value = mailbox.highestmodseq
         else:  # RECENT (RFC 3501 §6.3.10): what the next SELECT would take
             value = len(mailbox.recent_uids())
         values.append(b"%s %d" % (item.encode(), value))
@@ -371,6 +402,8 @@ def status(ctx: Context) -> Reply:
     arg, items = ctx.args(2, 2)
     name = _name(ctx, arg)
     wanted = _status_items(items)
+    if "HIGHESTMODSEQ" in wanted:  # RFC 7162 §3.1: a CONDSTORE enabling command
+        condstore.enable_by_command(ctx)
     try:
         _status_line(ctx, name, wanted)
     except (MailboxError, OSError) as exc:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mailstead.proto.imap import condstore
 from mailstead.proto.imap.context import ArgumentError, Context, Reply, atom, no, ok
-from mailstead.proto.imap.fetch import parse_fetch, render_fetch
+from mailstead.proto.imap.fetch import MODSEQ, parse_fetch, render_fetch
 from mailstead.proto.imap.mailbox_commands import parse_flags
 from mailstead.proto.imap.message import ParsedMessage, UnknownCTE
 from mailstead.proto.imap.search import BadCharset, SearchQuery, format_search, parse_search
 from mailstead.proto.imap.search_match import HeaderKey, walk
-from mailstead.proto.imap.sequence import STAR, SequenceSet, format_set
+from mailstead.proto.imap.search_plan import text_candidates
+from mailstead.proto.imap.sequence import STAR, SequenceSet, format_ranges, format_set
 from mailstead.proto.imap.storage import MailboxError, MailboxLike, MessageLike
 from mailstead.proto.imap.tokens import ParenList, Token
 from mailstead.proto.imap.view import RECENT, SelectedView, flag_list
@@ -73,6 +75,10 @@ class _Source:
     @property
     def size(self) -> int:
         return self._msg.size
+
+    @property
+    def modseq(self) -> int:
+        return self._msg.modseq
 
     def message_bytes(self) -> bytes:
         if self._raw is None:
@@ -182,10 +188,26 @@ def fetch(ctx: Context) -> Reply:
     view = _view(ctx)
     args = ctx.args(2)
     positions = _positions(ctx, view, args[0])
-    request = parse_fetch(tuple(args[1:]))
+    items = args[1:]
+    modifiers = condstore.FetchModifiers()
+    if len(items) == 2 and isinstance(items[1], ParenList):  # RFC 4466 §2.4 modifiers
+        modifiers = condstore.fetch_modifiers(ctx, items[1])
+        items = items[:1]
+    request = parse_fetch(tuple(items))
     mailbox = view.mailbox
     messages = mailbox.messages
     uids = view.uids
+    since = modifiers.changed_since
+    if since is not None:  # RFC 7162 §3.1.4.1: only what changed, with MODSEQ
+        request = condstore.with_modseq(request)
+        positions = [p for p in positions if (m := view.record(uids[p])) and m.modseq > since]
+        if modifiers.vanished:  # §3.2.6: first the UIDs of the set expunged since
+            wanted = condstore.uid_ranges(ctx, view, args[0])
+            gone = condstore.vanished_earlier(mailbox, uids, since, wanted)
+            if gone:
+                ctx.untagged(b"VANISHED (EARLIER) " + format_ranges(gone).encode())
+    elif any(item.kind == MODSEQ for item in request.items):
+        condstore.enable_by_command(ctx)  # §3.1: FETCH MODSEQ enables CONDSTORE
     newly_seen: set[int] = set()
     if request.sets_seen and not view.readonly:
         unseen = [
@@ -205,6 +227,8 @@ def fetch(ctx: Context) -> Reply:
         out += view.announce_keywords()
     recent = view.recent if not ctx.session.rev2 else ()
     seen_modseq = view.modseq_seen
+    # RFC 7162 §3.1: once CONDSTORE is on, a FETCH that sets \Seen tells UID and MODSEQ.
+    seen_request = condstore.with_modseq(request) if ctx.session.condstore else request
     missing = False
     for p in positions:
         uid = uids[p]
@@ -216,13 +240,14 @@ def fetch(ctx: Context) -> Reply:
         if msg.modseq > seen_modseq and (request.wants_flags or uid in newly_seen):
             view.own_changes[uid] = msg.modseq  # shown here: no unsolicited FETCH after
         try:
+            just_seen = uid in newly_seen
             out.append(
                 render_fetch(
-                    request,
+                    seen_request if just_seen else request,
                     _Source(mailbox, msg, (*msg.flags, RECENT) if uid in recent else None),
                     seq=p + 1,
-                    include_uid=include_uid,
-                    add_flags=uid in newly_seen,
+                    include_uid=include_uid or (just_seen and ctx.session.condstore),
+                    add_flags=just_seen,
                     utf8=utf8,
                 )
             )
@@ -244,6 +269,12 @@ def fetch(ctx: Context) -> Reply:
 def store(ctx: Context) -> Reply:
     view = _view(ctx)
     set_token, item_token, *flag_tokens = ctx.args(3)
+    since: int | None = None
+    if isinstance(item_token, ParenList):  # RFC 7162 §3.1.3 (UNCHANGEDSINCE m)
+        since = condstore.unchanged_since(ctx, item_token)
+        if not flag_tokens:
+            raise ArgumentError("STORE needs an item after its modifiers")
+        item_token, *flag_tokens = flag_tokens
     item = atom(item_token, "a STORE item").upper()
     silent = item.endswith(".SILENT")
     base = item.removesuffix(".SILENT")
@@ -260,22 +291,42 @@ def store(ctx: Context) -> Reply:
     mailbox = view.mailbox
     uids = [view.uids[p] for p in positions]
     try:
-        changed = set(mailbox.store(uids, flags, modes[base]))
+        changed = set(mailbox.store(uids, flags, modes[base], unchanged_since=since))
     except MailboxError as exc:
         return no(exc.text, exc.code.encode())
     for uid in changed:
         view.note_own_change(uid)
     # RFC 3501 §7.2.6: a keyword new to the mailbox is announced.
     ctx.out += view.announce_keywords()
-    if not silent:
-        rev1 = not ctx.session.rev2
+    messages = mailbox.messages
+    # RFC 7162 §3.1.3: the messages that failed the UNCHANGEDSINCE test (their
+    # modseq was past it, whether or not the store would have changed them),
+    # and those expunged elsewhere that the client still numbers.
+    modified: set[int] = set()
+    if since is not None:
         for p in positions:
-            msg = mailbox.messages.get(view.uids[p])
-            if msg is None:
-                continue
-            uid_part = b"UID %d " % msg.uid if ctx.command.uid else b""
+            found = messages.get(view.uids[p])
+            if found is None or (found.uid not in changed and found.modseq > since):
+                modified.add(p)
+    condstore_on = ctx.session.condstore
+    rev1 = not ctx.session.rev2
+    for p in positions:
+        msg = messages.get(view.uids[p])
+        if msg is None or p in modified:
+            continue
+        # RFC 7162 §3.1: with CONDSTORE on, UID and MODSEQ always, and even
+        # .SILENT tells the new MODSEQ of what it changed.
+        uid_part = b"UID %d " % msg.uid if ctx.command.uid or condstore_on else b""
+        modseq_part = b" MODSEQ (%d)" % msg.modseq if condstore_on else b""
+        if not silent:
             shown = flag_list(view.shown_flags(msg, rev1=rev1))
-            ctx.untagged(b"%d FETCH (%sFLAGS %s)" % (p + 1, uid_part, shown))
+            ctx.untagged(b"%d FETCH (%sFLAGS %s%s)" % (p + 1, uid_part, shown, modseq_part))
+        elif condstore_on and msg.uid in changed:
+            ctx.untagged(b"%d FETCH (%sMODSEQ (%d))" % (p + 1, uid_part, msg.modseq))
+    if modified:
+        numbers = sorted(view.uids[p] if ctx.command.uid else p + 1 for p in modified)
+        code = b"MODIFIED " + format_set(numbers).encode()
+        return Reply(b"OK", b"Conditional STORE failed", code, _may_expunge(ctx))
     return Reply(b"OK", b"STORE completed", b"", _may_expunge(ctx))
 
 
@@ -297,7 +348,12 @@ def search(ctx: Context) -> Reply:
     hit_uids: list[int] = []
     rev1 = not ctx.session.rev2  # RFC 3501 §6.4.4 RECENT, NEW, OLD
     source = _SummarySource if query.needs_headers and _summary_enough(query) else _Source
+    # The full-text index narrows, the matcher decides (search_plan.py).
+    narrowed = text_candidates(mailbox, query.program)
+    present = mailbox.messages
     for seq, uid in enumerate(view.uids, 1):
+        if narrowed is not None and uid not in narrowed and uid in present:
+            continue
         msg = view.record(uid)  # RFC 2180 §4.3: expunged elsewhere, still searched
         if msg is None:
             continue
@@ -315,6 +371,10 @@ def search(ctx: Context) -> Reply:
             hit_uids.append(uid)
     if query.saves:  # RFC 5182 §2.4
         ctx.session_save(query.to_save(hit_uids))
+    modseq = None
+    if query.uses_modseq:  # RFC 7162 §3.1.5: enables CONDSTORE, tells the highest MODSEQ
+        condstore.enable_by_command(ctx)
+        modseq = _highest_modseq(view, hit_uids, query.return_options)
     # RFC 9051 §6.4.4: an IMAP4rev2 session gets ESEARCH even without RETURN.
     ctx.out.append(
         format_search(
@@ -323,9 +383,21 @@ def search(ctx: Context) -> Reply:
             tag=ctx.command.tag,
             uid_mode=ctx.command.uid,
             esearch=ctx.session.rev2,
+            modseq=modseq,
         )
     )
     return Reply(b"OK", b"SEARCH completed", b"", _may_expunge(ctx))
+
+
+def _highest_modseq(
+    view: SelectedView, hit_uids: list[int], options: frozenset[str] | None
+) -> int | None:
+    """RFC 7162 §3.1.5: the highest MODSEQ of the messages returned (with only
+    MIN and/or MAX, of just those, RFC 4731 §3.1)."""
+    if options and not options & {"ALL", "COUNT"} and options & {"MIN", "MAX"} and hit_uids:
+        hit_uids = [hit_uids[0]] * ("MIN" in options) + [hit_uids[-1]] * ("MAX" in options)
+    found = [msg.modseq for uid in hit_uids if (msg := view.record(uid)) is not None]
+    return max(found, default=None)
 
 
 # -- COPY / MOVE (RFC 9051 §6.4.7, §6.4.8; RFC 4315 COPYUID) ------------------------
@@ -364,7 +436,7 @@ def _copy(ctx: Context, move: bool) -> Reply:
         # RFC 6851 §4.3: COPYUID goes in an untagged OK before the expunges.
         ctx.untagged(b"OK [" + code + b"] Moved")
     source.expunge([a for a, _ in pairs])
-    return ok("MOVE completed")
+    return ok("MOVE completed", condstore.highestmodseq_code(ctx, source))
 
 
 def _uid_list(uids: Sequence[int]) -> bytes:
@@ -406,7 +478,7 @@ def expunge(ctx: Context) -> Reply:
         and (wanted is None or uid in wanted)
     ]
     view.mailbox.expunge(doomed)
-    return ok("EXPUNGE completed")
+    return ok("EXPUNGE completed", condstore.highestmodseq_code(ctx, view.mailbox))
 
 
 def close(ctx: Context) -> Reply:

@@ -207,6 +207,13 @@ class CommandParser:
         if self._state in _SKIPPING:
             self._skip()  # discard at once: skipped input is never buffered
 
+    def take_unread(self) -> bytes:
+        """Hand back the buffered input not parsed yet (what follows COMPRESS, RFC 4978)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        self._scan = 0
+        return data
+
     def next_event(self) -> ParseEvent | Event:
         """The next event, or ``NEED_DATA``."""
         while True:

@@ -24,6 +24,7 @@ from mailstead.proto.imap.search_match import (
     HeaderKey,
     InSet,
     Matcher,
+    ModSeq,
     Not,
     Or,
     SearchKey,
@@ -45,6 +46,7 @@ __all__ = [
     "HasFlag",
     "HeaderKey",
     "InSet",
+    "ModSeq",
     "Not",
     "Or",
     "SearchKey",
@@ -162,6 +164,11 @@ class SearchQuery:
     def needs_sent_date(self) -> bool:
         """Some key compares the Date: field (SENTBEFORE, SENTON, SENTSINCE)."""
         return any(isinstance(k, DateKey) and k.sent for k in walk(self.program))
+
+    @property
+    def uses_modseq(self) -> bool:
+        """RFC 7162 §3.1.5: a MODSEQ key, so the response tells the highest MODSEQ found."""
+        return any(isinstance(k, ModSeq) for k in walk(self.program))
 
     @property
     def uses_saved(self) -> bool:
@@ -314,6 +321,8 @@ class _Parser:
             return Size(name == "LARGER", _number(cur.take("number"), name))
         if name == "UID":
             return _sequence_set(cur.take("UID set"), uid=True)
+        if name == "MODSEQ":
+            return _modseq(cur)
         if name == "NOT":
             return Not(self.key(cur, depth + 1))
         if name == "OR":
@@ -322,6 +331,21 @@ class _Parser:
         if name[0] in "0123456789*$":
             return _sequence_set(token, uid=False)
         raise SearchSyntaxError(f"Unknown search key {name[:40]}")
+
+
+_ENTRY_TYPES = frozenset({"PRIV", "SHARED", "ALL"})
+
+
+def _modseq(cur: _Cursor) -> ModSeq:
+    """RFC 7162 §3.1.5 ``MODSEQ [entry-name entry-type-req] mod-sequence-valzer``."""
+    token = cur.take("mod-sequence")
+    if isinstance(token, String):  # "/flags/\\draft": one modseq per message here
+        if not token.value.lower().startswith(b"/flags/"):
+            raise SearchSyntaxError("MODSEQ entry names start with /flags/")
+        if _word(cur.take("entry type")) not in _ENTRY_TYPES:
+            raise SearchSyntaxError("MODSEQ entry type is priv, shared or all")
+        token = cur.take("mod-sequence")
+    return ModSeq(_number(token, "MODSEQ"))
 
 
 def _return_options(token: Token) -> frozenset[str]:
@@ -373,6 +397,7 @@ def format_search(
     tag: str,
     uid_mode: bool,
     esearch: bool = False,
+    modseq: int | None = None,
 ) -> bytes:
     """The untagged response for ``results`` (ascending sequence numbers or UIDs).
 
@@ -381,10 +406,13 @@ def format_search(
     RETURN (ALL)): ``* ESEARCH (TAG "a1") UID MIN 2 MAX 9 COUNT 3 ALL 2,5,9``
     (RFC 4731 §3.1): MIN, MAX and ALL are left out when nothing matched,
     COUNT 0 is not. RETURN (SAVE) alone gives no response (RFC 5182 §2.4).
+    ``modseq``: RFC 7162 §3.1.5, the highest MODSEQ of the messages
+    returned, after a search with a MODSEQ key that matched something.
     """
     opts = query.return_options
     if opts is None and not esearch:
-        return b"* SEARCH" + b"".join(b" %d" % n for n in results) + b"\r\n"
+        tail = b" (MODSEQ %d)" % modseq if modseq is not None and results else b""
+        return b"* SEARCH" + b"".join(b" %d" % n for n in results) + tail + b"\r\n"
     if opts is None:
         opts = frozenset({"ALL"})
     if opts == {"SAVE"}:
@@ -401,4 +429,6 @@ def format_search(
         out.append(b"COUNT %d" % len(results))
     if results and "ALL" in opts:
         out.append(b"ALL " + format_set(results).encode("ascii"))
+    if results and modseq is not None:
+        out.append(b"MODSEQ %d" % modseq)
     return b" ".join(out) + b"\r\n"

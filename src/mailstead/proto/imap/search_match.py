@@ -100,6 +100,14 @@ class InSet:
 
 
 @dataclass(frozen=True, slots=True)
+class ModSeq:
+    """RFC 7162 §3.1.5 MODSEQ: a modseq at least ``value`` (one per message here,
+    so the optional entry name and type are accepted and make no difference)."""
+
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
 class Not:
     """NOT key."""
 
@@ -121,7 +129,7 @@ class And:
     keys: tuple[SearchKey, ...]
 
 
-SearchKey = All | HasFlag | Size | DateKey | HeaderKey | TextKey | InSet | Not | Or | And
+SearchKey = All | HasFlag | Size | DateKey | HeaderKey | TextKey | InSet | ModSeq | Not | Or | And
 
 
 def walk(key: SearchKey) -> list[SearchKey]:
@@ -157,6 +165,11 @@ class SearchTarget(Protocol):
     @property
     def size(self) -> int:
         """RFC 822 size (RFC 9051 §6.4.4 LARGER/SMALLER)."""
+        ...
+
+    @property
+    def modseq(self) -> int:
+        """RFC 7162 mod-sequence (MODSEQ)."""
         ...
 
     @property
@@ -253,6 +266,9 @@ def compile_key(key: SearchKey) -> Matcher:
         return _text_matcher(key)
     if isinstance(key, InSet):
         return _set_matcher(key)
+    if isinstance(key, ModSeq):
+        least = key.value
+        return lambda m: m.msg.modseq >= least
     if isinstance(key, Not):
         inner = compile_key(key.key)
         return lambda m: not inner(m)

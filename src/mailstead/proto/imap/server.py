@@ -54,8 +54,10 @@ from typing import ClassVar
 
 from mailstead.limits import IMAPLimits
 from mailstead.proto.errors import RemoteProtocolError
+from mailstead.proto.imap import condstore, quota
 from mailstead.proto.imap import mailbox_commands as mc
 from mailstead.proto.imap import message_commands as msg
+from mailstead.proto.imap import sort as sort_commands
 from mailstead.proto.imap.context import (
     Context,
     NameRefused,
@@ -72,6 +74,7 @@ from mailstead.proto.imap.events import (
     Closing,
     Event,
     Idling,
+    StartCompression,
     StartTLS,
 )
 from mailstead.proto.imap.parser import (
@@ -82,6 +85,7 @@ from mailstead.proto.imap.parser import (
     LineTooLong,
     LiteralTooBig,
 )
+from mailstead.proto.imap.quota_limits import LimitsLookup
 from mailstead.proto.imap.storage import AccountLike
 from mailstead.proto.imap.tokens import Atom
 from mailstead.proto.sasl import (
@@ -145,6 +149,8 @@ def _storage(handler: Callable[[Context], Reply]) -> Callable[[IMAPServer, Comma
 _BASE_CAPABILITIES = (
     "IMAP4rev2 IMAP4rev1 LITERAL+ SASL-IR ENABLE ID IDLE NAMESPACE UIDPLUS MOVE UNSELECT"
     " CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES STATUS=SIZE BINARY"
+    " COMPRESS=DEFLATE CONDSTORE QRESYNC"
+    " SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES OBJECTID PREVIEW"
 )
 
 
@@ -156,11 +162,13 @@ class IMAPServer:
         settings: IMAPSettings,
         limits: IMAPLimits,
         open_account: Callable[[str], AccountLike],
+        quota_limits: LimitsLookup | None = None,
     ) -> None:
         self.settings = settings
         self.limits = limits
         self._open_account = open_account
-        self.session = Session()
+        self.session = Session(quota=quota_limits)
+        self._compressed = False  # RFC 4978 COMPRESS is active
         self._parser = self._new_parser()
         self._out: list[bytes] = []
         self._mode = _Mode.COMMANDS
@@ -291,6 +299,8 @@ class IMAPServer:
         elif not self.authenticated:
             caps.append("AUTH=PLAIN AUTH=LOGIN")
         caps.append(f"APPENDLIMIT={self.limits.append_limit}")
+        if self.session.quota is not None:
+            caps.append(quota.CAPABILITIES)  # RFC 9208 §3.1
         return " ".join(caps)
 
     # -- reading ------------------------------------------------------------------
@@ -487,9 +497,26 @@ class IMAPServer:
 
     # -- authenticated state: session-level commands -------------------------------
 
+    def _compress(self, command: Command) -> Event | None:
+        # RFC 4978 §3: after the tagged OK's CRLF both directions are DEFLATE;
+        # whatever the client sent after the command is compressed already.
+        if len(command.args) != 1 or not isinstance(command.args[0], Atom):
+            self._bad(command.tag, "COMPRESS needs a mechanism name")
+            return None
+        if command.args[0].value.upper() != "DEFLATE":
+            self._bad(command.tag, "Unknown compression mechanism")
+            return None
+        if self._compressed:
+            self._tagged(command.tag, b"NO [COMPRESSIONACTIVE] DEFLATE is active already")
+            return None
+        self._compressed = True
+        self._tagged(command.tag, b"OK DEFLATE active")
+        return StartCompression(self._parser.take_unread())
+
     def _enable(self, command: Command) -> None:
         # RFC 5161; RFC 9051 §6.3.1: IMAP4rev2 and UTF8=ACCEPT (RFC 6855).
         enabled = []
+        modseq: list[bytes] = []  # HIGHESTMODSEQ, if a mailbox is selected
         for arg in command.args:
             if not isinstance(arg, Atom):
                 continue
@@ -501,7 +528,10 @@ class IMAPServer:
             elif name == "UTF8=ACCEPT" and not self.session.utf8:
                 self.session.utf8 = True
                 enabled.append("UTF8=ACCEPT")
+            elif name in ("CONDSTORE", "QRESYNC"):  # RFC 7162 §3.1, §3.2.3
+                enabled += condstore.enable(self.session, modseq, qresync=name == "QRESYNC")
         self._out.append(("* ENABLED " + " ".join(enabled)).rstrip().encode() + b"\r\n")
+        self._out += modseq
         self._tagged(command.tag, b"OK ENABLE completed")
 
     def _namespace(self, command: Command) -> None:
@@ -554,6 +584,10 @@ class IMAPServer:
         "ENABLE": _Row(_enable, _AUTH),  # RFC 5161
         "NAMESPACE": _Row(_namespace, _AUTH),  # RFC 2342
         "IDLE": _Row(_idle, _AUTH),  # RFC 2177
+        "COMPRESS": _Row(_compress, _AUTH),  # RFC 4978
+        "GETQUOTA": _Row(_storage(quota.getquota), _AUTH),  # RFC 9208
+        "GETQUOTAROOT": _Row(_storage(quota.getquotaroot), _AUTH),
+        "SETQUOTA": _Row(_storage(quota.setquota), _AUTH),
         "SELECT": _Row(_storage(mc.select), _AUTH),
         "EXAMINE": _Row(_storage(mc.examine), _AUTH),
         "CREATE": _Row(_storage(mc.create), _AUTH),
@@ -564,11 +598,13 @@ class IMAPServer:
         "LIST": _Row(_storage(mc.list_cmd), _AUTH),
         "LSUB": _Row(_storage(mc.lsub), _AUTH),
         "STATUS": _Row(_storage(mc.status), _AUTH),
-        "APPEND": _Row(_storage(mc.append), _AUTH),
+        "APPEND": _Row(_storage(quota.append), _AUTH),  # mc.append behind a quota check
         "FETCH": _Row(_storage(msg.fetch), _SELECTED, uid=True),
         "STORE": _Row(_storage(msg.store), _SELECTED, uid=True),
         "SEARCH": _Row(_storage(msg.search), _SELECTED, uid=True),
-        "COPY": _Row(_storage(msg.copy), _SELECTED, uid=True),
+        "SORT": _Row(_storage(sort_commands.sort), _SELECTED, uid=True),  # RFC 5256
+        "THREAD": _Row(_storage(sort_commands.thread), _SELECTED, uid=True),  # RFC 5256
+        "COPY": _Row(_storage(quota.copy), _SELECTED, uid=True),  # msg.copy, ditto
         "MOVE": _Row(_storage(msg.move), _SELECTED, uid=True),  # RFC 6851
         "EXPUNGE": _Row(_storage(msg.expunge), _SELECTED, uid=True),
         "CLOSE": _Row(_storage(msg.close), _SELECTED),

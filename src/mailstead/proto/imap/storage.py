@@ -69,6 +69,12 @@ class MailboxLike(Protocol):
 
     def remember(self, uid: int, item: str, value: bytes) -> None: ...
 
+    # SORT/THREAD/OBJECTID's per-message summaries (proto/imap/summary.py),
+    # kept in the index: every one of the mailbox's, and a batch to add.
+    def summaries(self) -> dict[int, bytes]: ...
+
+    def save_summaries(self, found: dict[int, bytes]) -> None: ...
+
     def take_new(self) -> list[int]: ...
 
     # RFC 3501 §2.3.2 \Recent: claimed by one session each; peeked at by
@@ -77,7 +83,17 @@ class MailboxLike(Protocol):
 
     def recent_uids(self) -> list[int]: ...
 
-    def store(self, uids: Iterable[int], flags: Sequence[str], mode: str) -> list[int]: ...
+    # RFC 7162 UNCHANGEDSINCE: messages with a higher modseq are left alone.
+    def store(
+        self,
+        uids: Iterable[int],
+        flags: Sequence[str],
+        mode: str,
+        unchanged_since: int | None = None,
+    ) -> list[int]: ...
+
+    # RFC 7162 QRESYNC: UIDs expunged after a modseq (None: no longer known).
+    def expunged_since(self, modseq: int) -> list[int] | None: ...
 
     def append(self, data: bytes, flags: Sequence[str], internaldate: float | None) -> int: ...
 

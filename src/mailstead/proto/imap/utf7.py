@@ -29,6 +29,8 @@ def _b64(raw: bytes) -> str:
 
 def encode_mutf7(name: str) -> str:
     """``name`` in modified UTF-7; ``ValueError`` for a lone surrogate."""
+    if name.isascii() and name.isprintable() and "&" not in name:
+        return name  # the usual name, spelled as it is (LIST of 200 folders asks often)
     out: list[str] = []
     run: list[str] = []
 
@@ -49,6 +51,8 @@ def encode_mutf7(name: str) -> str:
 
 def decode_mutf7(text: str) -> str:
     """The name ``text`` spells in modified UTF-7; ``ValueError`` unless canonical."""
+    if text.isascii() and text.isprintable() and "&" not in text:
+        return text
     out: list[str] = []
     i = 0
     run_end = -1  # where the last encoded run ended: another may not start there

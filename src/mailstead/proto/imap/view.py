@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
+from mailstead.proto.imap.sequence import format_set
 from mailstead.proto.imap.storage import MailboxLike, MessageLike
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
@@ -43,6 +44,15 @@ class SelectedView:
         # RFC 3501 §7.2.6: the keywords the client was told of (SELECT's FLAGS).
         self.keywords_told = {*DEFINED_FLAGS, *mailbox.keyword_names()}
         self._expunge_pending = False
+        # RFC 7162 (proto/imap/condstore.py turns them on): MODSEQ in every
+        # unsolicited FETCH, and VANISHED in place of EXPUNGE.
+        self.condstore = False
+        self.qresync = False
+        # Every change up to this modseq has been told to the client: the
+        # HIGHESTMODSEQ it may resynchronise from later.
+        self.modseq_told = self.modseq_seen
+        # The command's tagged OK carries HIGHESTMODSEQ (EXPUNGE, MOVE).
+        self.reply_tells_modseq = False
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -97,10 +107,14 @@ class SelectedView:
             return out
         messages = mailbox.messages
         uids = self.uids
+        gone: list[int] = []
         if allow_expunge:
             gone = [i for i, uid in enumerate(uids) if uid not in messages]
+            if gone and self.qresync:  # RFC 7162 §3.2.10: VANISHED, by UID
+                out.append(b"* VANISHED %s\r\n" % format_set(uids[i] for i in gone).encode())
             for i in reversed(gone):
-                out.append(b"* %d EXPUNGE\r\n" % (i + 1))
+                if not self.qresync:
+                    out.append(b"* %d EXPUNGE\r\n" % (i + 1))
                 self.recent.discard(uids[i])
             if gone:
                 uids = [uid for uid in uids if uid in messages]
@@ -120,11 +134,18 @@ class SelectedView:
             out += self.announce_keywords()
         for seq, msg in changed:
             flags = flag_list(self.shown_flags(msg, rev1=rev1))
-            out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, msg.uid, flags))
+            if self.condstore:  # RFC 7162 §3.1: UID and MODSEQ in every unsolicited FETCH
+                out.append(
+                    b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n"
+                    % (seq, msg.uid, flags, msg.modseq)
+                )
+            else:
+                out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, msg.uid, flags))
         # New messages: UIDs above the highest the client knows.
         everything = mailbox.uids
         start = bisect.bisect_right(everything, uids[-1] if uids else 0)
-        if start < len(everything):
+        arrived = start < len(everything)
+        if arrived:
             if not self._expunge_pending and len(uids) == start:
                 uids = everything  # the same messages: share the mailbox's list again
             else:
@@ -138,6 +159,19 @@ class SelectedView:
             if rev1:
                 out.append(b"* %d RECENT\r\n" % len(self.recent))
         self.uids = uids
+        moved = self.modseq_seen != mailbox.highestmodseq
         self.modseq_seen = mailbox.highestmodseq
+        if not self._expunge_pending:
+            self.modseq_told = self.modseq_seen
+            if self.condstore and gone and not arrived and not self.reply_tells_modseq:
+                # No FETCH carries an expunge's modseq: say where the client
+                # now stands (nothing new whose flags it has not seen).
+                out.append(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % self.modseq_told)
+        elif self.condstore and moved:
+            # An expunge the client may not hear of yet (RFC 9051 §7.5.1) is
+            # older than a MODSEQ it may just have seen: a HIGHESTMODSEQ from
+            # before the expunge keeps a QRESYNC from skipping it (RFC 7162 §3.2.5).
+            out.append(b"* OK [HIGHESTMODSEQ %d] Expunges pending\r\n" % self.modseq_told)
         self.own_changes = {u: m for u, m in own.items() if m > self.modseq_seen}
+        self.reply_tells_modseq = False
         return out
