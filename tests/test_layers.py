@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "mailstead.sqlite_wal",  # switching a shared SQLite database to WAL
             "mailstead.password_cache",  # recently verified passwords
             "mailstead.passwords",  # scrypt hashes of passwords
+            "mailstead.peernet",  # the /24 or /64 a peer is counted in
             "mailstead.tlscert",  # the server certificate and its SSLContext
             "mailstead.directory",  # domains, users, aliases (SQLite)
             "mailstead.events",  # the event model and the EventSink interface

@@ -19,10 +19,10 @@ from mailstead.mailauth.ratelimit import (
     ClientRates,
     SenderRates,
     TokenBuckets,
-    network_of,
 )
 from mailstead.mailauth.refusals import Refusals
 from mailstead.mta.receiver import Role
+from mailstead.peernet import network_of
 from mailstead.testing.clock import FakeClock
 from tests.mailauth.abuse_helpers import Client, Events, receiver_with
 

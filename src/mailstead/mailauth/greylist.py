@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from mailstead.config.abuse import AbuseConfig
 from mailstead.mailauth.abuse_db import AbuseDB, Unavailable
 from mailstead.mailauth.hook import Client, Verdict
-from mailstead.mailauth.ratelimit import network_of
 from mailstead.mailauth.refusals import Refusals
+from mailstead.peernet import network_of
 from mailstead.proto.smtp.replies import Reply
 
 __all__ = ["Greylist"]

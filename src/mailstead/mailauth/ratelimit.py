@@ -21,7 +21,6 @@ worker process draws from the same ones.
 
 from __future__ import annotations
 
-import ipaddress
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,26 +29,10 @@ from mailstead.config.abuse import AbuseConfig, Rate
 from mailstead.mailauth.abuse_db import AbuseDB, Unavailable
 from mailstead.mailauth.hook import Client, Verdict
 from mailstead.mailauth.refusals import Refusals
+from mailstead.peernet import network_of
 from mailstead.proto.smtp.replies import Reply
 
-__all__ = ["Bucket", "ClientRates", "SenderRates", "TokenBuckets", "network_of"]
-
-
-def network_of(ip: str) -> str:
-    """The network an address is counted in: IPv4 /24, IPv6 /64 (as net/listener.py counts)."""
-    if ":" not in ip and ip.count(".") == 3:
-        # The kernel's dotted quad: its /24 without ipaddress (per command, on the loop).
-        return ip.rpartition(".")[0] + ".0/24"
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        mapped = address.ipv4_mapped
-        if mapped is None:
-            return str(ipaddress.IPv6Network((address, 64), strict=False))
-        address = mapped
-    return str(ipaddress.IPv4Network((address, 24), strict=False))
+__all__ = ["Bucket", "ClientRates", "SenderRates", "TokenBuckets"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import enum
-import ipaddress
 import multiprocessing
 import socket
 
 from mailstead.config import HostPort
+from mailstead.peernet import network_of
 
 # Hash buckets for per-IP and per-network counts. Two addresses in one bucket
 # are counted together, which can only make the gate stricter, never looser.
@@ -43,24 +43,6 @@ class Admission(enum.Enum):
 
     def __bool__(self) -> bool:
         return self is Admission.ADMITTED
-
-
-def network_of(ip: str) -> str:
-    """The network an address is counted in: IPv4 /24, IPv6 /64 (one site, one customer)."""
-    if ":" not in ip and ip.count(".") == 3:
-        # A peer's IPv4 address as the kernel reports it, dotted quad: its
-        # /24 is the first three parts (cheaper than ipaddress, per connection).
-        return ip.rpartition(".")[0] + ".0/24"
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(address, ipaddress.IPv6Address):
-        mapped = address.ipv4_mapped
-        if mapped is None:
-            return str(ipaddress.IPv6Network((address, 64), strict=False))
-        address = mapped
-    return str(ipaddress.IPv4Network((address, 24), strict=False))
 
 
 class ConnectionGate:
