@@ -14,11 +14,12 @@ answers None, and the caller reports an empty INBOX.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence, Set
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailstead.proto.events import NEED_DATA
+from mailstead.proto.imap.message_commands import matching
 from mailstead.proto.imap.parser import Command, CommandParser
 from mailstead.proto.imap.search import SearchQuery, SearchSyntaxError, parse_search
 from mailstead.proto.imap.search_match import (
@@ -27,7 +28,7 @@ from mailstead.proto.imap.search_match import (
     decode_header_value,
     parse_fields,
 )
-from mailstead.proto.imap.storage import MailboxError, MailboxLike, MessageLike
+from mailstead.proto.imap.storage import MailboxError, MailboxLike
 from mailstead.store.account import INBOX, Account
 from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.mbox_account import INBOX_FILE, MboxAccount
@@ -208,67 +209,9 @@ def _literals(data: bytes) -> bytes:
     return bytes(out)
 
 
-class _Target:
-    """One stored message as SEARCH reads it (proto.imap.search_match.SearchTarget)."""
-
-    __slots__ = ("_box", "_msg", "_raw", "max_seq", "max_uid", "seq")
-
-    saved: Set[int] | None = None  # no RETURN (SAVE) outside a session
-
-    def __init__(self, box: MailboxLike, msg: MessageLike, seq: int, max_uid: int) -> None:
-        self._box = box
-        self._msg = msg
-        self._raw: bytes | None = None
-        self.seq = seq
-        self.max_seq = len(box.uids)
-        self.max_uid = max_uid
-
-    @property
-    def uid(self) -> int:
-        return self._msg.uid
-
-    @property
-    def flags(self) -> Collection[str]:
-        return self._msg.flags
-
-    @property
-    def internaldate(self) -> float:
-        return self._msg.internaldate
-
-    @property
-    def size(self) -> int:
-        return self._msg.size
-
-    @property
-    def modseq(self) -> int:
-        return self._msg.modseq
-
-    def message_bytes(self) -> bytes:
-        if self._raw is None:
-            raw = self._box.read(self._msg.uid)
-            self._raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        return self._raw
-
-    def header_bytes(self) -> bytes:
-        raw = self.message_bytes()
-        return raw[: body_offset(raw)]
-
-
 def search(box: MailboxLike, query: SearchQuery) -> list[int]:
     """UIDs of the messages of ``box`` (refreshed) that ``query`` matches, ascending."""
-    uids = list(box.uids)
-    max_uid = uids[-1] if uids else 0
-    hits = []
-    for seq, uid in enumerate(uids, 1):
-        msg = box.messages.get(uid)
-        if msg is None:
-            continue
-        try:
-            if query.matches(_Target(box, msg, seq, max_uid)):
-                hits.append(uid)
-        except FileNotFoundError:
-            continue  # expunged by a session meanwhile
-    return hits
+    return [uid for _, uid in matching(box, list(box.uids), box.messages.get, query)]
 
 
 def summaries(box: MailboxLike, uids: Sequence[int]) -> Iterator[MessageSummary]:

@@ -7,7 +7,7 @@ prefix (§6.4.9) switches the numbers a command takes and returns.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 from mailstead.proto.imap import condstore
 from mailstead.proto.imap.context import ArgumentError, Context, Reply, atom, no, ok
@@ -147,6 +147,47 @@ def _summary_enough(query: SearchQuery) -> bool:
         not isinstance(key, HeaderKey) or key.name.lower() in SUMMARY_FIELDS
         for key in walk(query.program)
     )
+
+
+def matching(
+    mailbox: MailboxLike,
+    uids: Sequence[int],
+    record: Callable[[int], MessageLike | None],
+    query: SearchQuery,
+    *,
+    flags: Callable[[MessageLike], tuple[str, ...]] | None = None,
+    saved: Collection[int] | None = None,
+) -> Iterator[tuple[int, int]]:
+    """``(seq, uid)`` of the messages among ``uids`` (numbered from 1) that ``query``
+    matches: what SEARCH, SORT/THREAD and ``mailstead mailbox search`` answer.
+
+    ``record(uid)`` is the message as the caller sees it (None: gone),
+    ``flags`` the flags it shows (``\\Recent`` for rev1), ``saved`` the
+    ``$`` of RFC 5182. The full-text index narrows the candidates, the
+    matcher decides (search_plan.py); a message whose file went away while
+    searching is no match.
+    """
+    saved_set = frozenset(saved) if saved is not None else None
+    max_seq, max_uid = len(uids), (uids[-1] if uids else 0)
+    source = _SummarySource if query.needs_headers and _summary_enough(query) else _Source
+    narrowed = text_candidates(mailbox, query.program)
+    present = mailbox.messages
+    for seq, uid in enumerate(uids, 1):
+        if narrowed is not None and uid not in narrowed and uid in present:
+            continue
+        msg = record(uid)
+        if msg is None:
+            continue
+        target = source(mailbox, msg, None if flags is None else flags(msg))
+        target.seq = seq
+        target.max_seq = max_seq
+        target.max_uid = max_uid
+        target.saved = saved_set
+        try:
+            if query.matches(target):
+                yield seq, uid
+        except FileNotFoundError:
+            continue
 
 
 def _view(ctx: Context) -> SelectedView:
@@ -339,36 +380,21 @@ def search(ctx: Context) -> Reply:
         query = parse_search(ctx.command.args, uid_mode=ctx.command.uid)
     except BadCharset:
         return no("Only UTF-8 is supported", b"BADCHARSET (UTF-8)")
-    mailbox = view.mailbox
     saved = ctx.session_saved()
-    saved_set = frozenset(saved) if saved is not None else None
-    max_seq = len(view)
-    max_uid = view.uids[-1] if view.uids else 0
+    rev1 = not ctx.session.rev2  # RFC 3501 §6.4.4 RECENT, NEW, OLD
     hits: list[int] = []
     hit_uids: list[int] = []
-    rev1 = not ctx.session.rev2  # RFC 3501 §6.4.4 RECENT, NEW, OLD
-    source = _SummarySource if query.needs_headers and _summary_enough(query) else _Source
-    # The full-text index narrows, the matcher decides (search_plan.py).
-    narrowed = text_candidates(mailbox, query.program)
-    present = mailbox.messages
-    for seq, uid in enumerate(view.uids, 1):
-        if narrowed is not None and uid not in narrowed and uid in present:
-            continue
-        msg = view.record(uid)  # RFC 2180 §4.3: expunged elsewhere, still searched
-        if msg is None:
-            continue
-        target = source(mailbox, msg, view.shown_flags(msg, rev1=rev1))
-        target.seq = seq
-        target.max_seq = max_seq
-        target.max_uid = max_uid
-        target.saved = saved_set
-        try:
-            matched = query.matches(target)
-        except FileNotFoundError:
-            continue
-        if matched:
-            hits.append(uid if ctx.command.uid else seq)
-            hit_uids.append(uid)
+    # RFC 2180 §4.3: a message expunged elsewhere is still searched (view.record).
+    for seq, uid in matching(
+        view.mailbox,
+        view.uids,
+        view.record,
+        query,
+        flags=lambda msg: view.shown_flags(msg, rev1=rev1),
+        saved=saved,
+    ):
+        hits.append(uid if ctx.command.uid else seq)
+        hit_uids.append(uid)
     if query.saves:  # RFC 5182 §2.4
         ctx.session_save(query.to_save(hit_uids))
     modseq = None

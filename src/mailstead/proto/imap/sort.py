@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mailstead.proto.imap.context import ArgumentError, Context, Reply, no
-from mailstead.proto.imap.message_commands import _Source, _summary_enough, _SummarySource
+from mailstead.proto.imap.message_commands import matching
 from mailstead.proto.imap.search import (
     All,
     BadCharset,
@@ -95,27 +95,17 @@ def _matching(ctx: Context, view: SelectedView, query: SearchQuery) -> list[tupl
     uids = view.uids
     if isinstance(query.program, All):
         return [(seq, uid) for seq, uid in enumerate(uids, 1) if view.record(uid) is not None]
-    mailbox = view.mailbox
-    saved = ctx.session_saved()
-    saved_set = frozenset(saved) if saved is not None else None
     rev1 = not ctx.session.rev2
-    source = _SummarySource if query.needs_headers and _summary_enough(query) else _Source
-    found = []
-    for seq, uid in enumerate(uids, 1):
-        msg = view.record(uid)
-        if msg is None:
-            continue
-        target = source(mailbox, msg, view.shown_flags(msg, rev1=rev1))
-        target.seq = seq
-        target.max_seq = len(uids)
-        target.max_uid = uids[-1]
-        target.saved = saved_set
-        try:
-            if query.matches(target):
-                found.append((seq, uid))
-        except FileNotFoundError:
-            continue
-    return found
+    return list(
+        matching(
+            view.mailbox,
+            uids,
+            view.record,
+            query,
+            flags=lambda msg: view.shown_flags(msg, rev1=rev1),
+            saved=ctx.session_saved(),
+        )
+    )
 
 
 def _sorted(
