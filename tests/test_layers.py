@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "mailstead.peernet",  # the /24 or /64 a peer is counted in
             "mailstead.tlscert",  # the server certificate and its SSLContext
             "mailstead.directory",  # domains, users, aliases (SQLite)
+            "mailstead.pgsql.*",  # the cluster database: pools, schema versions
             "mailstead.events",  # the event model and the EventSink interface
             "mailstead.logs",  # log lines: session/peer/queue id context, logfmt and JSON
         ),

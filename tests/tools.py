@@ -17,6 +17,8 @@ from functools import cache
 
 import pytest
 
+from mailstead.testing.postgres import PostgresMissing, find_bindir
+
 _SBIN = "/usr/local/sbin:/usr/sbin:/sbin"
 
 
@@ -55,6 +57,10 @@ TOOLS: dict[str, Tool] = {
         Tool("getmail", "getmail6", ("getmail", "--version"), ("getmail 6",)),
         Tool("mpop", "mpop", ("mpop", "--version"), ("TLS/SSL library: GnuTLS",)),
         Tool("redis-server", "redis-server", ("redis-server", "--version"), ("Redis server v=",)),
+        # A private cluster per test run (mailstead.testing.postgres), pg_trgm included.
+        Tool("initdb", "postgresql", ("initdb", "--version"), ("initdb (PostgreSQL) ",)),
+        # In front of two nodes, speaking the PROXY protocol (tests/e2e/test_proxy_protocol.py).
+        Tool("haproxy", "haproxy", ("haproxy", "-v"), ("HAProxy version ",)),
         Tool("ip", "iproute2", ("ip", "-j", "link", "show", "lo"), ('"ifname":"lo"',)),
         Tool("setpriv", "util-linux", ("setpriv", "--help"), ("--bounding-set",)),
         Tool("dnsmasq", "dnsmasq-base", ("dnsmasq", "--version"), ("DHCP",)),
@@ -109,8 +115,14 @@ TOOLS: dict[str, Tool] = {
 
 
 def locate(name: str) -> str | None:
-    """The program's path, also looking where root's daemons live."""
-    return shutil.which(name) or shutil.which(name, path=_SBIN)
+    """The program's path, also looking where root's daemons and PostgreSQL's programs live."""
+    found = shutil.which(name) or shutil.which(name, path=_SBIN)
+    if found is None and name == "initdb":
+        try:
+            found = str(find_bindir() / "initdb")
+        except PostgresMissing:
+            return None
+    return found
 
 
 @cache

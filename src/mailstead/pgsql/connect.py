@@ -1,0 +1,116 @@
+"""Connections to the cluster database: one pool per process, the password never shown.
+
+A pool is opened after the fork (a libpq connection must not cross one) and
+is bounded: a worker never holds more than ``max_size`` connections, so the
+database's ``max_connections`` divides among nodes × workers. Every
+connection commits synchronously: a ``250`` to DATA means the transaction is
+on the database's disk (``docs/durability.md``), whatever the server's
+default for ``synchronous_commit`` is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+__all__ = [
+    "DatabaseUnavailable",
+    "Pool",
+    "connect",
+    "open_pool",
+    "redact",
+]
+
+# Seconds: to open a connection, and to wait for one from a full pool.
+CONNECT_TIMEOUT = 10
+POOL_WAIT = 30.0
+# What PostgreSQL shows in pg_stat_activity for our sessions.
+APPLICATION_NAME = "mailstead"
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or refused us (one line, no password)."""
+
+
+def redact(dsn: str) -> str:
+    """``dsn`` with any password replaced by ``***``, for logs and error lines."""
+    try:
+        parts = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(an unparsable connection string)"
+    if "password" in parts:
+        parts["password"] = "***"
+    return conninfo.make_conninfo(**{k: str(v) for k, v in parts.items()})
+
+
+def _settings(dsn: str) -> str:
+    return conninfo.make_conninfo(
+        dsn,
+        connect_timeout=CONNECT_TIMEOUT,
+        application_name=APPLICATION_NAME,
+        options="-c synchronous_commit=on",
+    )
+
+
+def connect(dsn: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
+    """One connection, for a command-line tool or a schema migration."""
+    try:
+        return psycopg.connect(_settings(dsn), autocommit=autocommit)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(_reason(dsn, exc)) from None
+
+
+def _reason(dsn: str, exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"cannot reach the database {redact(dsn)}: {first}"
+
+
+class Pool:
+    """The bounded connection pool of one process; ``connection()`` lends one."""
+
+    def __init__(
+        self, dsn: str, *, min_size: int = 1, max_size: int = 4, name: str = "mailstead"
+    ) -> None:
+        self._dsn = dsn
+        self._pool: ConnectionPool[psycopg.Connection[tuple[object, ...]]] = ConnectionPool(
+            _settings(dsn),
+            min_size=min_size,
+            max_size=max_size,
+            name=name,
+            timeout=POOL_WAIT,
+            open=False,
+        )
+
+    def open(self) -> None:
+        """Open the pool and wait for its first connection (a bad DSN fails here, once)."""
+        self._pool.open()
+        try:
+            self._pool.wait(timeout=CONNECT_TIMEOUT)
+        except PoolTimeout:
+            self._pool.close()
+            # The pool hides libpq's reason: one direct attempt tells it.
+            connect(self._dsn).close()
+            raise DatabaseUnavailable(f"cannot reach the database {redact(self._dsn)}") from None
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+        """A connection for one unit of work: committed at the end, rolled back on error."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise DatabaseUnavailable(f"no free connection to {redact(self._dsn)}") from None
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> Pool:
+    """A ready pool for this process (call after any fork)."""
+    pool = Pool(dsn, min_size=min_size, max_size=max_size)
+    pool.open()
+    return pool

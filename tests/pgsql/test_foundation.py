@@ -1,0 +1,100 @@
+"""The cluster database's plumbing: schema versions, redacted DSNs, the pool."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mailstead.pgsql.connect import DatabaseUnavailable, connect, open_pool, redact
+from mailstead.pgsql.migrate import SchemaTooNew, migrate, schema_version
+
+STEPS = (
+    ("CREATE TABLE notes (id bigserial PRIMARY KEY, text text NOT NULL)",),
+    ("ALTER TABLE notes ADD COLUMN seen boolean NOT NULL DEFAULT false",),
+)
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [
+        (
+            "postgresql://app:s3cret@db.example:5432/mail",
+            "user=app password=*** dbname=mail host=db.example port=5432",
+        ),
+        ("host=db password=s3cret dbname=mail", "password=*** dbname=mail host=db"),
+        ("postgresql://app@db/mail", "user=app dbname=mail host=db"),
+        ("not a dsn at all", "(an unparsable connection string)"),
+    ],
+)
+def test_redact_hides_the_password(dsn: str, shown: str) -> None:
+    assert redact(dsn) == shown
+
+
+def test_migrate_runs_each_missing_step_once(pg_dsn: str) -> None:
+    with connect(pg_dsn) as conn:
+        assert schema_version(conn, "notes") == 0
+        assert migrate(conn, "notes", STEPS[:1]) == 1
+        assert migrate(conn, "notes", STEPS) == 1
+        assert migrate(conn, "notes", STEPS) == 0
+        assert schema_version(conn, "notes") == 2
+        conn.execute("INSERT INTO notes (text, seen) VALUES ('x', true)")
+
+
+def test_a_newer_database_is_refused(pg_dsn: str) -> None:
+    with connect(pg_dsn) as conn:
+        migrate(conn, "notes", STEPS)
+        with pytest.raises(SchemaTooNew, match="version 2, but this Mailstead knows only up to 1"):
+            migrate(conn, "notes", STEPS[:1])
+
+
+def test_a_failed_step_leaves_the_previous_version(pg_dsn: str) -> None:
+    with connect(pg_dsn) as conn:
+        migrate(conn, "notes", STEPS[:1])
+        broken = (*STEPS, ("ALTER TABLE notes ADD COLUMN seen boolean",))  # already there
+        with pytest.raises(Exception, match="seen"):
+            migrate(conn, "notes", broken)
+        assert schema_version(conn, "notes") == 1
+        columns = "SELECT count(*) FROM information_schema.columns WHERE column_name = 'seen'"
+        assert conn.execute(columns).fetchone() == (0,)
+
+
+def test_nodes_starting_together_migrate_once(pg_dsn: str) -> None:
+    ran: list[int] = []
+
+    def node() -> None:
+        with connect(pg_dsn) as conn:
+            ran.append(migrate(conn, "notes", STEPS))
+
+    threads = [threading.Thread(target=node) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(ran) == [0, 0, 0, 2]
+
+
+def test_pool_commits_a_unit_of_work_and_rolls_back_a_failed_one(pg_dsn: str) -> None:
+    pool = open_pool(pg_dsn, max_size=2)
+    try:
+        with pool.connection() as conn:
+            migrate(conn, "notes", STEPS)
+        with pool.connection() as conn:
+            conn.execute("INSERT INTO notes (text) VALUES ('kept')")
+        with pytest.raises(ZeroDivisionError), pool.connection() as conn:
+            conn.execute("INSERT INTO notes (text) VALUES ('dropped')")
+            1 / 0  # noqa: B018
+        with pool.connection() as conn:
+            assert conn.execute("SELECT text FROM notes").fetchall() == [("kept",)]
+            assert conn.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    finally:
+        pool.close()
+
+
+def test_an_unreachable_database_is_one_line_without_the_password() -> None:
+    with pytest.raises(DatabaseUnavailable) as caught:
+        connect("postgresql://app:s3cret@127.0.0.1:1/mail")
+    text = str(caught.value)
+    assert "s3cret" not in text and "\n" not in text
+    shown = "user=app password=*** dbname=mail host=127.0.0.1 port=1"
+    assert text.startswith(f"cannot reach the database {shown}:")
