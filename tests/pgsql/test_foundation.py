@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from mailstead.pgsql.compat import Connection, translate
 from mailstead.pgsql.connect import DatabaseUnavailable, connect, open_pool, redact
 from mailstead.pgsql.migrate import SchemaTooNew, migrate, schema_version
 
@@ -98,3 +99,32 @@ def test_an_unreachable_database_is_one_line_without_the_password() -> None:
     assert "s3cret" not in text and "\n" not in text
     shown = "user=app password=*** dbname=mail host=127.0.0.1 port=1"
     assert text.startswith(f"cannot reach the database {shown}:")
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SELECT * FROM t WHERE a = ? AND b = ?", b"SELECT * FROM t WHERE a = %s AND b = %s"),
+        ("SELECT '?' , ? WHERE x LIKE 'a%'", b"SELECT '?' , %s WHERE x LIKE 'a%%'"),
+        ("SELECT a % 2 FROM t", b"SELECT a %% 2 FROM t"),
+        ('SELECT "we?ird" FROM t', b'SELECT "we?ird" FROM t'),
+    ],
+)
+def test_translate_placeholders(sql: str, expected: bytes) -> None:
+    assert translate(sql) == expected
+
+
+def test_compat_connection_runs_sqlite_style_queries(pg_dsn: str) -> None:
+    with connect(pg_dsn) as raw:
+        conn = Connection(raw)
+        conn.execute("CREATE TABLE kv (k text PRIMARY KEY, v integer)")
+        conn.executemany("INSERT INTO kv (k, v) VALUES (?, ?)", [("a", 1), ("b%", 2)])
+        row = conn.execute(
+            "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = kv.v + 10 "
+            "RETURNING v",
+            ("a", 0),
+        ).fetchone()
+        assert row == (11,)
+        assert conn.execute("SELECT k FROM kv WHERE k LIKE 'b%' AND v = ?", (2,)).fetchall() == [
+            ("b%",)
+        ]
