@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
 
 from mailstead.pgsql.compat import Connection, translate
-from mailstead.pgsql.connect import DatabaseUnavailable, connect, open_pool, redact
+from mailstead.pgsql.connect import DatabaseUnavailable, connect, open_pool, redact, shared_pool
 from mailstead.pgsql.migrate import SchemaTooNew, migrate, schema_version
 
 STEPS = (
@@ -128,3 +129,25 @@ def test_compat_connection_runs_sqlite_style_queries(pg_dsn: str) -> None:
         assert conn.execute("SELECT k FROM kv WHERE k LIKE 'b%' AND v = ?", (2,)).fetchall() == [
             ("b%",)
         ]
+
+
+def test_a_forked_child_opens_its_own_pool_and_leaves_the_parents_alone(pg_dsn: str) -> None:
+    parent = shared_pool(pg_dsn)
+    assert shared_pool(pg_dsn) is parent
+    with parent.connection() as conn:
+        conn.execute("SELECT 1")
+    pid = os.fork()
+    if pid == 0:  # the child: a pool of its own that works
+        code = 1
+        try:
+            child = shared_pool(pg_dsn)
+            with child.connection() as conn:
+                code = (
+                    0 if child is not parent and conn.execute("SELECT 2").fetchone() == (2,) else 3
+                )
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with parent.connection() as conn:  # the parent's connections survived the child
+        assert conn.execute("SELECT 3").fetchone() == (3,)

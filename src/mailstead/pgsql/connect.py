@@ -10,6 +10,8 @@ default for ``synchronous_commit`` is.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,6 +25,7 @@ __all__ = [
     "connect",
     "open_pool",
     "redact",
+    "shared_pool",
 ]
 
 # Seconds: to open a connection, and to wait for one from a full pool.
@@ -114,3 +117,27 @@ def open_pool(dsn: str, *, min_size: int = 1, max_size: int = 4) -> Pool:
     pool = Pool(dsn, min_size=min_size, max_size=max_size)
     pool.open()
     return pool
+
+
+# Per process: a pool made before a fork belongs to the parent. Its
+# connections are the parent's sockets, so the child keeps it referenced and
+# untouched (closing it would end the parent's sessions) and opens its own.
+_POOL_SIZE = 8
+_pools: dict[str, Pool] = {}
+_pools_pid = os.getpid()
+_inherited: list[Pool] = []
+_pools_lock = threading.Lock()
+
+
+def shared_pool(dsn: str) -> Pool:
+    """This process's pool for ``dsn``, opened at first use, shared by every component."""
+    global _pools_pid
+    with _pools_lock:
+        if os.getpid() != _pools_pid:
+            _inherited.extend(_pools.values())
+            _pools.clear()
+            _pools_pid = os.getpid()
+        pool = _pools.get(dsn)
+        if pool is None:
+            pool = _pools[dsn] = open_pool(dsn, max_size=_POOL_SIZE)
+        return pool
