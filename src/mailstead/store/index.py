@@ -178,6 +178,13 @@ class AccountIndex:
         # The UID map is precious: a commit is on disk before it returns.
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute(f"PRAGMA cache_size={_CACHE}")
+        (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+        if version != _SCHEMA_VERSION:
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Create or upgrade the tables (a write transaction: only when needed,
+        since every process opening an account comes here)."""
         with self.transaction():
             (version,) = self._conn.execute("PRAGMA user_version").fetchone()
             if version > _SCHEMA_VERSION:
