@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mailstead.proto.imap import summary
@@ -26,6 +26,8 @@ def _both_ways(value: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[object, o
     st.binary(max_size=40)
     | st.text(alphabet=' "<>,:;()@.aB=?Q_\\[]\t', max_size=30).map(str.encode)
 )
+@example(b"\x0b\x00@\x00")  # VT is white space to the regex module, text to RFC 5322
+@example(b"a@b\x0c")
 def test_the_quick_address_path_agrees_with_the_parser(value: bytes) -> None:
     with pytest.MonkeyPatch.context() as monkeypatch:
         fast, slow = _both_ways(value, monkeypatch)

@@ -48,10 +48,13 @@ _CONTROL = re.compile(r"[\x00-\x1f]")
 # The usual first address, ``Name <local@host>`` or ``local@host``, without
 # quotes, comments or groups: read without the full RFC 5322 parser (which
 # costs 40% of a summary). Anything else goes to parse_addresses.
-_PLAIN = rb'[^"<>,:;()\\@\[\]\s]+'
+# Folding white space is RFC 5322's (§3.2.2: SP, HTAB, CR LF), not what
+# the regex module's \s also counts (VT, FF), which the parser keeps as text.
+_WSP = rb"[ \t\r\n]"
+_PLAIN = rb'[^"<>,:;()\\@\[\] \t\r\n]+'
 _SIMPLE_ADDRESS = re.compile(
-    rb'\s*(?:([^"<>,:;()\\@\[\]]*?)\s*<(' + _PLAIN + rb")@(" + _PLAIN + rb")>"
-    rb"|(" + _PLAIN + rb")@(" + _PLAIN + rb"))\s*(?:,|$)"
+    _WSP + rb'*(?:([^"<>,:;()\\@\[\]]*?)' + _WSP + rb"*<(" + _PLAIN + rb")@(" + _PLAIN + rb")>"
+    rb"|(" + _PLAIN + rb")@(" + _PLAIN + rb"))" + _WSP + rb"*(?:,|$)"
 )
 
 
