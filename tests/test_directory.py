@@ -1,4 +1,9 @@
-"""The directory: local domains, users, passwords, aliases and recipient routing."""
+"""The directory: local domains, users, passwords, aliases and recipient routing.
+
+One contract, run on both backends: a SQLite file (the embedded default) and
+the cluster's PostgreSQL database. ``node()`` opens one more Directory on the
+same database, as another worker process or another node would.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +11,76 @@ import itertools
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from mailstead import passwords as passwords_module
-from mailstead.directory import Directory, DirectoryError, Quota, Resolution
+from mailstead.config import load_config
+from mailstead.directory import (
+    Directory,
+    DirectoryError,
+    Quota,
+    Resolution,
+    open_directory,
+    prepare_directory,
+)
+from mailstead.directory_db import PostgresDirectoryDB
+from mailstead.pgsql.connect import Pool, connect, open_pool, redact
+from mailstead.testing.postgres import TemporaryPostgres
 
 DOMAINS = ["example.test", "Bücher.example"]
 
+Node = Callable[[], Directory]
 
-@pytest.fixture
-def d(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Directory]:
+
+@pytest.fixture(scope="module")
+def pg_module_dsn(postgres: TemporaryPostgres) -> str:
+    """One database for this module's tests; each starts from an empty schema in it."""
+    return postgres.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def node(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Node]:
     # Cheap scrypt for speed; verification reads the cost from each hash.
     monkeypatch.setattr(passwords_module, "_SCRYPT_LN", 4)
-    with Directory(tmp_path / "directory.sqlite3", DOMAINS) as directory:
-        yield directory
+    opened: list[Directory] = []
+    pools: list[Pool] = []
+    if request.param == "sqlite":
+
+        def open_node() -> Directory:
+            opened.append(Directory(tmp_path / "directory.sqlite3", DOMAINS))
+            return opened[-1]
+
+    else:
+        dsn: str = request.getfixturevalue("pg_module_dsn")
+        with connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA public CASCADE")
+            conn.execute("CREATE SCHEMA public")
+
+        def open_node() -> Directory:
+            pools.append(open_pool(dsn, max_size=4))  # a node: a process with its own pool
+            opened.append(Directory(PostgresDirectoryDB(pools[-1], name="test"), DOMAINS))
+            return opened[-1]
+
+    yield open_node
+    for directory in opened:
+        directory.close()
+    for pool in pools:
+        pool.close()
+
+
+@pytest.fixture
+def d(node: Node) -> Directory:
+    return node()
+
+
+def stored_passwords(d: Directory) -> list[str]:
+    with d._db.read() as db:
+        return [p for (p,) in db.execute("SELECT password FROM users ORDER BY address")]
 
 
 def only(*mailboxes: str, remote: tuple[str, ...] = ()) -> Resolution:
@@ -176,7 +234,7 @@ def test_set_password(d: Directory) -> None:
 def test_stored_hash_is_self_describing_scrypt_without_the_password(tmp_path: Path) -> None:
     with Directory(tmp_path / "dir.sqlite3", DOMAINS) as d:  # real cost parameters
         d.add_user("alice@example.test", "hunter2-secret")
-        (stored,) = d._db.execute("SELECT password FROM users").fetchone()
+        (stored,) = stored_passwords(d)
     assert re.fullmatch(r"\$scrypt\$ln=14,r=8,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}", stored)
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     assert b"hunter2-secret" not in raw
@@ -185,7 +243,7 @@ def test_stored_hash_is_self_describing_scrypt_without_the_password(tmp_path: Pa
 def test_same_password_gets_different_salts(d: Directory) -> None:
     d.add_user("alice@example.test", "pw")
     d.add_user("bob@example.test", "pw")
-    a, b = (row[0] for row in d._db.execute("SELECT password FROM users"))
+    a, b = stored_passwords(d)
     assert a != b
 
 
@@ -347,12 +405,73 @@ def test_hostile_or_foreign_recipients_resolve_to_none(
     assert sorted(tmp_path.iterdir()) == before
 
 
-def test_changes_are_seen_without_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "directory.sqlite3"
-    with Directory(path, DOMAINS) as server, Directory(path, DOMAINS) as cli:
-        assert server.resolve("alice@example.test") is None
-        cli.add_user("alice@example.test", "pw")
-        assert server.resolve("alice@example.test") == only("alice@example.test")
+def test_changes_are_seen_without_reopening(node: Node) -> None:
+    # Two workers, or two nodes of a cluster: a change on one is seen by the
+    # other at its next lookup.
+    server, cli = node(), node()
+    assert server.resolve("alice@example.test") is None
+    cli.add_user("alice@example.test", "pw")
+    assert server.resolve("alice@example.test") == only("alice@example.test")
+    assert server.authenticate("Alice@example.test", "pw") == "alice@example.test"
+    cli.add_alias("sales@example.test", ["alice@example.test", "x@remote.test"])
+    assert server.resolve("sales@example.test") == only(
+        "alice@example.test", remote=("x@remote.test",)
+    )
+    cli.set_password("alice@example.test", "new")
+    assert server.authenticate("alice@example.test", "pw") is None
+    cli.set_quota("alice@example.test", Quota(messages=3))
+    assert server.quota("alice@example.test") == Quota(messages=3)
+    cli.delete_user("alice@example.test")
+    assert server.authenticate("alice@example.test", "new") is None
+
+
+def race(*jobs: Callable[[], object]) -> list[str]:
+    """Run ``jobs`` at once, one thread each: "ok" or the DirectoryError's text, in order."""
+    barrier = threading.Barrier(len(jobs))
+    outcomes = [""] * len(jobs)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            jobs[i]()
+            outcomes[i] = "ok"
+        except DirectoryError as exc:
+            outcomes[i] = str(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes
+
+
+def test_two_nodes_adding_the_same_user_at_once_one_wins(node: Node) -> None:
+    one, two = node(), node()
+    for n in range(5):
+        address = f"user{n}@example.test"
+        outcomes = race(
+            lambda a=address: one.add_user(a, "from one"),  # type: ignore[misc]
+            lambda a=address: two.add_user(a, "from two"),  # type: ignore[misc]
+        )
+        assert sorted(outcomes) == ["ok", f"user {address} already exists"]
+        winner = "from one" if outcomes[0] == "ok" else "from two"
+        assert two.authenticate(address, winner) == one.authenticate(address, winner) == address
+    assert one.users() == two.users() == [f"user{n}@example.test" for n in range(5)]
+
+
+def test_a_user_and_an_alias_of_one_address_at_once_one_wins(node: Node) -> None:
+    one, two = node(), node()
+    outcomes = race(
+        lambda: one.add_user("sales@example.test", "pw"),
+        lambda: two.add_alias("sales@example.test", ["x@remote.test"]),
+    )
+    if outcomes[0] == "ok":
+        assert outcomes[1] == "sales@example.test is a user; an alias would never be used"
+        assert two.aliases() == []
+    else:
+        assert outcomes == ["sales@example.test is an alias; delete it first", "ok"]
+        assert one.users() == []
 
 
 def test_concurrent_resolves_from_threads(d: Directory) -> None:
@@ -376,11 +495,23 @@ def test_concurrent_resolves_from_threads(d: Directory) -> None:
 
 def test_schema_version_is_recorded_and_newer_refused(tmp_path: Path) -> None:
     path = tmp_path / "directory.sqlite3"
-    with Directory(path, DOMAINS) as d:
-        assert d._db.execute("PRAGMA user_version").fetchone() == (2,)
-        d._db.execute("PRAGMA user_version = 99")
+    with Directory(path, DOMAINS) as d, d._db.write() as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+        db.execute("PRAGMA user_version = 99")
     with pytest.raises(DirectoryError, match="schema version 99"):
         Directory(path, DOMAINS)
+
+
+def test_a_newer_cluster_schema_is_refused(pg_dsn: str) -> None:
+    pool = open_pool(pg_dsn)
+    try:
+        Directory(PostgresDirectoryDB(pool, name="db"), DOMAINS).close()
+        with pool.connection() as conn:
+            conn.execute("UPDATE mailstead_schema SET version = 99 WHERE component = 'directory'")
+        with pytest.raises(DirectoryError, match="directory tables are at version 99"):
+            PostgresDirectoryDB(pool, name="db")
+    finally:
+        pool.close()
 
 
 # ----------------------------------------------------------------------------- may_send_as
@@ -438,9 +569,41 @@ def test_schema_1_gains_the_quota_table(tmp_path: Path) -> None:
     path = tmp_path / "directory.sqlite3"
     with Directory(path, DOMAINS) as d:
         d.add_user("alice@example.test", "pw")
-        d._db.execute("DROP TABLE quotas")
-        d._db.execute("PRAGMA user_version = 1")
+        with d._db.write() as db:
+            db.execute("DROP TABLE quotas")
+            db.execute("PRAGMA user_version = 1")
     with Directory(path, DOMAINS) as d:
-        assert d._db.execute("PRAGMA user_version").fetchone() == (2,)
+        with d._db.read() as db:
+            assert db.execute("PRAGMA user_version").fetchone() == (2,)
         d.set_quota("alice@example.test", Quota(storage=10))
         assert d.quota("alice@example.test") == Quota(storage=10)
+
+
+# ----------------------------------------------------------------------------- opening
+
+
+def config_file(tmp_path: Path, storage: str) -> Path:
+    path = tmp_path / "mailstead.toml"
+    path.write_text(f'domains = ["example.test"]\ndata_dir = "var"\n{storage}', "utf-8")
+    return path
+
+
+def test_open_directory_keeps_sqlite_under_data_dir(tmp_path: Path) -> None:
+    config = load_config(config_file(tmp_path, ""))
+    assert prepare_directory(config) == f"user directory {tmp_path / 'var/directory.sqlite3'}"
+    assert prepare_directory(config) is None
+    with open_directory(config) as d:
+        d.add_user("alice@example.test", "pw")
+    with Directory(tmp_path / "var/directory.sqlite3", ["example.test"]) as d:
+        assert d.users() == ["alice@example.test"]
+
+
+def test_open_directory_on_postgresql_shares_the_users(tmp_path: Path, pg_dsn: str) -> None:
+    storage = f'[storage]\nbackend = "postgresql"\ndsn = "{pg_dsn}"\n'
+    config = load_config(config_file(tmp_path, storage))
+    assert prepare_directory(config) == f"user directory tables in {redact(pg_dsn)}"
+    assert prepare_directory(config) is None
+    with open_directory(config) as d:
+        d.add_user("alice@example.test", "pw")
+        assert d.resolve("alice@example.test") == only("alice@example.test")
+    assert not (tmp_path / "var/directory.sqlite3").exists()

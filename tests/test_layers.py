@@ -37,7 +37,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "mailstead.passwords",  # scrypt hashes of passwords
             "mailstead.peernet",  # the /24 or /64 a peer is counted in
             "mailstead.tlscert",  # the server certificate and its SSLContext
-            "mailstead.directory",  # domains, users, aliases (SQLite)
+            "mailstead.sqlconn",  # the query face SQLite and psycopg connections share
+            "mailstead.directory_db",  # the directory's rows: SQLite file or cluster database
+            "mailstead.directory",  # domains, users, aliases (one set of queries)
             "mailstead.pgsql.*",  # the cluster database: pools, schema versions
             "mailstead.events",  # the event model and the EventSink interface
             "mailstead.logs",  # log lines: session/peer/queue id context, logfmt and JSON

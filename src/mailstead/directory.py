@@ -11,15 +11,16 @@ Addresses are stored in the canonical form of :mod:`mailstead.addresses`, so
 A local part that becomes a directory name on disk must be harmless there and
 in a shell; :func:`mailstead.addresses.is_valid_mailbox_local_part` is the
 rule. Passwords are kept as scrypt hashes (:mod:`mailstead.passwords`).
+
+The rows live in SQLite or, with ``[storage] backend = "postgresql"``, in the
+cluster's database (:mod:`mailstead.directory_db`: one set of queries here,
+the schema and the write exclusion per engine there). The local domains are
+not rows: they come from the config file, which every node shares.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -32,9 +33,17 @@ from mailstead.addresses import (
     normalize_domain,
     split_address,
 )
+from mailstead.directory_db import (
+    DirectoryDB,
+    DirectoryError,
+    DirectorySettings,
+    PostgresDirectoryDB,
+    SQLiteDirectoryDB,
+)
 from mailstead.password_cache import PasswordCache
 from mailstead.passwords import DUMMY_HASH, hash_password, verify_password
-from mailstead.sqlite_wal import enable_wal
+from mailstead.pgsql.connect import DatabaseUnavailable, redact, shared_pool
+from mailstead.sqlconn import SQLConnection
 
 __all__ = [
     "AliasWarning",
@@ -43,20 +52,15 @@ __all__ = [
     "Quota",
     "Resolution",
     "is_valid_mailbox_local_part",
+    "open_directory",
+    "prepare_directory",
 ]
-
-# Bumped with every schema change; _migrate() upgrades older files.
-SCHEMA_VERSION = 2
 
 # Alias expansion: nesting deeper than this is ignored (Postfix stops at 1000
 # recursions, but ten levels of aliases is already a misconfiguration).
 MAX_ALIAS_DEPTH = 10
 # Targets of one alias; a mailing list belongs in a list manager, not here.
 MAX_ALIAS_TARGETS = 1000
-
-
-class DirectoryError(Exception):
-    """A directory operation that cannot be done as asked (one-line message)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,97 +94,36 @@ class AliasWarning:
     text: str
 
 
-# --------------------------------------------------------------------------- schema
-
-# WITHOUT ROWID: every lookup is by primary key, so the table is the index.
-_SCHEMA = """
-CREATE TABLE users (
-    address  TEXT PRIMARY KEY,          -- canonical local@domain
-    domain   TEXT NOT NULL,
-    password TEXT NOT NULL               -- $scrypt$… hash, never plaintext
-) WITHOUT ROWID;
-CREATE TABLE alias_targets (
-    alias    TEXT NOT NULL,             -- canonical local@domain, or @domain (catch-all)
-    position INTEGER NOT NULL,          -- keeps the targets in the order given
-    target   TEXT NOT NULL,             -- local part as given, domain normalised
-    PRIMARY KEY (alias, position)
-) WITHOUT ROWID;
-"""
-
-# Schema 2: per-user limits (RFC 9208 STORAGE in octets, MESSAGE); a user
-# without a row, or a NULL, has no limit on that resource.
-_QUOTAS = """
-CREATE TABLE IF NOT EXISTS quotas (
-    address  TEXT PRIMARY KEY,          -- canonical local@domain of a user
-    storage  INTEGER,                   -- octets
-    messages INTEGER
-) WITHOUT ROWID
-"""
-
-
 class Directory:
     """Owns the local domains, the users (with password hashes) and the aliases.
 
-    Backed by SQLite in WAL mode, so the CLI can change it while the server
-    runs; every lookup reads the database, so a change is seen at the next
-    RCPT or login (the optional :class:`PasswordCache` only spares the hash
-    computation for a password that matched the same stored hash before).
-    One connection, shared by threads under a lock; password hashing runs
-    outside the lock so that logins do not serialise.
+    Backed by a SQLite file (``db`` a path) or the cluster's PostgreSQL
+    database (``db`` a :class:`~mailstead.directory_db.PostgresDirectoryDB`;
+    see :func:`open_directory`). Every lookup reads the database, so a change
+    made by the CLI or on another node is seen at the next RCPT or login (the
+    optional :class:`PasswordCache` only spares the hash computation for a
+    password that matched the same stored hash before). Password hashing
+    runs outside any lock or transaction, so that logins do not serialise.
     """
 
     def __init__(
-        self, path: Path, domains: Sequence[str], *, password_cache: PasswordCache | None = None
+        self,
+        db: Path | DirectoryDB,
+        domains: Sequence[str],
+        *,
+        password_cache: PasswordCache | None = None,
     ) -> None:
         try:
             self._domains = frozenset(normalize_domain(d) for d in domains)
         except AddressError as exc:
             raise DirectoryError(str(exc)) from None
-        self._path = path
+        self._path = db if isinstance(db, Path) else None
         self._password_cache = password_cache
-        self._lock = threading.Lock()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Password hashes live here: create the file private before SQLite
-            # opens it (its -wal and -shm files copy this mode).
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=10.0
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise DirectoryError(f"cannot open directory {path}: {exc}") from None
-        try:
-            enable_wal(self._db)
-            self._db.execute("PRAGMA synchronous = FULL")  # an added user survives a crash
-            self._migrate()
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise DirectoryError(f"cannot open directory {path}: {exc}") from None
-        except BaseException:
-            self._db.close()
-            raise
-
-    def _migrate(self) -> None:
-        with self._write():
-            (version,) = self._db.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise DirectoryError(
-                    f"{self._path} has schema version {version}; "
-                    f"this Mailstead supports up to {SCHEMA_VERSION}"
-                )
-            if version == 0:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-            if version < 2:
-                self._db.execute(_QUOTAS)
-            if version < SCHEMA_VERSION:
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._db: DirectoryDB = SQLiteDirectoryDB(db) if isinstance(db, Path) else db
 
     def close(self) -> None:
-        """Close the database connection."""
-        with self._lock:
-            self._db.close()
+        """Close the database connection (a shared pool stays open for the others)."""
+        self._db.close()
 
     def __enter__(self) -> Directory:
         return self
@@ -194,20 +137,6 @@ class Directory:
         self.close()
 
     # ----------------------------------------------------------------------- helpers
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction under the lock, rolled back if the body raises."""
-        with self._lock:
-            # IMMEDIATE takes SQLite's write lock now, so a concurrent writer
-            # (the CLI vs. the server) waits for it instead of failing mid-way.
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     def _domain(self, domain: str) -> str | None:
         """The normalised ``domain`` if it is local, else None."""
@@ -259,12 +188,14 @@ class Directory:
             raise DirectoryError(f"alias target {target!r} has an invalid local part")
         return f"{local}@{name}"
 
-    def _user_exists(self, address: str) -> bool:
-        row = self._db.execute("SELECT 1 FROM users WHERE address = ?", (address,)).fetchone()
+    @staticmethod
+    def _user_exists(db: SQLConnection, address: str) -> bool:
+        row = db.execute("SELECT 1 FROM users WHERE address = ?", (address,)).fetchone()
         return row is not None
 
-    def _alias_targets(self, alias: str) -> list[str]:
-        rows = self._db.execute(
+    @staticmethod
+    def _alias_targets(db: SQLConnection, alias: str) -> list[str]:
+        rows = db.execute(
             "SELECT target FROM alias_targets WHERE alias = ? ORDER BY position", (alias,)
         )
         return [target for (target,) in rows]
@@ -291,10 +222,10 @@ class Directory:
         key = self._local_address(address, "user")
         self._check_password(password)
         encoded = hash_password(password)  # outside the lock: ~50 ms of CPU
-        with self._write() as db:
-            if self._user_exists(key):
+        with self._db.write() as db:
+            if self._user_exists(db, key):
                 raise DirectoryError(f"user {key} already exists")
-            if self._alias_targets(key):
+            if self._alias_targets(db, key):
                 raise DirectoryError(f"{key} is an alias; delete it first")
             db.execute(
                 "INSERT INTO users (address, domain, password) VALUES (?, ?, ?)",
@@ -307,7 +238,7 @@ class Directory:
         key = self._local_address(address, "user")
         self._check_password(password)
         encoded = hash_password(password)
-        with self._write() as db:
+        with self._db.write() as db:
             cur = db.execute("UPDATE users SET password = ? WHERE address = ?", (encoded, key))
             if cur.rowcount == 0:
                 raise DirectoryError(f"no such user {key}")
@@ -315,15 +246,15 @@ class Directory:
     def delete_user(self, address: str) -> None:
         """Remove a user (its stored mail is left on disk)."""
         key = self._local_address(address, "user")
-        with self._write() as db:
+        with self._db.write() as db:
             if db.execute("DELETE FROM users WHERE address = ?", (key,)).rowcount == 0:
                 raise DirectoryError(f"no such user {key}")
             db.execute("DELETE FROM quotas WHERE address = ?", (key,))
 
     def users(self) -> list[str]:
         """Canonical addresses of all users, sorted."""
-        with self._lock:
-            return [a for (a,) in self._db.execute("SELECT address FROM users ORDER BY address")]
+        with self._db.read() as db:
+            return [a for (a,) in db.execute("SELECT address FROM users ORDER BY address")]
 
     def authenticate(self, username: str, password: str) -> str | None:
         """The canonical address if ``username``/``password`` are right, else None.
@@ -335,10 +266,8 @@ class Directory:
         encoded, key = DUMMY_HASH, self._recipient_key(username)
         row = None
         if key is not None:
-            with self._lock:
-                row = self._db.execute(
-                    "SELECT password FROM users WHERE address = ?", (key,)
-                ).fetchone()
+            with self._db.read() as db:
+                row = db.execute("SELECT password FROM users WHERE address = ?", (key,)).fetchone()
             if row is not None:
                 encoded = row[0]
         if key is None or row is None:
@@ -361,14 +290,16 @@ class Directory:
         for value in (quota.storage, quota.messages):
             if value is not None and value < 0:
                 raise DirectoryError("a quota limit cannot be negative")
-        with self._write() as db:
-            if not self._user_exists(key):
+        with self._db.write() as db:
+            if not self._user_exists(db, key):
                 raise DirectoryError(f"no such user {key}")
             if quota.unlimited:
                 db.execute("DELETE FROM quotas WHERE address = ?", (key,))
             else:
                 db.execute(
-                    "INSERT OR REPLACE INTO quotas (address, storage, messages) VALUES (?, ?, ?)",
+                    "INSERT INTO quotas (address, storage, messages) VALUES (?, ?, ?)"
+                    " ON CONFLICT (address) DO UPDATE"
+                    " SET storage = excluded.storage, messages = excluded.messages",
                     (key, quota.storage, quota.messages),
                 )
         return key
@@ -378,8 +309,8 @@ class Directory:
 
         Read at each use (every RCPT, APPEND, COPY), like everything here.
         """
-        with self._lock:
-            row = self._db.execute(
+        with self._db.read() as db:
+            row = db.execute(
                 "SELECT storage, messages FROM quotas WHERE address = ?", (address,)
             ).fetchone()
         return Quota(*row) if row else Quota()
@@ -405,8 +336,8 @@ class Directory:
             raise DirectoryError(f"alias {alias!r}: at least one target is required")
         if len(stored) > MAX_ALIAS_TARGETS:
             raise DirectoryError(f"alias {alias!r}: more than {MAX_ALIAS_TARGETS} targets")
-        with self._write() as db:
-            if self._user_exists(key):
+        with self._db.write() as db:
+            if self._user_exists(db, key):
                 raise DirectoryError(f"{key} is a user; an alias would never be used")
             db.execute("DELETE FROM alias_targets WHERE alias = ?", (key,))
             db.executemany(
@@ -418,17 +349,15 @@ class Directory:
     def delete_alias(self, alias: str) -> None:
         """Remove ``alias`` and all its targets."""
         key = self._alias_key(alias)
-        with self._write() as db:
+        with self._db.write() as db:
             if db.execute("DELETE FROM alias_targets WHERE alias = ?", (key,)).rowcount == 0:
                 raise DirectoryError(f"no such alias {key}")
 
     def aliases(self) -> list[tuple[str, list[str]]]:
         """Every alias with its targets in order, sorted by alias."""
         out: dict[str, list[str]] = {}
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT alias, target FROM alias_targets ORDER BY alias, position"
-            )
+        with self._db.read() as db:
+            rows = db.execute("SELECT alias, target FROM alias_targets ORDER BY alias, position")
             for alias, target in rows:
                 out.setdefault(alias, []).append(target)
         return list(out.items())
@@ -456,28 +385,29 @@ class Directory:
         """
         table = dict(self.aliases())
         out: list[AliasWarning] = []
-        with self._lock:
+        with self._db.read() as db:
             for alias in sorted(table if only is None else set(only) & table.keys()):
                 for target in table[alias]:
                     key = self._target_key(target)
                     domain = key.rpartition("@")[2]
-                    if domain in self._domains and not self._user_exists(key) and key not in table:
+                    local = domain in self._domains
+                    if local and key not in table and not self._user_exists(db, key):
                         out.append(
                             AliasWarning(
                                 alias, f"target {target} reaches no one (no such user or alias)"
                             )
                         )
-                loop = self._loop(alias, table)
+                loop = self._loop(db, alias, table)
                 if loop:
                     out.append(AliasWarning(alias, "loop: " + " -> ".join(loop)))
                 mailboxes: dict[str, None] = {}
                 remote: dict[str, None] = {}
-                self._expand(table[alias], 1, {alias}, mailboxes, remote)
+                self._expand(db, table[alias], 1, {alias}, mailboxes, remote)
                 if not mailboxes and not remote:
                     out.append(AliasWarning(alias, "delivers to no one: mail to it is refused"))
         return out
 
-    def _loop(self, alias: str, table: dict[str, list[str]]) -> list[str]:
+    def _loop(self, db: SQLConnection, alias: str, table: dict[str, list[str]]) -> list[str]:
         """The shortest chain of aliases from ``alias`` back to itself, or []."""
         parents: dict[str, str] = {}
         frontier = [alias]
@@ -491,7 +421,7 @@ class Directory:
                         while chain[-1] != alias:
                             chain.append(parents[chain[-1]])
                         return [*reversed(chain), alias]
-                    if key in table and key not in parents and not self._user_exists(key):
+                    if key in table and key not in parents and not self._user_exists(db, key):
                         parents[key] = current
                         following.append(key)
             frontier = following
@@ -513,8 +443,8 @@ class Directory:
         key = self._recipient_key(address)
         if key is None:
             return None
-        with self._lock:
-            return self._route(key)
+        with self._db.read() as db:
+            return self._route(db, key)
 
     def _recipient_key(self, address: str) -> str | None:
         """Canonical ``local@domain`` if the domain is local and the local part valid."""
@@ -530,16 +460,16 @@ class Directory:
             return None
         return f"{local}@{name}"
 
-    def _route(self, key: str) -> Resolution | None:
-        """:meth:`resolve` for a canonical local address; the caller holds the lock."""
-        if self._user_exists(key):
+    def _route(self, db: SQLConnection, key: str) -> Resolution | None:
+        """:meth:`resolve` for a canonical local address, on ``db``."""
+        if self._user_exists(db, key):
             return Resolution(mailboxes=(key,), remote=())
         mailboxes: dict[str, None] = {}  # dicts keep insertion order: ordered sets
         remote: dict[str, None] = {}
         for alias in (key, "@" + key.rpartition("@")[2]):
-            targets = self._alias_targets(alias)
+            targets = self._alias_targets(db, alias)
             if targets:
-                self._expand(targets, 1, {alias}, mailboxes, remote)
+                self._expand(db, targets, 1, {alias}, mailboxes, remote)
                 break
         if not mailboxes and not remote:
             return None
@@ -547,6 +477,7 @@ class Directory:
 
     def _expand(
         self,
+        db: SQLConnection,
         targets: list[str],
         depth: int,
         seen: set[str],
@@ -559,13 +490,13 @@ class Directory:
                 remote[target] = None
                 continue
             key = f"{canonical_local_part(local)}@{domain}"
-            if self._user_exists(key):
+            if self._user_exists(db, key):
                 mailboxes[key] = None
             elif key not in seen and depth < MAX_ALIAS_DEPTH:
                 seen.add(key)  # each alias expands once: ends loops, bounds the work
-                nested = self._alias_targets(key)
+                nested = self._alias_targets(db, key)
                 if nested:
-                    self._expand(nested, depth + 1, seen, mailboxes, remote)
+                    self._expand(db, nested, depth + 1, seen, mailboxes, remote)
 
     def may_send_as(self, user: str, address: str) -> bool:
         """True if the authenticated ``user`` may use ``address`` as sender.
@@ -583,8 +514,45 @@ class Directory:
             return False
         if key == user_key:
             return True
-        with self._lock:
-            if not self._alias_targets(key):
+        with self._db.read() as db:
+            if not self._alias_targets(db, key):
                 return False  # a catch-all does not make every address the user's
-            resolution = self._route(key)
+            resolution = self._route(db, key)
         return resolution is not None and user_key in resolution.mailboxes
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def open_directory(
+    config: DirectorySettings, password_cache: PasswordCache | None = None
+) -> Directory:
+    """The directory of ``config``: ``<data_dir>/directory.sqlite3``, or with ``[storage]
+    backend = "postgresql"`` the shared database's tables (created or upgraded here)."""
+    if config.storage.backend != "postgresql":
+        path = config.db_path("directory")
+        return Directory(path, config.domains, password_cache=password_cache)
+    dsn = config.storage.dsn
+    try:
+        pool = shared_pool(dsn)
+    except DatabaseUnavailable as exc:
+        raise DirectoryError(str(exc)) from None
+    db = PostgresDirectoryDB(pool, name=redact(dsn))
+    return Directory(db, config.domains, password_cache=password_cache)
+
+
+def prepare_directory(config: DirectorySettings) -> str | None:
+    """Create the directory's storage if it is not there (``mailstead init``); what was
+    created, for the operator, or None when it existed already."""
+    if config.storage.backend != "postgresql":
+        path = config.db_path("directory")
+        if path.exists():
+            return None
+        open_directory(config).close()
+        return f"user directory {path}"
+    directory = open_directory(config)
+    directory.close()
+    db = directory._db
+    if isinstance(db, PostgresDirectoryDB) and db.steps_run:
+        return f"user directory tables in {db.name}"
+    return None
