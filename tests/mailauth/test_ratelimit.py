@@ -1,9 +1,10 @@
 """Message and recipient rates through the check hook: 450 4.7.1 when a bucket is empty, then
-accepted again as it refills; shared by every worker through the abuse database."""
+accepted again as it refills; shared by every worker, and every node of a cluster, through the
+abuse database (each test runs on SQLite and on PostgreSQL: the ``abuse`` fixture)."""
 
 from __future__ import annotations
 
-import sqlite3
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from mailstead.config import AbuseConfig, Rate
 from mailstead.config.abuse import parse_rate
 from mailstead.mailauth.abuse import RefusingChecks
-from mailstead.mailauth.abuse_db import AbuseDB
+from mailstead.mailauth.abuse_db import PostgresAbuseDB, SQLiteAbuseDB, Unavailable
 from mailstead.mailauth.ratelimit import (
     Bucket,
     ClientRates,
@@ -23,8 +24,10 @@ from mailstead.mailauth.ratelimit import (
 from mailstead.mailauth.refusals import Refusals
 from mailstead.mta.receiver import Role
 from mailstead.peernet import network_of
+from mailstead.pgsql.connect import connect
 from mailstead.testing.clock import FakeClock
 from tests.mailauth.abuse_helpers import Client, Events, receiver_with
+from tests.mailauth.conftest import AbuseBackend
 
 BOB = "bob@example.test"
 CAROL = "carol@example.test"
@@ -32,11 +35,10 @@ DAVE = "dave@example.test"
 
 
 def client_rates(
-    tmp_path: Path, clock: FakeClock, events: Events | None = None, **settings: object
+    abuse: AbuseBackend, clock: FakeClock, events: Events | None = None, **settings: object
 ) -> ClientRates:
     config = replace(AbuseConfig(), **settings)  # type: ignore[arg-type]
-    db = AbuseDB(tmp_path / "abuse.sqlite3", clock=clock.time)
-    return ClientRates(config, TokenBuckets(db), Refusals(events, "smtp"))
+    return ClientRates(config, TokenBuckets(abuse.open(clock)), Refusals(events, "smtp"))
 
 
 @pytest.mark.parametrize(
@@ -62,9 +64,10 @@ def test_bad_rates(text: str) -> None:
 
 def test_messages_per_address_refused_then_accepted_as_the_bucket_refills(
     tmp_path: Path,
+    abuse: AbuseBackend,
 ) -> None:
     clock = FakeClock()
-    rates = client_rates(tmp_path, clock, ip_messages=Rate(3, 60))
+    rates = client_rates(abuse, clock, ip_messages=Rate(3, 60))
     with receiver_with(tmp_path, [rates]) as receiver:
         client = Client(receiver, "192.0.2.7")
         # C: MAIL FROM:<a@sender.test>  (three times)  S: 250 …
@@ -82,9 +85,9 @@ def test_messages_per_address_refused_then_accepted_as_the_bucket_refills(
         assert Client(receiver, "198.51.100.1").mail("a@sender.test") == "250 2.1.0 Ok"
 
 
-def test_the_network_shares_a_bigger_bucket(tmp_path: Path) -> None:
+def test_the_network_shares_a_bigger_bucket(tmp_path: Path, abuse: AbuseBackend) -> None:
     clock = FakeClock()
-    rates = client_rates(tmp_path, clock, ip_messages=Rate(2, 60), network_share=2)
+    rates = client_rates(abuse, clock, ip_messages=Rate(2, 60), network_share=2)
     with receiver_with(tmp_path, [rates]) as receiver:
         for ip in ("192.0.2.1", "192.0.2.2"):
             client = Client(receiver, ip)
@@ -96,9 +99,9 @@ def test_the_network_shares_a_bigger_bucket(tmp_path: Path) -> None:
         assert Client(receiver, "192.0.3.1").mail("a@sender.test") == "250 2.1.0 Ok"
 
 
-def test_recipients_per_address(tmp_path: Path) -> None:
+def test_recipients_per_address(tmp_path: Path, abuse: AbuseBackend) -> None:
     clock = FakeClock()
-    rates = client_rates(tmp_path, clock, ip_recipients=Rate(2, 60))
+    rates = client_rates(abuse, clock, ip_recipients=Rate(2, 60))
     with receiver_with(tmp_path, [rates]) as receiver:
         client = Client(receiver, "192.0.2.7")
         assert client.mail("a@sender.test") == "250 2.1.0 Ok"
@@ -115,9 +118,11 @@ def test_recipients_per_address(tmp_path: Path) -> None:
         assert client.rcpt(DAVE) == "250 2.1.5 Ok"
 
 
-def test_a_refused_message_takes_no_token_from_the_other_buckets(tmp_path: Path) -> None:
+def test_a_refused_message_takes_no_token_from_the_other_buckets(
+    tmp_path: Path, abuse: AbuseBackend
+) -> None:
     clock = FakeClock()
-    rates = client_rates(tmp_path, clock, ip_messages=Rate(1, 60), network_share=2)
+    rates = client_rates(abuse, clock, ip_messages=Rate(1, 60), network_share=2)
     with receiver_with(tmp_path, [rates]) as receiver:
         first = Client(receiver, "192.0.2.1")
         assert first.mail("a@sender.test") == "250 2.1.0 Ok"
@@ -127,11 +132,12 @@ def test_a_refused_message_takes_no_token_from_the_other_buckets(tmp_path: Path)
         assert Client(receiver, "192.0.2.2").mail("a@sender.test") == "250 2.1.0 Ok"
 
 
-def test_every_worker_draws_from_the_same_buckets(tmp_path: Path) -> None:
-    # Two AbuseDB objects: two connections to one file, as two worker processes have.
+def test_every_worker_draws_from_the_same_buckets(tmp_path: Path, abuse: AbuseBackend) -> None:
+    # Two AbuseDB objects: two connections to one database, as two worker
+    # processes, or two nodes, have.
     clock = FakeClock()
-    one = client_rates(tmp_path, clock, ip_messages=Rate(4, 60))
-    two = client_rates(tmp_path, clock, ip_messages=Rate(4, 60))
+    one = client_rates(abuse, clock, ip_messages=Rate(4, 60))
+    two = client_rates(abuse, clock, ip_messages=Rate(4, 60))
     with receiver_with(tmp_path / "a", [one]) as a, receiver_with(tmp_path / "b", [two]) as b:
         replies = [Client(r, "192.0.2.7").mail("x@sender.test") for r in (a, b, a, b, a, b)]
     assert (
@@ -140,7 +146,7 @@ def test_every_worker_draws_from_the_same_buckets(tmp_path: Path) -> None:
     )
 
 
-def test_submission_rates_per_user_and_per_domain(tmp_path: Path) -> None:
+def test_submission_rates_per_user_and_per_domain(tmp_path: Path, abuse: AbuseBackend) -> None:
     clock = FakeClock()
     config = replace(
         AbuseConfig(),
@@ -148,8 +154,7 @@ def test_submission_rates_per_user_and_per_domain(tmp_path: Path) -> None:
         domain_messages=Rate(3, 3600),
         user_recipients=Rate(3, 3600),
     )
-    db = AbuseDB(tmp_path / "abuse.sqlite3", clock=clock.time)
-    rates = SenderRates(config, TokenBuckets(db), Refusals(None, "submission"))
+    rates = SenderRates(config, TokenBuckets(abuse.open(clock)), Refusals(None, "submission"))
     hook = RefusingChecks("mx.example.test", [rates])
     with receiver_with(tmp_path, hook, role=Role.MSA) as receiver:
         bob = Client(receiver, "127.0.0.1", user=BOB)
@@ -178,10 +183,10 @@ def test_submission_rates_per_user_and_per_domain(tmp_path: Path) -> None:
         assert carol.data() == "250 2.0.0 Ok: "
 
 
-def test_each_refusal_is_an_event_with_its_reason(tmp_path: Path) -> None:
+def test_each_refusal_is_an_event_with_its_reason(tmp_path: Path, abuse: AbuseBackend) -> None:
     clock = FakeClock()
     events = Events()
-    rates = client_rates(tmp_path, clock, events, ip_messages=Rate(1, 60), ip_recipients=None)
+    rates = client_rates(abuse, clock, events, ip_messages=Rate(1, 60), ip_recipients=None)
     with receiver_with(tmp_path, [rates]) as receiver:
         client = Client(receiver, "192.0.2.7")
         client.mail("a@sender.test")
@@ -203,35 +208,28 @@ def test_each_refusal_is_an_event_with_its_reason(tmp_path: Path) -> None:
     }
 
 
-def test_a_busy_database_lets_mail_through_quickly(tmp_path: Path) -> None:
+def test_a_busy_database_lets_mail_through_quickly(tmp_path: Path, abuse: AbuseBackend) -> None:
     clock = FakeClock()
-    rates = client_rates(tmp_path, clock, ip_messages=Rate(1, 60))
+    rates = client_rates(abuse, clock, ip_messages=Rate(1, 60))
     with receiver_with(tmp_path, [rates]) as receiver:
         client = Client(receiver, "192.0.2.7")
         assert client.mail("a@sender.test") == "250 2.1.0 Ok"
-        other = sqlite3.connect(tmp_path / "abuse.sqlite3", isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")  # another worker stuck inside a write
-        try:
+        with abuse.stuck_writer("ip:192.0.2.7:messages"):
             started = time.monotonic()
             assert client.mail("a@sender.test") == "250 2.1.0 Ok"
             assert time.monotonic() - started < 1.0
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         assert client.mail("a@sender.test").startswith("450")
 
 
-def test_full_buckets_are_swept_away(tmp_path: Path) -> None:
+def test_full_buckets_are_swept_away(tmp_path: Path, abuse: AbuseBackend) -> None:
     clock = FakeClock()
-    db = AbuseDB(tmp_path / "abuse.sqlite3", clock=clock.time)
-    buckets = TokenBuckets(db)
+    buckets = TokenBuckets(abuse.open(clock))
     rate = Rate(10, 60)
     for n in range(50):
         assert buckets.take([Bucket(f"ip:192.0.2.{n}:messages", rate, "", "")]) is None
     clock.advance(61)  # every bucket full again, and a sweep due
     buckets.take([Bucket("ip:198.51.100.1:messages", rate, "", "")])
-    with sqlite3.connect(tmp_path / "abuse.sqlite3") as conn:
-        assert conn.execute("SELECT key FROM rate").fetchall() == [("ip:198.51.100.1:messages",)]
+    assert abuse.rows("SELECT key FROM rate") == [("ip:198.51.100.1:messages",)]
 
 
 @pytest.mark.parametrize(
@@ -248,8 +246,9 @@ def test_networks(ip: str, network: str) -> None:
 
 
 def test_exempt_networks_are_not_counted(tmp_path: Path) -> None:
-    clock = FakeClock()
-    rates = client_rates(tmp_path, clock, ip_messages=Rate(1, 60))  # exempt: loopback
+    config = replace(AbuseConfig(), ip_messages=Rate(1, 60))  # exempt: loopback
+    db = SQLiteAbuseDB(tmp_path / "abuse.sqlite3")
+    rates = ClientRates(config, TokenBuckets(db), Refusals(None, "smtp"))
     with receiver_with(tmp_path, [rates]) as receiver:
         client = Client(receiver, "127.0.0.1")
         assert [client.mail("a@sender.test") for _ in range(3)] == ["250 2.1.0 Ok"] * 3
@@ -260,10 +259,48 @@ def test_a_database_that_cannot_be_opened_turns_the_limits_off_not_the_mail(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     (tmp_path / "abuse.sqlite3").mkdir()  # not a database at all
-    rates = client_rates(tmp_path, FakeClock(), ip_messages=Rate(1, 60))
+    config = replace(AbuseConfig(), ip_messages=Rate(1, 60))
+    db = SQLiteAbuseDB(tmp_path / "abuse.sqlite3")
+    rates = ClientRates(config, TokenBuckets(db), Refusals(None, "smtp"))
     with receiver_with(tmp_path, [rates]) as receiver:
         client = Client(receiver, "192.0.2.7")
         assert [client.mail("a@sender.test") for _ in range(3)] == ["250 2.1.0 Ok"] * 3
     warnings = [r.getMessage() for r in caplog.records if "not checked" in r.getMessage()]
     assert len(warnings) == 1  # once a minute, not once a command
     assert warnings[0].startswith("rate limits not checked: abuse database unavailable")
+
+
+def test_two_nodes_at_once_let_exactly_the_limit_through(abuse: AbuseBackend) -> None:
+    # Two nodes (two AbuseDB objects), four threads each, all after one
+    # bucket of 4 at the same moment: 4 tokens taken, no more, no fewer.
+    clock = FakeClock()
+    nodes = [TokenBuckets(abuse.open(clock)) for _ in range(2)]
+    bucket = Bucket("ip:192.0.2.7:messages", Rate(4, 3600), "", "")
+    barrier = threading.Barrier(8)
+    taken: list[bool] = []
+
+    def send(buckets: TokenBuckets) -> None:
+        barrier.wait()
+        for _ in range(3):
+            while True:
+                try:
+                    taken.append(buckets.take([bucket]) is None)
+                    break
+                except Unavailable:  # the other writers held it too long: try again
+                    continue
+
+    threads = [threading.Thread(target=send, args=(nodes[i % 2],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (taken.count(True), taken.count(False)) == (4, 20)
+
+
+def test_a_newer_cluster_schema_turns_the_limits_off_not_the_mail(pg_dsn: str) -> None:
+    bucket = Bucket("ip:192.0.2.7:messages", Rate(1, 60), "", "")
+    assert TokenBuckets(PostgresAbuseDB(pg_dsn)).take([bucket]) is None  # creates the tables
+    with connect(pg_dsn) as conn:
+        conn.execute("UPDATE mailstead_schema SET version = 99 WHERE component = 'abuse'")
+    with pytest.raises(Unavailable, match="abuse tables are at version 99"):
+        TokenBuckets(PostgresAbuseDB(pg_dsn)).take([bucket])

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from mailstead.config import Config
 from mailstead.events import EventSink
-from mailstead.mailauth.abuse_db import AbuseDB
+from mailstead.mailauth.abuse_db import AbuseDB, PostgresAbuseDB, SQLiteAbuseDB
 from mailstead.mailauth.dnsbl import DNSBL
 from mailstead.mailauth.greylist import Greylist
 from mailstead.mailauth.hook import BodyOutcome, Check, Checks, Client
@@ -25,8 +25,11 @@ __all__ = ["RefusingChecks", "abuse_db", "smtp_abuse_checks", "submission_abuse_
 
 
 def abuse_db(config: Config) -> AbuseDB:
-    """The shared state of the rate limits and greylisting (opened on first use)."""
-    return AbuseDB(config.db_path("abuse"))
+    """The shared state of the rate limits and greylisting (opened on first use): a SQLite
+    file under ``data_dir``, or the cluster's database every node counts in."""
+    if config.storage.backend == "postgresql":
+        return PostgresAbuseDB(config.storage.dsn)
+    return SQLiteAbuseDB(config.db_path("abuse"))
 
 
 def smtp_abuse_checks(

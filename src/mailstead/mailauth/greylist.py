@@ -14,13 +14,14 @@ whitelisted: its mail is no longer delayed, for as long as it keeps coming
 greylisted.
 
 The state is in the shared abuse database (abuse_db.py), durable across
-restarts and shared by the workers; times are wall-clock Unix times.
+restarts and shared by the workers and the nodes of a cluster; times are
+wall-clock Unix times (the nodes' clocks are expected to agree, as NTP keeps
+them, to well under the delay).
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Sequence
 
 from mailstead.config.abuse import AbuseConfig
@@ -29,6 +30,7 @@ from mailstead.mailauth.hook import Client, Verdict
 from mailstead.mailauth.refusals import Refusals
 from mailstead.peernet import network_of
 from mailstead.proto.smtp.replies import Reply
+from mailstead.sqlconn import SQLConnection
 
 __all__ = ["Greylist"]
 
@@ -79,14 +81,15 @@ class Greylist:
 
     def _wait(self, network: str, sender: str, recipient: str) -> float | None:
         """Seconds the triplet must still wait, or None when it may pass."""
-        config = self.config
-        with self.db.write() as conn:
-            now = self.db.clock()
+        config, db = self.config, self.db
+        with db.write() as conn:
+            now = db.clock()
             if self._whitelisted(conn, network, now):
                 return None
-            triplet = f"{network}\0{sender}\0{recipient}"
+            triplet = db.triplet_separator.join((network, sender, recipient))
             row = conn.execute(
-                "SELECT first, passed, last FROM greylist WHERE triplet = ?", (triplet,)
+                f"SELECT first, passed, last FROM greylist WHERE triplet = ?{db.lock_rows}",
+                (triplet,),
             ).fetchone()
             if row is not None:
                 first, passed, last = row
@@ -110,19 +113,21 @@ class Greylist:
                     )
                     conn.execute(
                         "INSERT INTO greylist_network (network, passed, last) VALUES (?, 1, ?) "
-                        "ON CONFLICT (network) DO UPDATE SET passed = passed + 1, last = ?",
-                        (network, now, now),
+                        "ON CONFLICT (network) DO UPDATE"
+                        " SET passed = greylist_network.passed + 1, last = excluded.last",
+                        (network, now),
                     )
                     return None
             # New, or its window (or its memory) has run out: the wait starts now.
             conn.execute(
-                "INSERT OR REPLACE INTO greylist (triplet, first, passed, last) "
-                "VALUES (?, ?, NULL, ?)",
+                "INSERT INTO greylist (triplet, first, passed, last) VALUES (?, ?, NULL, ?)"
+                " ON CONFLICT (triplet) DO UPDATE"
+                " SET first = excluded.first, passed = NULL, last = excluded.last",
                 (triplet, now, now),
             )
             return float(config.greylist_delay)
 
-    def _whitelisted(self, conn: sqlite3.Connection, network: str, now: float) -> bool:
+    def _whitelisted(self, conn: SQLConnection, network: str, now: float) -> bool:
         after = self.config.greylist_whitelist_after
         if after <= 0:
             return False
@@ -135,13 +140,16 @@ class Greylist:
             conn.execute("UPDATE greylist_network SET last = ? WHERE network = ?", (now, network))
         return True
 
-    def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
+    def _sweep(self, conn: SQLConnection, now: float) -> None:
         """Forget triplets whose window or memory ran out, and networks not seen for long."""
-        config = self.config
+        config, skip_locked = self.config, self.db.skip_locked
         conn.execute(
-            "DELETE FROM greylist WHERE (passed IS NULL AND first < ?) OR last < ?",
+            "DELETE FROM greylist WHERE triplet IN (SELECT triplet FROM greylist"
+            f" WHERE (passed IS NULL AND first < ?) OR last < ?{skip_locked})",
             (now - config.greylist_window, now - config.greylist_remember),
         )
         conn.execute(
-            "DELETE FROM greylist_network WHERE last < ?", (now - config.greylist_remember,)
+            "DELETE FROM greylist_network WHERE network IN (SELECT network FROM greylist_network"
+            f" WHERE last < ?{skip_locked})",
+            (now - config.greylist_remember,),
         )

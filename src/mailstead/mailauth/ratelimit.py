@@ -16,12 +16,11 @@ one network does not multiply the rate. On ``submission`` and
 domain's.
 
 The buckets are rows of the shared abuse database (abuse_db.py), so every
-worker process draws from the same ones.
+worker process, and every node of a cluster, draws from the same ones.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ from mailstead.mailauth.hook import Client, Verdict
 from mailstead.mailauth.refusals import Refusals
 from mailstead.peernet import network_of
 from mailstead.proto.smtp.replies import Reply
+from mailstead.sqlconn import SQLConnection
 
 __all__ = ["Bucket", "ClientRates", "SenderRates", "TokenBuckets"]
 
@@ -52,21 +52,33 @@ class TokenBuckets:
 
     def __init__(self, db: AbuseDB) -> None:
         self.db = db
-        db.on_sweep(_sweep)
+        db.on_sweep(lambda conn, now: _sweep(db, conn, now))
 
     def take(self, buckets: Sequence[Bucket]) -> Bucket | None:
         """One token from each of ``buckets``; the first that had none (and nothing taken).
 
         Raises :class:`Unavailable` when the database stays locked or is broken.
         """
-        with self.db.write() as conn:
-            now = self.db.clock()
-            marks = ",".join("?" * len(buckets))
+        db = self.db
+        keys = sorted({b.key: b for b in buckets}.items())
+        with db.write() as conn:
+            now = db.clock()
+            if db.lock_rows:
+                # Where writers run side by side, a bucket nobody has a row for
+                # gets one (full) first, so the SELECT below can lock it; rows
+                # are taken in key order, the same on every node.
+                conn.executemany(
+                    "INSERT INTO rate (key, tokens, updated, full_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (key) DO NOTHING",
+                    [(key, b.rate.count, now, now) for key, b in keys],
+                )
+            marks = ",".join("?" * len(keys))
             stored = {
                 key: (tokens, updated)
                 for key, tokens, updated in conn.execute(
-                    f"SELECT key, tokens, updated FROM rate WHERE key IN ({marks})",
-                    [b.key for b in buckets],
+                    f"SELECT key, tokens, updated FROM rate WHERE key IN ({marks})"
+                    f" ORDER BY key{db.lock_rows}",
+                    [key for key, _ in keys],
                 )
             }
             left: list[float] = []
@@ -79,7 +91,9 @@ class TokenBuckets:
                     return bucket
                 left.append(tokens - 1)
             conn.executemany(
-                "INSERT OR REPLACE INTO rate (key, tokens, updated, full_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO rate (key, tokens, updated, full_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens,"
+                " updated = excluded.updated, full_at = excluded.full_at",
                 [
                     (
                         b.key,
@@ -93,9 +107,12 @@ class TokenBuckets:
         return None
 
 
-def _sweep(conn: sqlite3.Connection, now: float) -> None:
+def _sweep(db: AbuseDB, conn: SQLConnection, now: float) -> None:
     """Rows of full buckets are the same as no row: drop them."""
-    conn.execute("DELETE FROM rate WHERE full_at < ?", (now,))
+    conn.execute(
+        f"DELETE FROM rate WHERE key IN (SELECT key FROM rate WHERE full_at < ?{db.skip_locked})",
+        (now,),
+    )
 
 
 class _Rates:
