@@ -151,3 +151,16 @@ def test_a_forked_child_opens_its_own_pool_and_leaves_the_parents_alone(pg_dsn: 
     assert os.waitstatus_to_exitcode(status) == 0
     with parent.connection() as conn:  # the parent's connections survived the child
         assert conn.execute("SELECT 3").fetchone() == (3,)
+
+
+def test_a_full_pool_answers_a_short_wait_with_unavailable(pg_dsn: str) -> None:
+    pool = open_pool(pg_dsn, max_size=1)
+    try:
+        with (
+            pool.connection(),
+            pytest.raises(DatabaseUnavailable, match="no free connection"),
+            pool.connection(timeout=0.1),
+        ):
+            pass
+    finally:
+        pool.close()

@@ -100,10 +100,16 @@ class Pool:
             raise DatabaseUnavailable(f"cannot reach the database {redact(self._dsn)}") from None
 
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
-        """A connection for one unit of work: committed at the end, rolled back on error."""
+    def connection(
+        self, timeout: float | None = None
+    ) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+        """A connection for one unit of work: committed at the end, rolled back on error.
+
+        ``timeout``: seconds to wait for a free one (default :data:`POOL_WAIT`);
+        work on an event loop asks for a short wait and copes without.
+        """
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(timeout=timeout) as conn:
                 yield conn
         except PoolTimeout:
             raise DatabaseUnavailable(f"no free connection to {redact(self._dsn)}") from None
