@@ -239,7 +239,7 @@ class PostgresAbuseDB(AbuseDB):
         if time.monotonic() < self._down_until:
             raise Unavailable("the database was unreachable a moment ago")
         try:
-            with shared_pool(self.dsn).connection() as raw:
+            with shared_pool(self.dsn).connection(timeout=_BUSY_TIMEOUT) as raw:
                 if not self._migrated:
                     migrate(raw, "abuse", _POSTGRES_MIGRATIONS)
                     self._migrated = True
