@@ -33,6 +33,7 @@ TARGETS = (
     "mime_header",
     "decoders",
     "message_summary",
+    "proxy_header",
 )
 # -timeout: a unit slower than this is a hang. The known exponential regexes
 # in the IMAP parser are filtered out in imap_command until their fix lands.

@@ -258,6 +258,7 @@ class Listeners:
                 per_network=counts.connections_per_network,
                 stress_fraction=counts.stress_threshold / 100,
                 workers=workers,
+                proxy_from=config.listen.proxy_protocol,
             )
             for listener in sockets
             if listener != METRICS

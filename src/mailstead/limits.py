@@ -41,6 +41,24 @@ class ConnectionPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyProtocolLimits:
+    """What a connection from a listed load balancer may take before its PROXY header
+    is read ([listen] proxy_protocol; the format is proto/proxy.py). The
+    connection holds no slot of the gate yet (it is counted by the client's
+    address, which the header gives), so these bounds are all that holds it."""
+
+    # Seconds from connect until the whole header has arrived. HAProxy sends
+    # it at once with the connection; the specification (proxy-protocol.txt
+    # §2) suggests "at least 3 seconds to cover a TCP retransmit".
+    header_timeout: float = 5.0
+    # Octets after the 16-octet fixed part of a v2 header: the addresses
+    # (at most 216, for UNIX sockets) and the TLVs HAProxy may add (ALPN,
+    # SNI, a unique ID of up to 128, SSL details). The length field could
+    # announce 65535.
+    max_v2_payload: int = 2048
+
+
+@dataclass(frozen=True, slots=True)
 class SMTPLimits:
     """Limits of one SMTP server session (MTA and MSA roles alike)."""
 
