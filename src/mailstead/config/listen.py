@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mailstead.config.http_client import IPNetwork
 from mailstead.config.reader import Reader
 from mailstead.config.values import HostPort, parse_hostport
 
@@ -32,6 +34,13 @@ class ListenConfig:
     #: Prometheus metrics over plain HTTP (``GET /metrics``); off by default:
     #: the answer has no authentication, so bind it where only the scraper reaches.
     metrics: tuple[HostPort, ...] = ()
+    #: Load balancers (HAProxy ``send-proxy``/``send-proxy-v2``): a connection
+    #: from these networks, on any mail listener, must begin with a PROXY
+    #: header (v1 or v2), whose client address then counts for everything
+    #: (logs, Received, limits, SPF, events); one without a valid header is
+    #: closed. Connections from elsewhere are served as they are, and a PROXY
+    #: header from them is just bad input. Empty: no header is read.
+    proxy_protocol: tuple[IPNetwork, ...] = ()
 
 
 _KEYS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "metrics")
@@ -39,8 +48,16 @@ _KEYS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", 
 
 def load_listen(r: Reader, data: Mapping[str, object]) -> ListenConfig:
     """The ``[listen]`` table of ``data``; a protocol not named keeps its default."""
-    t = r.table(data, "listen", "", _KEYS)
+    t = r.table(data, "listen", "", (*_KEYS, "proxy_protocol"))
     defaults = ListenConfig()
+    # strict: "10.0.0.1/8" is refused (host bits set), so a typo in the
+    # prefix does not trust a network nobody meant.
+    proxy_networks = r.each(
+        t.get("proxy_protocol", []),
+        "listen.proxy_protocol",
+        ipaddress.ip_network,
+        'a network like "10.0.0.0/8"',
+    )
     return ListenConfig(
         **{
             name: (
@@ -49,5 +66,6 @@ def load_listen(r: Reader, data: Mapping[str, object]) -> ListenConfig:
                 else getattr(defaults, name)
             )
             for name in _KEYS
-        }
+        },
+        proxy_protocol=tuple(proxy_networks),
     )

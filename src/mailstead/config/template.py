@@ -25,6 +25,7 @@ imaps = ["127.0.0.1:2993"]
 pop3  = ["127.0.0.1:2110"]
 pop3s = ["127.0.0.1:2995"]
 # metrics = ["127.0.0.1:9925"]      # Prometheus GET /metrics (docs/metrics.md); off by default
+# proxy_protocol = ["10.0.0.0/8"]   # balancers sending a PROXY header (docs/config.md); off
 """
 
 # A checkout's server listens on loopback only, and `make run` must work for
@@ -48,6 +49,7 @@ imaps = ["0.0.0.0:993"]
 pop3  = ["0.0.0.0:110"]
 pop3s = ["0.0.0.0:995"]
 # metrics = ["127.0.0.1:9925"]      # Prometheus GET /metrics (docs/metrics.md); off by default
+# proxy_protocol = ["10.0.0.0/8"]   # balancers sending a PROXY header (docs/config.md); off
 """
 
 #: Where ``init --system`` keeps the data (the FHS place for a service's state).

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import ipaddress
 import multiprocessing
 import socket
+from collections.abc import Sequence
 
 from mailstead.config import HostPort
+from mailstead.limits import ProxyProtocolLimits
 from mailstead.peernet import network_of
 
 # Hash buckets for per-IP and per-network counts. Two addresses in one bucket
 # are counted together, which can only make the gate stricter, never looser.
 BUCKETS = 4096
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_PROXY_LIMITS = ProxyProtocolLimits()
 
 
 def bucket(key: str) -> int:
@@ -55,6 +61,12 @@ class ConnectionGate:
     writes only its own row (from its single event-loop thread, so without
     locks) and reads the sum. When a worker dies, the supervisor clears its
     row, so a crash never leaks slots.
+
+    Behind a load balancer every connection comes from the balancer's
+    address: the gate then counts the client's, which the connection's
+    PROXY header names. ``proxy_from`` are the networks whose connections
+    must start with one ([listen] proxy_protocol); the session reads it
+    (``proxy_limits`` bound that) before it asks to be admitted.
     """
 
     def __init__(
@@ -65,7 +77,11 @@ class ConnectionGate:
         per_network: int | None = None,
         stress_fraction: float = 0.8,
         workers: int = 1,
+        proxy_from: Sequence[IPNetwork] = (),
+        proxy_limits: ProxyProtocolLimits = DEFAULT_PROXY_LIMITS,
     ) -> None:
+        self.proxy_from = tuple(proxy_from)
+        self.proxy_limits = proxy_limits
         self.per_ip = per_ip
         self.per_network = per_network if per_network is not None else total
         self.total = total
@@ -97,6 +113,24 @@ class ConnectionGate:
     def stressed(self) -> bool:
         """More than ``stress_fraction`` of the slots are taken: deadlines shrink."""
         return self.open >= self.total * self.stress_fraction
+
+    def expects_proxy_header(self, ip: str) -> bool:
+        """Whether a connection from ``ip`` must begin with a PROXY header.
+
+        Required from the listed networks and never accepted from others
+        (proxy-protocol.txt §5: "accepting the header only from a number of
+        known sources should be safe"), so nobody else can choose the
+        address they are counted, logged and checked under.
+        """
+        if not self.proxy_from:
+            return False
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:  # "unknown", or a scoped IPv6 address
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.proxy_from)
 
     def admit(self, ip: str) -> Admission:
         ip_cell, net_cell = cells(ip)

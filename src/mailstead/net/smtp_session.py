@@ -9,7 +9,6 @@ only I/O can know: timeouts, TLS upgrades, flow control, slow AUTH failures.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import ssl
@@ -114,8 +113,7 @@ class SMTPSession(StreamSession):
     def reading_lines(self) -> bool:
         return not self.conn.in_data
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+    def peer_known(self) -> None:
         self.peer = Peer(ip=self.ip, tls=self.service.settings.secure)
 
     def feed(self, data: bytes) -> None:

@@ -12,6 +12,12 @@ TLS is done here too, after admission, so a handshake holds a counted slot
 and has a deadline like everything else. The subclass runs the protocol in
 :meth:`serve`.
 
+Behind a load balancer ([listen] proxy_protocol), a connection from a
+listed network is admitted only after its PROXY header (proto/proxy.py,
+read by net/proxy_header.py) has named the client, before TLS and before
+any protocol byte: from then on ``ip`` is the client's, for the gate, the
+penalty, the logs and the subclass (:meth:`peer_known`).
+
 Deadlines (limits.ConnectionPolicy): the idle timeout restarts with each
 read, the others do not: a command line must end within ``line_timeout``
 of its first byte, a login must succeed within ``login_timeout`` of the
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
@@ -37,7 +44,9 @@ from mailstead.net import watchdog
 from mailstead.net.auth_penalty import BLOCKED, AuthPenalty
 from mailstead.net.flow import FlowProtocol
 from mailstead.net.listener import Admission, ConnectionGate
+from mailstead.net.proxy_header import ProxyHeaderReader
 from mailstead.peertext import log_text
+from mailstead.proto.proxy import ProxyHeader, ProxyHeaderError
 
 log = logging.getLogger("mailstead.net")
 
@@ -382,6 +391,30 @@ class StreamSession(FlowProtocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else "unknown"
+        if self._gate is not None and self._gate.expects_proxy_header(self.ip):
+            # A load balancer's connection: nothing is read for the protocol
+            # (or TLS) until its PROXY header says whose it is.
+            transport.pause_reading()
+            self._sessions.add(self)  # so that shutdown() reaches it
+            self._task = self.loop.create_task(self._run_proxied(self.ip))
+            return
+        if not self._enter():
+            return
+        if self._implicit_tls is not None:
+            # The ClientHello is for the TLS layer start_tls() puts in between,
+            # not for the protocol: read nothing until it is there.
+            transport.pause_reading()
+        self._task = self.loop.create_task(self._run())
+
+    def peer_known(self) -> None:
+        """``self.ip`` is the client's address for good (after any PROXY header),
+        and the gate admitted it: a subclass may record it."""
+
+    def _enter(self) -> bool:
+        """Admit ``self.ip`` at the gate (making room if the listener is full); False:
+        refused, told so and closed."""
+        transport = self.transport
+        assert transport is not None
         if self._gate is not None:
             admission = self._gate.admit(self.ip)
             # Another worker may take the slot just freed: a few tries.
@@ -393,15 +426,78 @@ class StreamSession(FlowProtocol):
                 if self._implicit_tls is None:  # no words before a TLS handshake
                     transport.write(self.refusal.format(reason=admission.value).encode())
                 transport.close()
-                return
+                self._sessions.discard(self)
+                return False
         self._admitted = True
         self._sessions.add(self)
         metrics.session_started(self.listener)
-        if self._implicit_tls is not None:
-            # The ClientHello is for the TLS layer start_tls() puts in between,
-            # not for the protocol: read nothing until it is there.
-            transport.pause_reading()
-        self._task = self.loop.create_task(self._run())
+        self.peer_known()
+        return True
+
+    async def _run_proxied(self, balancer: str) -> None:
+        """Read the PROXY header, then go on as any session, as the client it names."""
+        logs.new_session(balancer, self.protocol_name[:1].lower())
+        try:
+            header = await self._read_proxy_header()
+            if header is None or self.lost or self.shutting_down:
+                return
+            if header.source is not None:
+                self.ip = header.source.address
+            if not self._enter():
+                return
+        finally:
+            if not self._admitted:  # refused, or a bug: nothing may stay open
+                self._sessions.discard(self)
+                if self.transport is not None:
+                    self.transport.close()
+        assert self.transport is not None
+        if self._implicit_tls is None:
+            # The octets after the header are the protocol's (with implicit
+            # TLS, the handshake's: start_tls() resumes reading itself).
+            self.transport.resume_reading()
+        await self._run(via=balancer)
+
+    async def _read_proxy_header(self) -> ProxyHeader | None:
+        """The connection's PROXY header; None (one line logged) if it is bad, late or absent.
+
+        The connection holds no slot meanwhile (the gate counts clients,
+        not the balancer), so the header's deadline is what bounds it.
+        """
+        assert self._gate is not None and self.transport is not None
+        limits = self._gate.proxy_limits
+        deadline = self.loop.time() + limits.header_timeout
+        reader: ProxyHeaderReader | None = None
+        try:
+            reader = ProxyHeaderReader(self.transport, limits.max_v2_payload)
+            while True:
+                header = reader.step()
+                if header is not None:
+                    return header
+                if self.lost or self.shutting_down:
+                    return None
+                wait = deadline - self.loop.time()
+                if wait <= 0:
+                    raise ProxyHeaderError(
+                        f"no complete PROXY header within {limits.header_timeout:g} s"
+                    )
+                readable = self._readable = self.loop.create_future()
+                timer = self.loop.call_later(wait, _settle, readable)
+                reader.watch(functools.partial(_settle, readable))
+                try:
+                    await readable
+                finally:
+                    timer.cancel()
+                    reader.unwatch()
+                    self._readable = None
+        except ProxyHeaderError as exc:
+            # proxy-protocol.txt §2.1: abort "as soon as possible so that the
+            # sender gets a chance to notice the anomaly and log it".
+            fields = logs.fields(protocol=self.protocol_name.lower())
+            log.info("PROXY header refused: %s", exc.text, extra=fields)
+            return None
+        finally:
+            if reader is not None:
+                reader.close()
 
     def _make_room(self) -> bool:
         """Close this worker's oldest session of the listener that has not logged in
@@ -409,7 +505,7 @@ class StreamSession(FlowProtocol):
         idle = [
             s
             for s in self._sessions
-            if not s.authenticated and not s.evicted and s.transaction_since() is None
+            if s._admitted and not (s.authenticated or s.evicted) and s.transaction_since() is None
         ]
         if not idle:
             return False
@@ -469,11 +565,12 @@ class StreamSession(FlowProtocol):
         self._ended()
         self._release_slot()
 
-    async def _run(self) -> None:
+    async def _run(self, via: str | None = None) -> None:
         # This task's context: every line logged for the session, here or in
         # the threads it hands work to (logs.carry), names it and the peer.
         logs.new_session(self.ip, self.protocol_name[:1].lower())
-        log.info("connect", extra=logs.fields(protocol=self.protocol_name.lower()))
+        # proxy=: the load balancer whose PROXY header named the peer (None: left out).
+        log.info("connect", extra=logs.fields(protocol=self.protocol_name.lower(), proxy=via))
         try:
             if self._implicit_tls is not None:
                 context, timeout = self._implicit_tls
