@@ -16,6 +16,7 @@ import click
 
 from mailstead.config import Config, ConfigError, load_config
 from mailstead.directory import Directory, DirectoryError
+from mailstead.directory import open_directory as directory_of
 from mailstead.tlscert import CertificateError
 from mailstead.webhooks.signing import InvalidSecretError
 
@@ -116,8 +117,8 @@ def as_data_owner(config: Config) -> None:
 
 
 def open_directory(config: Config) -> Directory:
-    """The user and alias directory of ``config``."""
-    return Directory(config.db_path("directory"), config.domains)
+    """The user and alias directory of ``config`` (a SQLite file, or the cluster's database)."""
+    return directory_of(config)
 
 
 def open_queue(config: Config) -> Queue:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import click
 
-from mailstead.cli.common import Failure, config_path, one_line_errors, open_directory
+from mailstead.cli.common import Failure, config_path, one_line_errors
 from mailstead.config import Config, default_config_text, default_hostname, load_config
 from mailstead.config.template import SYSTEM_CONFIG, SYSTEM_DATA_DIR
-from mailstead.directory import Directory
+from mailstead.directory import Directory, prepare_directory
 from mailstead.system.sendmail_install import (
     BACKUP_SUFFIX,
     SENDMAIL_PATH,
@@ -121,10 +121,9 @@ def init(
             created.append(f"{label} {directory}")
     if ensure_self_signed(config.tls.cert, config.tls.key, config.hostname):
         created.append(f"self-signed TLS certificate {config.tls.cert} for {config.hostname}")
-    db = config.db_path("directory")
-    if not db.exists():
-        open_directory(config).close()
-        created.append(f"user directory {db}")
+    user_directory = prepare_directory(config)
+    if user_directory is not None:
+        created.append(user_directory)
     for item in created:
         click.echo(f"created {item}")
     if not created:
@@ -188,7 +187,11 @@ class _SystemInstall:
             if not self.dry_run:
                 ensure_self_signed(cert, key, config.hostname)
         db = self.inside(config.db_path("directory"))
-        if not db.exists():
+        if config.storage.backend == "postgresql":
+            self.say("create", "user directory tables in the database, if absent")
+            if not self.dry_run:
+                prepare_directory(config)
+        elif not db.exists():
             self.say("create", f"user directory {db}")
             if not self.dry_run:
                 Directory(db, config.domains).close()
