@@ -21,13 +21,13 @@ from mailstead.acme_client import keep_certificate, serving_files
 from mailstead.addresses import AddressError, canonical_address
 from mailstead.clock import SystemClock
 from mailstead.config import Config, HostPort
-from mailstead.directory import Directory
+from mailstead.directory import Directory, open_directory
 from mailstead.dns import DNSResolver
 from mailstead.limits import IMAPLimits, POP3Limits, SMTPLimits, WebhookLimits
 from mailstead.mailauth.dkim import DKIMKeys, DKIMSigner
 from mailstead.mailauth.setup import receiver_checks, submission_checks
 from mailstead.mta.outbound import Outbound
-from mailstead.mta.queue import Queue
+from mailstead.mta.queue import Queue, open_queue
 from mailstead.mta.receiver import Receiver, Role
 from mailstead.net.auth_penalty import AuthPenalty
 from mailstead.net.imap_session import IMAPService
@@ -49,7 +49,7 @@ from mailstead.tlscert import CertificateError, server_context
 from mailstead.webhooks.dispatcher import Dispatcher
 from mailstead.webhooks.endpoints import ConfiguredEndpoint
 from mailstead.webhooks.http import WebhookClient
-from mailstead.webhooks.outbox import Outbox
+from mailstead.webhooks.outbox import Outbox, connect_outbox
 from mailstead.webhooks.ssrf import AddressGuard
 
 log = logging.getLogger("mailstead")
@@ -112,11 +112,7 @@ class RunningServer:
                 failed.append(f"certificate kept: {exc}")
         if config.domains != self.config.domains:
             metrics.set_local_domains(config.domains)
-            directory = Directory(
-                config.db_path("directory"),
-                config.domains,
-                password_cache=PasswordCache(config.auth.password_cache_ttl),
-            )
+            directory = open_directory(config, PasswordCache(config.auth.password_cache_ttl))
             self._retired.append(self.directory)
             self.directory = directory
             for service in self.services:
@@ -334,15 +330,11 @@ async def start(
     if listeners is None:
         # One process (tests): it counts in its own memory, which it serves.
         listeners = Listeners.bind(config, limits, shared_metrics=False)
-    directory = Directory(
-        config.db_path("directory"),
-        config.domains,
-        password_cache=PasswordCache(config.auth.password_cache_ttl),
-    )
+    directory = open_directory(config, PasswordCache(config.auth.password_cache_ttl))
     # The webhook outbox shares the queue's database, so the queue's events
     # commit with the queue changes they report.
     outbox = open_outbox(config)
-    queue = Queue(config.data_dir, events=outbox)
+    queue = open_queue(config, events=outbox)
     store = open_store(config.storage.format, config.mail_root)
     executor = ThreadPoolExecutor(_DELIVERY_THREADS, thread_name_prefix="deliver")
     running = RunningServer(config, directory, queue, executor, outbox=outbox)
@@ -510,7 +502,7 @@ async def _serve_metrics(running: RunningServer, sockets: list[socket.socket], w
 
 def open_outbox(config: Config) -> Outbox:
     """The webhook outbox, its config endpoints made to match ``[[webhooks]]``."""
-    outbox = Outbox(config.data_dir / "queue.sqlite3")
+    outbox = connect_outbox(config)
     try:
         outbox.endpoints.sync_config(
             [

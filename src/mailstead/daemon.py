@@ -59,7 +59,7 @@ from mailstead.system import sdnotify
 from mailstead.system.lock import ServeLock
 from mailstead.system.privileges import account, become, give_data_dir
 from mailstead.tlscert import CertificateError, server_context
-from mailstead.webhooks.outbox import Outbox
+from mailstead.webhooks.outbox import connect_outbox
 from mailstead.webhooks.signing import InvalidSecretError
 from mailstead.webhooks.wakeup import WakeChannel
 
@@ -209,7 +209,7 @@ async def dispatch_webhooks_until_signalled(
     loop = asyncio.get_running_loop()
     watchdog.install(pulse)
     pulse.start(loop)
-    outbox = Outbox(config.data_dir / "queue.sqlite3")
+    outbox = connect_outbox(config)
     # The only dispatcher of this serve: a lease still set is from its
     # predecessor, killed mid-POST; those deliveries are due again now.
     await loop.run_in_executor(None, outbox.release_leases)

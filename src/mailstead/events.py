@@ -18,7 +18,6 @@ from __future__ import annotations
 import fnmatch
 import re
 import secrets
-import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,6 +26,7 @@ from typing import Protocol
 
 from mailstead.addresses import AddressError, split_address
 from mailstead.durable import Staged
+from mailstead.sqlconn import SQLConnection
 
 __all__ = [
     "EVENT_TYPES",
@@ -169,8 +169,9 @@ class EventSink(Protocol):
         """
         ...
 
-    def emit_in(self, conn: sqlite3.Connection, events: Sequence[Event]) -> bool:
-        """Store ``events`` inside the caller's open transaction on the queue database.
+    def emit_in(self, conn: SQLConnection, events: Sequence[Event]) -> bool:
+        """Store ``events`` inside the caller's open transaction on the queue database
+        (SQLite's, or PostgreSQL's through ``pgsql.compat.Connection``).
 
         The queue uses this so an event commits with the state change it
         reports (message.queued, message.delivered, …): a crash may repeat

@@ -235,3 +235,15 @@ class TemplateLimits:
     output_bytes: int = 5 * 1024 * 1024
     # The local images one message carries as cid: parts, all together.
     image_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """How long a node holds the queued messages it delivers, when nodes share
+    one queue (``[storage] backend = "postgresql"``; mta/queue.py)."""
+
+    # Seconds a claim on a queued message lasts. The outbound engine renews
+    # its claims at every look at the queue (at least every 2 s) while it
+    # delivers; a node that died loses them after this, and another node
+    # retries those messages (issue 25: at most 60 s).
+    lease: float = 60.0

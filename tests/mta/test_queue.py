@@ -1,4 +1,9 @@
-"""The durable queue: the file is on disk before its row, and rows never lack files."""
+"""The durable queue: the content is durable before its row, and rows never lack content.
+
+The contract runs on both engines (``databases``: SQLite with message files,
+PostgreSQL with content rows); what only the files have (fsync order,
+orphans, SQLite's schema steps) runs on SQLite alone (``sqlite_queue``).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,19 @@ import sqlite3
 import stat
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from mailstead.durable import Buffer
 from mailstead.mta.envelope import Attempt, QueuedRecipient, new_queue_id
 from mailstead.mta.queue import Queue
+from mailstead.mta.queue_bodies import MessageFiles
+from tests.mta.queue_backends import Databases, databases
+
+__all__ = ["databases"]  # the fixture, for pytest
 
 MSG: list[Buffer] = [b"From: a@example.test\r\n", b"Subject: hi\r\n\r\n", memoryview(b"body\r\n")]
 RAW = b"From: a@example.test\r\nSubject: hi\r\n\r\nbody\r\n"
@@ -26,8 +37,27 @@ RCPTS = [
 
 
 @pytest.fixture
-def queue(tmp_path: Path) -> Queue:
-    return Queue(tmp_path)
+def queue(databases: Databases) -> Queue:
+    return databases.queue()
+
+
+@pytest.fixture
+def sqlite_queue(tmp_path: Path) -> Iterator[Queue]:
+    with Queue(tmp_path) as q:
+        yield q
+
+
+def files_of(queue: Queue) -> MessageFiles:
+    """The message files of a SQLite queue, to make orphans with."""
+    assert isinstance(queue._bodies, MessageFiles)
+    return queue._bodies
+
+
+def files(queue: Queue) -> list[str]:
+    """The message files of ``queue`` (none ever, with PostgreSQL)."""
+    return [
+        f"{d.name}/{n}" for d in (queue.msg_dir, queue.tmp_dir) if d.is_dir() for n in os.listdir(d)
+    ]
 
 
 def rows_without_files(data_dir: Path) -> list[str]:
@@ -52,8 +82,6 @@ def test_enqueue_get_open(queue: Queue, tmp_path: Path) -> None:
         "E1",
         "HDRS",
     )
-    assert msg.path == tmp_path / "queue" / "msg" / qid
-    assert stat.S_IMODE(msg.path.stat().st_mode) == 0o600
     assert queue.open_message(qid) == RAW
     bob, carol = msg.recipients
     assert (bob.address, bob.notify, bob.orcpt) == (
@@ -64,7 +92,12 @@ def test_enqueue_get_open(queue: Queue, tmp_path: Path) -> None:
     assert (carol.notify, carol.orcpt) == (None, None)
     for r in msg.recipients:
         assert (r.state, r.attempts, r.next_attempt, r.last_error) == ("pending", 0, 100.5, None)
-    assert os.listdir(tmp_path / "queue" / "tmp") == []
+    if not queue.claims:  # SQLite: the content is a private file
+        assert msg.path == tmp_path / "queue" / "msg" / qid
+        assert stat.S_IMODE(msg.path.stat().st_mode) == 0o600
+        assert files(queue) == [f"msg/{qid}"]
+    else:
+        assert files(queue) == []  # nodes share no disk: the content is in the database
 
 
 def test_null_sender_and_notify_never(queue: Queue) -> None:
@@ -116,10 +149,13 @@ def test_argument_checks_write_nothing(queue: Queue) -> None:
         queue.enqueue("a@x.test", [], MSG, received_at=1.0)
     with pytest.raises(ValueError):
         queue.enqueue("a@x.test", RCPTS, MSG, ret="BODY", received_at=1.0)
-    assert os.listdir(queue.msg_dir) == [] and os.listdir(queue.tmp_dir) == []
+    assert files(queue) == []
 
 
-def test_durability_order(queue: Queue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_durability_order(
+    sqlite_queue: Queue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = sqlite_queue
     events: list[tuple[str, ...]] = []
     real_fsync, real_link = os.fsync, os.link
 
@@ -152,15 +188,17 @@ def test_durability_order(queue: Queue, tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_database_failure_removes_the_file(queue: Queue) -> None:
     bad = QueuedRecipient(None)  # type: ignore[arg-type]  # NOT NULL violation
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
         queue.enqueue("a@x.test", [bad], MSG, received_at=1.0)
-    assert os.listdir(queue.msg_dir) == [] and os.listdir(queue.tmp_dir) == []
+    assert files(queue) == []
     assert queue.list() == []
     # The connection is still usable after the rollback.
     assert queue.get(queue.enqueue("a@x.test", RCPTS, MSG, received_at=1.0)) is not None
 
 
-def test_write_failure_leaves_nothing(queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_write_failure_leaves_nothing(sqlite_queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    queue = sqlite_queue
+
     def fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
@@ -168,7 +206,7 @@ def test_write_failure_leaves_nothing(queue: Queue, monkeypatch: pytest.MonkeyPa
     with pytest.raises(OSError):
         queue.enqueue("a@x.test", RCPTS, MSG, received_at=1.0)
     monkeypatch.undo()
-    assert os.listdir(queue.msg_dir) == [] and os.listdir(queue.tmp_dir) == []
+    assert files(queue) == []
     assert queue.list() == []
 
 
@@ -176,13 +214,13 @@ def test_recover_removes_orphans_only(tmp_path: Path) -> None:
     q = Queue(tmp_path)
     kept = q.enqueue("a@x.test", RCPTS, MSG, received_at=1.0)
     # A crash between the durable file and the row commit:
-    orphan, _ = q._write_file([b"orphan\r\n"], None)
+    orphan, _ = files_of(q).write([b"orphan\r\n"], None)
     old = time.time() - 3600
     os.utime(q.msg_dir / kept, (old, old))
     os.utime(q.msg_dir / orphan, (old, old))
     (q.tmp_dir / "half-written").write_bytes(b"x")
     os.utime(q.tmp_dir / "half-written", (old, old))
-    fresh, _ = q._write_file([b"in flight elsewhere\r\n"], None)
+    fresh, _ = files_of(q).write([b"in flight elsewhere\r\n"], None)
     q.close()
 
     q = Queue(tmp_path)  # recover() runs on open
@@ -203,8 +241,8 @@ def test_recover_never_touches_rows(tmp_path: Path) -> None:
     assert q.get(qid) is not None
 
 
-def test_state_is_constrained(queue: Queue, tmp_path: Path) -> None:
-    qid = queue.enqueue("a@x.test", RCPTS, MSG, received_at=1.0)
+def test_state_is_constrained(sqlite_queue: Queue, tmp_path: Path) -> None:
+    qid = sqlite_queue.enqueue("a@x.test", RCPTS, MSG, received_at=1.0)
     conn = sqlite3.connect(tmp_path / "queue.sqlite3")
     with pytest.raises(sqlite3.IntegrityError):
         conn.execute("UPDATE recipients SET state = 'lost' WHERE message_id = ?", (qid,))
@@ -216,7 +254,10 @@ def test_state_is_constrained(queue: Queue, tmp_path: Path) -> None:
     conn.close()
 
 
-def test_concurrent_enqueue_never_exposes_a_row_without_file(queue: Queue, tmp_path: Path) -> None:
+def test_concurrent_enqueue_never_exposes_a_row_without_file(
+    sqlite_queue: Queue, tmp_path: Path
+) -> None:
+    queue = sqlite_queue
     ids: list[str] = []
     errors: list[BaseException] = []
     stop = threading.Event()
@@ -254,10 +295,10 @@ def test_concurrent_enqueue_never_exposes_a_row_without_file(queue: Queue, tmp_p
     assert len(queue.list()) == 200
 
 
-def test_reopen_keeps_everything(tmp_path: Path) -> None:
-    with Queue(tmp_path) as q:
+def test_reopen_keeps_everything(databases: Databases) -> None:
+    with databases.queue() as q:
         qid = q.enqueue("a@x.test", RCPTS, MSG, envid=None, ret="FULL", received_at=3.0)
-    with Queue(tmp_path) as q:
+    with databases.queue() as q:
         msg = q.get(qid)
         assert msg is not None and msg.ret == "FULL" and len(msg.recipients) == 2
 
@@ -329,7 +370,7 @@ def test_the_last_outcome_removes_the_message_in_the_same_commit(queue: Queue) -
     assert queue.get(qid) is not None
     assert queue.record(qid, [Attempt(carol, "failed", "550 5.1.1 no")]) is True
     assert queue.get(qid) is None
-    assert os.listdir(queue.msg_dir) == []
+    assert files(queue) == []
 
 
 def test_due_skips_busy_messages_without_losing_the_limit(queue: Queue) -> None:

@@ -12,15 +12,18 @@ import pytest
 from mailstead.mta.envelope import Attempt, QueuedRecipient
 from mailstead.mta.queue import Queue
 from mailstead.mta.queue_select import Selection, SelectionError, message_state, parse_duration
+from tests.mta.queue_backends import Databases, databases
 from tests.mta.test_outbound import World, in_loop
+
+__all__ = ["databases"]  # the fixture, for pytest
 
 NOW = 1_700_000_000.0
 LATER = NOW + 3600.0
 
 
 @pytest.fixture
-def queue(tmp_path: Path) -> Iterator[Queue]:
-    with Queue(tmp_path) as q:
+def queue(databases: Databases) -> Iterator[Queue]:
+    with databases.queue() as q:
         yield q
 
 

@@ -12,7 +12,6 @@ import json
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -23,7 +22,10 @@ from mailstead.webhooks.http import WebhookClient
 from mailstead.webhooks.outbox import Outbox
 from mailstead.webhooks.receiver import WebhookRouter
 from mailstead.webhooks.ssrf import AddressGuard
+from tests.mta.queue_backends import Databases, databases
 from tests.webhooks.fakes import Clock
+
+__all__ = ["databases"]  # the fixture, for pytest: every test runs on both engines
 
 
 class Endpoint:
@@ -76,8 +78,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def outbox(tmp_path: Path, clock: Clock) -> Iterator[Outbox]:
-    with Outbox(tmp_path / "queue.sqlite3", clock=clock) as o:
+def outbox(databases: Databases, clock: Clock) -> Iterator[Outbox]:
+    with databases.outbox(clock=clock) as o:
         yield o
 
 

@@ -1,4 +1,8 @@
-"""The outbox: which endpoint gets which event, leases, outcomes, replay, secrets."""
+"""The outbox: which endpoint gets which event, leases, outcomes, replay, secrets.
+
+The contract runs on both engines (``databases``: the queue's SQLite
+database, or PostgreSQL); SQLite's own schema steps run on SQLite alone.
+"""
 
 from __future__ import annotations
 
@@ -16,14 +20,16 @@ from mailstead.events import Event, stored_at
 from mailstead.message.summary import message_summary
 from mailstead.mta import local_delivery, mail_events
 from mailstead.mta.envelope import QueuedMessage, QueuedRecipient
-from mailstead.mta.queue import Queue
 from mailstead.store import MaildirStore
 from mailstead.store.account import Account
 from mailstead.webhooks.endpoints import ConfiguredEndpoint, config_endpoint_id
 from mailstead.webhooks.outbox import Attempted, Outbox
 from mailstead.webhooks.signing import verify
 from mailstead.webhooks.staging import SETTLE
+from tests.mta.queue_backends import Databases, databases
 from tests.webhooks.fakes import Clock
+
+__all__ = ["databases"]  # the fixture, for pytest
 
 
 @pytest.fixture
@@ -32,8 +38,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def outbox(tmp_path: Path, clock: Clock) -> Iterator[Outbox]:
-    with Outbox(tmp_path / "queue.sqlite3", clock=clock) as o:
+def outbox(databases: Databases, clock: Clock) -> Iterator[Outbox]:
+    with databases.outbox(clock=clock) as o:
         yield o
 
 
@@ -71,11 +77,11 @@ def test_without_a_subscriber_nothing_is_stored(outbox: Outbox) -> None:
     assert outbox.deliveries() == []
 
 
-def test_queue_events_commit_with_the_queue_change(tmp_path: Path, outbox: Outbox) -> None:
+def test_queue_events_commit_with_the_queue_change(databases: Databases, outbox: Outbox) -> None:
     outbox.endpoints.add("https://a.test/", ["message.queued"])
     woken: list[bool] = []
     outbox.on_emitted = lambda ids: woken.append(True)
-    with Queue(tmp_path, events=outbox) as queue:
+    with databases.queue(events=outbox) as queue:
         staged = queue.stage(
             "alice@example.test",
             [QueuedRecipient("bob@remote.test")],

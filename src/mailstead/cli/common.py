@@ -123,9 +123,9 @@ def open_directory(config: Config) -> Directory:
 
 def open_queue(config: Config) -> Queue:
     """The outbound queue of ``config``."""
-    from mailstead.mta.queue import Queue
+    from mailstead.mta.queue import open_queue as open_the_queue
 
-    return Queue(config.data_dir)
+    return open_the_queue(config)
 
 
 def read_password(password_stdin: bool, address: str = "") -> str:

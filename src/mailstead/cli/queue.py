@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -89,12 +90,12 @@ def _message_json(m: QueuedMessage, now: float) -> dict[str, object]:
     }
 
 
-def _split_message(path: Path, limit: int | None) -> tuple[list[str], bytes]:
-    """The header lines of a queued message file (at most _SHOW_HEADER_LIMIT bytes)
+def _split_message(content: bytes, limit: int | None) -> tuple[list[str], bytes]:
+    """The header lines of a queued message (at most _SHOW_HEADER_LIMIT bytes)
     and, if ``limit`` is not None, up to that many bytes of its body."""
     lines: list[str] = []
     read = 0
-    with path.open("rb") as f:
+    with io.BytesIO(content) as f:
         for raw in f:
             read += len(raw)
             if raw in (b"\r\n", b"\n") or read > _SHOW_HEADER_LIMIT:
@@ -240,9 +241,11 @@ def queue_show(ctx: click.Context, queue_id: str, body: bool, as_json: bool) -> 
         if m is None:
             raise Failure(f"no queued message {printable(queue_id)[:80]!r}")
         try:
-            headers, content = _split_message(m.path, SMTPLimits().message_size if body else None)
-        except FileNotFoundError:
+            # From the queue, not m.path: with PostgreSQL the content is a row.
+            raw = q.open_message(m.id)
+        except (KeyError, FileNotFoundError):
             raise Failure(f"queued message {m.id} has left the queue") from None
+        headers, content = _split_message(raw, SMTPLimits().message_size if body else None)
     now = time.time()
     if as_json:
         shown: dict[str, object] = _message_json(m, now)

@@ -194,7 +194,7 @@ class Outbound:
         now = self.clock.time()
         by_domain: dict[str, list[_Job]] = {}
         busy = {message_id for message_id, _ in self._inflight}
-        index, count = self.shard
+        index, count = (0, 1) if self.queue.claims else self.shard  # claims share it
         for message in self.queue.due(now, BATCH, skip=busy):
             if count > 1 and int(message.id[-4:], 16) % count != index:
                 continue

@@ -1,13 +1,22 @@
 """The durable outbound queue: what "250 OK" means for remote recipients.
 
-A queued message is two things: its file ``<data_dir>/queue/msg/<id>`` (the
-message exactly as received, CRLF line endings) and its envelope rows in
-``<data_dir>/queue.sqlite3``. :meth:`Queue.stage` makes the file durable
-(write to ``tmp/``, fsync, link into ``msg/``, fsync ``msg/``) and the
-staged message's ``publish`` commits the rows only then, so a committed row
-always has its file; :meth:`Queue.enqueue` is both steps. A crash in
-between leaves a file without a row; :meth:`Queue.recover` removes those.
-:meth:`Queue.delete` goes the other way round: rows, then file.
+A queued message is its content and its envelope rows. :meth:`Queue.stage`
+makes the content durable and the staged message's ``publish`` commits the
+rows only then, so a committed row always has its content;
+:meth:`Queue.enqueue` is both steps. Where each lives depends on the
+engine (:mod:`mailstead.mta.queue_db`):
+
+* SQLite (the default, one node): the content is the file
+  ``<data_dir>/queue/msg/<id>``, written and fsynced at ``stage``; the rows
+  are in ``<data_dir>/queue.sqlite3``. A crash in between leaves a file
+  without rows; :meth:`Queue.recover` removes those
+  (:mod:`mailstead.mta.queue_bodies`).
+* PostgreSQL (several nodes, one database): the content is a bytea row
+  inserted with the envelope in the publishing transaction, whose commit
+  is the publish. Nodes share the queue: :meth:`Queue.due` *claims* what it
+  returns for a lease (``FOR UPDATE SKIP LOCKED``), so each message is
+  delivered by one node, and a dead node's claims run out for another to
+  take (:meth:`Queue.release_leases` hands them back at shutdown).
 
 The schema already carries what outbound delivery needs: per-recipient
 state, attempt count, next attempt time (indexed by ``(state,
@@ -20,75 +29,72 @@ outbound never tries it until :meth:`Queue.release`.
 from __future__ import annotations
 
 import builtins
-import contextlib
-import errno
-import logging
-import os
 import re
 import sqlite3
-import threading
-import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-from mailstead.durable import (
-    Buffer,
-    DirectorySyncer,
-    buffer_size,
-    fsync_dir,
-    make_dirs,
-    publish_all,
-    unlink_quietly,
-    write_all,
-)
+from mailstead.config import Config
+from mailstead.durable import Buffer, buffer_size, publish_all
 from mailstead.events import Event, EventSink
+from mailstead.limits import QueueLimits
 from mailstead.mta.envelope import (
     Attempt,
     QueuedMessage,
     QueuedRecipient,
-    RecipientState,
-    RecipientStatus,
-    new_queue_id,
     queued_event,
 )
-from mailstead.mta.queue_schema import open_queue_database
-from mailstead.sqlite_wal import immediate
+from mailstead.mta.queue_bodies import MessageBodies, MessageFiles, MessageRows
+from mailstead.mta.queue_claims import OPEN, Claims
+from mailstead.mta.queue_db import (
+    PostgresDatabase,
+    QueueDatabase,
+    SQLConnection,
+    SQLiteDatabase,
+    holder_name,
+    node_name,
+)
+from mailstead.mta.queue_rows import (
+    MESSAGE_COLUMNS,
+    RECIPIENT_COLUMNS,
+    encode_notify,
+    queued_messages,
+)
+from mailstead.mta.queue_schema import POSTGRES_MIGRATIONS, open_queue_database
+from mailstead.pgsql.connect import shared_pool
 
-log = logging.getLogger(__name__)
+__all__ = ["Queue", "StagedQueueMessage", "open_queue"]
 
 
 # 14 hex digits of microseconds since the epoch (sortable until 2540) and
 # 40 random bits: unique without coordination between processes.
 _ID_RE = re.compile(r"\A[0-9A-F]{24}\Z")
-_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-_ID_ATTEMPTS = 5
 # RFC 3461 §4.3: RET=FULL or RET=HDRS.
 _RET_VALUES = ("FULL", "HDRS")
 
-_MESSAGE_COLUMNS = "id, sender, received_at, size, envid, ret, path, held_at"
 
-# Row shapes as selected below; the schema's NOT NULL and CHECK constraints
-# guarantee these types.
-_MessageRow = tuple[str, str, float, int, str | None, str | None, str, float | None]
-_RecipientRow = tuple[str, str | None, str | None, RecipientState, int, float, str | None, int]
-
-
-def _encode_notify(notify: tuple[str, ...] | None) -> str | None:
-    return None if notify is None else ",".join(notify)
-
-
-def _decode_notify(notify: str | None) -> tuple[str, ...] | None:
-    if notify is None:
-        return None
-    return tuple(notify.split(",")) if notify else ()
+def open_queue(config: Config, *, events: EventSink | None = None) -> Queue:
+    """The outbound queue of ``config``: under data_dir, or the cluster's ([storage] backend)."""
+    if config.storage.backend == "postgresql":
+        database = PostgresDatabase(shared_pool(config.storage.dsn), "queue", POSTGRES_MIGRATIONS)
+        return Queue(
+            config.data_dir, events=events, database=database, node=node_name(config.data_dir)
+        )
+    return Queue(config.data_dir, events=events)
 
 
 class Queue:
-    """Owns ``<data_dir>/queue/`` (message files) and ``<data_dir>/queue.sqlite3``.
+    """Owns the queued messages: their content and their envelope rows.
 
-    Safe to share between threads: file writes run in parallel, SQLite
-    access is serialised on one connection. Several processes (the server
-    and the CLI) may open the same queue; SQLite arbitrates between them.
+    By default ``<data_dir>/queue/`` (message files) and
+    ``<data_dir>/queue.sqlite3``; given a :class:`PostgresDatabase`, the
+    cluster database's queue tables, shared with other nodes (``node``
+    names this one in the claims; ``lease`` is how long one lasts).
+
+    Safe to share between threads: file writes run in parallel, database
+    access goes through the database's transactions. Several processes (the
+    server and the CLI), and with PostgreSQL several nodes, may open the
+    same queue.
     """
 
     def __init__(
@@ -97,6 +103,9 @@ class Queue:
         *,
         orphan_grace: float = 900.0,
         events: EventSink | None = None,
+        database: QueueDatabase | None = None,
+        node: str = "local",
+        lease: float = QueueLimits().lease,
     ) -> None:
         self.data_dir = Path(data_dir)
         # message.queued and the delivery outcomes are stored with the queue
@@ -110,32 +119,31 @@ class Queue:
         # enqueue in flight in another process (file written, row not yet
         # committed), which takes seconds at worst.
         self.orphan_grace = orphan_grace
-        make_dirs(self.msg_dir, self.tmp_dir, mode=0o700)
-        self._msg_sync = DirectorySyncer(self.msg_dir)
-        self._lock = threading.Lock()
-        self._conn = self._connect()
+        #: True when due() claims what it returns (nodes share this queue), so
+        #: the engine needs no share of its own (Outbound.shard).
+        self.claims = database is not None and database.engine == "postgresql"
+        self._claims = Claims(holder_name(node), lease)
+        self._bodies: MessageBodies
+        if database is None:
+            self._bodies = MessageFiles(self.queue_dir)
+            database = SQLiteDatabase(self.db_path, "queue", open_queue_database)
+        else:
+            self._bodies = MessageRows() if self.claims else MessageFiles(self.queue_dir)
+        self._db = database
         self.recover()
 
-    def _connect(self) -> sqlite3.Connection:
-        is_new = not self.db_path.exists()
-        conn = open_queue_database(self.db_path)
-        if is_new:
-            fsync_dir(self.data_dir)  # the database file's own name
-        return conn
-
     def close(self) -> None:
-        """Close the database connection."""
-        with self._lock:
-            self._conn.close()
+        """Hand back the claims of this queue, then close the database connection."""
+        try:
+            self.release_leases()
+        finally:
+            self._db.close()
 
     def __enter__(self) -> Queue:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return immediate(self._conn, self._lock)
 
     # -- accept side ---------------------------------------------------------
 
@@ -153,7 +161,7 @@ class Queue:
         """Queue one message durably for ``recipients``; return its queue id.
 
         ``parts`` is the message as received (CRLF line endings). When this
-        returns, the file and the envelope are both on disk. A recipient
+        returns, the content and the envelope are both durable. A recipient
         given twice is queued once (the first one's DSN parameters win).
         """
         staged = self.stage(
@@ -179,10 +187,9 @@ class Queue:
         received_at: float,
         queue_id: str | None = None,
     ) -> StagedQueueMessage:
-        """Write the message file durably; its rows go in when the result is published.
+        """Make the content durable (a file) or ready (rows); the envelope goes in at publish.
 
-        Until then the file is an orphan nobody delivers (recover() removes
-        one left by a crash).
+        Until then nobody delivers it (recover() removes a file left by a crash).
         """
         if not recipients:
             raise ValueError("a queued message needs at least one recipient")
@@ -194,30 +201,33 @@ class Queue:
         if queue_id is not None and not _ID_RE.match(queue_id):
             raise ValueError(f"bad queue id {queue_id!r}")
         size = buffer_size(parts)
-        queue_id, msg_path = self._write_file(parts, queue_id)
+        queue_id, content = self._bodies.stage(parts, queue_id)
         message = (queue_id, sender, received_at, size, envid, ret, f"msg/{queue_id}")
         rows = [
-            (queue_id, r.address, _encode_notify(r.notify), r.orcpt, received_at)
+            (queue_id, r.address, encode_notify(r.notify), r.orcpt, received_at)
             for r in unique.values()
         ]
         events = []
         if self.events is not None and self.events.wants("message.queued"):
             events.append(queued_event(queue_id, sender, list(unique), size, received_at))
-        return StagedQueueMessage(self, queue_id, msg_path, message, rows, events)
+        return StagedQueueMessage(self, queue_id, content, message, rows, events)
 
     def _insert(
         self,
         message: tuple[object, ...],
+        content: bytes | None,
         rows: Sequence[tuple[object, ...]],
         events: Sequence[Event],
     ) -> None:
         stored = False
-        with self._transaction() as conn:
+        # The publish of a delivery, before its 250: one round trip on PostgreSQL.
+        with self._db.transaction(pipelined=True) as conn:
             conn.execute(
                 "INSERT INTO messages (id, sender, received_at, size, envid, ret, path)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 message,
             )
+            self._bodies.insert_in(conn, str(message[0]), content)
             conn.executemany(
                 "INSERT INTO recipients (message_id, address, notify, orcpt, state,"
                 " attempts, next_attempt) VALUES (?, ?, ?, ?, 'pending', 0, ?)",
@@ -227,99 +237,54 @@ class Queue:
         if stored:
             self._committed()
 
-    def _write_file(self, parts: Sequence[Buffer], wanted: str | None) -> tuple[str, str]:
-        """Write ``parts`` durably to ``msg/<id>``; return the id and path.
-
-        ``wanted`` is the id the caller already named the message by (in its
-        Received header); only a clash with a file of that name picks another.
-        """
-        for _ in range(_ID_ATTEMPTS):
-            queue_id, wanted = wanted or new_queue_id(), None
-            tmp_path = os.path.join(self.tmp_dir, queue_id)
-            try:
-                fd = os.open(tmp_path, _OPEN_FLAGS, 0o600)
-            except FileExistsError:
-                continue
-            break
-        else:
-            raise FileExistsError(errno.EEXIST, "no free queue id", str(self.tmp_dir))
-        msg_path = os.path.join(self.msg_dir, queue_id)
-        linked = False
-        try:
-            try:
-                write_all(fd, parts)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            # link(2), unlike rename(2), refuses to replace another message.
-            os.link(tmp_path, msg_path)
-            linked = True
-            os.unlink(tmp_path)  # tmp/ leftovers after a crash are swept by recover()
-            self._msg_sync.sync()
-        except BaseException:
-            if linked:
-                unlink_quietly(msg_path)
-            unlink_quietly(tmp_path)
-            raise
-        return queue_id, msg_path
-
     # -- inspection and removal ----------------------------------------------
 
     def list(self) -> builtins.list[QueuedMessage]:
         """Every queued message, oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages ORDER BY received_at, id"
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages ORDER BY received_at, id"
             ).fetchall()
-            rcpts = self._conn.execute(
-                "SELECT message_id, address, notify, orcpt, state, attempts,"
-                " next_attempt, last_error, delay_warned FROM recipients"
-                " ORDER BY message_id, address"
+            rcpts = conn.execute(
+                f"SELECT {RECIPIENT_COLUMNS} FROM recipients ORDER BY message_id, address"
             ).fetchall()
-        by_id: dict[str, builtins.list[RecipientStatus]] = {}
-        for r in rcpts:
-            by_id.setdefault(r[0], []).append(self._recipient(r[1:]))
-        return [self._message(row, by_id.get(row[0], [])) for row in rows]
+        return self._messages(rows, rcpts)
 
     def get(self, queue_id: str) -> QueuedMessage | None:
         """The message ``queue_id``, or None if it is not queued."""
         if not _ID_RE.match(queue_id):
             return None
-        with self._lock:
-            row = self._conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?",
+        with self._db.reading() as conn:
+            row = conn.execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?",
                 (queue_id,),
             ).fetchone()
             if row is None:
                 return None
-            rcpts = self._conn.execute(
-                "SELECT address, notify, orcpt, state, attempts, next_attempt, last_error,"
-                " delay_warned FROM recipients WHERE message_id = ? ORDER BY address",
+            rcpts = conn.execute(
+                f"SELECT {RECIPIENT_COLUMNS} FROM recipients WHERE message_id = ? ORDER BY address",
                 (queue_id,),
             ).fetchall()
-        return self._message(row, [self._recipient(r) for r in rcpts])
+        return self._messages([row], rcpts)[0]
 
     def open_message(self, queue_id: str) -> bytes:
         """The content of message ``queue_id`` as received; KeyError if not queued."""
-        msg = self.get(queue_id)
-        if msg is None:
+        content = self._bodies.read(self._db, queue_id) if _ID_RE.match(queue_id) else None
+        if content is None:
             raise KeyError(queue_id)
-        return msg.path.read_bytes()
+        return content
 
     def delete(self, queue_id: str) -> None:
         """Remove message ``queue_id`` (rows, then file); KeyError if not queued."""
         if not _ID_RE.match(queue_id):
             raise KeyError(queue_id)
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             row = conn.execute("SELECT path FROM messages WHERE id = ?", (queue_id,)).fetchone()
             if row is None:
                 raise KeyError(queue_id)
             conn.execute("DELETE FROM recipients WHERE message_id = ?", (queue_id,))
             conn.execute("DELETE FROM messages WHERE id = ?", (queue_id,))
-        # No directory fsync: if the unlink is lost in a crash, the file is an
-        # orphan and recover() removes it.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.queue_dir / row[0])
+        self._bodies.removed([str(row[0])])
 
     # -- delivery side ---------------------------------------------------------
 
@@ -329,47 +294,68 @@ class Queue:
         """Messages with a pending or deferred recipient whose time has come, oldest first.
 
         ``skip`` names messages the caller is busy with; they do not count
-        against ``limit``. Two queries, whatever the number of messages.
+        against ``limit``. Three queries, whatever the number of messages.
+
+        When nodes share the queue (:attr:`claims`), the messages returned
+        are claimed for this queue until ``now`` + the lease; those in
+        ``skip`` keep their claims for as long again, and any other claim
+        of this queue is handed back (the caller is done with it; see
+        :mod:`mailstead.mta.queue_claims`). The caller calls this at least
+        every few seconds while it delivers.
         """
-        with self._lock:
+        if self.claims:
+            with self._db.transaction() as conn:
+                ids = self._claims.take(conn, now, limit, skip)
+                return self._load(conn, ids)
+        with self._db.reading() as conn:
             ids = [
                 row[0]
-                for row in self._conn.execute(
+                for row in conn.execute(
                     # A held message is never tried until released.
                     "SELECT DISTINCT r.message_id FROM recipients r"
                     " JOIN messages m ON m.id = r.message_id"
-                    " WHERE r.state IN ('pending', 'deferred') AND r.next_attempt <= ?"
+                    f" WHERE r.{OPEN} AND r.next_attempt <= ?"
                     " AND m.held_at IS NULL"
                     " ORDER BY r.message_id LIMIT ?",
                     (now, limit + len(skip)),
                 )
                 if row[0] not in skip
             ][:limit]
-            if not ids:
-                return []
-            marks = ",".join("?" * len(ids))
-            rows = self._conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id IN ({marks}) ORDER BY id",
-                ids,
-            ).fetchall()
-            rcpts = self._conn.execute(
-                "SELECT message_id, address, notify, orcpt, state, attempts,"
-                " next_attempt, last_error, delay_warned FROM recipients"
-                f" WHERE message_id IN ({marks}) ORDER BY message_id, address",
-                ids,
-            ).fetchall()
-        by_id: dict[str, builtins.list[RecipientStatus]] = {}
-        for r in rcpts:
-            by_id.setdefault(r[0], []).append(self._recipient(r[1:]))
-        return [self._message(row, by_id.get(row[0], [])) for row in rows]
+            return self._load(conn, ids)
+
+    def release_leases(self) -> int:
+        """Hand back every claim of this queue (a node stopping); how many.
+
+        Another node takes those messages at its next look instead of after
+        the lease. Nothing to do on SQLite, where nothing is claimed.
+        """
+        if not self._claims.used:
+            return 0
+        with self._db.transaction() as conn:
+            return self._claims.release(conn)
+
+    def _load(self, conn: SQLConnection, ids: Sequence[str]) -> builtins.list[QueuedMessage]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id IN ({marks}) ORDER BY id",
+            ids,
+        ).fetchall()
+        rcpts = conn.execute(
+            f"SELECT {RECIPIENT_COLUMNS} FROM recipients"
+            f" WHERE message_id IN ({marks}) ORDER BY message_id, address",
+            ids,
+        ).fetchall()
+        return self._messages(rows, rcpts)
 
     def next_due(self) -> float | None:
         """When the earliest open recipient may be tried, or None if there is none."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._db.reading() as conn:
+            row = conn.execute(
                 "SELECT MIN(r.next_attempt) FROM recipients r"
                 " JOIN messages m ON m.id = r.message_id"
-                " WHERE r.state IN ('pending', 'deferred') AND m.held_at IS NULL"
+                f" WHERE r.{OPEN} AND m.held_at IS NULL"
             ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
@@ -377,8 +363,12 @@ class Queue:
         """Store one attempt's outcomes; True if that left nothing open (see record_many)."""
         return queue_id in self.record_many([(queue_id, attempts)])
 
-    def _emit_in(self, conn: sqlite3.Connection, events: Sequence[Event]) -> bool:
-        return bool(events) and self.events is not None and self.events.emit_in(conn, events)
+    def _emit_in(self, conn: SQLConnection, events: Sequence[Event]) -> bool:
+        if not events or self.events is None:
+            return False
+        # EventSink.emit_in names SQLite's connection; the outbox takes
+        # either engine's (webhooks.outbox.Outbox.emit_in).
+        return self.events.emit_in(conn, events)
 
     def _committed(self) -> None:
         if self.events is not None:
@@ -405,7 +395,7 @@ class Queue:
                     raise ValueError("a deferral needs a next attempt time")
                 rows.append((a.state, a.next_attempt, a.error, queue_id, a.address))
         finished: dict[str, str] = {}
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             conn.executemany(
                 "UPDATE recipients SET state = ?, attempts = attempts + 1,"
                 " next_attempt = COALESCE(?, next_attempt),"
@@ -415,28 +405,25 @@ class Queue:
             )
             for queue_id in {q for q, _ in outcomes}:
                 still_open = conn.execute(
-                    "SELECT 1 FROM recipients WHERE message_id = ?"
-                    " AND state IN ('pending', 'deferred') LIMIT 1",
+                    f"SELECT 1 FROM recipients WHERE message_id = ? AND {OPEN} LIMIT 1",
                     (queue_id,),
                 ).fetchone()
                 if still_open is not None:
                     continue
                 row = conn.execute("SELECT path FROM messages WHERE id = ?", (queue_id,)).fetchone()
                 if row is not None:
-                    finished[queue_id] = row[0]
+                    finished[queue_id] = str(row[0])
                     conn.execute("DELETE FROM recipients WHERE message_id = ?", (queue_id,))
                     conn.execute("DELETE FROM messages WHERE id = ?", (queue_id,))
             stored = self._emit_in(conn, events)
         if stored:
             self._committed()
-        for path in finished.values():
-            # As in delete(): a lost unlink leaves an orphan that recover() removes.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.queue_dir / path)
+        # As in delete(): a lost unlink leaves an orphan that recover() removes.
+        self._bodies.removed(builtins.list(finished.values()))
         return set(finished)
 
     def mark_delay_warned(self, queue_id: str, addresses: Sequence[str]) -> None:
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             conn.executemany(
                 "UPDATE recipients SET delay_warned = 1 WHERE message_id = ? AND address = ?",
                 [(queue_id, a) for a in addresses],
@@ -449,7 +436,7 @@ class Queue:
         messages are left alone: they wait for ``release``.
         """
         held = "SELECT id FROM messages WHERE held_at IS NOT NULL"
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             if ids is None:
                 return conn.execute(
                     "UPDATE recipients SET next_attempt = ? WHERE state = 'deferred'"
@@ -484,7 +471,7 @@ class Queue:
         self, ids: Collection[str], held_at: float | None, condition: str
     ) -> builtins.list[str]:
         changed = []
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             for queue_id in ids:
                 cursor = conn.execute(
                     f"UPDATE messages SET held_at = ? WHERE id = ? AND {condition}",
@@ -500,73 +487,34 @@ class Queue:
         Such files come from a crash between writing the file and committing
         its rows (the sender got no 250, so nothing is lost). Files younger
         than ``orphan_grace`` are left alone. Rows are never touched here.
+        With PostgreSQL there is nothing to recover: content and rows
+        commit together.
         """
-        now = time.time()
-        # Files first, rows second: a file whose row commits in between is
-        # then seen with its row, never as an orphan.
-        candidates = [(self.msg_dir, n) for n in os.listdir(self.msg_dir)]
-        candidates += [(self.tmp_dir, n) for n in os.listdir(self.tmp_dir)]
-        with self._lock:
-            ids = {r[0] for r in self._conn.execute("SELECT id FROM messages")}
-        removed = 0
-        for directory, name in candidates:
-            if directory == self.msg_dir and name in ids:
-                continue
-            path = directory / name
-            try:
-                if now - path.lstat().st_mtime < self.orphan_grace:
-                    continue
-                path.unlink()
-            except FileNotFoundError:
-                continue
-            removed += 1
-            log.info("queue: removed orphan file %s", path)
-        missing = [i for i in ids if not (self.msg_dir / i).exists()]
-        if missing:
-            log.error("queue: %d message(s) have no file: %s", len(missing), ", ".join(missing))
-        return removed
+        return self._bodies.recover(self._ids, self.orphan_grace)
 
-    @staticmethod
-    def _recipient(r: _RecipientRow) -> RecipientStatus:
-        address, notify, orcpt, state, attempts, next_attempt, last_error, warned = r
-        return RecipientStatus(
-            address,
-            _decode_notify(notify),
-            orcpt,
-            state,
-            attempts,
-            next_attempt,
-            last_error,
-            bool(warned),
-        )
+    def _ids(self) -> builtins.list[str]:
+        with self._db.reading() as conn:
+            return [str(r[0]) for r in conn.execute("SELECT id FROM messages")]
 
-    def _message(self, row: _MessageRow, rcpts: Sequence[RecipientStatus]) -> QueuedMessage:
-        queue_id, sender, received_at, size, envid, ret, path, held_at = row
-        return QueuedMessage(
-            queue_id,
-            sender,
-            received_at,
-            size,
-            envid,
-            ret,
-            self.queue_dir / path,
-            tuple(rcpts),
-            held_at,
-        )
+    def _messages(
+        self, rows: Sequence[Sequence[object]], rcpts: Sequence[Sequence[object]]
+    ) -> builtins.list[QueuedMessage]:
+        return queued_messages(rows, rcpts, self.queue_dir)
 
 
 class StagedQueueMessage:
-    """A queue file on disk whose rows are not yet in the database.
+    """A message whose content is staged and whose rows are not yet in the database.
 
-    :meth:`publish` inserts the rows (the message is then queued); without
-    it, :meth:`close` removes the file.
+    :meth:`publish` inserts the rows (with PostgreSQL the content too, in
+    the same commit): the message is then queued. Without it, :meth:`close`
+    removes the staged file.
     """
 
     def __init__(
         self,
         queue: Queue,
         queue_id: str,
-        msg_path: str,
+        content: bytes | None,
         message: tuple[object, ...],
         rows: Sequence[tuple[object, ...]],
         events: Sequence[Event],
@@ -574,14 +522,14 @@ class StagedQueueMessage:
         self.queue_id = queue_id
         self._events = events
         self._queue = queue
-        self._msg_path = msg_path
+        self._content = content
         self._message = message
         self._rows = rows
         self._keep_file = False
 
     def publish(self) -> None:
         try:
-            self._queue._insert(self._message, self._rows, self._events)
+            self._queue._insert(self._message, self._content, self._rows, self._events)
         except sqlite3.OperationalError:
             # A failed COMMIT may still have reached the disk (an I/O error
             # after the WAL write); then the file must stay. If it did not,
@@ -594,5 +542,6 @@ class StagedQueueMessage:
         self._queue.delete(self.queue_id)
 
     def close(self) -> None:
+        self._content = None
         if not self._keep_file:
-            unlink_quietly(self._msg_path)
+            self._queue._bodies.discard(self.queue_id)

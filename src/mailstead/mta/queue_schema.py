@@ -1,9 +1,14 @@
-"""The queue database's tables, and bringing one made by an older version up to date.
+"""The queue's tables on each engine, and bringing older ones up to date.
 
 ``queue.sqlite3`` holds the envelope rows of :mod:`mailstead.mta.queue`
 (the message files live beside it). Each schema version adds to the one
 before; :func:`open_queue_database` takes a database of any older version
 to the current one step by step, in one transaction.
+
+On PostgreSQL (component ``queue`` of ``pgsql.migrate``) the same tables
+carry the content too (``queue_bodies``, bytea: nodes share no disk) and
+each message's claim: which node's queue delivers it, until when
+(``claimed_by``, ``lease_until``; see ``Queue.due``).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from pathlib import Path
 
 from mailstead.sqlite_wal import connect_durable
 
-__all__ = ["open_queue_database"]
+__all__ = ["POSTGRES_MIGRATIONS", "open_queue_database"]
 
 _SCHEMA_VERSION = 3
 _SCHEMA = """
@@ -73,3 +78,41 @@ def open_queue_database(db_path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+# Version n of the PostgreSQL tables is POSTGRES_MIGRATIONS[:n]; append, never edit.
+POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE messages (
+            id          text PRIMARY KEY,
+            sender      text NOT NULL,
+            received_at double precision NOT NULL,
+            size        bigint NOT NULL,
+            envid       text,
+            ret         text CHECK (ret IN ('FULL', 'HDRS')),
+            path        text NOT NULL,             -- as in SQLite; the content is in queue_bodies
+            held_at     double precision,
+            claimed_by  text,                      -- the queue delivering it (Queue.due)
+            lease_until double precision           -- until then; afterwards any node may
+        )""",
+        """CREATE TABLE queue_bodies (
+            message_id text PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+            content    bytea NOT NULL
+        )""",
+        """CREATE TABLE recipients (
+            message_id   text NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            address      text NOT NULL,
+            notify       text,
+            orcpt        text,
+            state        text NOT NULL DEFAULT 'pending'
+                         CHECK (state IN ('pending', 'deferred', 'delivered', 'failed')),
+            attempts     integer NOT NULL DEFAULT 0,
+            next_attempt double precision NOT NULL,
+            last_error   text,
+            delay_warned integer NOT NULL DEFAULT 0,
+            PRIMARY KEY (message_id, address)
+        )""",
+        "CREATE INDEX recipients_due ON recipients (state, next_attempt)",
+        "CREATE INDEX messages_claimed_by ON messages (claimed_by)",
+    ),
+)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from mailstead.events import Event, matches
+from mailstead.mta.queue_db import SQLConnection
 from mailstead.webhooks.signing import (
     InvalidSecretError,
     generate_secret,
@@ -39,7 +39,7 @@ _DISABLED_BY_CONFIG = "enabled = false in the config"
 # process) starts receiving events within a second or so.
 _REFRESH = 1.0
 
-Transaction = Callable[[], AbstractContextManager[sqlite3.Connection]]
+Transaction = Callable[[], AbstractContextManager[SQLConnection]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,21 +158,29 @@ class EndpointRegistry:
     def _changed(self) -> None:
         self._cached_at = float("-inf")
 
-    def active(self) -> tuple[Endpoint, ...]:
-        """The enabled endpoints, re-read at most every second."""
+    def active(self, conn: SQLConnection | None = None) -> tuple[Endpoint, ...]:
+        """The enabled endpoints, re-read at most every second.
+
+        ``conn``: the caller's open transaction, to re-read them in (a
+        second pooled connection, taken while holding one, could wait for
+        ever when every thread does the same).
+        """
         now = time.monotonic()
         if now - self._cached_at >= _REFRESH:
+            # Read with no lock held: a thread waiting here for a connection
+            # must not hold up one that has its own.
+            fresh = tuple(e for e in self.list(conn) if e.enabled)
             with self._cache_lock:
-                if now - self._cached_at >= _REFRESH:
-                    self._cache = tuple(e for e in self.list() if e.enabled)
-                    self._cached_at = now
+                if now > self._cached_at:
+                    self._cache, self._cached_at = fresh, now
         return self._cache
 
-    def list(self) -> list[Endpoint]:
-        with self._reading() as conn:
-            rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id"
-            ).fetchall()
+    def list(self, conn: SQLConnection | None = None) -> list[Endpoint]:
+        query = f"SELECT {_COLUMNS} FROM webhook_endpoints ORDER BY created_at, id"
+        if conn is not None:
+            return [_endpoint(r) for r in conn.execute(query).fetchall()]
+        with self._reading() as reader:
+            rows = reader.execute(query).fetchall()
         return [_endpoint(r) for r in rows]
 
     def get(self, endpoint_id: str) -> Endpoint:
@@ -208,7 +216,7 @@ class EndpointRegistry:
 
     def _insert(
         self,
-        conn: sqlite3.Connection,
+        conn: SQLConnection,
         endpoint_id: str,
         url: str,
         events: Sequence[str],
@@ -254,14 +262,14 @@ class EndpointRegistry:
             self._set_enabled(conn, endpoint_id, enabled, reason)
         self._changed()
 
-    def disable_in(self, conn: sqlite3.Connection, endpoint_id: str, reason: str) -> None:
+    def disable_in(self, conn: SQLConnection, endpoint_id: str, reason: str) -> None:
         """Disable inside the caller's transaction (the dispatcher, on 410 Gone)."""
         self._set_enabled(conn, endpoint_id, False, reason)
         self._changed()
 
     @staticmethod
     def _set_enabled(
-        conn: sqlite3.Connection, endpoint_id: str, enabled: bool, reason: str | None
+        conn: SQLConnection, endpoint_id: str, enabled: bool, reason: str | None
     ) -> None:
         cursor = conn.execute(
             "UPDATE webhook_endpoints SET enabled = ?, disabled_reason = ? WHERE id = ?",
