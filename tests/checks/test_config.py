@@ -70,8 +70,8 @@ def test_every_error_is_reported_with_its_key(tmp_path: Path) -> None:
     assert result.output.splitlines() == [
         'error: hostname: expected a domain name, got "bad host"',
         'error: domains[1]: expected a domain name, got "x..y"',
-        "error: listen.foo: unknown key (expected one of: imap, imaps, metrics, pop3, pop3s, smtp, "
-        "submission, submissions)",
+        "error: listen.foo: unknown key (expected one of: imap, imaps, metrics, pop3, pop3s, "
+        "proxy_protocol, smtp, submission, submissions)",
         'error: listen.smtp[1]: expected "host:port", got "nope" (missing port)',
         'error: listen.smtp[2]: expected "host:port", got "127.0.0.1:99999" '
         "(port 99999 is out of range)",
