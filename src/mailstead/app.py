@@ -30,6 +30,7 @@ from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue, open_queue
 from mailstead.mta.receiver import Receiver, Role
 from mailstead.net.auth_penalty import AuthPenalty
+from mailstead.net.auth_penalty_db import open_auth_penalty
 from mailstead.net.imap_session import IMAPService
 from mailstead.net.listener import ConnectionGate, bind
 from mailstead.net.memory import limit_idle_memory
@@ -259,11 +260,9 @@ class Listeners:
             for listener in sockets
             if listener != METRICS
         }
-        penalty = AuthPenalty(
-            max_delay=counts.auth_penalty_max,
-            block_after=counts.auth_block_after,
-            block_time=counts.auth_block_time,
-        )
+        # In shared memory; with [storage] backend = "postgresql" in the
+        # cluster's database too, opened after the fork by each worker.
+        penalty = open_auth_penalty(config)
         return cls(sockets, gates, penalty, workers)
 
     def close(self) -> None:

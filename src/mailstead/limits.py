@@ -247,3 +247,29 @@ class QueueLimits:
     # delivers; a node that died loses them after this, and another node
     # retries those messages (issue 25: at most 60 s).
     lease: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class SharedPenaltyLimits:
+    """How long a login waits on the failed-login counts the cluster's nodes
+    share (``[storage] backend = "postgresql"``; net/auth_penalty_db.py).
+
+    The counts are asked for on the event loop, before every password check:
+    a slow or lost database must cost a login at most ``round_trip``, and
+    then the node's own counts decide alone for ``retry_after``.
+    """
+
+    # Seconds the event loop waits for one answer (a pooled connection, the
+    # statement and its row locks, all together).
+    round_trip: float = 0.25
+    # Seconds the node does not ask after an answer did not come in time.
+    retry_after: float = 10.0
+    # Seconds between deletions of rows older than auth_block_time, and the
+    # most rows one deletion takes (a longer one would hold up the logins
+    # queued behind it on the node's database thread).
+    sweep_every: float = 60.0
+    sweep_rows: int = 10_000
+    # Updates nobody waits for (a success clearing its address, a sweep)
+    # queued for the process's database thread: past this they are dropped,
+    # so a thread stuck on a lost connection gathers no queue.
+    backlog: int = 256

@@ -20,6 +20,16 @@ The counts live in shared memory made before the workers fork, behind one
 lock: logins are rare next to commands, and every worker must see every
 failure at once. Two addresses in one hash bucket share a count, which can
 only make the penalty stricter.
+
+Several nodes behind one load balancer (``[storage] backend =
+"postgresql"``) count in the cluster's database as well
+(:class:`SharedFailures`, net/auth_penalty_db.py), so a guesser spreading
+over the nodes meets one count. The node's shared memory keeps counting
+beside it: when the database does not answer in time, this node's own
+counts decide; when it answers, its counts do, which hold this node's
+failures too and forget an address that logged in on another node. Only
+within ``block_time`` of a failure the database missed does the larger of
+the two decide, so an outage never wipes out what this node counted.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import ctypes
 import multiprocessing
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from mailstead.net.listener import BUCKETS, cells
 
@@ -37,6 +48,22 @@ NETWORK_SHARE = 4
 _FIRST_DELAY = 2.0
 # What attempt() returns for an address whose logins are refused unchecked.
 BLOCKED = float("inf")
+
+#: An address's failures and its network's, in that order.
+Counts = tuple[float, float]
+
+
+class SharedFailures(Protocol):
+    """Failure counts every node of a cluster sees; None when they cannot be had in time."""
+
+    def attempt(self, ip: str) -> Counts | None:
+        """Count an attempt from ``ip``; the counts before it."""
+
+    def counts(self, ip: str) -> Counts | None:
+        """The counts of ``ip`` now."""
+
+    def succeeded(self, ip: str) -> None:
+        """Clear ``ip``'s count and take one from its network's."""
 
 
 class AuthPenalty:
@@ -49,16 +76,22 @@ class AuthPenalty:
         block_after: int = 20,
         block_time: float = 900.0,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedFailures | None = None,
     ) -> None:
         self.max_delay = max_delay
         self.block_after = block_after
         self.block_time = block_time
         self._clock = clock
+        #: The cluster's counts (None: this node's alone decide).
+        self.shared = shared
         # Per bucket: failures, then the time of the last one. Addresses
         # first, networks after.
         self._failures = multiprocessing.RawArray(ctypes.c_double, 2 * BUCKETS)
         self._last = multiprocessing.RawArray(ctypes.c_double, 2 * BUCKETS)
         self._lock = multiprocessing.Lock()
+        # When this node last counted a failure the cluster's database did
+        # not take (monotonic time, shared by the workers).
+        self._unshared_at = multiprocessing.RawValue(ctypes.c_double, float("-inf"))
 
     def _count(self, cell: int, now: float) -> float:
         """Failures at ``cell``, forgotten once ``block_time`` passed since the last."""
@@ -68,14 +101,26 @@ class AuthPenalty:
 
     def failures(self, ip: str) -> int:
         """The count that decides ``ip``'s penalty (its own, or its network's share)."""
+        now = self._clock()
         with self._lock:
-            return self._failures_of(ip, self._clock())
+            own = self._local_counts(ip, now)
+        return self._decisive(own, self.shared.counts(ip) if self.shared else None, now)
 
-    def _failures_of(self, ip: str, now: float) -> int:
+    def _local_counts(self, ip: str, now: float) -> Counts:
         ip_cell, net_cell = cells(ip)
-        own = self._count(ip_cell, now)
-        network = self._count(net_cell, now) / NETWORK_SHARE
-        return int(max(own, network))
+        return self._count(ip_cell, now), self._count(net_cell, now)
+
+    def _decisive(self, own: Counts, shared: Counts | None, now: float) -> int:
+        """The count that decides, from this node's counts and the cluster's
+        (None: no cluster, or no answer from it in time)."""
+        address, network = own
+        if shared is not None:
+            if now - self._unshared_at.value > self.block_time:
+                # Every failure this node still remembers is in the database.
+                address, network = shared
+            else:
+                address, network = max(address, shared[0]), max(network, shared[1])
+        return int(max(address, network / NETWORK_SHARE))
 
     def attempt(self, ip: str) -> float:
         """A login attempt from ``ip``: seconds to wait before checking it, or ``BLOCKED``.
@@ -86,10 +131,16 @@ class AuthPenalty:
         """
         now = self._clock()
         with self._lock:
-            failures = self._failures_of(ip, now)
+            own = self._local_counts(ip, now)
             for cell in cells(ip):
                 self._failures[cell] = self._count(cell, now) + 1
                 self._last[cell] = now
+        shared = None
+        if self.shared is not None:
+            shared = self.shared.attempt(ip)
+            if shared is None:
+                self._unshared_at.value = now
+        failures = self._decisive(own, shared, now)
         if failures >= self.block_after:
             return BLOCKED
         if failures == 0:
@@ -102,3 +153,5 @@ class AuthPenalty:
         with self._lock:
             self._failures[ip_cell] = 0.0
             self._failures[net_cell] = max(0.0, self._failures[net_cell] - 1)
+        if self.shared is not None:
+            self.shared.succeeded(ip)
