@@ -144,6 +144,13 @@ def shared_pool(dsn: str) -> Pool:
             _pools.clear()
             _pools_pid = os.getpid()
         pool = _pools.get(dsn)
-        if pool is None:
-            pool = _pools[dsn] = open_pool(dsn, max_size=_POOL_SIZE)
+    if pool is not None:
         return pool
+    # Opened outside the lock: against an unreachable database this takes
+    # up to the connect timeout, which other callers must not wait out.
+    opened = open_pool(dsn, max_size=_POOL_SIZE)
+    with _pools_lock:
+        pool = _pools.setdefault(dsn, opened)
+    if pool is not opened:  # another thread was first
+        opened.close()
+    return pool
