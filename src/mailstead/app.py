@@ -42,10 +42,7 @@ from mailstead.password_cache import PasswordCache
 from mailstead.proto.imap.server import IMAPSettings
 from mailstead.proto.pop3 import POP3Settings
 from mailstead.proto.smtp.server import ServerSettings
-from mailstead.store import MailboxStore, open_store
-from mailstead.store.account import Account, Accounts, maildir_accounts
-from mailstead.store.maildrop import maildir_maildrops
-from mailstead.store.mbox_account import MboxAccount, mbox_accounts, mbox_maildrops
+from mailstead.store import MailboxStore, open_mail_store
 from mailstead.tlscert import CertificateError, server_context
 from mailstead.webhooks.dispatcher import Dispatcher
 from mailstead.webhooks.endpoints import ConfiguredEndpoint
@@ -334,7 +331,8 @@ async def start(
     # commit with the queue changes they report.
     outbox = open_outbox(config)
     queue = open_queue(config, events=outbox)
-    store = open_store(config.storage.format, config.mail_root)
+    mail = open_mail_store(config, outbox)  # [storage] format and backend
+    store = mail.delivery
     executor = ThreadPoolExecutor(_DELIVERY_THREADS, thread_name_prefix="deliver")
     running = RunningServer(config, directory, queue, executor, outbox=outbox)
     if wake_webhooks is None:
@@ -374,14 +372,8 @@ async def start(
         )
 
     loop = asyncio.get_running_loop()
-    # IMAP and POP3 read the store the MDA writes ([storage] format).
-    accounts: Accounts[Account] | Accounts[MboxAccount]
-    if config.storage.format == "mbox":
-        accounts = mbox_accounts(config.mail_root, outbox)
-        maildrops = mbox_maildrops(config.mail_root, outbox)
-    else:
-        accounts = maildir_accounts(config.mail_root, outbox)
-        maildrops = maildir_maildrops(config.mail_root, outbox)
+    # IMAP and POP3 read the store the MDA writes.
+    accounts, maildrops = mail.accounts, mail.maildrops
     try:
         for listener, sockets in listeners.sockets.items():
             if listener == METRICS:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mailstead import app
 from mailstead.config import Config, load_config
-from mailstead.directory import Directory
+from mailstead.directory import open_directory
 from mailstead.limits import IMAPLimits, SMTPLimits
 from mailstead.store.mailbox import arrival_order
 from mailstead.testing.dns import DNSServer
@@ -36,8 +36,13 @@ def write_config(
     workers: int = 0,
     delivery: str = "",
     extra: str = "",
+    dsn: str = "",
 ) -> Path:
-    """A mailstead.toml under ``root`` listening on 127.0.0.1 (port 0 = any)."""
+    """A mailstead.toml under ``root`` listening on 127.0.0.1 (port 0 = any).
+
+    ``dsn``: keep the shared state in that PostgreSQL database (``[storage]
+    backend = "postgresql"``); several servers may share it.
+    """
     ports = ports or {}
     listen = "\n".join(
         f'{role} = ["127.0.0.1:{ports.get(role, 0)}"]'
@@ -57,12 +62,13 @@ def write_config(
         f'domains = ["{DOMAIN}", "other.test"]\n'
         f"[listen]\n{listen}\n"
         f'[storage]\nformat = "{storage}"\n'
-        f"[delivery]\n{delivery}\n{extra}{run}"
+        + (f'backend = "postgresql"\ndsn = "{dsn}"\n' if dsn else "")
+        + f"[delivery]\n{delivery}\n{extra}{run}"
     )
     config = load_config(path)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     ensure_self_signed(config.tls.cert, config.tls.key, config.hostname)
-    with Directory(config.db_path("directory"), config.domains) as directory:
+    with open_directory(config) as directory:
         for address, password in USERS.items():
             if directory.authenticate(address, password) is None:
                 directory.add_user(address, password)
@@ -124,10 +130,14 @@ def client_tls_context() -> ssl.SSLContext:
 
 @contextmanager
 def running_server(
-    root: Path, *, limits: SMTPLimits | None = None, storage: str = "maildir"
+    root: Path, *, limits: SMTPLimits | None = None, storage: str = "maildir", dsn: str = ""
 ) -> Iterator[ServerHandle]:
-    """The standard test instance; queued mail stays queued (no outbound MTA)."""
-    with running_config(load_config(write_config(root, storage=storage)), limits=limits) as handle:
+    """The standard test instance; queued mail stays queued (no outbound MTA).
+
+    ``dsn``: on that PostgreSQL database (``write_config``).
+    """
+    config = load_config(write_config(root, storage=storage, dsn=dsn))
+    with running_config(config, limits=limits) as handle:
         yield handle
 
 

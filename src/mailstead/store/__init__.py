@@ -1,7 +1,10 @@
 """Local mail storage: the INBOX of each account, in Maildir or mbox.
 
 The delivery code sees only :class:`MailboxStore`; :func:`open_store` picks
-the implementation named by ``[storage] format`` in the configuration. Paths
+the implementation named by ``[storage] format`` in the configuration, and
+:func:`open_mail_store` every store the server needs (delivery, IMAP
+accounts, POP3 maildrops) for ``[storage] backend``: these files, or the
+cluster database (``store/pg_*.py``). Paths
 follow docs/config.md: ``<mail_root>/<domain>/<local>/Maildir/`` or
 ``<mail_root>/<domain>/<local>/mbox``.
 """
@@ -10,10 +13,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from mailstead.durable import Buffer, Staged, make_dirs, publish_all
+from mailstead.proto.pop3.maildrop import Maildrop
 from mailstead.store.maildir import Maildir
 from mailstead.store.mbox import Mbox, MboxLockTimeout
 from mailstead.store.paths import (
@@ -24,12 +29,21 @@ from mailstead.store.paths import (
 )
 from mailstead.store.stored_as import StoredAs
 
+if TYPE_CHECKING:
+    from mailstead.config import Config
+    from mailstead.events import EventSink
+    from mailstead.store.account import Account, Accounts
+    from mailstead.store.mbox_account import MboxAccount
+    from mailstead.store.pg_account import PgAccount
+
 __all__ = [
     "STORAGE_FORMATS",
     "Buffer",
+    "MailStores",
     "MailboxStore",
     "Maildir",
     "MaildirStore",
+    "MaildropOpener",
     "Mbox",
     "MboxLockTimeout",
     "MboxStore",
@@ -39,6 +53,7 @@ __all__ = [
     "account_dir",
     "maildir_path",
     "mbox_path",
+    "open_mail_store",
     "open_store",
 ]
 
@@ -216,3 +231,59 @@ def open_store(fmt: str, mail_root: Path) -> MailboxStore:
     if fmt == "mbox":
         return MboxStore(mail_root)
     raise ValueError(f"unknown storage format {fmt!r}; expected one of {STORAGE_FORMATS}")
+
+
+class MaildropOpener(Protocol):
+    """Opens one user's POP3 maildrop, locked (``proto.pop3.maildrop.OpenMaildrop``)."""
+
+    def open(self, address: str) -> Maildrop: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MailStores:
+    """What the server reads and writes mail through, for one backend.
+
+    ``delivery`` takes local delivery (SMTP, the queue), ``accounts`` opens
+    the IMAP accounts, ``maildrops`` the POP3 ones.
+    """
+
+    delivery: MailboxStore
+    accounts: Accounts[Account] | Accounts[MboxAccount] | Accounts[PgAccount]
+    maildrops: MaildropOpener
+
+
+def open_mail_store(config: Config, events: EventSink | None = None) -> MailStores:
+    """The stores of ``[storage]``: SQLite + Maildir/mbox under ``data_dir``, or the
+    cluster database (``backend = "postgresql"``, its tables created or upgraded here).
+
+    Changes made over IMAP and POP3 become events for ``events``, if given.
+    """
+    if config.storage.backend == "postgresql":
+        from mailstead.pgsql.connect import DatabaseUnavailable, shared_pool
+        from mailstead.store.pg_account import pg_accounts
+        from mailstead.store.pg_delivery import PgMailStore
+        from mailstead.store.pg_maildrop import pg_maildrops
+        from mailstead.store.pg_schema import StoreUnavailable, ensure_schema
+
+        try:
+            pool = shared_pool(config.storage.dsn)
+        except DatabaseUnavailable as exc:
+            raise StoreUnavailable(f"mail store: {exc}") from None
+        ensure_schema(pool)
+        return MailStores(PgMailStore(pool), pg_accounts(pool, events), pg_maildrops(pool, events))
+    from mailstead.store.account import maildir_accounts
+    from mailstead.store.maildrop import maildir_maildrops
+    from mailstead.store.mbox_account import mbox_accounts, mbox_maildrops
+
+    delivery = open_store(config.storage.format, config.mail_root)
+    if config.storage.format == "mbox":
+        return MailStores(
+            delivery,
+            mbox_accounts(config.mail_root, events),
+            mbox_maildrops(config.mail_root, events),
+        )
+    return MailStores(
+        delivery,
+        maildir_accounts(config.mail_root, events),
+        maildir_maildrops(config.mail_root, events),
+    )

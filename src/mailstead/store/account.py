@@ -211,14 +211,7 @@ class Account(AccountBase[Mailbox]):
 
     def rename(self, old: str, new: str) -> None:
         """RFC 9051 §6.3.6: children move along; renaming INBOX moves its messages."""
-        names = self.names()
-        moves = [(n, new + n[len(old) :]) for n in names if n == old or n.startswith(old + "/")]
-        if not moves:
-            raise MailboxError("Mailbox does not exist", "NONEXISTENT")
-        if new == INBOX or self.exists(new):
-            raise MailboxError("Mailbox already exists", "ALREADYEXISTS")
-        if new.startswith(old + "/"):
-            raise MailboxError("Cannot move a mailbox into itself", "CANNOT")
+        moves = planned_rename(self, old, new)
         if old == INBOX:
             rename_inbox(self, new)
             self.reporter.renamed(old, new)
@@ -231,6 +224,27 @@ class Account(AccountBase[Mailbox]):
             for src, _ in moves:
                 self._open.pop(src, None)
         self.reporter.renamed(old, new)
+
+
+class _Named(Protocol):
+    def names(self) -> list[str]: ...
+
+    def exists(self, name: str) -> bool: ...
+
+
+def planned_rename(account: _Named, old: str, new: str) -> list[tuple[str, str]]:
+    """RFC 9051 §6.3.6: the (old, new) names a RENAME moves, ``old``'s children
+    along; refused with the RFC 5530 code when it cannot be done."""
+    moves = [
+        (n, new + n[len(old) :]) for n in account.names() if n == old or n.startswith(old + "/")
+    ]
+    if not moves:
+        raise MailboxError("Mailbox does not exist", "NONEXISTENT")
+    if new == INBOX or account.exists(new):
+        raise MailboxError("Mailbox already exists", "ALREADYEXISTS")
+    if new.startswith(old + "/"):
+        raise MailboxError("Cannot move a mailbox into itself", "CANNOT")
+    return moves
 
 
 class Provisioned(Protocol):

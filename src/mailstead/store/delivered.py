@@ -80,6 +80,8 @@ class DeliveredUids:
         found: dict[tuple[str, str, str], Uid | None] = {}
         with self._lock:
             for (fmt, path), names in by_mailbox.items():
+                if fmt == "postgresql":
+                    continue  # told by the cluster store (store.pg_delivery.find_delivered)
                 uids = self._maildir(path, names) if fmt == "maildir" else self._mbox(path, names)
                 found.update(((fmt, path, name), uid) for name, uid in uids.items())
         return [found.get((c.format, c.path, c.name)) for c in copies]

@@ -62,29 +62,14 @@ class _Account(Protocol):
     def mailbox(self, name: str) -> _Inbox: ...
 
 
-class LockedMaildrop:
-    """Owns one POP3 session's lock on an INBOX and its snapshot of the messages.
+class MaildropView:
+    """One POP3 session's snapshot of an INBOX: the fixed listing and what the
+    session does with it. A subclass holds the lock (:class:`LockedMaildrop`)."""
 
-    ``account`` is opened for this session alone (Maildir or mbox); the lock
-    file lives in ``lock_dir``, beside the INBOX.
-    """
-
-    def __init__(self, account: _Account, lock_dir: Path) -> None:
-        self._account = account
-        self._lock_fd = os.open(lock_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            account.index.close()
-            raise MaildropInUse("Maildrop is locked by another POP3 session") from None
-        try:
-            self._inbox = account.mailbox(INBOX)
-            self._inbox.refresh()
-        except BaseException:
-            self.close()
-            raise
-        self._uids = list(self._inbox.uids)
+    def __init__(self, inbox: _Inbox) -> None:
+        self._inbox = inbox
+        inbox.refresh()
+        self._uids = list(inbox.uids)
 
     def listing(self) -> Sequence[tuple[str, int]]:
         inbox = self._inbox
@@ -109,6 +94,29 @@ class LockedMaildrop:
     def delete(self, indexes: Sequence[int]) -> None:
         self._inbox.refresh()
         self._inbox.expunge([self._uids[i] for i in indexes])
+
+
+class LockedMaildrop(MaildropView):
+    """Owns one POP3 session's lock on an INBOX and its snapshot of the messages.
+
+    ``account`` is opened for this session alone (Maildir or mbox); the lock
+    file lives in ``lock_dir``, beside the INBOX.
+    """
+
+    def __init__(self, account: _Account, lock_dir: Path) -> None:
+        self._account = account
+        self._lock_fd = os.open(lock_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            account.index.close()
+            raise MaildropInUse("Maildrop is locked by another POP3 session") from None
+        try:
+            super().__init__(account.mailbox(INBOX))
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         try:

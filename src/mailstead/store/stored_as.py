@@ -16,7 +16,7 @@ from typing import Literal
 
 __all__ = ["StoredAs"]
 
-StoreFormat = Literal["maildir", "mbox"]
+StoreFormat = Literal["maildir", "mbox", "postgresql"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,9 @@ class StoredAs:
     INBOX, or a Maildir++ folder below it) and ``name`` the file's name in
     ``new/``. ``format`` ``"mbox"``:
     ``path`` is the INBOX mbox file and ``name`` the message's fingerprint
-    (``mbox.fingerprint``).
+    (``mbox.fingerprint``). ``format`` ``"postgresql"``: ``path`` is the
+    account's address and ``name`` the copy's delivery key in the cluster
+    database (``store.pg_delivery``).
     """
 
     format: StoreFormat
@@ -45,6 +47,10 @@ class StoredAs:
             fmt, path, name = json.loads(text)
         except (ValueError, TypeError):
             return None
-        if fmt not in ("maildir", "mbox") or not isinstance(path, str) or not isinstance(name, str):
+        if (
+            fmt not in ("maildir", "mbox", "postgresql")
+            or not isinstance(path, str)
+            or not isinstance(name, str)
+        ):
             return None
         return cls(fmt, path, name)
