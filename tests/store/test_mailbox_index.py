@@ -309,26 +309,6 @@ def test_folders_create_list_rename_delete(root: Path) -> None:
         account.delete("INBOX")
 
 
-def test_recreated_mailbox_gets_a_new_uidvalidity(root: Path) -> None:
-    account = Account(root)
-    account.create("Box")
-    first = account.mailbox("Box").uidvalidity
-    account.delete("Box")
-    account.create("Box")
-    assert account.mailbox("Box").uidvalidity > first
-
-
-def test_rename_inbox_moves_the_messages(root: Path) -> None:
-    deliver(root)
-    account = Account(root)
-    account.rename("INBOX", "Old")
-    old = account.mailbox("Old")
-    old.refresh()
-    inbox = account.mailbox("INBOX")
-    inbox.refresh()
-    assert (len(old.uids), inbox.uids) == (1, [])
-
-
 def test_index_lives_beside_the_inbox(root: Path) -> None:
     Account(root)
     assert (root / INDEX_NAME).exists()
