@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Protocol
 
@@ -36,6 +36,7 @@ from mailstead.sqlconn import SQLConnection
 from mailstead.sqlite_wal import enable_wal
 
 __all__ = [
+    "POSTGRES_MIGRATIONS",
     "SQLITE_SCHEMA_VERSION",
     "DirectoryDB",
     "DirectoryError",
@@ -193,7 +194,7 @@ class SQLiteDirectoryDB:
 
 # The same tables; COLLATE "C" sorts addresses byte by byte, as SQLite does,
 # whatever the database's locale, so listings come out in one order.
-_POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE users (
             address  text COLLATE "C" PRIMARY KEY,
@@ -214,6 +215,10 @@ _POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
+# Seconds a lookup waits for a pooled connection (the watchdog kills a
+# worker whose loop is stuck for 10 s).
+_READ_WAIT = 2.0
+
 # Any fixed number, other than the migrations' own: the advisory lock every
 # directory write takes, on every node.
 _WRITE_LOCK = 0x64697265  # "dire"
@@ -228,7 +233,7 @@ class PostgresDirectoryDB:
         self._pool = pool
         with self._errors(), self._pool.connection() as raw:
             #: Schema steps this opening ran (0: the tables were up to date).
-            self.steps_run = migrate(raw, "directory", _POSTGRES_MIGRATIONS)
+            self.steps_run = migrate(raw, "directory", POSTGRES_MIGRATIONS)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -246,8 +251,19 @@ class PostgresDirectoryDB:
         with self._errors(), self._pool.connection() as raw:
             yield Connection(raw)
 
-    def read(self) -> AbstractContextManager[SQLConnection]:
-        return self._session()
+    @contextmanager
+    def read(self) -> Iterator[SQLConnection]:
+        # Lookups run on the event loop (RCPT, a login's user check): a short
+        # wait for a pooled connection, so a database outage answers 451
+        # instead of stalling every session of the worker; and no BEGIN and
+        # COMMIT round trips around what is usually one SELECT.
+        with self._errors(), self._pool.connection(timeout=_READ_WAIT) as raw:
+            raw.autocommit = True
+            try:
+                yield Connection(raw)
+            finally:
+                with suppress(psycopg.Error):  # a broken connection is dropped anyway
+                    raw.autocommit = False
 
     @contextmanager
     def write(self) -> Iterator[SQLConnection]:
