@@ -71,6 +71,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("webhooks", ("mailstead.webhooks.*",)),
     # Backups of a data directory while serving, and restoring them.
     ("backup", ("mailstead.backup.*",)),
+    # Moving a node's data into the cluster database and back (mailstead migrate).
+    ("migrate", ("mailstead.migrate.*",)),
     # Automatic certificates (ACME, RFC 8555): orders, challenge responders,
     # renewal and the hot swap into the listeners' shared TLS context.
     ("acme", ("mailstead.acme_client.*",)),

@@ -17,6 +17,7 @@ from mailstead.cli.dns_records import dns_records
 from mailstead.cli.init import init
 from mailstead.cli.log import log
 from mailstead.cli.mailbox import mailbox
+from mailstead.cli.migrate import migrate
 from mailstead.cli.net import net
 from mailstead.cli.queue import queue
 from mailstead.cli.send import send
@@ -89,6 +90,7 @@ for _command in (
     log,
     backup,
     restore,
+    migrate,
     webhook,
     net,
     template,
