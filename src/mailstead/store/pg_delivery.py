@@ -15,12 +15,15 @@ the part every recipient shares.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+import psycopg
 
 from mailstead.durable import Buffer
-from mailstead.pgsql.connect import Pool
+from mailstead.pgsql.connect import DatabaseUnavailable, Pool
 from mailstead.store.account import INBOX
 from mailstead.store.delivered import Uid
 from mailstead.store.maildir import crlf_size
@@ -31,13 +34,29 @@ from mailstead.store.pg_rows import (
     add_messages,
     autocommit,
     body_hash,
+    changes,
     expunge_rows,
-    transaction,
 )
 from mailstead.store.stored_as import StoredAs
 from mailstead.store.usage_columns import Usage
 
-__all__ = ["PgMailStore", "PgStagedCopy"]
+__all__ = ["PgMailStore", "PgStagedCopy", "StoreDatabaseError"]
+
+
+class StoreDatabaseError(OSError):
+    """The database failed a delivery step. An OSError, as a full disk is for
+    the file stores, so the delivery transaction's callers (the receiver's
+    451, local delivery's deferral and its discard of staged copies) treat
+    both alike."""
+
+
+@contextlib.contextmanager
+def _database_errors() -> Iterator[None]:
+    try:
+        yield
+    except (psycopg.Error, DatabaseUnavailable) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise StoreDatabaseError(f"mail database: {first}") from exc
 
 
 def _bytes(part: Buffer) -> bytes:
@@ -64,14 +83,16 @@ class PgStagedCopy:
         return self._published[1] if self._published else None
 
     def publish(self) -> None:
-        self._published = self._store.add(self._address, self._new)
+        with _database_errors():
+            self._published = self._store.add(self._address, self._new)
 
     def undo(self) -> None:
         if self._published is None:
             return
         mailbox_id, uid = self._published
-        with transaction(self._store.pool) as conn:
-            expunge_rows(conn, mailbox_id, [uid])
+        with _database_errors(), changes(self._store.pool) as (conn, announced):
+            if expunge_rows(conn, mailbox_id, [uid])[0]:
+                announced.append(mailbox_id)
         self._published = None
 
     def close(self) -> None:
