@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -34,9 +36,14 @@ def _supervise(body: str) -> subprocess.CompletedProcess[str]:
         logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
         """
     ) + textwrap.dedent(body)
-    return subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60
-    )
+    with tempfile.NamedTemporaryFile(prefix="starts-") as starts:
+        return subprocess.run(
+            [sys.executable, "-c", program],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "STARTS": starts.name},
+        )
 
 
 def test_a_worker_that_dies_while_starting_stops_everything() -> None:
@@ -89,6 +96,70 @@ def test_a_worker_that_dies_after_starting_is_restarted() -> None:
     assert lines[1].startswith("worker 0 (pid ")
     assert lines[1].endswith(") exited with status 3; restarting")
     assert lines[-1] == "stopped"
+
+
+def test_a_worker_whose_database_is_away_is_started_again_later() -> None:
+    # Up once, then the cluster database goes away: the worker's restart
+    # fails twice with TEMPORARY_FAILURE (75), is tried again after 1 s and
+    # 2 s, and serves the third time; the server never stops meanwhile.
+    run = _supervise(
+        """
+        from mailstead.net.supervisor import TEMPORARY_FAILURE
+        t0 = time.monotonic()
+
+        def worker(index):  # each start is a line of the file $STARTS
+            with open(os.environ["STARTS"], "a") as f:
+                f.write(f"{time.monotonic() - t0:.2f}\\n")
+            n = len(open(os.environ["STARTS"]).read().split())
+            if n == 1:
+                supervisor.started(index)
+                time.sleep(0.2)
+                os._exit(1)  # dies after starting: restarted at once
+            if n in (2, 3):
+                raise SystemExit(TEMPORARY_FAILURE)
+            supervisor.started(index)
+            time.sleep(60)
+
+        def ready():
+            print("ready")
+
+        supervisor = Supervisor(1, worker, on_ready=ready)
+        import threading
+        def stop_when_serving():
+            while len(open(os.environ["STARTS"]).read().split()) < 4:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGTERM)
+        threading.Thread(target=stop_when_serving, daemon=True).start()
+        supervisor.run()
+        print("stopped")
+        """
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "ready"
+    retries = [line for line in lines if "could not start" in line]
+    assert [line.rsplit(" again in ", 1)[1] for line in retries] == ["1 s", "2 s"]
+    assert lines[-1] == "stopped"
+    assert not any("stopping" in line for line in lines)
+
+
+def test_a_temporary_failure_at_the_first_start_still_stops_everything() -> None:
+    run = _supervise(
+        """
+        from mailstead.net.supervisor import TEMPORARY_FAILURE
+
+        def worker(index):
+            raise SystemExit(TEMPORARY_FAILURE)
+
+        try:
+            Supervisor(1, worker).run()
+        except WorkerFailed as exc:
+            print(f"failed: {exc}")
+        """
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1].endswith(") exited with status 75 while starting")
 
 
 def test_sighup_reaches_the_workers_only_when_the_reload_succeeded() -> None:

@@ -12,7 +12,12 @@ exits before that stops the whole server with :class:`WorkerFailed`
 instead of being restarted: what broke its start (a certificate, a
 database) breaks the next one too, and a server that restarts forever
 while its ports accept connections no one serves hides the problem
-(gunicorn and Postfix's master stop likewise).
+(gunicorn and Postfix's master stop likewise). One exception: once the
+server has been up, a worker that exits with :data:`TEMPORARY_FAILURE`
+(its cluster database did not answer while it started) is started again
+after a growing pause, up to :data:`_RETRY_LIMIT` seconds: a database that
+goes away for a minute must not take every node down with it, and its
+other workers keep serving meanwhile.
 
 Two deadlines make sure a stuck worker costs seconds, never the server:
 the watchdog kills (SIGKILL) a worker whose event loop has not beaten for
@@ -48,6 +53,13 @@ _TICK = 0.2
 
 class WorkerFailed(Exception):
     """The workers could not be kept running; the server stopped (one-line message)."""
+
+
+#: The exit status of a worker whose start failed on something that comes
+#: back by itself (the cluster database did not answer): EX_TEMPFAIL.
+TEMPORARY_FAILURE = 75
+# Seconds to wait before starting such a worker again: doubling from 1, at most this.
+_RETRY_LIMIT = 30.0
 
 
 def exit_description(status: int) -> str:
@@ -106,6 +118,11 @@ class Supervisor:
         self._killed: set[int] = set()  # pids sent SIGKILL, not yet reaped
         self._stop_deadline: float | None = None
         self._quick_deaths = 0
+        self._was_ready = False
+        # Workers to start again at a time (after TEMPORARY_FAILURE), and
+        # how many such failures each has had in a row.
+        self._retry_at: dict[int, float] = {}
+        self._temporary_failures = [0] * workers
 
     @property
     def _stopping(self) -> bool:
@@ -126,20 +143,22 @@ class Supervisor:
         try:
             for index in range(self.workers):
                 self._spawn(index)
-            while self._children:
+            while self._children or (self._retry_at and not self._stopping):
                 try:
                     pid, status = os.waitpid(-1, os.WNOHANG)
                 except ChildProcessError:
-                    break
+                    pid, status = 0, 0  # none running: only retries are left
                 if pid:
                     self._reap(pid, status)
                     continue
+                self._retry_due()
                 if self._reload:
                     self._reload = False
                     self._reload_workers()
                 if self._on_ready is not None and all(self._started):
                     self._on_ready()
                     self._on_ready = None
+                    self._was_ready = True
                 self._watch()
                 time.sleep(_TICK)
         finally:
@@ -189,6 +208,28 @@ class Supervisor:
             self._killed.add(pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+    def _retry_later(self, index: int, pid: int) -> None:
+        self._temporary_failures[index] += 1
+        pause = min(2.0 ** (self._temporary_failures[index] - 1), _RETRY_LIMIT)
+        log.error(
+            "worker %d (pid %d) could not start: its database did not answer; "
+            "starting it again in %.0f s",
+            index,
+            pid,
+            pause,
+        )
+        self._retry_at[index] = time.monotonic() + pause
+
+    def _retry_due(self) -> None:
+        if self._stopping:
+            self._retry_at.clear()
+            return
+        now = time.monotonic()
+        for index, when in list(self._retry_at.items()):
+            if when <= now:
+                del self._retry_at[index]
+                self._spawn(index)
 
     def _fail(self, reason: str) -> None:
         log.error("%s; stopping", reason)
@@ -241,8 +282,12 @@ class Supervisor:
             return
         how = exit_description(status)
         if not killed and not self._started[index]:
-            self._fail(f"worker {index} (pid {pid}) {how} while starting")
+            if self._was_ready and os.waitstatus_to_exitcode(status) == TEMPORARY_FAILURE:
+                self._retry_later(index, pid)
+            else:
+                self._fail(f"worker {index} (pid {pid}) {how} while starting")
             return
+        self._temporary_failures[index] = 0
         log.error("worker %d (pid %d) %s; restarting", index, pid, how)
         self._quick_deaths = (
             self._quick_deaths + 1 if time.monotonic() - started < _QUICK_DEATH else 0
