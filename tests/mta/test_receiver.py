@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.directory import Directory, Resolution
+from mailstead.directory import Directory, DirectoryError, Resolution
 from mailstead.limits import SMTPLimits
 from mailstead.logs import LogfmtFormatter
 from mailstead.mta.queue import Queue
@@ -303,3 +303,47 @@ def test_a_failed_publish_takes_back_the_published_copies(
     assert alice.read_bytes() == before  # truncated back under the lock
     assert not alice.with_name("mbox.lock").exists()
     assert receiver.queue.list() == []  # the queued copy was taken back too
+
+
+def _directory_away(monkeypatch: pytest.MonkeyPatch, directory: Directory, method: str) -> None:
+    def away(*args: object) -> object:
+        raise DirectoryError("directory database db.example: server closed the connection")
+
+    monkeypatch.setattr(directory, method, away)
+
+
+def test_a_directory_that_fails_at_rcpt_is_451_and_the_session_goes_on(
+    directory: Directory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # C: RCPT TO:<alice@example.test>    (the cluster database is away)
+    # S: 451 4.3.0 Temporary lookup failure
+    mta = _receiver(Role.MTA, directory, tmp_path)
+    _directory_away(monkeypatch, directory, "resolve")
+    reply, route = _route(mta, STRANGER, "alice@example.test")
+    assert (reply.code, reply.enhanced, reply.text, route) == (
+        451,
+        "4.3.0",
+        "Temporary lookup failure",
+        None,
+    )
+
+
+def test_a_directory_that_fails_at_mail_from_on_submission_is_451(
+    directory: Directory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    msa = _receiver(Role.MSA, directory, tmp_path)
+    _directory_away(monkeypatch, directory, "may_send_as")
+    with pytest.raises(Refused) as refused:
+        msa.start(ALICE, "alice@example.test", MailParams())
+    assert (refused.value.reply.code, refused.value.reply.enhanced) == (451, "4.3.0")
+
+
+def test_a_quota_lookup_that_fails_at_rcpt_is_451(
+    directory: Directory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mta = _receiver(Role.MTA, directory, tmp_path)
+    _directory_away(monkeypatch, directory, "quota")
+    delivery = mta.start(STRANGER, "carol@remote.test", MailParams())
+    with pytest.raises(Refused) as refused:
+        delivery.add_rcpt("alice@example.test", NO_PARAMS)
+    assert refused.value.reply.code == 451

@@ -32,16 +32,17 @@ thread, never on the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mailstead import logs, metrics
 from mailstead.addresses import AddressError, split_address
-from mailstead.directory import Directory, Resolution
+from mailstead.directory import Directory, DirectoryError, Resolution
 from mailstead.durable import Staged, discard, publish_all
 from mailstead.events import Event, stored_at
 from mailstead.limits import SMTPLimits, WebhookLimits
@@ -53,12 +54,30 @@ from mailstead.mta.envelope import QueuedRecipient, new_queue_id
 from mailstead.mta.queue import Queue
 from mailstead.mta.quota import MAILBOX_FULL, mailbox_full
 from mailstead.peertext import log_text
+from mailstead.pgsql.connect import DATABASE_ERRORS
 from mailstead.proto.smtp import replies as R
 from mailstead.proto.smtp.events import MailParams, RcptParams
 from mailstead.proto.smtp.replies import Reply
 from mailstead.store import MailboxStore, StagedCopy
 
 log = logging.getLogger("mailstead.smtp")
+
+# Postfix's words for a lookup that failed for now (trivial-rewrite, smtpd).
+_LOOKUP_FAILED = Reply(451, "4.3.0", "Temporary lookup failure")
+_LOOKUP_ERRORS: tuple[type[Exception], ...] = (DirectoryError, OSError, *DATABASE_ERRORS)
+
+
+@contextlib.contextmanager
+def _lookups() -> Iterator[None]:
+    """The directory's or the store's failures (a database away, a file that
+    cannot be read) as a 451 refusal of this command: the session goes on,
+    and the client tries again later."""
+    try:
+        yield
+    except _LOOKUP_ERRORS as exc:
+        reason = str(exc).strip().splitlines()
+        log.warning("lookup failed: %s", log_text(reason[0] if reason else type(exc).__name__))
+        raise Refused(_LOOKUP_FAILED) from None
 
 
 class Role(enum.Enum):
@@ -146,10 +165,15 @@ class Receiver:
         """MAIL FROM: a new transaction, or :class:`Refused`."""
         # RFC 6409 §6.1: the MSA checks the sender against the authenticated
         # identity; nobody may send as somebody else.
-        if self.role.is_submission and not (
-            peer.user is not None and sender and self.directory.may_send_as(peer.user, sender)
-        ):
-            raise Refused(Reply(553, "5.7.1", "Sender address not owned by authenticated user"))
+        if self.role.is_submission:
+            with _lookups():
+                owned = (
+                    peer.user is not None
+                    and bool(sender)
+                    and self.directory.may_send_as(peer.user, sender)
+                )
+            if not owned:
+                raise Refused(Reply(553, "5.7.1", "Sender address not owned by authenticated user"))
         if self.checks is not None:
             client = _client(peer)
             _obey(self.checks.connection(client))
@@ -171,7 +195,8 @@ class Receiver:
         except AddressError:
             raise Refused(Reply(501, "5.1.3", "Bad recipient address syntax")) from None
         if local:
-            resolution = self.directory.resolve(recipient)
+            with _lookups():
+                resolution = self.directory.resolve(recipient)
             if resolution is None:
                 raise Refused(R.NO_SUCH_USER)
             return resolution
@@ -231,7 +256,8 @@ class Delivery:
     def add_rcpt(self, recipient: str, params: RcptParams) -> None:
         """RCPT TO: accept ``recipient`` or raise :class:`Refused`."""
         resolution = self.receiver.route(self.peer, recipient)
-        self._refuse_if_full(resolution)
+        with _lookups():
+            self._refuse_if_full(resolution)
         checks = self.receiver.checks
         if checks is not None:
             _obey(checks.recipient(_client(self.peer), self.sender, recipient))

@@ -20,6 +20,7 @@ from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 __all__ = [
+    "DATABASE_ERRORS",
     "DatabaseUnavailable",
     "Pool",
     "connect",
@@ -37,6 +38,11 @@ APPLICATION_NAME = "mailstead"
 
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or refused us (one line, no password)."""
+
+
+#: What a unit of work on the cluster database may raise when the database
+#: fails it, for callers that answer with a temporary error.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DatabaseUnavailable, psycopg.Error)
 
 
 def redact(dsn: str) -> str:
