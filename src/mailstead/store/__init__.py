@@ -263,6 +263,7 @@ def open_mail_store(config: Config, events: EventSink | None = None) -> MailStor
         from mailstead.store.pg_account import pg_accounts
         from mailstead.store.pg_delivery import PgMailStore
         from mailstead.store.pg_maildrop import pg_maildrops
+        from mailstead.store.pg_notify import shared_notices
         from mailstead.store.pg_schema import StoreUnavailable, ensure_schema
 
         try:
@@ -270,7 +271,8 @@ def open_mail_store(config: Config, events: EventSink | None = None) -> MailStor
         except DatabaseUnavailable as exc:
             raise StoreUnavailable(f"mail store: {exc}") from None
         ensure_schema(pool)
-        return MailStores(PgMailStore(pool), pg_accounts(pool, events), pg_maildrops(pool, events))
+        accounts = pg_accounts(pool, events, notices=shared_notices(config.storage.dsn))
+        return MailStores(PgMailStore(pool), accounts, pg_maildrops(pool, events))
     from mailstead.store.account import maildir_accounts
     from mailstead.store.maildrop import maildir_maildrops
     from mailstead.store.mbox_account import mbox_accounts, mbox_maildrops

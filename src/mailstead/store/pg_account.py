@@ -22,7 +22,8 @@ from mailstead.proto.imap.storage import MailboxError
 from mailstead.store.account import INBOX, SPECIAL_USE, Accounts, planned_rename, rename_inbox
 from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.pg_mailbox import PgMailbox
-from mailstead.store.pg_rows import account_usage, autocommit, transaction
+from mailstead.store.pg_notify import ChangeNotices
+from mailstead.store.pg_rows import account_usage, autocommit, changes, transaction
 from mailstead.store.usage_columns import Usage
 
 __all__ = ["PgAccount", "ensure_account", "ensure_mailbox", "pg_accounts"]
@@ -93,10 +94,18 @@ def ensure_mailbox(conn: Connection, account_id: int, name: str) -> tuple[int, i
 class PgAccount:
     """Owns one account's mailboxes in the database as this process sees them."""
 
-    def __init__(self, pool: Pool, address: str, *, reporter: ChangeReporter = NO_REPORTS) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        address: str,
+        *,
+        reporter: ChangeReporter = NO_REPORTS,
+        notices: ChangeNotices | None = None,
+    ) -> None:
         self.pool = pool
         self.address = address
         self.reporter = reporter
+        self.notices = notices
         with autocommit(pool) as conn:
             self.id = ensure_account(conn, address)
             ensure_mailbox(conn, self.id, INBOX)
@@ -159,6 +168,7 @@ class PgAccount:
             if box is None or box.id != int(row[0]):
                 box = PgMailbox(self.pool, int(row[0]), name, int(row[1]))
                 box.reporter = self.reporter
+                box.notices = self.notices
                 self._open[name] = box
             return box
 
@@ -174,7 +184,7 @@ class PgAccount:
     def delete(self, name: str) -> None:
         if name == INBOX:
             raise MailboxError("INBOX cannot be deleted", "CANNOT")
-        with transaction(self.pool) as conn:
+        with changes(self.pool) as (conn, announced):
             # Its bodies wait as an expunge's do, for sessions not yet told.
             conn.execute(
                 "INSERT INTO mail_orphans (body)"
@@ -183,9 +193,14 @@ class PgAccount:
                 " ON CONFLICT (body) DO UPDATE SET since = now()",
                 (self.id, name),
             )
-            gone = conn.execute(
-                "DELETE FROM mail_mailboxes WHERE account = ? AND name = ?", (self.id, name)
-            ).rowcount
+            gone = [
+                int(box_id)
+                for (box_id,) in conn.execute(
+                    "DELETE FROM mail_mailboxes WHERE account = ? AND name = ? RETURNING id",
+                    (self.id, name),
+                )
+            ]
+            announced += gone  # sessions there are told BYE
         if not gone:
             raise MailboxError("Mailbox does not exist", "NONEXISTENT")
         with self._lock:
@@ -200,13 +215,17 @@ class PgAccount:
             self.reporter.renamed(old, new)
             return
         try:
-            with transaction(self.pool) as conn:
+            with changes(self.pool) as (conn, announced):
                 # UIDs, UIDVALIDITY and modseqs move along with the rows.
-                conn.execute(
-                    "UPDATE mail_mailboxes SET name = ? || substr(name, ?)"
-                    " WHERE account = ? AND (name = ? OR substr(name, 1, ?) = ?)",
-                    (new, len(old) + 1, self.id, old, len(old) + 1, old + "/"),
-                )
+                announced += [
+                    int(box_id)
+                    for (box_id,) in conn.execute(
+                        "UPDATE mail_mailboxes SET name = ? || substr(name, ?)"
+                        " WHERE account = ? AND (name = ? OR substr(name, 1, ?) = ?)"
+                        " RETURNING id",
+                        (new, len(old) + 1, self.id, old, len(old) + 1, old + "/"),
+                    )
+                ]
         except psycopg.errors.UniqueViolation:
             raise MailboxError("Mailbox already exists", "ALREADYEXISTS") from None
         with self._lock:
@@ -243,8 +262,16 @@ class PgAccount:
             return account_usage(conn, self.address)
 
 
-def pg_accounts(pool: Pool, events: EventSink | None = None) -> Accounts[PgAccount]:
-    """The accounts in the database; their changes become events for ``events``."""
+def pg_accounts(
+    pool: Pool, events: EventSink | None = None, *, notices: ChangeNotices | None = None
+) -> Accounts[PgAccount]:
+    """The accounts in the database; their changes become events for ``events``.
+
+    ``notices``: the process's LISTEN connection, which IDLE waits on
+    (without it, IDLE reads the database at every look).
+    """
     return Accounts(
-        lambda address: PgAccount(pool, address, reporter=ChangeReporter(events, address))
+        lambda address: PgAccount(
+            pool, address, reporter=ChangeReporter(events, address), notices=notices
+        )
     )

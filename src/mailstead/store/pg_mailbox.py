@@ -7,6 +7,8 @@ with each message's record in memory so that ``FETCH 1:* (UID FLAGS)``
 asks the database nothing. :meth:`PgMailbox.refresh` costs one indexed read
 of the mailbox's row: every change any node makes to the messages takes the
 mailbox's next modseq, so an unchanged HIGHESTMODSEQ means nothing to pull.
+In IDLE it costs nothing until a change notice names the mailbox
+(store/pg_notify.py), or the fallback interval passes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from mailstead.pgsql.connect import Pool
 from mailstead.proto.imap.storage import Appender, FlagLimitError
 from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.maildir import crlf_size
+from mailstead.store.pg_notify import FALLBACK_POLL, ChangeNotices, Mark
 from mailstead.store.pg_reads import Readahead
 from mailstead.store.pg_rows import (
     NewMessage,
@@ -28,6 +31,7 @@ from mailstead.store.pg_rows import (
     add_messages,
     autocommit,
     body_hash,
+    changes,
     collect_bodies,
     expunge_rows,
     transaction,
@@ -72,6 +76,10 @@ class PgMailbox:
         self.retained: Retained[PgMessage] = Retained()
         self.header_summaries: dict[int, bytes] = {}
         self.reporter: ChangeReporter = NO_REPORTS
+        #: This process's LISTEN connection; without it IDLE reads at every look.
+        self.notices: ChangeNotices | None = None
+        self._heard: Mark | None = None  # the notices' mark at the last read
+        self._read_at = -1e9
         self._keywords: list[str] = []
         self._loaded = False
         self._refreshed = -1e9
@@ -88,9 +96,19 @@ class PgMailbox:
         the mailbox was deleted or renamed (the session is told BYE).
         """
         now = time.monotonic()
+        notices = self.notices
+        if max_age and notices is not None:
+            notices.want()  # IDLE waits on the notices: listen, if not yet
         if max_age and now - self._refreshed < max_age:
             return
         self._refreshed = now
+        mark = None
+        if notices is not None:
+            mark = notices.mark(self.id)  # before the read: a notice during it reads again
+            # In IDLE, nothing heard of this mailbox since the last read: nothing
+            # changed, or the notice was lost (then the fallback reads).
+            if max_age and mark == self._heard and now - self._read_at < FALLBACK_POLL:
+                return
         with autocommit(self.pool) as conn:
             row = conn.execute(
                 "SELECT name, highestmodseq FROM mail_mailboxes WHERE id = ?", (self.id,)
@@ -99,6 +117,7 @@ class PgMailbox:
                 raise FileNotFoundError(f"mailbox {self.name!r} no longer exists")
             if int(row[1]) != self.highestmodseq or not self._loaded:
                 self._pull(conn)
+        self._heard, self._read_at = mark, now
 
     def _pull(self, conn: Connection) -> None:
         """Apply the changes made since :attr:`highestmodseq` (by anyone)."""
@@ -291,7 +310,7 @@ class PgMailbox:
         """
         wanted = list(uids)
         changed: list[tuple[int, str]] = []
-        with transaction(self.pool) as conn:
+        with changes(self.pool) as (conn, announced):
             row = conn.execute(
                 "UPDATE mail_mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?"
                 " RETURNING highestmodseq",
@@ -329,6 +348,7 @@ class PgMailbox:
                     "UPDATE mail_mailboxes SET keywords = keywords || ?::text[] WHERE id = ?",
                     (fresh, self.id),
                 )
+            announced.append(self.id)
         for uid, text in changed:
             msg = self.messages[uid]
             msg.flags = flag_tuple(text)
@@ -400,11 +420,13 @@ class PgMailbox:
         wanted = [uid for uid in uids if uid in self.messages]
         if not wanted:
             return []
-        with transaction(self.pool) as conn:
+        with changes(self.pool) as (conn, announced):
             try:
                 gone, _ = expunge_rows(conn, self.id, wanted)
             except LookupError:
                 raise FileNotFoundError(f"mailbox {self.name!r} no longer exists") from None
+            if gone:
+                announced.append(self.id)
         # Removed here or by another node meanwhile: gone either way.
         self._retain(wanted)
         self.uids = with_changes(self.uids, [], set(wanted))
