@@ -1,7 +1,9 @@
 """Over quota, mail waits: ``452 4.2.2 Mailbox full`` (RFC 3463 §3.3, RFC 5321 §4.2.3).
 
 A user's limits (``mailstead user quota``) live in the directory; the usage
-is read from the account's index (store/usage.py). The receiver asks twice:
+is read from the account's index (store/usage.py), or with ``[storage]
+backend = "postgresql"`` summed in the cluster database
+(``PgMailStore.usage``), so every node counts the same mail. The receiver asks twice:
 at RCPT, whether the mailbox is already full (``incoming`` None: no room for
 any message), and at DATA, whether this message would pass a limit. The
 queue's local delivery asks the second question too. A 452 is temporary:
@@ -11,6 +13,8 @@ An account without limits costs one directory lookup and nothing else.
 """
 
 from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
 
 from mailstead.directory import Directory
 from mailstead.proto.smtp.replies import Reply
@@ -49,10 +53,19 @@ def mailbox_full(
     return False
 
 
+@runtime_checkable
+class _CountsUsage(Protocol):
+    """A store that sums an account's usage itself (the cluster database's)."""
+
+    def usage(self, address: str) -> Usage: ...
+
+
 def _usage(store: MailboxStore, address: str) -> Usage | None:
     """What the account uses; None for a store kept elsewhere (a test's fake)."""
     if isinstance(store, MaildirStore):
         return _USAGE.maildir(maildir_path(store.mail_root, address))
     if isinstance(store, MboxStore):
         return _USAGE.mbox(account_dir(store.mail_root, address))
+    if isinstance(store, _CountsUsage):
+        return store.usage(address)
     return None
