@@ -81,7 +81,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # The control socket: the supervisor's answers to status/reload/stop/flush, and the client.
     ("control", ("mailstead.control.*",)),
     # Wires the services together and runs them.
-    ("app", ("mailstead.app", "mailstead.daemon")),
+    ("app", ("mailstead.app", "mailstead.daemon", "mailstead.cluster_schema")),
     # Checks of the configuration and of the published DNS (mailstead check).
     ("checks", ("mailstead.checks.*",)),
     # The command line, and ``python -m mailstead``.

@@ -1,7 +1,8 @@
 """``mailstead serve``: the supervisor process, its workers, privileges and signals.
 
 Everything that can be wrong is found before the first fork, and said in
-one line: a second ``serve`` on the data directory, a certificate that
+one line: a second ``serve`` on the data directory, a cluster database
+that cannot be reached or is newer than the code, a certificate that
 does not load, a port that cannot be bound (named by its listener). Then
 root, if that is how it started, is left for ``[run]``'s account
 (system/privileges.py) before any network input is read, and the workers
@@ -32,6 +33,8 @@ import ssl
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
+
 from mailstead import logs
 from mailstead.acme_client import serving_files
 from mailstead.app import (
@@ -42,6 +45,7 @@ from mailstead.app import (
     start,
     webhook_dispatcher,
 )
+from mailstead.cluster_schema import ClusterSchemaError, prepare_cluster_schema
 from mailstead.config import Config, ConfigError, load_config
 from mailstead.control.address import socket_path
 from mailstead.control.board import WorkerBoard
@@ -52,9 +56,11 @@ from mailstead.directory import DirectoryError
 from mailstead.durable import make_dirs
 from mailstead.limits import SMTPLimits, WebhookLimits
 from mailstead.mailauth.setup import prepare as prepare_auth_checks
+from mailstead.mta.queue import open_queue
 from mailstead.net import watchdog
-from mailstead.net.supervisor import Supervisor
+from mailstead.net.supervisor import TEMPORARY_FAILURE, Supervisor
 from mailstead.net.watchdog import Heartbeats, Pulse
+from mailstead.pgsql.connect import DatabaseUnavailable
 from mailstead.system import sdnotify
 from mailstead.system.lock import ServeLock
 from mailstead.system.privileges import account, become, give_data_dir
@@ -71,6 +77,7 @@ log = logging.getLogger("mailstead")
 _EXPECTED = (
     ConfigError,
     CertificateError,
+    DatabaseUnavailable,
     DirectoryError,
     InvalidSecretError,
     ListenError,
@@ -78,6 +85,22 @@ _EXPECTED = (
     OSError,
 )
 _IMPLICIT_TLS = ("submissions", "imaps", "pop3s")
+
+
+def _database_away(exc: BaseException) -> bool:
+    """Whether a worker's start failed only because the cluster database did
+    not answer (the supervisor then starts it again later): the components
+    wrap that failure in their own one-line errors, so its chain is read."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, (DatabaseUnavailable, psycopg.OperationalError)):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 _STARTTLS = ("submission", "imap", "pop3")
 # Config keys a SIGHUP applies; a change to any other waits for a restart.
 _RELOADED = frozenset({"path", "domains", "tls", "webhooks"})
@@ -275,11 +298,25 @@ def serve(config: Config) -> None:
     if owner is not None:
         lock.chown(owner.uid, owner.gid)
     check_source_addresses(config)
+    if config.storage.backend == "postgresql":
+        # Once, before any worker: an unreachable database or one a newer
+        # Mailstead shaped stops serve here in one line.
+        try:
+            made = prepare_cluster_schema(config.storage.dsn)
+        except ClusterSchemaError as exc:
+            raise ServeError(str(exc)) from None
+        if made:
+            log.info("database: made or upgraded the tables of %s", ", ".join(made))
     tls = server_tls(config)
     # A bad [[webhooks]] secret stops serve here, once, not in every worker;
     # leases left by workers killed mid-POST are freed: none runs yet.
     with open_outbox(config) as outbox:
         outbox.release_leases()
+    if config.storage.backend == "postgresql":
+        # Likewise the queue claims of this node's workers killed mid-delivery
+        # (on SQLite nothing is claimed).
+        with open_queue(config) as queue:
+            queue.release_node_claims()
     workers = config.workers or os.cpu_count() or 1
     listeners = Listeners.bind(config, limits, workers)
     if owner is not None:
@@ -344,7 +381,7 @@ def serve(config: Config) -> None:
             if serving:  # not a start-up problem: the traceback helps
                 raise
             log.error("worker %d: %s", index, one_line(exc))
-            raise SystemExit(1) from None
+            raise SystemExit(TEMPORARY_FAILURE if _database_away(exc) else 1) from None
 
     def worker_exited(index: int) -> None:
         board.exited(index, restart=not master.stopping)

@@ -48,6 +48,7 @@ class ServerProcess:
 
     The config, data directory and ports stay the same across restarts.
     Its output goes to ``<root>/serve.log``, which start failures quote.
+    ``dsn``: a node of the cluster on that PostgreSQL database (``write_config``).
     """
 
     def __init__(
@@ -59,11 +60,18 @@ class ServerProcess:
         delivery: str = "",
         extra: str = "",
         roles: tuple[str, ...] = ROLES,
+        dsn: str = "",
     ) -> None:
         self.root = root
         self.ports = {role: free_port() for role in roles}
         self.config_path = write_config(
-            root, ports=self.ports, storage=storage, workers=workers, delivery=delivery, extra=extra
+            root,
+            ports=self.ports,
+            storage=storage,
+            workers=workers,
+            delivery=delivery,
+            extra=extra,
+            dsn=dsn,
         )
         self.config: Config = load_config(self.config_path)
         self.handle = ServerHandle(self.config, dict(self.ports))

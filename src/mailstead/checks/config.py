@@ -10,7 +10,8 @@ then the loader's own words, and nothing it validates is re-implemented.
 What the loader cannot know is checked on the loaded configuration: the
 hostname (``localhost``), the TLS certificate and key
 (:mod:`mailstead.checks.tls`), whether each listening address can be bound,
-and whether the outbound source addresses are on this host.
+whether the outbound source addresses are on this host, and the cluster
+database (:mod:`mailstead.checks.database`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailstead.checks.database import database_problems
 from mailstead.checks.problem import Problem
 from mailstead.checks.tls import certificate_problems
 from mailstead.config import Config, ConfigError, HostPort, load_config
@@ -86,6 +88,8 @@ def check_config(path: Path) -> ConfigReport:
         report.problems += listen_problems(config)
     if "delivery" not in pruned:
         report.problems += _source_problems(config)
+    if "storage" not in pruned:
+        report.problems += database_problems(config)
     return report
 
 

@@ -1,5 +1,8 @@
 """``mailstead init``: the config, data directory, TLS certificate and user database.
 
+With ``[storage] backend = "postgresql"`` it makes every component's tables
+in the cluster database (cluster_schema.py), as ``serve`` would.
+
 ``init --system`` installs a service instead: ``/etc/mailstead``, the data in
 ``/var/lib/mailstead``, a system user and a systemd unit (docs/operations.md).
 """
@@ -20,9 +23,11 @@ from pathlib import Path
 import click
 
 from mailstead.cli.common import Failure, config_path, one_line_errors
+from mailstead.cluster_schema import ClusterSchemaError, prepare_cluster_schema
 from mailstead.config import Config, default_config_text, default_hostname, load_config
 from mailstead.config.template import SYSTEM_CONFIG, SYSTEM_DATA_DIR
 from mailstead.directory import Directory, prepare_directory
+from mailstead.pgsql.connect import redact
 from mailstead.system.sendmail_install import (
     BACKUP_SUFFIX,
     SENDMAIL_PATH,
@@ -124,10 +129,24 @@ def init(
     user_directory = prepare_directory(config)
     if user_directory is not None:
         created.append(user_directory)
+    if config.storage.backend == "postgresql":
+        created.extend(_cluster_tables(config))
     for item in created:
         click.echo(f"created {item}")
     if not created:
         click.echo(f"nothing to do: {path} is already initialised")
+
+
+def _cluster_tables(config: Config) -> list[str]:
+    """Make or upgrade every component's tables in the cluster database (as
+    ``serve`` would at start); what was made, for the operator."""
+    try:
+        changed = prepare_cluster_schema(config.storage.dsn)
+    except ClusterSchemaError as exc:
+        raise Failure(str(exc)) from None
+    if not changed:
+        return []
+    return [f"tables of {', '.join(changed)} in {redact(config.storage.dsn)}"]
 
 
 def _guessed_hostname() -> str:
@@ -188,9 +207,9 @@ class _SystemInstall:
                 ensure_self_signed(cert, key, config.hostname)
         db = self.inside(config.db_path("directory"))
         if config.storage.backend == "postgresql":
-            self.say("create", "user directory tables in the database, if absent")
+            self.say("create", "every component's tables in the database, if absent")
             if not self.dry_run:
-                prepare_directory(config)
+                _cluster_tables(config)
         elif not db.exists():
             self.say("create", f"user directory {db}")
             if not self.dry_run:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mailstead.config.reader import Reader, duration
-from mailstead.limits import ConnectionPolicy
+from mailstead.limits import ConnectionPolicy, QueueLimits
 
 __all__ = ["ConnectionLimitsConfig", "load_limits"]
 
@@ -48,6 +48,11 @@ class ConnectionLimitsConfig:
     watchdog_timeout: int = 10
     #: Seconds workers get to finish after SIGTERM before they are killed.
     shutdown_timeout: int = 30
+    #: With ``[storage] backend = "postgresql"``: seconds a node's claim on a
+    #: queued message lasts (renewed at least every 2 s while it delivers);
+    #: a node that dies holds its messages this long before another node
+    #: retries them (mta/queue_claims.py, limits.QueueLimits).
+    queue_lease: int = int(QueueLimits().lease)
 
     def policy(self) -> ConnectionPolicy:
         """The deadlines every session enforces (limits.ConnectionPolicy)."""
@@ -70,7 +75,12 @@ _DURATIONS = (
     "stress_timeout",
     "watchdog_timeout",
     "shutdown_timeout",
+    "queue_lease",
 )
+# The engine renews its claims at every look at the queue, at least every
+# 2 s: a shorter lease could run out under a node that is alive.
+QUEUE_LEASE_MIN = 10
+QUEUE_LEASE_MAX = 3600
 
 
 def load_limits(r: Reader, data: Mapping[str, object]) -> ConnectionLimitsConfig:
@@ -90,6 +100,11 @@ def load_limits(r: Reader, data: Mapping[str, object]) -> ConnectionLimitsConfig
     stress = whole("stress_threshold", 1, 100, " (percent)")
     block_after = whole("auth_block_after", 1)
     seconds = {key: duration(r, t, f"limits.{key}", getattr(defaults, key)) for key in _DURATIONS}
+    if not QUEUE_LEASE_MIN <= seconds["queue_lease"] <= QUEUE_LEASE_MAX:
+        r.fail(
+            "limits.queue_lease",
+            f"expected {QUEUE_LEASE_MIN}s to {QUEUE_LEASE_MAX}s, got {seconds['queue_lease']}s",
+        )
     return ConnectionLimitsConfig(
         connections_per_ip=per_ip,
         connections_per_network=per_network,

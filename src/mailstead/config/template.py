@@ -130,6 +130,8 @@ watchdog_timeout   = "10s"          # a worker whose event loop is blocked this
                                     # long is killed and replaced
 shutdown_timeout   = "30s"          # after SIGTERM, workers still running then
                                     # are killed
+queue_lease        = "60s"          # [storage] backend = "postgresql": a dead
+                                    # node's queued mail waits this long for another
 
 [run]                               # started as root: bind the ports, then run as
 user  = "mailstead"                 # this user and group (`init --system` makes them)

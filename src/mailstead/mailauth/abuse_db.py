@@ -42,7 +42,14 @@ from mailstead.pgsql.migrate import SchemaTooNew, migrate
 from mailstead.sqlconn import SQLConnection
 from mailstead.sqlite_wal import enable_wal
 
-__all__ = ["AbuseDB", "PostgresAbuseDB", "SQLiteAbuseDB", "Sweep", "Unavailable"]
+__all__ = [
+    "POSTGRES_MIGRATIONS",
+    "AbuseDB",
+    "PostgresAbuseDB",
+    "SQLiteAbuseDB",
+    "Sweep",
+    "Unavailable",
+]
 
 log = logging.getLogger("mailstead.abuse")
 
@@ -77,7 +84,7 @@ CREATE TABLE IF NOT EXISTS greylist_network (
 
 # The same tables in the cluster's database. A greylist triplet's fields are
 # joined with a unit separator there (TRIPLET_SEPARATOR): text cannot hold NUL.
-_POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE rate (
             key     text PRIMARY KEY,
@@ -241,7 +248,7 @@ class PostgresAbuseDB(AbuseDB):
         try:
             with shared_pool(self.dsn).connection(timeout=_BUSY_TIMEOUT) as raw:
                 if not self._migrated:
-                    migrate(raw, "abuse", _POSTGRES_MIGRATIONS)
+                    migrate(raw, "abuse", POSTGRES_MIGRATIONS)
                     self._migrated = True
                 conn = Connection(raw)
                 # The event loop waits on this transaction: a row another

@@ -78,7 +78,11 @@ def open_queue(config: Config, *, events: EventSink | None = None) -> Queue:
     if config.storage.backend == "postgresql":
         database = PostgresDatabase(shared_pool(config.storage.dsn), "queue", POSTGRES_MIGRATIONS)
         return Queue(
-            config.data_dir, events=events, database=database, node=node_name(config.data_dir)
+            config.data_dir,
+            events=events,
+            database=database,
+            node=node_name(config.data_dir),
+            lease=config.limits.queue_lease,
         )
     return Queue(config.data_dir, events=events)
 
@@ -122,6 +126,7 @@ class Queue:
         #: True when due() claims what it returns (nodes share this queue), so
         #: the engine needs no share of its own (Outbound.shard).
         self.claims = database is not None and database.engine == "postgresql"
+        self._node = node
         self._claims = Claims(holder_name(node), lease)
         self._bodies: MessageBodies
         if database is None:
@@ -333,6 +338,18 @@ class Queue:
             return 0
         with self._db.transaction() as conn:
             return self._claims.release(conn)
+
+    def release_node_claims(self) -> int:
+        """Hand back the claims of every queue of this node (``serve`` starting,
+        before any worker runs); how many.
+
+        A node killed mid-delivery leaves its claims set; without this it
+        would wait out its own lease after a restart. Nothing to do on SQLite.
+        """
+        if not self.claims:
+            return 0
+        with self._db.transaction() as conn:
+            return Claims.release_node(conn, self._node)
 
     def _load(self, conn: SQLConnection, ids: Sequence[str]) -> builtins.list[QueuedMessage]:
         if not ids:

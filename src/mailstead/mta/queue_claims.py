@@ -12,9 +12,11 @@ queue until a lease ends, in the same transaction:
    it, and any node may take it at once.
 
 A node that stops hands every claim back (:meth:`Claims.release`); one that
-dies loses them when the lease ends (``limits.QueueLimits.lease``), and
-another node retries those messages. The times are the engines' clocks,
-so nodes' clocks must agree (NTP): a skew shortens or lengthens a lease by
+dies loses them when the lease ends (``[limits] queue_lease``, default
+``limits.QueueLimits.lease``), and another node retries those messages,
+unless the node itself starts again first and frees them
+(:meth:`Claims.release_node`). The times are the engines' clocks, so
+nodes' clocks must agree (NTP): a skew shortens or lengthens a lease by
 as much. SQLite has one node and claims nothing: its workers split the
 queue by id (``Outbound.shard``).
 """
@@ -73,6 +75,20 @@ class Claims:
         ]
         self.release(conn, keep=keep + ids)
         return sorted(ids)
+
+    @staticmethod
+    def release_node(conn: SQLConnection, node: str) -> int:
+        """Hand back every claim of every queue of ``node``; how many.
+
+        Only for ``serve`` starting, before its workers: then none of the
+        node's queues is alive (the data directory's lock keeps a second
+        ``serve`` out), and what a killed one held need not wait for its lease.
+        """
+        return conn.execute(
+            "UPDATE messages SET claimed_by = NULL, lease_until = NULL"
+            " WHERE starts_with(claimed_by, ?)",
+            (f"{node}:",),
+        ).rowcount
 
     def release(self, conn: SQLConnection, keep: Sequence[str] = ()) -> int:
         """Hand back every claim of this queue but those on ``keep``; how many."""

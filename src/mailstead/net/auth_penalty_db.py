@@ -46,7 +46,13 @@ from mailstead.pgsql.compat import Connection
 from mailstead.pgsql.connect import DatabaseUnavailable, shared_pool
 from mailstead.pgsql.migrate import SchemaTooNew, migrate
 
-__all__ = ["COMPONENT", "PostgresFailures", "Unavailable", "open_auth_penalty"]
+__all__ = [
+    "COMPONENT",
+    "POSTGRES_MIGRATIONS",
+    "PostgresFailures",
+    "Unavailable",
+    "open_auth_penalty",
+]
 
 log = logging.getLogger("mailstead.net")
 
@@ -59,7 +65,7 @@ COMPONENT = "auth_penalty"
 
 # An address's key is the address as the session knows it ("192.0.2.9"),
 # a network's its prefix ("192.0.2.0/24"): the slash keeps them apart.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+POSTGRES_MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE auth_failures (
             key      text PRIMARY KEY,
@@ -282,7 +288,7 @@ class PostgresFailures:
             pool = shared_pool(self.dsn)
             with pool.connection(timeout=self.limits.round_trip) as raw:
                 if not self._migrated:
-                    migrate(raw, COMPONENT, _MIGRATIONS)
+                    migrate(raw, COMPONENT, POSTGRES_MIGRATIONS)
                     self._migrated = True
                 conn = Connection(raw)
                 # The server gives up when the loop has: a row another node
