@@ -26,6 +26,7 @@ from mailstead.dns import DNSResolver
 from mailstead.limits import IMAPLimits, POP3Limits, SMTPLimits, WebhookLimits
 from mailstead.mailauth.dkim import DKIMKeys, DKIMSigner
 from mailstead.mailauth.setup import receiver_checks, submission_checks
+from mailstead.metrics.queue_stats import queue_source
 from mailstead.mta.outbound import Outbound
 from mailstead.mta.queue import Queue, open_queue
 from mailstead.mta.receiver import Receiver, Role
@@ -478,10 +479,8 @@ async def start(
 
 async def _serve_metrics(running: RunningServer, sockets: list[socket.socket], worker: int) -> None:
     """Answer scrapes on the [listen] metrics sockets (any worker may get one)."""
-    data_dir = running.config.data_dir
-    service = running._metrics = MetricsService(
-        lambda: metrics.render(data_dir), metrics.CONTENT_TYPE
-    )
+    queue = queue_source(running.config)
+    service = running._metrics = MetricsService(lambda: metrics.render(queue), metrics.CONTENT_TYPE)
     loop = asyncio.get_running_loop()
     for sock in sockets:
         server = await loop.create_server(service.protocol_factory, sock=sock)

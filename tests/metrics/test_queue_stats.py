@@ -8,9 +8,12 @@ from pathlib import Path
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from mailstead.metrics.queue_stats import QueueStats
+from mailstead.metrics.queue_stats import QueueStats, QueueSummary, queue_summary
 from mailstead.mta.envelope import Attempt, QueuedRecipient
 from mailstead.mta.queue import Queue
+from mailstead.mta.queue_db import PostgresDatabase
+from mailstead.mta.queue_schema import POSTGRES_MIGRATIONS
+from mailstead.pgsql.connect import shared_pool
 
 NOW = 1_800_000_000.0
 
@@ -67,3 +70,16 @@ def test_the_scrape_never_writes(tmp_path: Path) -> None:
     before = db.stat().st_mtime_ns, db.read_bytes()
     scrape(QueueStats(db))
     assert (db.stat().st_mtime_ns, db.read_bytes()) == before
+
+
+def test_the_cluster_queue_is_read_from_the_database(pg_dsn: str, tmp_path: Path) -> None:
+    assert queue_summary(pg_dsn) == QueueSummary()  # no tables yet: nothing queued
+    database = PostgresDatabase(shared_pool(pg_dsn), "queue", POSTGRES_MIGRATIONS)
+    with Queue(tmp_path, database=database, node="n1") as queue:
+        queue.enqueue(
+            "a@example.test", [QueuedRecipient("b@remote.test")], [b"x\n"], received_at=NOW - 60
+        )
+    summary = queue_summary(pg_dsn)
+    assert (summary.messages, summary.recipients, summary.oldest) == (1, {"pending": 1}, NOW - 60)
+    text = scrape(QueueStats(pg_dsn, clock=lambda: NOW))
+    assert "mailstead_queue_messages 1.0" in text

@@ -43,7 +43,8 @@ def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def value(config: Config, name: str, **labels: str) -> float:
-    return samples(metrics.render(config.data_dir)).get((name, tuple(sorted(labels.items()))), 0.0)
+    found = samples(metrics.render(config.data_dir / "queue.sqlite3"))
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def test_only_local_domains_are_labels(config: Config) -> None:
@@ -70,7 +71,7 @@ def test_tls_versions_and_webhook_results_are_bounded(config: Config) -> None:
     metrics.webhook_attempt(503, None, finished=False)
     metrics.webhook_attempt(None, "timeout", finished=True)
     metrics.webhook_attempt(999, None, finished=False)
-    found = samples(metrics.render(config.data_dir))
+    found = samples(metrics.render(config.data_dir / "queue.sqlite3"))
     assert (
         "mailstead_tls_handshakes_total",
         (("protocol", "imaps"), ("version", "other")),

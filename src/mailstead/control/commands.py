@@ -25,7 +25,7 @@ from mailstead.control.protocol import Request
 from mailstead.control.server import CommandFailed
 from mailstead.control.wake import wake
 from mailstead.metrics import sessions_by_protocol
-from mailstead.metrics.queue_stats import queue_summary
+from mailstead.metrics.queue_stats import queue_source, queue_summary
 
 __all__ = ["ListenerAddress", "MasterControl", "ReloadGate", "rfc3339"]
 
@@ -152,7 +152,7 @@ class MasterControl:
         """
         config = self._config()
         now = time.time()
-        queue = queue_summary(config.data_dir / "queue.sqlite3")
+        queue = queue_summary(queue_source(config))
         last = self.reloads.last
         return {
             "version": __version__,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 
 from mailstead.metrics import instruments, shared
-from mailstead.metrics.queue_stats import QueueStats
+from mailstead.metrics.queue_stats import QueueSource, QueueStats
 
 __all__ = ["CONTENT_TYPE", "render"]
 
@@ -28,9 +27,9 @@ class _Memory:
         return self.registry.collect()
 
 
-def render(data_dir: Path) -> bytes:
+def render(queue: QueueSource) -> bytes:
     """The metrics text: the shared files when this process serves from them, else its own
-    counts; and the queue under ``data_dir``. Blocking (files, SQLite): not on the loop."""
+    counts; and the ``queue``'s size. Blocking (files, a database): not on the loop."""
     registry = CollectorRegistry(auto_describe=False)
     directory = shared.serving_dir()
     if directory is not None:
@@ -39,6 +38,6 @@ def render(data_dir: Path) -> bytes:
         memory = instruments.memory_registry()
         if memory is not None:
             registry.register(_Memory(memory))
-    registry.register(QueueStats(data_dir / "queue.sqlite3"))
+    registry.register(QueueStats(queue))
     text: bytes = generate_latest(registry)
     return text

@@ -107,7 +107,7 @@ class Outbox:
         self._clock = clock
         self.endpoints = EndpointRegistry(self._transaction, self._db.reading, clock=clock)
         self._staging = GroupStore(self)
-        self._uids = UidTeller()
+        self._uids = UidTeller(database.pool if isinstance(database, PostgresDatabase) else None)
 
     def close(self) -> None:
         self._db.close()

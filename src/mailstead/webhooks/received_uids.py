@@ -13,7 +13,9 @@ import json
 import logging
 from collections.abc import Mapping
 
+from mailstead.pgsql.connect import Pool
 from mailstead.store.delivered import DeliveredUids, Uid
+from mailstead.store.pg_delivery import PgMailStore
 from mailstead.store.stored_as import StoredAs
 
 __all__ = ["UidTeller", "with_uid", "with_uid_fields"]
@@ -45,10 +47,15 @@ def with_uid(payload: bytes, uid: Uid) -> bytes:
 
 class UidTeller:
     """Tells the UIDs of delivered copies for one outbox; opens the account indexes
-    it needs on first use (only a dispatcher's outbox ever does)."""
+    it needs on first use (only a dispatcher's outbox ever does).
 
-    def __init__(self) -> None:
+    ``pool``: the cluster database, which tells its own copies (``StoredAs``
+    format ``"postgresql"``); without it they go out with a null UID.
+    """
+
+    def __init__(self, pool: Pool | None = None) -> None:
         self._delivered: DeliveredUids | None = None
+        self._cluster = PgMailStore(pool) if pool is not None else None
 
     def tell(self, places: Mapping[str, str]) -> dict[str, Uid]:
         """Event id → the UID of its copy, for each of ``places`` (event id →
@@ -65,6 +72,10 @@ class UidTeller:
             self._delivered = DeliveredUids()
         try:
             found = self._delivered.find(list(wanted.values()))
+            if self._cluster is not None and any(c.format == "postgresql" for c in wanted.values()):
+                # The cluster database's copies: asked in one query.
+                in_cluster = self._cluster.find_delivered(list(wanted.values()))
+                found = [mine or theirs for mine, theirs in zip(found, in_cluster, strict=True)]
         except Exception:
             log.exception("telling the UID of a delivered message failed")
             return {}
