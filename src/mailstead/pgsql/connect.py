@@ -29,9 +29,11 @@ __all__ = [
     "shared_pool",
 ]
 
-# Seconds: to open a connection, and to wait for one from a full pool.
+# Seconds: to open a connection, and to wait for one from a full pool (or
+# while the database is away). Below the watchdog's 10 s, since much of the
+# work runs on a worker's event loop.
 CONNECT_TIMEOUT = 10
-POOL_WAIT = 30.0
+POOL_WAIT = 5.0
 # What PostgreSQL shows in pg_stat_activity for our sessions.
 APPLICATION_NAME = "mailstead"
 
