@@ -71,6 +71,14 @@ class Resolution:
     mailboxes: tuple[str, ...]
     #: Non-local addresses the message is relayed to (alias forwarding).
     remote: tuple[str, ...]
+    #: Each mailbox's limits, read in the same lookup, so the quota checks
+    #: at RCPT and DATA ask the directory nothing more (a round trip each
+    #: on the cluster database). Mailboxes without limits are left out.
+    quotas: tuple[tuple[str, Quota], ...] = ()
+
+    def quota_of(self, mailbox: str) -> Quota:
+        """The limits of one of :attr:`mailboxes` as they were at the lookup."""
+        return dict(self.quotas).get(mailbox, Quota())
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +200,16 @@ class Directory:
     def _user_exists(db: SQLConnection, address: str) -> bool:
         row = db.execute("SELECT 1 FROM users WHERE address = ?", (address,)).fetchone()
         return row is not None
+
+    @staticmethod
+    def _user_quota(db: SQLConnection, address: str) -> Quota | None:
+        """The user's limits (one query), or None if there is no such user."""
+        row = db.execute(
+            "SELECT q.storage, q.messages FROM users u"
+            " LEFT JOIN quotas q ON q.address = u.address WHERE u.address = ?",
+            (address,),
+        ).fetchone()
+        return None if row is None else Quota(*row)
 
     @staticmethod
     def _alias_targets(db: SQLConnection, alias: str) -> list[str]:
@@ -400,7 +418,7 @@ class Directory:
                 loop = self._loop(db, alias, table)
                 if loop:
                     out.append(AliasWarning(alias, "loop: " + " -> ".join(loop)))
-                mailboxes: dict[str, None] = {}
+                mailboxes: dict[str, Quota] = {}
                 remote: dict[str, None] = {}
                 self._expand(db, table[alias], 1, {alias}, mailboxes, remote)
                 if not mailboxes and not remote:
@@ -462,9 +480,11 @@ class Directory:
 
     def _route(self, db: SQLConnection, key: str) -> Resolution | None:
         """:meth:`resolve` for a canonical local address, on ``db``."""
-        if self._user_exists(db, key):
-            return Resolution(mailboxes=(key,), remote=())
-        mailboxes: dict[str, None] = {}  # dicts keep insertion order: ordered sets
+        quota = self._user_quota(db, key)
+        if quota is not None:
+            limits = () if quota.unlimited else ((key, quota),)
+            return Resolution(mailboxes=(key,), remote=(), quotas=limits)
+        mailboxes: dict[str, Quota] = {}  # dicts keep insertion order: ordered sets
         remote: dict[str, None] = {}
         for alias in (key, "@" + key.rpartition("@")[2]):
             targets = self._alias_targets(db, alias)
@@ -473,7 +493,11 @@ class Directory:
                 break
         if not mailboxes and not remote:
             return None
-        return Resolution(mailboxes=tuple(mailboxes), remote=tuple(remote))
+        return Resolution(
+            mailboxes=tuple(mailboxes),
+            remote=tuple(remote),
+            quotas=tuple((m, q) for m, q in mailboxes.items() if not q.unlimited),
+        )
 
     def _expand(
         self,
@@ -481,7 +505,7 @@ class Directory:
         targets: list[str],
         depth: int,
         seen: set[str],
-        mailboxes: dict[str, None],
+        mailboxes: dict[str, Quota],
         remote: dict[str, None],
     ) -> None:
         for target in targets:
@@ -490,8 +514,9 @@ class Directory:
                 remote[target] = None
                 continue
             key = f"{canonical_local_part(local)}@{domain}"
-            if self._user_exists(db, key):
-                mailboxes[key] = None
+            quota = self._user_quota(db, key)
+            if quota is not None:
+                mailboxes[key] = quota
             elif key not in seen and depth < MAX_ALIAS_DEPTH:
                 seen.add(key)  # each alias expands once: ends loops, bounds the work
                 nested = self._alias_targets(db, key)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mailstead.directory import Directory, DirectoryError, Resolution
+from mailstead.directory import Directory, DirectoryError, Quota, Resolution
 from mailstead.limits import SMTPLimits
 from mailstead.logs import LogfmtFormatter
+from mailstead.mta import quota
 from mailstead.mta.queue import Queue
 from mailstead.mta.receiver import Peer, Receiver, Refused, Role
 from mailstead.proto.smtp.events import MailParams, Message, RcptParams, Recipient
@@ -338,11 +339,17 @@ def test_a_directory_that_fails_at_mail_from_on_submission_is_451(
     assert (refused.value.reply.code, refused.value.reply.enhanced) == (451, "4.3.0")
 
 
-def test_a_quota_lookup_that_fails_at_rcpt_is_451(
+def test_a_usage_lookup_that_fails_at_rcpt_is_451(
     directory: Directory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # alice has limits, so RCPT asks the store what she uses: the store is away.
+    directory.set_quota("alice@example.test", Quota(storage=10_000))
     mta = _receiver(Role.MTA, directory, tmp_path)
-    _directory_away(monkeypatch, directory, "quota")
+
+    def away(*args: object) -> object:
+        raise OSError("mail database: server closed the connection")
+
+    monkeypatch.setattr(quota, "_usage", away)
     delivery = mta.start(STRANGER, "carol@remote.test", MailParams())
     with pytest.raises(Refused) as refused:
         delivery.add_rcpt("alice@example.test", NO_PARAMS)

@@ -54,7 +54,9 @@ def deliver(
         return LocalResult(Outcome.FAILED, Reply(550, "5.1.1", "No such user here"))
     mailboxes = sorted(resolution.mailboxes)
     size = len(body) + body.count(b"\n")  # as the index counts it, with CRLF
-    if any(mailbox_full(directory, store, mailbox, size) for mailbox in mailboxes):
+    if any(
+        mailbox_full(directory, store, m, size, quota=resolution.quota_of(m)) for m in mailboxes
+    ):
         # RFC 3463 4.2.2, temporary: the queue retries until there is room.
         return LocalResult(Outcome.DEFERRED, MAILBOX_FULL)
     started = time.perf_counter()

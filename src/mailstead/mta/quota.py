@@ -9,14 +9,15 @@ any message), and at DATA, whether this message would pass a limit. The
 queue's local delivery asks the second question too. A 452 is temporary:
 the sender retries, and a user who makes room gets the mail.
 
-An account without limits costs one directory lookup and nothing else.
+An account without limits costs nothing more: the recipient's lookup
+(``Directory.resolve``) reads each mailbox's limits with it.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from mailstead.directory import Directory
+from mailstead.directory import Directory, Quota
 from mailstead.proto.smtp.replies import Reply
 from mailstead.store import MailboxStore, MaildirStore, MboxStore, account_dir, maildir_path
 from mailstead.store.usage import AccountUsage
@@ -31,11 +32,18 @@ _USAGE = AccountUsage()
 
 
 def mailbox_full(
-    directory: Directory, store: MailboxStore, address: str, incoming: int | None = None
+    directory: Directory,
+    store: MailboxStore,
+    address: str,
+    incoming: int | None = None,
+    *,
+    quota: Quota | None = None,
 ) -> bool:
     """True if ``address``'s mailbox cannot take a message of ``incoming`` octets
-    (None: of any size; the mailbox is at or over a limit already)."""
-    quota = directory.quota(address)
+    (None: of any size; the mailbox is at or over a limit already). ``quota``:
+    the limits as the recipient's lookup read them (else asked here)."""
+    if quota is None:
+        quota = directory.quota(address)
     if quota.unlimited:
         return False
     usage = _usage(store, address)

@@ -268,7 +268,10 @@ class Delivery:
         receiver = self.receiver
         if resolution.mailboxes and not resolution.remote:
             directory, store = receiver.directory, receiver.store
-            if all(mailbox_full(directory, store, m) for m in resolution.mailboxes):
+            if all(
+                mailbox_full(directory, store, m, quota=resolution.quota_of(m))
+                for m in resolution.mailboxes
+            ):
                 raise Refused(MAILBOX_FULL)
 
     def _defer_full(
@@ -279,7 +282,11 @@ class Delivery:
         other copy to make, the whole message gets the 452."""
         receiver = self.receiver
         directory, store = receiver.directory, receiver.store
-        full = [m for m in mailboxes if mailbox_full(directory, store, m, size)]
+        full = [
+            m
+            for m, recipient in mailboxes.items()
+            if mailbox_full(directory, store, m, size, quota=self._routes[recipient][1].quota_of(m))
+        ]
         if not full:
             return
         if len(full) == len(mailboxes) and not remote:
