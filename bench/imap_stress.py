@@ -82,6 +82,9 @@ class Stats:
     examples: list[str] = field(default_factory=list)
     per_command: dict[str, int] = field(default_factory=dict)
     slowest: tuple[float, str] = (0.0, "")
+    # CPU seconds the clients (this process) used while the clock ran: near
+    # the elapsed time, the clients and not the server set the pace.
+    client_cpu: float = 0.0
 
     def note(self, what: str) -> None:
         if len(self.examples) < 20:
@@ -375,7 +378,13 @@ async def _client_loop(client: Client, deadline: float, stats: Stats) -> None:
 
 
 async def stress(
-    port: int, login: tuple[str, str], *, clients: int, seconds: float, seed: int
+    port: int,
+    login: tuple[str, str],
+    *,
+    clients: int,
+    seconds: float,
+    seed: int,
+    on_start: Callable[[], None] = lambda: None,
 ) -> tuple[Stats, float]:
     """Run ``clients`` checking clients for ``seconds``; the counts and the time taken.
 
@@ -399,9 +408,54 @@ async def stress(
             await client.close()
             continue
         ready.append(client)
-    start = time.monotonic()
+    on_start()
+    start, cpu = time.monotonic(), time.process_time()
     await asyncio.gather(*(_client_loop(c, start + seconds, stats) for c in ready))
+    stats.client_cpu = time.process_time() - cpu
     return stats, time.monotonic() - start
+
+
+def _cpu_seconds(pid: int) -> dict[int, tuple[float, float]]:
+    """CPU seconds of ``pid`` and each process below it: (whole process, main thread).
+
+    The main thread of a Mailstead worker is its event loop; the rest of a
+    process's time is its thread pool (fsyncs wait off the CPU, so neither
+    counts the time a thread waits for the disk).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, tuple[float, float]] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            whole = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            main = Path(f"/proc/{p}/task/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        # Fields 14 and 15 of proc(5) (utime, stime), counted after the ")".
+        found[p] = (
+            (int(whole[11]) + int(whole[12])) / tick,
+            (int(main[11]) + int(main[12])) / tick,
+        )
+        todo += [int(c) for c in children]
+    return found
+
+
+def _cpu_report(before: dict[int, tuple[float, float]], pid: int, elapsed: float) -> str:
+    """The server's CPU over the run, in all and per busy process, as shares of one CPU."""
+    after = _cpu_seconds(pid)
+    total, parts = 0.0, []
+    for p, (whole, main) in sorted(after.items()):
+        was_whole, was_main = before.get(p, (0.0, 0.0))
+        used, loop = whole - was_whole, main - was_main
+        total += used
+        if used >= 0.05 * elapsed:
+            share, loop_share = 100 * used / elapsed, 100 * loop / elapsed
+            parts.append(f"pid {p} {share:.0f}% (main thread {loop_share:.0f}%)")
+    return f"  server CPU {100 * total / elapsed:.0f}% of one core: " + (
+        ", ".join(parts) or "no process above 5%"
+    )
 
 
 def _report(name: str, stats: Stats, elapsed: float) -> str:
@@ -410,7 +464,8 @@ def _report(name: str, stats: Stats, elapsed: float) -> str:
         f"{name}: {stats.commands} commands in {elapsed:.1f} s = {rate:.0f}/s;"
         f" NO {stats.no}, BAD {stats.bad}, disconnects {stats.disconnects},"
         f" model mismatches {stats.mismatches}; slowest {stats.slowest[1]}"
-        f" {1000 * stats.slowest[0]:.0f} ms",
+        f" {1000 * stats.slowest[0]:.0f} ms; clients' CPU"
+        f" {100 * stats.client_cpu / elapsed if elapsed else 0:.0f}% of one core",
     ]
     lines += [f"  {example}" for example in stats.examples]
     return "\n".join(lines)
@@ -446,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             order = servers if round_no % 2 == 0 else list(reversed(servers))
             for name, make in order:
                 run = work / f"{name}-{round_no}"
+                cpu: dict[int, tuple[float, float]] = {}
                 with make(run, template, cert, key) as server:
                     _make_trash(server.maildir)
                     stats, elapsed = asyncio.run(
@@ -455,9 +511,12 @@ def main(argv: list[str] | None = None) -> int:
                             clients=args.clients,
                             seconds=args.seconds,
                             seed=args.seed + round_no,
+                            on_start=lambda cpu=cpu, pid=server.pid: cpu.update(_cpu_seconds(pid)),
                         )
                     )
+                    usage = _cpu_report(cpu, server.pid, elapsed)
                 print(_report(f"round {round_no + 1} {name}", stats, elapsed), flush=True)
+                print(f"{usage}; load average {os.getloadavg()[0]:.2f}", flush=True)
                 log = run / "mailstead" / "serve.log"
                 if log.exists() and "Traceback" in (text := log.read_text("utf-8", "replace")):
                     print(f"  errors in Mailstead's log:\n{text[-3000:]}")

@@ -38,7 +38,14 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from mailstead.limits import IMAPLimits
-from mailstead.proto.imap.events import NEED_DATA, AuthRequest, Closing, Idling, StartTLS
+from mailstead.proto.imap.events import (
+    NEED_DATA,
+    AuthRequest,
+    Closing,
+    Idling,
+    StartTLS,
+    StorageWork,
+)
 from mailstead.proto.imap.server import IMAPServer, IMAPSettings
 from mailstead.store.account import Account
 from tests.fuzz.wire import (
@@ -288,6 +295,13 @@ class Session:
             elif isinstance(ev, StartTLS):
                 assert self.flush().endswith(b" OK Begin TLS negotiation now\r\n")
                 conn.tls_started()
+            elif isinstance(ev, StorageWork):
+                error = None
+                try:
+                    ev.run()  # in the session's thread pool
+                except OSError as exc:
+                    error = exc
+                conn.storage_done(error)
             elif isinstance(ev, Closing):
                 self.over = True
                 return

@@ -3,7 +3,9 @@
 One :class:`IMAPSession` per TCP connection. It feeds the client's bytes to
 the protocol, writes the responses of each batch in one write, and does
 what only I/O can: check passwords off the event loop (and slowly when they
-are wrong), upgrade to TLS, time out idle clients, and, while a client is in
+are wrong), run a command's slow storage I/O (APPEND's fsyncs) in the
+thread pool while the worker's other sessions go on, upgrade to TLS, time
+out idle clients, and, while a client is in
 IDLE, look for changes every ``idle_poll_interval`` seconds so that a new
 delivery reaches it within a second. After COMPRESS DEFLATE (RFC 4978) it
 inflates what it reads, a bounded chunk at a time (net/deflate.py), and
@@ -33,6 +35,7 @@ from mailstead.proto.imap.events import (
     Idling,
     StartCompression,
     StartTLS,
+    StorageWork,
 )
 from mailstead.proto.imap.quota_limits import LimitsLookup
 from mailstead.proto.imap.server import COMMAND_NAMES, IMAPServer, IMAPSettings
@@ -159,6 +162,8 @@ class IMAPSession(StreamSession):
                 await self._flush()
                 if not await self._wait_for_input(idling=event is not NEED_DATA):
                     return
+            elif isinstance(event, StorageWork):
+                await self._storage_work(event)
             elif isinstance(event, AuthRequest):
                 await self._flush()
                 await self._authenticate(event)
@@ -212,6 +217,15 @@ class IMAPSession(StreamSession):
 
     async def _flush(self) -> None:
         await self.write(self.conn.data_to_send(), self.service.limits.idle_timeout)
+
+    async def _storage_work(self, event: StorageWork) -> None:
+        """Run the step in the thread pool; the engine waits, the loop does not."""
+        error: Exception | None = None
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.service.executor, event.run)
+        except Exception as exc:  # the engine answers it (NO, and the traceback logged)
+            error = exc
+        self.conn.storage_done(error)
 
     async def _authenticate(self, event: AuthRequest) -> None:
         creds = event.credentials

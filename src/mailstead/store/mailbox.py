@@ -15,6 +15,7 @@ sessions, with every message's record in memory so that ``FETCH 1:*
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import time
 from collections.abc import Container, Iterable, Iterator, Sequence
@@ -23,7 +24,13 @@ from pathlib import Path
 
 from mailstead.durable import DirectorySyncer, fsync_dir, unlink_quietly, write_all
 from mailstead.proto.imap.search_plan import Prefilter
-from mailstead.proto.imap.storage import Appender, FlagLimitError
+from mailstead.proto.imap.storage import (
+    Appender,
+    FlagLimitError,
+    Staged,
+    StagedChanges,
+    run_here,
+)
 from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.index import AccountIndex, MailboxState, Row, write
 from mailstead.store.maildir import NO_HARD_LINKS, crlf_size, unique_name
@@ -40,12 +47,18 @@ from mailstead.store.maildir_records import (
     decode_snapshot,
     encode_snapshot,
     file_date,
-    files_as_known,
     read_file,
 )
 from mailstead.store.records import flag_tuple, flags_after, with_changes
 from mailstead.store.retention import ExpungedFiles, Retained, retained_location
 from mailstead.store.search_indexer import AccountTextIndex
+
+# A file made durable in cur/ and waiting for its UID: its base name,
+# location, flag text, RFC822.SIZE and internal date (None: now).
+_Arrival = tuple[str, str, str, int, float | None]
+
+# How new/ and cur/ differ from a mailbox's records (Mailbox._compare_files).
+_AS_KNOWN, _ARRIVING, _CHANGED = "as known", "arriving", "changed"
 
 # A directory whose mtime is this close to the scan may still change within
 # the same timestamp tick; its stamp is not trusted until it is older.
@@ -95,6 +108,10 @@ class Mailbox:
         self._keywords_at = "-"
         self._keyword_names: list[str] = []
         self._refreshed = -1e9
+        # The stamp and modseq at which new/ and cur/ last held only files in
+        # flight from another process (see refresh).
+        self._arriving_at = ("", -1)
+        self._arriving_since: float | None = None  # (monotonic) waiting since
         self._letters_text: dict[str, str] = {}
 
     # -- keeping up with the disk and with other processes -----------------
@@ -125,14 +142,60 @@ class Mailbox:
             pass  # as this process left them; checked again once trusted
         elif stamp == state.stamp:
             pass  # as some process matched them with the index
-        elif self.messages and files_as_known(self._root, self.messages.values()):
-            # Changed, but only in ways this process knows of: its own
-            # changes, and other processes' ones pulled from the index.
-            if look:
-                self.index.set_stamp(self.id, stamp)
+        elif self._arriving_at == (stamp, self.highestmodseq) and self._may_wait(look, now):
+            return  # as at the last refresh: another process's arrival, in flight
         else:
-            self._scan(stamp, dirty=not look)
+            differ = self._compare_files() if self.messages else _CHANGED
+            if differ is _ARRIVING and self._may_wait(look, now):
+                # Another process's APPEND or COPY, between its rename and
+                # its index commit: its commit (pulled at a later refresh)
+                # gives the UID; a scan now would only race it for the
+                # write lock. For a dirty window at most (a file another
+                # program put there, or one left by a crash, is then scanned).
+                self._arriving_at = (stamp, self.highestmodseq)
+                if self._arriving_since is None:
+                    self._arriving_since = now
+                return
+            if differ is _AS_KNOWN:
+                # Changed, but only in ways this process knows of: its own
+                # changes, and other processes' ones pulled from the index.
+                if look:
+                    self.index.set_stamp(self.id, stamp)
+            else:
+                self._scan(stamp, dirty=not look)
         self._matched = (stamp, look)
+        self._arriving_since = None
+
+    def _may_wait(self, look: str, now: float) -> bool:
+        """Whether files in flight in cur/ may still wait for their own commit."""
+        since = self._arriving_since
+        return not look and (since is None or now - since < _DIRTY_WINDOW)
+
+    def _compare_files(self) -> str:
+        """How ``new/`` and ``cur/`` differ from :attr:`messages`: not at all
+        (_AS_KNOWN), only by files in ``cur/`` no record knows (_ARRIVING),
+        or otherwise (_CHANGED). A directory read and a set lookup per file:
+        a fifth of a full scan."""
+        try:
+            new = os.listdir(self._new_dir)
+            cur = os.listdir(self._cur_dir)
+        except FileNotFoundError:
+            return _CHANGED
+        known = {msg.location for msg in self.messages.values()}
+        listed = 0
+        for name in new:
+            if not name.startswith("."):
+                listed += 1
+                if f"new/{name}" not in known:
+                    return _CHANGED
+        unknown = 0
+        for name in cur:
+            if not name.startswith("."):
+                listed += 1
+                unknown += f"cur/{name}" not in known
+        if listed - unknown != len(known):
+            return _CHANGED  # a known file is gone, or renamed
+        return _ARRIVING if unknown else _AS_KNOWN
 
     @contextmanager
     def _changing_files(self) -> Iterator[None]:
@@ -497,81 +560,120 @@ class Mailbox:
 
     def append(self, data: bytes, flags: Sequence[str], internaldate: float | None) -> int:
         """Store a new message (APPEND, COPY); its UID. Durable when this returns."""
+        return run_here(self.append_staged(data, flags, internaldate))
+
+    def append_staged(
+        self, data: bytes, flags: Sequence[str], internaldate: float | None
+    ) -> Staged[int]:
+        """:meth:`append` as :data:`Staged` steps: write the file to ``tmp/`` and
+        fsync it (off the loop), rename it into ``cur/`` (on it), fsync
+        ``cur/`` (off it), then the durable index commit that gives the UID.
+
+        What other sessions may see in between: until the rename, nothing.
+        After it, ``cur/`` has a file no record knows. A refresh in this
+        process takes the directories as it left them
+        (:meth:`_changing_files`), one in another process as an arrival in
+        flight (:meth:`refresh`): neither scans, for a dirty window at most.
+        A scan after that indexes the file itself, with a durable commit,
+        and :meth:`_index_new` then finds that UID. Either way a UID reaches
+        :attr:`messages`, and so any session, only after the durable commit
+        that gave it (SQLite shows a FULL commit to readers only once it is
+        synced), and this APPEND's OK comes only after that commit and the
+        fsyncs of the file and of ``cur/`` (docs/durability.md).
+        """
         letters = self.keywords.letters(sorted(set(flags)))
         if letters is None:
             raise FlagLimitError()
-        base = f"{unique_name()},S={len(data)},W={crlf_size([data])}"
-        tmp = self.path / "tmp" / base
+        size = crlf_size([data])
+        base = f"{unique_name()},S={len(data)},W={size}"
+        tmp = f"{self._root}/tmp/{base}"
         location = f"cur/{base}:2,{letters}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        yield functools.partial(_write_new, tmp, data, internaldate)
         try:
-            write_all(fd, [data])
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        with self._changing_files():
-            try:
-                if internaldate is not None:
-                    os.utime(tmp, (internaldate, internaldate))
-                os.rename(tmp, self.path / location)
-            except BaseException:
-                unlink_quietly(tmp)
-                raise
-            self._cur_sync.sync()
-            flag_text = " ".join(sorted(set(flags)))
-            return self._index_new(base, location, flag_text, crlf_size([data]), internaldate)
-
-    def _index_new(
-        self, base: str, location: str, flags: str, size: int, internaldate: float | None
-    ) -> int:
-        when = internaldate if internaldate is not None else time.time()
-        with write(self.index, self.id) as w:
-            uid = w.find(base)
-            if uid is None:  # a concurrent scan may have indexed it already
-                uid = w.add(base, location, flags, size, when)
-        self._pull()
-        return uid
-
-    def link_copy(self, source: str, msg: Message) -> int | None:
-        """COPY by a hard link to the source's file, whose content never changes
-        (as Dovecot copies): no second write and fsync of the data. None where
-        the file moved meanwhile or the file system has no hard links."""
-        letters = self.keywords.letters(sorted(msg.flags))
-        if letters is None:
-            raise FlagLimitError()
-        when = msg.internaldate  # the source's date, before the file can go
-        try:
-            base = f"{unique_name()},S={os.stat(source).st_size},W={msg.size}"
-            location = f"cur/{base}:2,{letters}"
             with self._changing_files():
-                os.link(source, f"{self._root}/{location}")
-                self._cur_sync.sync()
-                return self._index_new(base, location, " ".join(msg.flags), msg.size, when)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if exc.errno in NO_HARD_LINKS:
-                return None
+                os.rename(tmp, f"{self._root}/{location}")
+        except BaseException:
+            unlink_quietly(tmp)
             raise
+        yield self._cur_sync.sync
+        flag_text = " ".join(sorted(set(flags)))
+        return self._index_new([(base, location, flag_text, size, internaldate)])[0]
+
+    def _index_new(self, arrivals: list[_Arrival]) -> list[int]:
+        """The UIDs of files made durable in ``cur/``, in one durable commit."""
+        uids = []
+        with write(self.index, self.id) as w:
+            for base, location, flags, size, internaldate in arrivals:
+                uid = w.find(base)
+                if uid is None:  # a concurrent scan may have indexed it already
+                    when = internaldate if internaldate is not None else time.time()
+                    uid = w.add(base, location, flags, size, when)
+                uids.append(uid)
+        self._pull()
+        return uids
+
+    def _link_staged(self, sources: list[tuple[str, Message]]) -> Staged[list[int | None]]:
+        """COPY into this mailbox by hard links to the sources' files, whose
+        content never changes (as Dovecot copies): no second write and fsync
+        of the data, and one fsync of ``cur/`` (off the loop) and one index
+        commit for them all. None for a file that moved meanwhile, or where
+        the file system has no hard links."""
+        names = [self.keywords.letters(sorted(msg.flags)) for _, msg in sources]
+        if None in names:
+            raise FlagLimitError()  # before any link: a COPY all or none
+        arrivals: list[_Arrival | None] = []
+        with self._changing_files():
+            for (source, msg), letters in zip(sources, names, strict=True):
+                when = msg.internaldate  # the source's date, before the file can go
+                try:
+                    base = f"{unique_name()},S={os.stat(source).st_size},W={msg.size}"
+                    location = f"cur/{base}:2,{letters}"
+                    os.link(source, f"{self._root}/{location}")
+                except FileNotFoundError:
+                    arrivals.append(None)
+                    continue
+                except OSError as exc:
+                    if exc.errno not in NO_HARD_LINKS:
+                        raise
+                    arrivals.append(None)
+                    continue
+                arrivals.append((base, location, " ".join(msg.flags), msg.size, when))
+        linked = [a for a in arrivals if a is not None]
+        if not linked:
+            return [None] * len(arrivals)
+        yield self._cur_sync.sync
+        uids = iter(self._index_new(linked))
+        return [None if a is None else next(uids) for a in arrivals]
 
     def copy_to(self, uids: Iterable[int], dest: Appender) -> list[tuple[int, int]]:
         """Copy messages into ``dest`` keeping flags and dates; (source, new) UID pairs."""
+        return run_here(self.copy_staged(uids, dest))
+
+    def copy_staged(self, uids: Iterable[int], dest: Appender) -> Staged[list[tuple[int, int]]]:
+        """:meth:`copy_to` as :data:`Staged` steps: into a Maildir mailbox by
+        hard links (:meth:`_link_staged`), else as appends."""
+        # RFC 2180 §4.4.1: a message expunged elsewhere is still copied.
+        found = [
+            (uid, msg)
+            for uid in uids
+            if (msg := self.messages.get(uid) or self.retained.get(uid)) is not None
+        ]
+        new: list[int | None] = [None] * len(found)
+        if isinstance(dest, Mailbox) and found:
+            sources = [(f"{self._root}/{msg.location}", msg) for _, msg in found]
+            new = yield from dest._link_staged(sources)
         pairs = []
-        for uid in uids:
-            # RFC 2180 §4.4.1: a message expunged elsewhere is still copied.
-            msg = self.messages.get(uid) or self.retained.get(uid)
-            if msg is None:
-                continue
-            new = None
-            if isinstance(dest, Mailbox):
-                new = dest.link_copy(f"{self._root}/{msg.location}", msg)
-            if new is None:
+        for (uid, msg), made in zip(found, new, strict=True):
+            if made is None:
                 try:
                     data = self.read(uid)  # finds a file moved meanwhile
                 except FileNotFoundError:
                     continue
-                new = dest.append(data, msg.flags, msg.internaldate)
-            pairs.append((uid, new))
+                if isinstance(dest, StagedChanges):
+                    made = yield from dest.append_staged(data, msg.flags, msg.internaldate)
+                else:
+                    made = dest.append(data, msg.flags, msg.internaldate)
+            pairs.append((uid, made))
         return pairs
 
     def expunge(self, uids: Iterable[int]) -> list[int]:
@@ -628,3 +730,20 @@ class Mailbox:
 
     def deleted_uids(self) -> list[int]:
         return [uid for uid in self.uids if "\\Deleted" in self.messages[uid].flags]
+
+
+def _write_new(tmp: str, data: bytes, internaldate: float | None) -> None:
+    """Write a new message to ``tmp/`` and fsync it; off the event loop, as it
+    touches no shared state. Nothing is left behind if it fails."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            write_all(fd, [data])
+            if internaldate is not None:
+                os.utime(fd, (internaldate, internaldate))
+            os.fsync(fd)  # after utime: it makes the date durable too
+        finally:
+            os.close(fd)
+    except BaseException:
+        unlink_quietly(tmp)
+        raise

@@ -10,7 +10,12 @@ The storage is real: a :class:`mailstead.store.account.Account` over
 ``<tmp>/Maildir``. Two :class:`IMAPTranscript` objects made with
 ``fresh_account=True`` on one directory stand for two processes (each with
 its own index connection and in-memory mailboxes). ``alice@example.test`` /
-``alice-pw`` logs in; every other password fails.
+``alice-pw`` logs in; every other password fails. One made with
+``worker=`` another shares that one's account instead, as two sessions of
+one worker process do.
+
+``StorageWork`` runs in place unless ``hold_storage`` is set: then the server
+stays paused, as behind a slow disk, until ``step_held`` or ``run_held``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,16 @@ import re
 from pathlib import Path
 
 from mailstead.limits import IMAPLimits
-from mailstead.proto.imap.events import NEED_DATA, AuthRequest, Closing, Event, Idling, StartTLS
+from mailstead.proto.imap.events import (
+    NEED_DATA,
+    PAUSED,
+    AuthRequest,
+    Closing,
+    Event,
+    Idling,
+    StartTLS,
+    StorageWork,
+)
 from mailstead.proto.imap.server import IMAPServer, IMAPSettings
 from mailstead.store.account import Account
 from mailstead.store.maildir import Maildir
@@ -79,18 +93,26 @@ class IMAPTranscript(Player):
         settings: IMAPSettings = SECURE,
         *,
         limits: IMAPLimits | None = None,
+        worker: IMAPTranscript | None = None,
     ) -> None:
         self.root = root
+        # Another session of the same worker: its Account (and so its
+        # mailbox objects) is this one's too, as store/account.py shares them.
+        self.worker = worker
         self.accounts: list[Account] = []
         self.events: list[Event] = []
         # The last drive stopped at Idling: the client is in IDLE.
         self.idling = False
+        # Hold StorageWork instead of running it (as a slow disk would): the
+        # steps wait in `held` for run_held().
+        self.hold_storage = False
+        self.held: list[StorageWork] = []
         self.server = IMAPServer(settings, limits or IMAPLimits(), self._open)
         super().__init__(self.server)
 
     def _open(self, address: str) -> Account:
         assert address == USER
-        account = Account(self.root)
+        account = Account(self.root) if self.worker is None else self.worker.account
         self.accounts.append(account)
         return account
 
@@ -106,8 +128,8 @@ class IMAPTranscript(Player):
         while True:
             event = conn.next_event()
             self.idling = isinstance(event, Idling)
-            if event is NEED_DATA or self.idling:
-                return
+            if event is NEED_DATA or self.idling or event is PAUSED:
+                return  # (PAUSED: held StorageWork)
             self.events.append(event)
             if isinstance(event, AuthRequest):
                 creds = event.credentials
@@ -115,8 +137,27 @@ class IMAPTranscript(Player):
                 conn.auth_result(USER if ok and creds.authzid in ("", USER) else None)
             elif isinstance(event, StartTLS):
                 conn.tls_started()
+            elif isinstance(event, StorageWork):
+                if self.hold_storage:
+                    self.held.append(event)
+                    return  # paused: the server says nothing more for now
+                conn.storage_done(_run_step(event))
             elif isinstance(event, Closing):
                 return
+
+    def step_held(self) -> bytes:
+        """Run the first held step only (the next one is held in turn); what the server says."""
+        self.server.storage_done(_run_step(self.held.pop(0)))
+        self.drive()
+        return self.output()
+
+    def run_held(self) -> bytes:
+        """Let the held StorageWork run, and every step after it; what the server says."""
+        self.hold_storage = False
+        while self.held:
+            self.server.storage_done(_run_step(self.held.pop(0)))
+            self.drive()
+        return self.output()
 
     def say(self, line: str) -> str:
         """One command line in, the server's whole answer out (as text, CRLF kept)."""
@@ -150,6 +191,15 @@ class IMAPTranscript(Player):
 
     def uidvalidity(self, name: str = "INBOX") -> int:
         return Account(self.root).mailbox(name).uidvalidity
+
+
+def _run_step(work: StorageWork) -> Exception | None:
+    """Run one off-loop step here, as the session's thread would; what it raised."""
+    try:
+        work.run()
+    except Exception as exc:
+        return exc
+    return None
 
 
 # -- for the transcript tests (the INBOX holds MESSAGES: conftest.py's `root`) --

@@ -4,7 +4,11 @@ Handlers live in :mod:`mailbox_commands` and :mod:`message_commands`; each
 takes a :class:`Context`, writes untagged responses with
 :meth:`Context.untagged`, and returns the :class:`Reply` for the tagged
 line. The server adds pending updates (EXISTS, EXPUNGE, FETCH FLAGS) before
-that line.
+that line. A handler whose storage work has slow I/O (APPEND, COPY, MOVE)
+returns :meth:`Context.finish_later` instead: the server runs the
+:data:`~mailstead.proto.imap.storage.Staged` steps it is given, handing each
+off-loop step to the session (``StorageWork``), and the reply is what they
+return.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from mailstead.proto.errors import RemoteProtocolError
 from mailstead.proto.imap.mailbox_names import MailboxNameError, normalise_mailbox_name
 from mailstead.proto.imap.parser import Command
 from mailstead.proto.imap.quota_limits import LimitsLookup
-from mailstead.proto.imap.storage import AccountLike
+from mailstead.proto.imap.storage import AccountLike, Staged
 from mailstead.proto.imap.tokens import Atom, String, Token
 from mailstead.proto.imap.view import SelectedView
 
@@ -52,6 +56,10 @@ class Reply:
     allow_expunge: bool = True
 
 
+#: What a handler returns after :meth:`Context.finish_later`: not a reply.
+LATER = Reply(b"", b"")
+
+
 def ok(text: str, code: bytes = b"") -> Reply:
     return Reply(b"OK", text.encode(), code)
 
@@ -80,11 +88,24 @@ class Context:
     limits: IMAPLimits
     command: Command
     out: list[bytes] = field(default_factory=list)
+    # The rest of the command, when it is split at slow I/O (finish_later).
+    later: Staged[Reply] | None = None
 
     @property
     def account(self) -> AccountLike:
         assert self.session.account is not None
         return self.session.account
+
+    def finish_later(self, steps: Staged[Reply]) -> Reply:
+        """Return this from a handler whose reply ``steps`` will give; the server
+        runs them (their off-loop steps in the session's thread pool).
+
+        The command stays the session's current one until then: its input
+        waits, its untagged responses and updates go out before its tagged
+        line as usual. Other sessions run in between.
+        """
+        self.later = steps
+        return LATER
 
     def session_saved(self) -> list[int] | None:
         return self.session.saved
@@ -140,6 +161,7 @@ def text(token: Token) -> str:
 
 
 __all__ = [
+    "LATER",
     "ArgumentError",
     "Context",
     "MailboxNameError",

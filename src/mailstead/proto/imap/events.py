@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from mailstead.proto.events import NEED_DATA as NEED_DATA
 from mailstead.proto.events import PAUSED as PAUSED
 from mailstead.proto.events import Event as Event
+from mailstead.proto.imap.storage import OffLoop
 from mailstead.proto.sasl import Credentials
 
 
@@ -22,6 +23,20 @@ class AuthRequest(Event):
     credentials: Credentials
     #: How they came: "LOGIN", or the SASL mechanism of AUTHENTICATE.
     mechanism: str = "LOGIN"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageWork(Event):
+    """A command's slow, self-contained storage I/O (APPEND's file write and
+    fsyncs, COPY's directory fsync): call ``run()`` off the event loop, in a
+    thread, then ``storage_done()`` with the exception it raised, or None.
+
+    ``run`` touches nothing the worker's sessions share, so the other
+    sessions' commands may run meanwhile; this one waits (``PAUSED``), and
+    its tagged reply comes once all its steps are done.
+    """
+
+    run: OffLoop
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from mailstead.proto.imap.mailbox_names import (
     list_pattern,
 )
 from mailstead.proto.imap.objectid import mailbox_id
-from mailstead.proto.imap.storage import MailboxError, MailboxLike
+from mailstead.proto.imap.storage import MailboxError, MailboxLike, Staged, append_steps
 from mailstead.proto.imap.tokens import Atom, ParenList, String, Token
 from mailstead.proto.imap.view import DEFINED_FLAGS, SYSTEM_FLAGS, SelectedView, flag_list
 
@@ -476,12 +476,21 @@ def append(ctx: Context) -> Reply:
         return no("Empty message")
     if not ctx.account.exists(name):
         return no("Mailbox does not exist", b"TRYCREATE")
+    return ctx.finish_later(_append(ctx, name, message.value, flags, internaldate))
+
+
+def _append(
+    ctx: Context, name: str, data: bytes, flags: list[str], internaldate: float | None
+) -> Staged[Reply]:
+    """APPEND's storage work; the file's write and fsyncs run off the event loop."""
     try:
         mailbox = ctx.account.mailbox(name)
         # Mail delivered since the last look gets its UIDs first, so that
         # UIDs follow arrival order (DESIGN.md §2).
         mailbox.refresh()
-        uid = mailbox.append(message.value, flags, internaldate)
+        # RFC 9051 §6.3.12 / RFC 4315 §3: the OK (and its APPENDUID) once the
+        # message and its UID are durable (docs/durability.md).
+        uid = yield from append_steps(mailbox, data, flags, internaldate)
     except (MailboxError, OSError) as exc:
         return _error(exc)
     return ok("APPEND completed", b"APPENDUID %d %d" % (mailbox.uidvalidity, uid))

@@ -18,7 +18,13 @@ from mailstead.proto.imap.search import BadCharset, SearchQuery, format_search, 
 from mailstead.proto.imap.search_match import HeaderKey, walk
 from mailstead.proto.imap.search_plan import text_candidates
 from mailstead.proto.imap.sequence import STAR, SequenceSet, format_ranges, format_set
-from mailstead.proto.imap.storage import MailboxError, MailboxLike, MessageLike
+from mailstead.proto.imap.storage import (
+    MailboxError,
+    MailboxLike,
+    MessageLike,
+    Staged,
+    copy_steps,
+)
 from mailstead.proto.imap.tokens import ParenList, Token
 from mailstead.proto.imap.view import RECENT, SelectedView, flag_list
 
@@ -442,11 +448,19 @@ def _copy(ctx: Context, move: bool) -> Reply:
         return no("Mailbox does not exist", b"TRYCREATE")
     if move and view.readonly:
         return no("Mailbox is read-only", b"READ-ONLY")
-    source = view.mailbox
+    uids = [view.uids[p] for p in positions]
+    return ctx.finish_later(_copy_steps(ctx, view.mailbox, name, uids, move))
+
+
+def _copy_steps(
+    ctx: Context, source: MailboxLike, name: str, uids: list[int], move: bool
+) -> Staged[Reply]:
+    """COPY's storage work, its fsyncs off the event loop; then MOVE's expunge."""
     try:
-        dest = account.mailbox(name)
+        dest = ctx.account.mailbox(name)
         dest.refresh()  # earlier deliveries get their UIDs first, as for APPEND
-        pairs = source.copy_to([view.uids[p] for p in positions], dest)
+        # RFC 4315 §3: COPYUID once the copies and their UIDs are durable.
+        pairs = yield from copy_steps(source, uids, dest)
     except MailboxError as exc:
         return no(exc.text, exc.code.encode())
     code = b""

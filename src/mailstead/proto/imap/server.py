@@ -8,9 +8,10 @@ command itself, against the storage interface of
 session can do comes out as an event (:mod:`~mailstead.proto.imap.events`):
 a password to check (``AuthRequest``, answered with ``auth_result()``), a TLS
 handshake (``StartTLS``, answered with ``tls_started()``), an IDLE to wait
-in, polling for changes (``Idling``), and the end (``Closing``). Otherwise
-``next_event()`` gives ``NEED_DATA``, or ``PAUSED`` while an event awaits
-its answer.
+in, polling for changes (``Idling``), a command's slow storage I/O to run
+in a thread (``StorageWork``, answered with ``storage_done()``), and the end
+(``Closing``). Otherwise ``next_event()`` gives ``NEED_DATA``, or ``PAUSED``
+while an event awaits its answer.
 
 Connection states (RFC 9051 §3), valid commands per state in ``_COMMANDS``::
 
@@ -27,11 +28,17 @@ Implementation notes
   :class:`~mailstead.proto.imap.view.SelectedView` (its sequence numbers).
   Nothing locks those mailbox objects: what serialises them is the worker's
   one event-loop thread. ``net/imap_session.py`` calls ``next_event()`` on
-  the loop, and a command runs start to finish inside that call, its storage
-  work included (only password checks go to the thread pool), so two
-  sessions' commands never interleave. Hence: never await, or hand storage
-  work to a thread, in the middle of a command; the price is that a slow
-  disk (APPEND's fsync) holds up the worker's other sessions meanwhile.
+  the loop, and a command's storage work runs inside that call, so two
+  sessions' changes to those objects never interleave. The one exception is
+  slow I/O that touches none of them: APPEND, COPY and MOVE split their
+  storage work at it (``Context.finish_later``, ``storage.Staged``), and
+  each such step goes to the session as ``StorageWork``, to run in the
+  thread pool while the worker's other sessions go on; the command's next
+  step runs on the loop again, after ``storage_done()``. So code between
+  two steps may find the shared objects changed by other sessions, and a
+  step run in a thread may change only files no one else knows of yet (a
+  message in ``tmp/``) or sync a directory (``store/mailbox.py``
+  ``append_staged`` says what another session may see meanwhile).
   A mailbox replaces its UID list rather than changing it in place, so a
   view that shares the list keeps its numbering. The other writers (other
   workers; local delivery and POP3, in pool threads through objects of
@@ -53,7 +60,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from mailstead.limits import IMAPLimits
-from mailstead.proto.errors import RemoteProtocolError
+from mailstead.proto.errors import LocalProtocolError, RemoteProtocolError
 from mailstead.proto.imap import condstore, quota
 from mailstead.proto.imap import mailbox_commands as mc
 from mailstead.proto.imap import message_commands as msg
@@ -63,6 +70,7 @@ from mailstead.proto.imap.context import (
     NameRefused,
     Reply,
     Session,
+    bad,
     no,
     raw,
     text,
@@ -76,6 +84,7 @@ from mailstead.proto.imap.events import (
     Idling,
     StartCompression,
     StartTLS,
+    StorageWork,
 )
 from mailstead.proto.imap.parser import (
     BadCommand,
@@ -141,7 +150,7 @@ def _storage(handler: Callable[[Context], Reply]) -> Callable[[IMAPServer, Comma
     """A row's ``run`` for a handler of mailbox_commands or message_commands."""
 
     def run(server: IMAPServer, command: Command) -> None:
-        server._run(handler, command)
+        server._run(handler, command)  # StorageWork, if any, comes next
 
     return run
 
@@ -175,6 +184,10 @@ class IMAPServer:
         self._closing = ""  # why, once the mode is CLOSED
         self._errors = 0
         self._pending: Command | None = None  # the command an event is out for
+        # A command split at its slow storage I/O (Context.finish_later), and
+        # the StorageWork next_event hands out next.
+        self._working: Context | None = None
+        self._work: StorageWork | None = None
         self._sasl = SASLExchange()  # AUTHENTICATE's exchange; counts LOGIN failures too
         self._secure = settings.secure
         self._out.append(
@@ -224,6 +237,9 @@ class IMAPServer:
         while True:
             if self._mode is _Mode.CLOSED:
                 return Closing(self._closing)
+            if self._work is not None:
+                work, self._work = self._work, None
+                return work
             if self._mode is _Mode.WAITING:
                 return PAUSED
             if self._mode is _Mode.SASL:
@@ -268,6 +284,19 @@ class IMAPServer:
             command.tag,
             b"OK [CAPABILITY %s] Logged in" % self.capabilities().encode(),
         )
+
+    def storage_done(self, error: Exception | None = None) -> None:
+        """Finish a :class:`StorageWork`: its ``run()`` returned, or raised ``error``."""
+        ctx = self._working
+        if ctx is None or self._work is not None:
+            raise LocalProtocolError("no StorageWork is out")
+        if self._mode is _Mode.CLOSED:  # ended meanwhile (timeout): as after a crash
+            assert ctx.later is not None
+            ctx.later.close()
+            self._working = None
+            return
+        self._mode = _Mode.COMMANDS
+        self._advance(ctx, error)
 
     def tls_started(self) -> None:
         """The handshake after STARTTLS finished: everything before it is forgotten."""
@@ -382,11 +411,41 @@ class IMAPServer:
         except NameRefused as exc:
             reply = no(str(exc), b"CANNOT")
         except OSError:
-            # The store failed (disk full, permissions, or a race that is a
-            # bug): the operator gets the traceback, the client a code.
-            log.exception("IMAP %s failed in the store", command.name)
-            reply = no("Cannot do that now", b"UNAVAILABLE")
+            reply = self._store_failed(command)
+        if ctx.later is None:
+            self._finish(ctx, reply)
+        else:
+            self._advance(ctx, None)
+
+    def _advance(self, ctx: Context, error: Exception | None) -> None:
+        """Run ``ctx``'s staged steps on the loop up to the next off-loop one
+        (handed out as StorageWork), or to their reply."""
+        steps = ctx.later
+        assert steps is not None
+        try:
+            step = steps.throw(error) if error is not None else next(steps)
+        except StopIteration as done:
+            reply: Reply = done.value
+        except NameRefused as exc:
+            reply = no(str(exc), b"CANNOT")
+        except RemoteProtocolError as exc:
+            reply = bad(str(exc) or "Syntax error")
+        except OSError:
+            reply = self._store_failed(ctx.command)
+        else:
+            self._working = ctx
+            self._work = StorageWork(step)
+            self._mode = _Mode.WAITING
+            return
+        self._working = None
+        ctx.later = None
         self._finish(ctx, reply)
+
+    def _store_failed(self, command: Command) -> Reply:
+        # The store failed (disk full, permissions, or a race that is a
+        # bug): the operator gets the traceback, the client a code.
+        log.exception("IMAP %s failed in the store", command.name)
+        return no("Cannot do that now", b"UNAVAILABLE")
 
     def _finish(self, ctx: Context, reply: Reply) -> None:
         if reply.status == b"BAD":

@@ -7,8 +7,24 @@ code, so tests may hand it fakes; :mod:`mailstead.store.account` and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+import functools
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from typing import Protocol, TypeAlias, TypeVar, runtime_checkable
+
+T = TypeVar("T")
+
+#: A step of storage work that may run off the event loop, in a thread: slow,
+#: self-contained I/O (a message file's write and fsync, a directory fsync)
+#: that touches nothing the worker's sessions share.
+OffLoop: TypeAlias = Callable[[], None]
+
+#: A storage change split at its slow I/O: a generator the server runs on the
+#: event loop, among the other sessions' commands. Each :data:`OffLoop` it
+#: yields runs in a thread before the generator is resumed (with the step's
+#: exception thrown in, if it raised); what it returns is the result. Between
+#: the steps the worker's other sessions run, so code after a ``yield`` must
+#: not rely on what it read of shared state before it.
+Staged: TypeAlias = Generator[OffLoop, None, T]
 
 
 class MailboxError(Exception):
@@ -102,6 +118,61 @@ class MailboxLike(Protocol):
     def expunge(self, uids: Iterable[int]) -> list[int]: ...
 
     def keyword_names(self) -> list[str]: ...
+
+
+@runtime_checkable
+class StagedChanges(Protocol):
+    """Optional on a :class:`MailboxLike`: APPEND and COPY as :data:`Staged` steps.
+
+    A store without these is called at once (:meth:`MailboxLike.append`,
+    :meth:`MailboxLike.copy_to`), its slow I/O on the event loop.
+    """
+
+    def append_staged(
+        self, data: bytes, flags: Sequence[str], internaldate: float | None
+    ) -> Staged[int]: ...
+
+    def copy_staged(self, uids: Iterable[int], dest: Appender) -> Staged[list[tuple[int, int]]]: ...
+
+
+def append_steps(
+    mailbox: MailboxLike, data: bytes, flags: Sequence[str], internaldate: float | None
+) -> Staged[int]:
+    """APPEND's storage work, split at its slow I/O where the store can."""
+    if isinstance(mailbox, StagedChanges):
+        return mailbox.append_staged(data, flags, internaldate)
+    return _at_once(functools.partial(mailbox.append, data, flags, internaldate))
+
+
+def copy_steps(
+    source: MailboxLike, uids: Iterable[int], dest: Appender
+) -> Staged[list[tuple[int, int]]]:
+    """COPY's (and MOVE's) storage work, split at its slow I/O where the store can."""
+    if isinstance(source, StagedChanges):
+        return source.copy_staged(uids, dest)
+    return _at_once(functools.partial(source.copy_to, uids, dest))
+
+
+def _at_once(work: Callable[[], T]) -> Staged[T]:
+    yield from ()
+    return work()
+
+
+def run_here(staged: Staged[T]) -> T:
+    """Run ``staged`` to its end in the calling thread, its off-loop steps included
+    (for callers that may block: a thread of their own, a test)."""
+    error: Exception | None = None
+    while True:
+        try:
+            step = staged.throw(error) if error is not None else next(staged)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        error = None
+        try:
+            step()
+        except Exception as exc:  # thrown into the generator, as its session would
+            error = exc
 
 
 class AccountLike(Protocol):
