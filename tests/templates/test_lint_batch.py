@@ -9,9 +9,10 @@ import pytest
 
 from mailstead.templates.lint import MAX_LINT_BYTES, batch, lint
 from mailstead.templates.lint.checks import GMAIL_CLIP_BYTES
+from mailstead.templates.lint.document import snippet
 from mailstead.templates.lint.report import LintReport
 from mailstead.templates.pipeline import EmailTemplate, RenderedEmail
-from mailstead.templates.shapes import masked, shape
+from mailstead.templates.shapes import Filler, fill, masked, shape
 
 PAGE = """<!DOCTYPE html>
 <html><head><title>News</title>
@@ -163,3 +164,34 @@ def test_where_the_values_are_is_recorded(tmp_path: Path) -> None:
     placed = [email.source_html[start:end] for start, end in email.values]
     # the preheader is the data's too; a value inside a macro's output is not placed
     assert placed == ["Hi &lt;A&amp;B&gt;", "&lt;A&amp;B&gt;", "&lt;i&gt;", "3"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["Ann", "Ann Lee", "a  b\tc", "", " ", " lead", "trail ", "\xa0nbsp", "x\u2028y", "ſ"],
+)
+def test_the_words_of_a_body_are_counted_from_its_skeleton(value: str) -> None:
+    body = "Hello \ue0000\ue001, \ue0001\ue001\ue0000\ue001 and (\ue0002\ue001)\n\ue0000\ue001 end"
+    for values in ([value, "Bo", "x y"], ["Bo", value, value], [value, value, value]):
+        assert batch._Words.of(body).count(values) == len(fill(body, values).split())
+
+
+def test_snippets_split_the_source_only_as_far_as_they_need() -> None:
+    # line breaks of every kind, "\r\n" across the places the source is cut at
+    source = "".join(
+        f"line {n} {'x' * (n % 97)}" + "\r\n\n\r\x0c\u2028"[n % 6] for n in range(9000)
+    )
+    source = source[:4095] + "\r\n" + source[4095:]
+    lines = source.splitlines()
+    snippets = batch._Snippets(source)
+    for line in (1, 2, 70, 71, 72, 1000, 3000, len(lines), len(lines) + 1):
+        assert snippets.snippet(line, 3) == snippet(lines, line, 3)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "no placeholder", "\ue0000\ue001", "a\ue0001\ue001b\ue0000\ue001\ue0001\ue001c", "\ue000"],
+)
+def test_a_filler_fills_as_fill_does(text: str) -> None:
+    values = ["zero", "one &amp; \\1 \ue0000\ue001"]
+    assert Filler(text).fill(values) == fill(text, values)

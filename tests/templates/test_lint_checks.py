@@ -213,6 +213,19 @@ def test_text_part_missing_or_much_shorter() -> None:
     assert not findings(lint(html, text="word " * 200), "text-short")
 
 
+@pytest.mark.parametrize(("html_words", "text_words"), [(100, 29), (100, 30), (101, 30), (101, 31)])
+def test_a_text_part_under_three_tenths_of_the_html_is_much_shorter(
+    html_words: int, text_words: int
+) -> None:
+    html = page("<p>" + "word " * html_words + "</p>")
+    [finding] = findings(lint(html, text=" word\n" * text_words + " "), "text-short") or [None]
+    if text_words < 0.3 * html_words:
+        assert finding is not None
+        assert f"the text part has {text_words} words, the HTML {html_words}" in finding.message
+    else:
+        assert finding is None
+
+
 def test_gmail_clipping_over_102_kb() -> None:
     html = page("<p>" + "x" * (103 * 1024) + "</p>")
     finding = one(html, "size-gmail-clip")

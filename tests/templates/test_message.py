@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from mailstead.limits import TemplateLimits
-from mailstead.message.compose import Body, build_message
+from mailstead.message.compose import Body, Related, build_message
 from mailstead.templates.errors import TemplateError
 from mailstead.templates.images import last_local_src
+from mailstead.templates.inline import inline_css
 from mailstead.templates.pipeline import EmailTemplate
 
 PNG = bytes.fromhex(
@@ -207,6 +208,43 @@ def test_a_local_logo_before_remote_images_is_embedded_and_the_rest_left(welcome
     assert mail.html.count('src="cid:') == 1
     assert mail.html.count('src="https://cdn.example.test/') == 50
     assert '<!-- <img src="img/absent.png"> -->' in mail.html
+
+
+# Values that try to become a local image: in text, in an alt, as an address.
+TRIES = ("https://x.test/a.png", "img/logo.png", '" src="img/logo.png', "<img src=img/logo.png>")
+
+
+@pytest.mark.parametrize(
+    ("page", "scans"),
+    [
+        # no local image in the shape: the scan is skipped, whatever the values are
+        ('<p>Hi {{ v }}</p><img src="https://cdn.example.test/{{ v }}.png" alt="{{ v }}">', 1),
+        # the template's own local logo: every message is scanned
+        ('<img src="img/logo.png" alt="{{ v }}"><p>Hi {{ v }}</p>', 4),
+        # a value where an address starts may make it local: every message is scanned
+        ('<img src="{{ v[:30] if v.startswith("img/") else "https://x.test/" }}" alt="x">', 4),
+    ],
+)
+def test_the_scan_for_local_images_is_skipped_when_the_shape_has_none(
+    welcome: Path, monkeypatch: pytest.MonkeyPatch, page: str, scans: int
+) -> None:
+    from mailstead.templates import images, pipeline
+
+    scanned: list[str] = []
+
+    def counted(markup: str, template: Path, limit: int) -> tuple[str, tuple[Related, ...]]:
+        scanned.append(markup)
+        return images.embed_images(markup, template, limit)
+
+    monkeypatch.setattr(pipeline, "embed_images", counted)
+    path = welcome.parent / "shape.html"
+    path.write_text(page)
+    template = EmailTemplate(path)
+    for value in TRIES:
+        mail = template.render({"v": value})
+        whole = images.embed_images(inline_css(mail.source_html, path, 10**7), path, 10**7)
+        assert (mail.html, mail.images) == whole
+    assert len(scanned) == scans  # the first message of the shape is always scanned
 
 
 @pytest.mark.parametrize(

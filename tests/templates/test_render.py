@@ -116,6 +116,40 @@ def test_trusted_templates_may_use_python_attributes(tmp_path: Path) -> None:
     assert JinjaTemplate(page).render({}).markup == "str"
 
 
+# Loops in every form Jinja2 compiles them: the deadline's checks change no output.
+LOOPS = """{% macro row(x) %}<td>{{ x }}</td>{% endmacro %}
+{% for x in items %}{{ loop.index }}/{{ loop.length }}{{ loop.cycle('a', 'b') }}{{ row(x) }}\
+{% if loop.last %}.{% endif %}{% else %}none{% endfor %}
+{% for x in items if x is odd %}{{ x }}{% else %}no odd{% endfor %}
+{% for x in [] %}{{ x }}{% else %}empty{% endfor %}
+{% for k, v in pairs|dictsort %}{{ k }}={{ v|upper }};{% endfor %}
+{% for node in tree recursive %}[{{ node.name }}{% if node.kids %}{{ loop(node.kids) }}{% endif %}]\
+{% endfor %}
+{% for x in items %}{% for y in items if y > x %}{{ x }}{{ y }},{% endfor %}{% endfor %}
+{{ items|map('string')|join('-') }} {{ lipsum(1, html=False, min=5, max=6)|wordcount > 0 }}
+{% set ns = namespace(total=0) %}{% for x in items %}{% set ns.total = ns.total + x %}\
+{% endfor %}{{ ns.total }}
+"""
+
+
+@pytest.mark.parametrize("untrusted", [False, True])
+def test_loops_render_as_jinja2_renders_them(tmp_path: Path, untrusted: bool) -> None:
+    import jinja2
+    import jinja2.sandbox
+
+    data: dict[str, object] = {
+        "items": [1, 2, 3, 4],
+        "pairs": {"b": "<x>", "a": "y"},
+        "tree": [{"name": "r", "kids": [{"name": "c1", "kids": []}, {"name": "c2", "kids": []}]}],
+    }
+    kind = jinja2.sandbox.SandboxedEnvironment if untrusted else jinja2.Environment
+    plain = kind(autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    expected = plain.from_string(LOOPS).render(data)
+    assert "1/4a<td>1</td>" in expected and "[r[c1][c2]]" in expected
+    page = write(tmp_path, "t.html", LOOPS)
+    assert JinjaTemplate(page, untrusted=untrusted).render(data).markup == expected
+
+
 # --------------------------------------------------------------------------- MJML
 
 MJML = """---

@@ -123,3 +123,39 @@ def test_a_control_character_in_the_data_is_text(tmp_path: Path) -> None:
     template = _template(tmp_path, PAGE)
     email = template.render(BASE | {"tail": "bell\x07"})
     assert "bell\x07" in email.text
+
+
+def test_a_value_in_a_conditional_comment_is_written_as_the_inliner_writes_it(
+    tmp_path: Path,
+) -> None:
+    # a comment is kept as written (here "O&#39;Neil"), where text would be "O'Neil"
+    template = _template(
+        tmp_path,
+        "<style>p { color: red }</style><!--[if mso]><table><tr><td>Hi {{ name }}</td></tr>"
+        "</table><![endif]--><p>Hello {{ name }}</p>",
+    )
+    for name in ("Ann", "O'Neil & <Co>", "Bob"):
+        email = template.render({"name": name})
+        assert email.html == inline_css(email.source_html, template.path, 10**7)
+        assert email.text == html_to_text(email.html, preheader=email.preheader)
+
+
+def test_a_body_tidied_ahead_is_the_body_tidied_whole() -> None:
+    import random
+
+    from mailstead.templates import text
+    from mailstead.templates.shapes import fill
+
+    pieces = ["word", "two words", "x" * 85, " ", "   ", "\t", "\n", "\n\n", "\n \n\n", "·",
+              "\ue0000\ue001", "\ue0001\ue001", " \ue0020\ue003", "\ue0021:1\ue003",
+              "\ue0022:0\ue003", "a \ue0003\ue001 b " * 12]  # fmt: skip
+    values = ["Ann", "Bo Lee", "https://example.test/" + "p" * 70, "x"]
+    rnd = random.Random(14)
+    for _ in range(5000):
+        body = "".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 25)))
+        numbers = [rnd.choice([None, 1, 2, 12]) for _ in range(3)]
+        whole: str | None = fill(body, values)
+        if whole is not None:
+            whole = text._numbered_slots(whole, numbers)
+        expected = None if whole is None else text._tidy(whole)
+        assert text._Body(body).finish(values, numbers) == expected, repr(body)

@@ -11,7 +11,8 @@ once per shape (``planned``): the inlined skeleton that each message's
 values fill in, the layout of the text part, and most of the lint
 (:meth:`EmailTemplate.lint`). A message whose markup is the previous
 one's (a mailing without personal data) reuses its inlined HTML and text
-part; images are read every time.
+part; images are read every time, and looked for unless the shape's plan
+says there are none.
 """
 
 from __future__ import annotations
@@ -114,7 +115,10 @@ class EmailTemplate:
             markup, values = _with_preheader(markup, preheader, values)
         source = markup
         planned = self._shapes.message(source, values, preheader)
-        markup, images = embed_images(planned.inlined, self.path, self.limits.image_bytes)
+        markup = planned.inlined
+        images: tuple[Related, ...] = ()
+        if planned.local_images:
+            markup, images = embed_images(markup, self.path, self.limits.image_bytes)
         text = planned.text if planned.text is not None else self._text(markup, preheader)
         return RenderedEmail(markup, text, subject, preheader, images, source, values)
 

@@ -6,10 +6,14 @@ values masked where they are text or an address. For each shape, its
 once, and its text part laid out once (:func:`.text.plan_text`); a message
 of that shape then has its values filled in, escaped as the inliner
 writes them. The first message of a shape is inlined whole as well, and
-the filled skeleton used only if it is that message byte for byte. Not
-planned: a shape whose ``<style>`` selects on an address (``a[href^=…]``:
-the values would change the styles), and values the inliner would not
-write as they are (control characters, lone surrogates).
+the filled skeleton used only if it is that message byte for byte. The
+inlined skeleton also tells whether a message may have local images (an
+``src`` that is not surely remote): if it has none, neither has any message
+filled from it, as a value is written escaped and so cannot open a tag or
+an attribute, and the scan for them is skipped. Not planned: a shape
+whose ``<style>`` selects on an address (``a[href^=…]``: the values would
+change the styles), and values the inliner would not write as they are
+(control characters, lone surrogates).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mailstead.templates.errors import TemplateError
-from mailstead.templates.shapes import fill, masked, rewritten, shape, skeleton
+from mailstead.templates.images import last_local_src
+from mailstead.templates.shapes import Filler, fill, masked, rewritten, shape, skeleton
 from mailstead.templates.text import TextPlan, finish_text, plan_text
 
 __all__ = ["Planned", "ShapePlans"]
@@ -32,8 +37,9 @@ _PLANS_KEPT = 16  # a template whose shape keeps changing inlines and lays out e
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    inlined: str | None  # the skeleton inlined, when filling it gives the message inlined
+    inlined: Filler | None  # the skeleton inlined, when filling it gives the message inlined
     text: TextPlan | None
+    local_images: bool = True  # whether the filled skeleton may have local images
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +48,7 @@ class Planned:
 
     inlined: str
     text: str | None  # None: lay the text part out from the HTML
+    local_images: bool = True  # False: surely none (images.last_local_src() < 0)
 
 
 class ShapePlans:
@@ -67,17 +74,19 @@ class ShapePlans:
         self._last = (source, key, spans)
         plan = self._plans.get(key)
         inlined = None
+        local_images = True
         if plan is None:
             if len(self._plans) >= _PLANS_KEPT:
                 del self._plans[next(iter(self._plans))]
             inlined = self._inline(source)
             plan = self._plans[key] = self._plan(source, spans, raw, inlined, changed)
         elif plan.inlined is not None and not changed:
-            inlined = fill(plan.inlined, _escaped(raw, spans))
+            inlined = plan.inlined.fill(_escaped(raw, spans))
+            local_images = plan.local_images
         if inlined is None:
             inlined = self._inline(source)
         text = finish_text(plan.text, preheader, raw) if plan.text is not None else None
-        return Planned(inlined, text)
+        return Planned(inlined, text, local_images)
 
     def shape_of(
         self, source: str, values: Sequence[tuple[int, int]]
@@ -106,7 +115,11 @@ class ShapePlans:
         except TemplateError:  # the skeleton is a little longer than the message
             return _Plan(None, None)
         same = not changed and fill(bones_inlined, _escaped(raw, spans)) == inlined
-        return _Plan(bones_inlined if same else None, plan_text(bones_inlined))
+        if not same:
+            return _Plan(None, plan_text(bones_inlined))
+        # a placeholder where an address starts may be local: last_local_src() says so
+        local_images = last_local_src(bones_inlined) >= 0
+        return _Plan(Filler(bones_inlined), plan_text(bones_inlined), local_images)
 
 
 def _escaped(raw: Sequence[str], spans: Sequence[tuple[int, int, bool]]) -> list[str]:

@@ -21,14 +21,13 @@ from typing import cast
 from lxml import etree
 
 from mailstead.templates.plain import Link, layout, numbered
-from mailstead.templates.shapes import fill
+from mailstead.templates.shapes import Filler, fill
 
 __all__ = ["TextPlan", "finish_text", "html_to_text", "plan_text"]
 
 WIDTH = 78  # RFC 5322 §2.1.1: lines SHOULD be no more than 78 characters
 
 _OTHER_SPACE = re.compile(r"[^\S ]")  # white space other than " "
-_BLANK_LINES = re.compile(r"\n{3,}")
 
 # The elements whose class may say "preheader" (any case), checked in Python after.
 _MAYBE_PREHEADER = etree.XPath(
@@ -64,9 +63,71 @@ class TextPlan:
     :mod:`.shapes` for the placeholders)."""
 
     found: str | None  # the preheader element's text
-    body: str
+    body: _Body
     links: tuple[Link, ...]
     exact: bool  # the placeholders are where values change nothing but themselves
+
+
+_BLANK = None  # a run of blank lines in a _Body
+
+
+class _Body:
+    """The body of a text plan, tidied (:func:`_tidy`) ahead wherever it can be.
+
+    Its lines in runs: the lines without a value's placeholder or a link's
+    slot are tidied once, and only the others are filled, numbered and tidied
+    for each message; the runs are then joined as :func:`_tidy` joins lines,
+    no blank line at either end or after another. (Tidied whole, a newsletter's
+    700 lines were a quarter of the time a message took.)
+    """
+
+    __slots__ = ("_runs",)
+
+    def __init__(self, text: str) -> None:
+        # tidied lines (no blank line at either end), a line to finish, or _BLANK
+        self._runs: list[str | Filler | None] = []
+        kept: list[str] = []
+        for line in text.split("\n"):
+            if "\ue000" in line or "\ue002" in line:
+                self._keep(kept)
+                kept = []
+                self._runs.append(Filler(line))
+            else:
+                kept.append(line)
+        self._keep(kept)
+
+    def _keep(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        tidied = _tidy("\n".join(lines))
+        if not tidied or not lines[0].strip():
+            self._runs.append(_BLANK)
+        if tidied:
+            self._runs.append(tidied)
+            if not lines[-1].strip():
+                self._runs.append(_BLANK)
+
+    def finish(self, values: Sequence[str], numbers: Sequence[int | None]) -> str | None:
+        """The body tidied, its placeholders filled with ``values`` and its slots with
+        link ``numbers`` (if there are any); None where :func:`_numbered_slots` says."""
+        out: list[str] = []
+        blank = False  # a blank line is due before the next text
+        for run in self._runs:
+            if isinstance(run, Filler):
+                line: str | None = run.fill(values)
+                if numbers and line is not None:
+                    line = _numbered_slots(line, numbers)
+                if line is None:
+                    return None
+                run = _tidy(line)
+            if not run:
+                blank = bool(out)
+                continue
+            if blank:
+                out.append("")
+                blank = False
+            out.append(run)
+        return "\n".join(out)
 
 
 def plan_text(markup: str) -> TextPlan | None:
@@ -82,7 +143,7 @@ def plan_text(markup: str) -> TextPlan | None:
     element = _preheader(root) if _PREHEADER_WORD.search(markup) else None
     found = " ".join(cast("str", _TEXT(element)).split()) or None if element is not None else None
     body, links, exact = layout(root, skip=element)
-    return TextPlan(found, body, tuple(links), exact)
+    return TextPlan(found, _Body(body), tuple(links), exact)
 
 
 def finish_text(plan: TextPlan, preheader: str | None, values: Sequence[str] = ()) -> str | None:
@@ -102,15 +163,13 @@ def finish_text(plan: TextPlan, preheader: str | None, values: Sequence[str] = (
         if href not in references:
             references.append(href)
         numbers.append(references.index(href) + 1)
-    body: str | None = fill(plan.body, values)
-    if numbers and body is not None:
-        body = _numbered_slots(body, numbers)
+    body = plan.body.finish(values, numbers)
     if body is None:
         return None
     found = " ".join(fill(plan.found, values).split()) or None if plan.found else None
     preheader = preheader or found
     blocks = [preheader] if preheader else []
-    blocks.append(_tidy(body))
+    blocks.append(body)
     if references:
         blocks.append("\n".join(f"[{n}] {href}" for n, href in enumerate(references, 1)))
     text = "\n\n".join(b for b in blocks if b)
@@ -160,9 +219,19 @@ def _elements(path: etree.XPath, root: etree._Element) -> list[etree._Element]:
 
 
 def _tidy(text: str) -> str:
+    """``text`` with its lines' trailing white space cut, long lines wrapped, and no
+    blank line at the start or the end or after another (a regular expression over
+    the joined text did the last, at half the cost of the whole)."""
     lines: list[str] = []
+    blank = False  # a blank line is due before the next line
     for line in text.split("\n"):
         line = line.rstrip()
+        if not line:
+            blank = bool(lines)
+            continue
+        if blank:
+            lines.append("")
+            blank = False
         if len(line) <= WIDTH:
             lines.append(line)
             continue
@@ -179,7 +248,7 @@ def _tidy(text: str) -> str:
                 break_on_hyphens=False,
             )
         )
-    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
+    return "\n".join(lines)
 
 
 def _wrap(line: str, indent: str) -> list[str]:

@@ -12,11 +12,17 @@ another shape: a full lint.
 
 The findings taken from the cache keep the positions and snippets of the
 first message of their shape; the others have the skeleton's positions.
+
+Per message, nothing is parsed, nor any text filled in whole: the links'
+addresses with a value in them are filled in one by one, the body's words
+counted from the skeleton's (:class:`_Words`), and the message split into
+lines only as far as a finding's snippet needs.
 """
 
 from __future__ import annotations
 
 import html as html_escape
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +42,7 @@ from mailstead.templates.lint.data import parse_clients
 from mailstead.templates.lint.document import Document, snippet
 from mailstead.templates.lint.features import ADDRESS_FEATURES, element_usages, findings_for
 from mailstead.templates.lint.report import Finding, LintReport, families_of, select_clients
-from mailstead.templates.shapes import fill, rewritten, skeleton
+from mailstead.templates.shapes import PLACEHOLDER, Filler, fill, rewritten, skeleton
 
 __all__ = ["TemplateLint"]
 
@@ -49,14 +55,46 @@ _PLACED = "\ue000"  # starts a placeholder (shapes.PLACEHOLDER)
 
 
 @dataclass(frozen=True, slots=True)
+class _Words:
+    """How many words the text of a skeleton's body has once its values are filled in.
+
+    The skeleton's white space stays where it is: a word without a placeholder stays
+    one word, and a word with some gets, for each value it holds, that value's words
+    less one, if the value is neither empty nor starts or ends with white space (it
+    then joins the text on either side). Any other value: the words are filled in.
+    """
+
+    fixed: int  # the words without a placeholder
+    placed: tuple[str, ...]  # the words with one or more
+    uses: dict[int, int]  # how often each value's placeholder is in them
+
+    @classmethod
+    def of(cls, body: str) -> _Words:
+        words = body.split()
+        placed = tuple(word for word in words if _PLACED in word)
+        uses = Counter(int(n, 16) for word in placed for n in PLACEHOLDER.findall(word))
+        return cls(len(words) - len(placed), placed, dict(uses))
+
+    def count(self, values: Sequence[str]) -> int:
+        """``len(fill(body, values).split())``."""
+        more = 0
+        for n, uses in self.uses.items():
+            value = values[n]
+            if not value or value[0].isspace() or value[-1].isspace():
+                return self.fixed + sum(len(fill(word, values).split()) for word in self.placed)
+            more += uses * (len(value.split()) - 1)
+        return self.fixed + len(self.placed) + more
+
+
+@dataclass(frozen=True, slots=True)
 class _Known:
     """What the lint of a shape's first message left to do for the next ones."""
 
     findings: list[Finding]  # of the checks the values cannot change
-    # the skeleton's links and images, and its body's text, with the placeholders
-    # the values fill in; None if the skeleton could not be read
-    addressed: list[Addressed] | None
-    body: str
+    # the skeleton's links and images, each with its address to fill in if a value is
+    # in it, and its body's words; None if the skeleton could not be read
+    addressed: list[tuple[Addressed, Filler | None]] | None
+    words: _Words
 
 
 class TemplateLint:
@@ -100,13 +138,14 @@ class TemplateLint:
 
     def _skeleton(
         self, html: str, spans: Sequence[tuple[int, int, bool]]
-    ) -> tuple[list[Addressed] | None, str]:
+    ) -> tuple[list[tuple[Addressed, Filler | None]] | None, _Words]:
         try:
             doc = Document(skeleton(html, spans), self._base_dir, only=_ADDRESSED)
         except (lxml.etree.ParserError, ValueError):
-            return None, ""
+            return None, _Words.of("")
         body = doc.root.find("body")
-        return addressed(doc), (body if body is not None else doc.root).text_content()
+        links = [(a, Filler(a.address) if _PLACED in a.address else None) for a in addressed(doc)]
+        return links, _Words.of((body if body is not None else doc.root).text_content())
 
     def _message_findings(
         self,
@@ -120,17 +159,11 @@ class TemplateLint:
         if known.addressed is not None and not rewritten(values):
             # the skeleton's, with this message's values
             links = [
-                Addressed(a.tag, fill(a.address, values), a.where) if _PLACED in a.address else a
-                for a in known.addressed
+                a if filler is None else Addressed(a.tag, filler.fill(values), a.where)
+                for a, filler in known.addressed
             ]
-            words = len(fill(known.body, values).split())
-            lines: list[str] = []
-
-            def where(line: int, column: int) -> str:
-                if not lines:
-                    lines.extend(html.splitlines())
-                return snippet(lines, line, column)
-
+            words = known.words.count(values)
+            where = _Snippets(html).snippet
         else:  # the message itself, parsed
             try:
                 doc = Document(html, self._base_dir, only=_ADDRESSED)
@@ -146,3 +179,19 @@ class TemplateLint:
         findings = findings_for(placed, self._selection, where)
         findings.extend(message_checks(html, self._base_dir, words, links, text, where, sent_bytes))
         return select_clients(findings, self._selection)
+
+
+class _Snippets:
+    """Snippets of one message's source, split into lines only as far as they ask."""
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._lines: list[str] = []
+        self._split = 0  # how much of the source is split into self._lines
+
+    def snippet(self, line: int, column: int) -> str:
+        while self._split < len(self._source) and len(self._lines) <= line:
+            # the first lines of a prefix are the source's if another starts after them
+            self._split = max(4096, 4 * self._split)
+            self._lines = self._source[: self._split].splitlines()
+        return snippet(self._lines, line, column)

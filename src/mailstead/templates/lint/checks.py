@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ _WEB_SAFE_FONTS = frozenset(
 )
 _SAFE_SCHEMES = ("http:", "https:", "mailto:", "tel:", "sms:", "cid:", "#")
 _PLACEHOLDER = re.compile(r"^(\{\{|\{%|%%|\*\||\[)")  # merge tags an ESP fills in later
+_IGNORED_IN_SCHEME = re.compile(r"[\s\x00-\x1f]")  # what browsers skip in "java script:"
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:")
 
 
 def _client(family: str, platform: str, support: str, note: str) -> ClientIssue:
@@ -223,8 +226,12 @@ def _text_part(words: int, text: str | None, out: _Out) -> None:
             "send a text/plain part beside the HTML (mailstead template render builds one)",
         )
         return
-    text_words = len(text.split())
-    if words >= 20 and text_words < TEXT_RATIO * words:
+    if words < 20:
+        return
+    # Counted as far as it matters: at this many words the text part is long enough.
+    enough = math.ceil(TEXT_RATIO * words)
+    text_words = len(text.split(maxsplit=enough))  # all of them if fewer, else enough + 1
+    if text_words < TEXT_RATIO * words:
         out.add(
             "text-short",
             "Plain-text part",
@@ -408,7 +415,9 @@ def _links(links: list[Addressed], out: _Out) -> None:
         if not href or _PLACEHOLDER.match(href):
             continue
         lower = href.lower()
-        if re.sub(r"[\s\x00-\x1f]", "", lower).startswith("javascript:"):
+        if lower.startswith(_SAFE_SCHEMES):
+            continue  # most links: neither javascript: nor relative
+        if _IGNORED_IN_SCHEME.sub("", lower).startswith("javascript:"):
             out.add(
                 "link-javascript",
                 "javascript: link",
@@ -417,7 +426,7 @@ def _links(links: list[Addressed], out: _Out) -> None:
                 "javascript: link: every mail client refuses to run it, and spam filters flag it",
                 "link to a web page instead",
             )
-        elif not lower.startswith(_SAFE_SCHEMES) and not re.match(r"^[a-z][a-z0-9+.-]*:", lower):
+        elif not _SCHEME.match(lower):
             out.add(
                 "link-relative",
                 "Relative link",

@@ -11,6 +11,7 @@ from mailstead.templates.lint.document import local_file
 __all__ = ["GIF_READ_LIMIT", "gif_bytes", "gif_frames"]
 
 GIF_READ_LIMIT = 10 * 1024 * 1024
+_GIF_NAME = re.compile(r"\.gif(?:[?#].*)?$", re.IGNORECASE)
 
 
 def gif_frames(data: bytes) -> int:
@@ -54,7 +55,7 @@ def gif_bytes(base_dir: Path | None, src: str) -> bytes | None:
             return base64.b64decode(src.split(",", 1)[1][: GIF_READ_LIMIT * 2], validate=False)
         except ValueError:
             return None
-    if not re.search(r"\.gif(?:[?#].*)?$", src, re.IGNORECASE):
+    if not _GIF_NAME.search(src):
         return None
     path: Path | None = local_file(base_dir, src.split("?")[0].split("#")[0])
     if path is None:
