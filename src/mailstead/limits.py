@@ -238,6 +238,33 @@ class TemplateLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthCheckLimits:
+    """How much the checks of received mail (SPF, DKIM, DMARC) keep of what
+    they parsed, so the next message with the same DNS record skips the parse.
+
+    Each cache is keyed by the record's text as the DNS gave it: a changed
+    record is a new key, parsed anew as soon as the DNS answer cache
+    (``[auth_checks] cache_size``, for the records' TTL) lets the new text
+    through. Least recently used entries go first.
+    """
+
+    # DKIM public keys (the TXT record text -> dkimpy's parsed key); one
+    # record is at most 8 KB of text (mailauth/lookups.py), so 2 MB at most.
+    dkim_keys: int = 256
+    # SPF records (text -> parsed terms), the sender's and its includes,
+    # up to spf_record_chars long: a parsed record of 4096 characters of
+    # ip4: terms takes about 170 KB, one of 1024 about 42 KB, so 11 MB at
+    # most; longer ones (rare: RFC 7208 §3.4 asks for 512 octets) are
+    # parsed at each use.
+    spf_records: int = 256
+    spf_record_chars: int = 1024
+    # DMARC records (text -> policy; a few hundred bytes each, 8 KB at most).
+    dmarc_records: int = 512
+    # From field values (at most 2000 characters) -> the author domain.
+    from_values: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
 class QueueLimits:
     """How long a node holds the queued messages it delivers, when nodes share
     one queue (``[storage] backend = "postgresql"``; mta/queue.py)."""

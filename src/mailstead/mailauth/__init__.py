@@ -9,9 +9,12 @@ ARC (``arc``, ``arc_seal``); rate limits, DNS block lists and greylisting
 (``abuse`` and its parts).
 
 Importing the package makes dkimpy's RSA OpenSSL's (``rsa``): its own is
-written in Python and was half of what checking a signed message cost.
+written in Python and was half of what checking a signed message cost;
+and its per-message parsing faster, with the same results
+(``dkimpy_speedups``).
 """
 
-from mailstead.mailauth import rsa
+from mailstead.mailauth import dkimpy_speedups, rsa
 
 rsa.install()
+dkimpy_speedups.install()

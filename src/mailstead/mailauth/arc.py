@@ -80,10 +80,10 @@ class ARCResult:
         return self.sets[-1].sealer if self.sets else ""
 
 
-def _precheck(message: bytes) -> ARCResult | None:
+def _precheck(fields: Sequence[bytes]) -> ARCResult | None:
     """none for a message without ARC fields; fail for more than RFC 8617 allows."""
     instances: list[int] = []
-    for field in header_fields(message):
+    for field in fields:
         name, _, rest = field.partition(b":")
         if name.strip().lower() in _ARC_FIELDS:
             found = _INSTANCE.search(rest)
@@ -97,9 +97,15 @@ def _precheck(message: bytes) -> ARCResult | None:
     return None
 
 
-def verify_chain(message: bytes, dns: AuthDNS, budget: Budget) -> ARCResult:
-    """The ARC chain of ``message`` (CRLF, as received: before our own fields)."""
-    early = _precheck(message)
+def verify_chain(
+    message: bytes, dns: AuthDNS, budget: Budget, fields: Sequence[bytes] | None = None
+) -> ARCResult:
+    """The ARC chain of ``message`` (CRLF, as received: before our own fields).
+
+    ``fields``: :func:`~mailstead.mailauth.authresults.header_fields` of
+    ``message`` when the caller has them.
+    """
+    early = _precheck(header_fields(message) if fields is None else fields)
     if early is not None:
         return early
     lookup = KeyLookup(dns, budget)

@@ -19,7 +19,9 @@ _LINE_LIMIT = 78
 
 def value(text: str) -> str:
     """A property value: as it is when a token, else a quoted-string (RFC 8601 §2.2)."""
-    text = "".join(ch for ch in text if ch >= " " and ch != "\x7f")[:256]
+    if not (text.isascii() and text.isprintable()):  # printable ASCII: nothing to drop
+        text = "".join(ch for ch in text if ch >= " " and ch != "\x7f")
+    text = text[:256]
     if text and _TOKEN.fullmatch(text) and text.count("@") <= 1:
         return text
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -68,7 +70,9 @@ def _authserv_id(field: bytes) -> str:
 def remove_ours(content: bytes, authserv_id: str) -> tuple[bytes, int]:
     """``content`` without the Authentication-Results fields naming ``authserv_id``,
     and how many were removed."""
-    _, rest = _split_header(content)
+    head, rest = _split_header(content)
+    if b"authentication-results" not in head.lower():
+        return content, 0  # most mail carries none: no fields to look at
     ours = authserv_id.lower().rstrip(".")
     kept: list[bytes] = []
     removed = 0
@@ -83,10 +87,13 @@ def remove_ours(content: bytes, authserv_id: str) -> tuple[bytes, int]:
     return b"".join(kept) + rest, removed
 
 
-def from_values(content: bytes) -> list[str]:
-    """The values of every From field (unfolded), for DMARC's author check."""
+def from_values(content: bytes, fields: Sequence[bytes] | None = None) -> list[str]:
+    """The values of every From field (unfolded), for DMARC's author check.
+
+    ``fields``: :func:`header_fields` of ``content`` when the caller has them.
+    """
     out = []
-    for field in header_fields(content):
+    for field in header_fields(content) if fields is None else fields:
         name, _, text = field.partition(b":")
         if name.strip().lower() == b"from":
             unfolded = text.replace(b"\r\n", b"").strip()

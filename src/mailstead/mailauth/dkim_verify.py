@@ -21,6 +21,7 @@ __all__ = ["MAX_SIGNATURES", "DKIMResult", "KeyLookup", "verify_all"]
 #: message with hundreds of signatures is an attack on our CPU).
 MAX_SIGNATURES = 8
 _TAG = re.compile(rb"\s*([a-zA-Z][a-zA-Z0-9_]*)\s*=\s*([^;]*);?")
+_REPORTED = frozenset({b"d", b"s", b"b"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +39,16 @@ class DKIMResult:
 
 
 def _tags(value: bytes) -> dict[str, str]:
-    tags: dict[str, str] = {}
+    """The d=, s= and b= tags of a signature field (the first of each), for the results."""
+    found: dict[bytes, str] = {}
     for match in _TAG.finditer(value):
-        name = match.group(1).decode("ascii").lower()
+        name = match.group(1).lower()
+        if name not in _REPORTED or name in found:
+            continue
         text = match.group(2).decode("ascii", "replace")
-        tags.setdefault(name, re.sub(r"\s+", "", text) if name == "b" else text.strip())
-    return tags
+        # str.split() splits at exactly the characters \s matches.
+        found[name] = "".join(text.split()) if name == b"b" else text.strip()
+    return {name.decode("ascii"): text for name, text in found.items()}
 
 
 class KeyLookup:

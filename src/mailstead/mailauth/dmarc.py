@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from publicsuffixlist import PublicSuffixList
 
+from mailstead.limits import AuthCheckLimits
 from mailstead.mailauth.spf import Answer
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
 _POLICIES = ("none", "quarantine", "reject")
 #: Longest From header value looked at; longer is a fail (hostile).
 _MAX_FROM = 2000
+_LIMITS = AuthCheckLimits()
 
 
 @functools.cache
@@ -86,12 +88,25 @@ def parse_record(text: str) -> DMARCRecord | None:
     )
 
 
+@functools.lru_cache(maxsize=_LIMITS.dmarc_records)
+def _parsed_record(text: str) -> DMARCRecord | None:
+    """:func:`parse_record`, kept per record text (a changed record is a new text)."""
+    return parse_record(text)
+
+
 def author_domain(from_values: Sequence[str]) -> str | None:
     """The domain of the one author (§6.6.1), or None: no From, several From
     fields, several addresses, or one without a domain all make DMARC fail."""
     if len(from_values) != 1 or len(from_values[0]) > _MAX_FROM:
         return None
-    addresses = email.utils.getaddresses([from_values[0]])
+    return _author_of(from_values[0])
+
+
+@functools.lru_cache(maxsize=_LIMITS.from_values)
+def _author_of(from_value: str) -> str | None:
+    """The one author domain of one From value (kept per value: the same
+    sender writes the same From field message after message)."""
+    addresses = email.utils.getaddresses([from_value])
     real = [address for _, address in addresses if address]
     if len(real) != 1 or len(addresses) != 1:
         return None
@@ -120,7 +135,7 @@ def _record_at(domain: str, txt: Callable[[str], Answer]) -> tuple[DMARCRecord |
     texts = [t for t in answer.records if t.replace(" ", "")[:8].lower() == "v=dmarc1"]
     if len(texts) != 1:
         return None, False  # §6.6.3: none, or several, means no policy here
-    return parse_record(texts[0]), False
+    return _parsed_record(texts[0]), False
 
 
 def discover(domain: str, txt: Callable[[str], Answer]) -> Discovered:

@@ -18,11 +18,13 @@ Everything in RFC 7208 §4–§7 is evaluated: all mechanisms (``all``,
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 
+from mailstead.limits import AuthCheckLimits
 from mailstead.mailauth.spf_macro import (
     MAX_EXPLANATION,
     MacroContext,
@@ -163,6 +165,22 @@ def parse_record(text: str) -> Record:
     except MacroError as exc:
         raise ValueError(str(exc)) from None
     return Record(tuple(mechanisms), modifiers.get("redirect"), modifiers.get("exp"))
+
+
+_LIMITS = AuthCheckLimits()
+
+
+def _record(text: str) -> Record:
+    """:func:`parse_record`, kept per record text (a changed record is a new text)
+    unless it is longer than the limit; a record that does not parse raises every time."""
+    if len(text) > _LIMITS.spf_record_chars:
+        return parse_record(text)
+    return _parsed_record(text)
+
+
+@functools.lru_cache(maxsize=_LIMITS.spf_records)
+def _parsed_record(text: str) -> Record:
+    return parse_record(text)
 
 
 def _parse_mechanism(term: str) -> _Mechanism:
@@ -316,7 +334,7 @@ def _check(state: _State, domain: str, *, top: bool) -> Generator[Query, Answer,
     if len(records) > 1:
         raise _PermError(f"{domain}: more than one SPF record")
     try:
-        record = parse_record(records[0])
+        record = _record(records[0])
     except ValueError as exc:
         raise _PermError(f"{domain}: {exc}") from None
     context = _context(state, domain)

@@ -66,9 +66,10 @@ class AuthChecks:
         budget = Budget.of(self.config.dns_timeout)
         spf, spf_domain, spf_property = self._spf(client, sender, budget)
         signatures = verify_all(content, self.dns, budget)
-        chain = arc.verify_chain(content, self.dns, budget)
+        fields = authresults.header_fields(content)  # parsed once for ARC and DMARC
+        chain = arc.verify_chain(content, self.dns, budget, fields)
         verdict = dmarc.evaluate(
-            authresults.from_values(content),
+            authresults.from_values(content, fields),
             spf_result=spf.result,
             spf_domain=spf_domain,
             dkim_passes=[s.domain for s in signatures if s.result == "pass"],
