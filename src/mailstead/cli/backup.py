@@ -33,6 +33,16 @@ def _hand_over(config: Config) -> str:
     return f"gave {config.data_dir} to {owner.user}:{owner.group}"
 
 
+def _refuse_cluster(config: Config, does: str, instead: str) -> None:
+    """With the cluster backend the data directory is not where the data is: say so."""
+    if config.storage.backend == "postgresql":
+        raise Failure(
+            f'{does} a node\'s data directory, but with [storage] backend = "postgresql"'
+            f" the users, mail, queue and webhooks are in the cluster database: {instead}"
+            " (docs/backup.md)"
+        )
+
+
 def _size(octets: int) -> str:
     return f"{octets / 1_000_000:.1f} MB"
 
@@ -46,13 +56,15 @@ def backup(ctx: click.Context, directory: Path) -> None:
 
     Databases through SQLite's online backup, then the mail, queue and key
     files, then manifest.json with every file's size and SHA-256. A progress
-    bar shows on a terminal when the copy takes more than a moment.
+    bar shows on a terminal when the copy takes more than a moment. Refused
+    with backend = "postgresql": back up the cluster database with pg_dump.
 
     \b
     Example:
       mailstead backup /srv/backups/mailstead-$(date +%F)
     """
     config = load(ctx, as_root=True)
+    _refuse_cluster(config, "backup copies", "back it up with pg_dump")
     try:
         with progress_bar("backing up") as bar:
             manifest = take_backup(config.data_dir, directory, begin=bar.begin, advance=bar.advance)
@@ -73,13 +85,15 @@ def restore(ctx: click.Context, directory: Path, force: bool) -> None:
     """Check the backup in DIRECTORY against its manifest and restore it as the data directory.
 
     Refuses while a server uses the data directory. With --force a data
-    directory that is not empty is renamed aside, never deleted.
+    directory that is not empty is renamed aside, never deleted. Refused
+    with backend = "postgresql": restore the cluster database with pg_restore.
 
     \b
     Example:
       mailstead restore /srv/backups/mailstead-2025-01-31
     """
     config = load(ctx, as_root=True)
+    _refuse_cluster(config, "restore writes back", "restore it with pg_restore")
     busy = serving_evidence(config)
     if busy is not None:
         raise Failure(f"{config.data_dir}: a server seems to be using it ({busy}); stop it first")

@@ -1,9 +1,11 @@
 """``mailstead mailbox``: what is in a user's mailboxes, as ``doveadm mailbox``/``fetch`` show it.
 
 Reads through the same store objects the IMAP server uses
-(:mod:`mailstead.store.inspect`), so UIDs are the ones clients see and an
-expunge here reaches every session. The ``--json`` shapes are documented in
-docs/cli.md and stay stable: fields may be added, never renamed.
+(:mod:`mailstead.store.inspect`; with ``[storage] backend = "postgresql"``
+the cluster's, :mod:`mailstead.store.pg_inspect`), so UIDs are the ones
+clients see and an expunge here reaches every session, on every node. The
+``--json`` shapes are documented in docs/cli.md and stay stable: fields may
+be added, never renamed.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ from mailstead.store.inspect import (
     summaries,
 )
 from mailstead.store.paths import UnsafePathError
+from mailstead.store.pg_inspect import cluster_pool, open_cluster_account
+from mailstead.store.pg_schema import StoreUnavailable
 from mailstead.store.search_index import SearchIndexUnavailable
 
 if TYPE_CHECKING:
@@ -96,11 +100,17 @@ def _open(
     config = load(ctx)
     canonical = _address(config, address)
     reporter = ChangeReporter(events, canonical)
+    account: AnyAccount | None
     try:
-        account = open_account(
-            config.storage.format, config.mail_root, canonical, reporter=reporter
-        )
-    except UnsafePathError as exc:
+        if config.storage.backend == "postgresql":
+            account = open_cluster_account(
+                cluster_pool(config.storage.dsn), canonical, reporter=reporter
+            )
+        else:
+            account = open_account(
+                config.storage.format, config.mail_root, canonical, reporter=reporter
+            )
+    except (UnsafePathError, StoreUnavailable) as exc:
         raise Failure(str(exc)) from None
     if account is None:
         with open_directory(config) as d:
@@ -157,7 +167,7 @@ def _parse(words: tuple[str, ...]) -> SearchQuery:
 def mailbox_list(ctx: click.Context, address: str, as_json: bool) -> None:
     """List the folders of ADDRESS with their message counts, unseen messages and sizes.
 
-    Works for Maildir and mbox storage alike. JSON:
+    Works for Maildir, mbox and the cluster database alike. JSON:
     {"address", "folders": [{"name", "messages", "unseen", "size"}]} (size in octets).
 
     \b
@@ -488,6 +498,8 @@ def mailbox_reindex(ctx: click.Context, address: str | None, every: bool) -> Non
     rebuildable: SEARCH reads what it has not indexed, and the server
     catches up in the background. Rebuild after restoring a backup without
     it, or to reclaim its space. Mailboxes in mbox format have no index.
+    With backend = "postgresql" there is nothing to rebuild: it says so and
+    exits 0.
 
     \b
     Example:
@@ -496,10 +508,21 @@ def mailbox_reindex(ctx: click.Context, address: str | None, every: bool) -> Non
     """
     if every == (address is not None):
         raise Failure("give an ADDRESS or --all, not both")
+    config = load(ctx)
+    if config.storage.backend == "postgresql":
+        if address is not None:
+            _address(config, address)
+        # No file holds the mail or anything derived from it: the database
+        # keeps both, and usage is summed from the message rows.
+        click.echo(
+            'nothing to rebuild from files: with backend = "postgresql" the mail and its'
+            " search data live in the cluster database"
+        )
+        return
     if address is not None:
         addresses = [address]
     else:
-        with open_directory(load(ctx)) as d:
+        with open_directory(config) as d:
             addresses = d.users()
     for each in addresses:
         canonical, account = _open(ctx, each)

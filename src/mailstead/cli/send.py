@@ -293,7 +293,7 @@ def _one_line(exc: Exception) -> str:
 def _receiver(config: Config) -> Iterator[Receiver]:
     """The MSA receiver of ``config``, with its directory and queue open."""
     from mailstead.mta.receiver import Receiver, Role
-    from mailstead.store import open_store
+    from mailstead.store import open_mail_store
 
     with open_directory(config) as directory, open_queue(config) as q:
         yield Receiver(
@@ -301,7 +301,7 @@ def _receiver(config: Config) -> Iterator[Receiver]:
             hostname=config.hostname,
             domains=config.domains,
             directory=directory,
-            store=open_store(config.storage.format, config.mail_root),
+            store=open_mail_store(config).delivery,  # [storage] backend and format
             queue=q,
             limits=SMTPLimits(),
         )

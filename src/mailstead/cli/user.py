@@ -19,6 +19,7 @@ from mailstead.cli.common import (
 from mailstead.config import Config
 from mailstead.directory import AliasWarning, Quota
 from mailstead.store.inspect import account_totals
+from mailstead.store.pg_inspect import cluster_pool, cluster_totals, cluster_usage
 from mailstead.store.usage import account_usage
 
 __all__ = ["user", "warn_aliases"]
@@ -94,7 +95,10 @@ def user_list(ctx: click.Context, as_json: bool) -> None:
     config = load(ctx)
     with open_directory(config) as d:
         users = d.users()
-    totals = [account_totals(config.storage.format, config.mail_root, a) for a in users]
+    if config.storage.backend == "postgresql":
+        totals = cluster_totals(cluster_pool(config.storage.dsn), users)
+    else:
+        totals = [account_totals(config.storage.format, config.mail_root, a) for a in users]
     if as_json:
         echo_json(
             [
@@ -120,7 +124,7 @@ def warn_aliases(warnings: list[AliasWarning]) -> None:
 @click.pass_context
 @one_line_errors
 def user_del(ctx: click.Context, address: str) -> None:
-    """Delete user ADDRESS (stored mail stays on disk).
+    """Delete user ADDRESS (stored mail stays, on disk or in the cluster database).
 
     Aliases that delivered to the user are kept; each one now pointing
     nowhere is named in a warning.
@@ -197,7 +201,8 @@ def user_quota(
     With no option, shows usage and limits. --storage and --messages set a
     limit each (the other stays); --none removes both. Over a limit, SMTP
     answers 452 4.2.2 (the sender retries) and IMAP APPEND and COPY answer
-    NO [OVERQUOTA]. Usage counts every folder, from the mailbox index.
+    NO [OVERQUOTA]. Usage counts every folder, from the mailbox index (with
+    backend = "postgresql", summed in the database: --recount has nothing to do).
 
     JSON: {"address", "storage": {"used", "limit"}, "messages": {"used", "limit"}}
     (octets; a limit is null when there is none).
@@ -225,9 +230,13 @@ def user_quota(
         elif key not in d.users():
             raise Failure(f"no such user {key}")
         quota = d.quota(key)
-    if recount:
-        as_data_owner(config)
-    used = account_usage(config.storage.format, config.mail_root, key, recount=recount)
+    if config.storage.backend == "postgresql":
+        # Summed from the message rows at each look: nothing to recount.
+        used = cluster_usage(cluster_pool(config.storage.dsn), key)
+    else:
+        if recount:
+            as_data_owner(config)
+        used = account_usage(config.storage.format, config.mail_root, key, recount=recount)
     if as_json:
         echo_json(
             {

@@ -286,8 +286,16 @@ class POP3Session(StreamSession):
                 await self.loop.run_in_executor(
                     executor, logs.carry(maildrop.delete, event.deleted)
                 )
+            done = True
         except Exception:
             log.exception("UPDATE of the maildrop of %s failed", self.conn.user)
-            self.conn.update_done(False)
-            return
-        self.conn.update_done(True)
+            done = False
+        # RFC 1939 §6: the lock goes whatever the outcome; before the reply,
+        # so a client that logs in again on reading +OK finds it free (with
+        # the cluster's lease, releasing is a database round trip).
+        self.maildrop = None
+        try:
+            await self.loop.run_in_executor(executor, logs.carry(maildrop.close))
+        except Exception:
+            log.exception("closing the maildrop of %s failed", self.conn.user)
+        self.conn.update_done(done)

@@ -9,7 +9,10 @@ reaches a selected session at its next command), never a file removed behind
 the index's back.
 
 Nothing is created for an address that has no mail yet: :func:`open_account`
-answers None, and the caller reports an empty INBOX.
+answers None, and the caller reports an empty INBOX. With ``[storage]
+backend = "postgresql"`` the account comes from
+:func:`mailstead.store.pg_inspect.open_cluster_account` instead, and every
+function here works on it alike.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from mailstead.proto.events import NEED_DATA
 from mailstead.proto.imap.message_commands import matching
@@ -34,8 +38,13 @@ from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.mbox_account import INBOX_FILE, MboxAccount
 from mailstead.store.paths import account_dir, maildir_path
 
+if TYPE_CHECKING:
+    from mailstead.store.pg_account import PgAccount
+
 __all__ = [
     "INBOX",
+    "AnyAccount",
+    "FileAccount",
     "FolderSummary",
     "InspectError",
     "MessageSummary",
@@ -54,7 +63,9 @@ __all__ = [
 #: Octets of a query: far more than any typed search needs.
 MAX_QUERY = 16 * 1024
 
-AnyAccount = Account | MboxAccount
+# An account in files (Maildir, mbox), or in the cluster database (store/pg_inspect.py).
+FileAccount = Account | MboxAccount
+AnyAccount: TypeAlias = "FileAccount | PgAccount"
 
 
 class InspectError(Exception):
@@ -94,7 +105,7 @@ def open_account(
     address: str,
     *,
     reporter: ChangeReporter = NO_REPORTS,
-) -> AnyAccount | None:
+) -> FileAccount | None:
     """The account of the canonical ``address``, or None when it has no mail store yet.
 
     Its changes go to ``reporter`` (``message.expunged`` events, as from an
