@@ -16,10 +16,11 @@ from __future__ import annotations
 import bisect
 import collections
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 
 from mailstead.pgsql.compat import Connection
 from mailstead.pgsql.connect import Pool
+from mailstead.proto.imap.search_plan import Prefilter
 from mailstead.proto.imap.storage import Appender, FlagLimitError
 from mailstead.store.changes import NO_REPORTS, ChangeReporter
 from mailstead.store.maildir import crlf_size
@@ -36,6 +37,7 @@ from mailstead.store.pg_rows import (
     expunge_rows,
     transaction,
 )
+from mailstead.store.pg_search import MailboxText
 from mailstead.store.records import flag_tuple, flags_after, with_changes
 from mailstead.store.retention import Retained
 
@@ -85,6 +87,10 @@ class PgMailbox:
         self._refreshed = -1e9
         self._cache: collections.OrderedDict[tuple[int, str], bytes] = collections.OrderedDict()
         self._readahead = Readahead(mailbox_id)
+        self.text_index = MailboxText(pool, mailbox_id)
+        # The last SEARCH's candidates: what its reads read ahead (not the
+        # UIDs between them, which it will not read).
+        self._plan: tuple[list[int], set[int]] | None = None
 
     # -- keeping up with the other sessions and nodes ------------------------
 
@@ -188,8 +194,14 @@ class PgMailbox:
         data = self._readahead.get(uid)
         if data is not None:
             return data
+        ahead = self.uids
+        if self._plan is not None:
+            if uid in self._plan[1]:
+                ahead = self._plan[0]
+            else:
+                self._plan = None  # another command's reads
         with autocommit(self.pool) as conn:
-            data = self._readahead.fetch(conn, uid, self.uids, self.messages)
+            data = self._readahead.fetch(conn, uid, ahead, self.messages)
             if data is not None:
                 return data
             if uid in self.messages:
@@ -252,6 +264,14 @@ class PgMailbox:
                 " ON CONFLICT (mailbox, uid) DO UPDATE SET value = EXCLUDED.value",
                 (self.id, list(found), list(found.values()), self.id),
             )
+
+    def text_candidates(self, prefilter: Prefilter) -> Container[int] | None:
+        """The UIDs that may match a SEARCH's text keys (store/pg_search.py); None: all."""
+        found = self.text_index.candidates(self.uids, prefilter)
+        if found is not None:
+            plan = [uid for uid in self.uids if uid in found]
+            self._plan = (plan, set(plan))
+        return found
 
     def keyword_names(self) -> list[str]:
         return self._keywords

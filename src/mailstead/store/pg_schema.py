@@ -16,12 +16,17 @@ modseqs ascend without gaps in commit order between nodes: RFC 9051
 
 from __future__ import annotations
 
+import logging
+
 from mailstead.pgsql.connect import DatabaseUnavailable, Pool
 from mailstead.pgsql.migrate import SchemaTooNew, migrate
+from mailstead.store.pg_search import ensure_text_index
 
 __all__ = ["COMPONENT", "MIGRATIONS", "StoreUnavailable", "ensure_schema"]
 
 COMPONENT = "store"
+
+log = logging.getLogger("mailstead.store")
 
 _VERSION_1 = (
     # One row per mail address that ever had a mailbox. The highest
@@ -127,8 +132,27 @@ _VERSION_1 = (
     """,
 )
 
+_VERSION_2 = (
+    # SEARCH's full-text rows (store/pg_search.py): the casefolded text of
+    # each message, written by the first SEARCH that needs it; rebuildable,
+    # and gone with the message. The trigram index on it needs extensions
+    # the database may lack, so ensure_schema makes it outside this list.
+    """
+    CREATE TABLE mail_search (
+        mailbox  bigint NOT NULL,
+        uid      bigint NOT NULL,
+        complete boolean NOT NULL,   -- false: cut or not decoded; every search reads it
+        fields   text NOT NULL,      -- header field values, decoded (FROM, SUBJECT, HEADER …)
+        text     text NOT NULL,      -- what BODY and TEXT compare with
+        PRIMARY KEY (mailbox, uid),
+        FOREIGN KEY (mailbox, uid) REFERENCES mail_messages (mailbox, uid) ON DELETE CASCADE
+    )
+    """,
+    "CREATE INDEX mail_search_incomplete ON mail_search (mailbox, uid) WHERE NOT complete",
+)
+
 #: Migration *n* takes the store's tables from version *n − 1* to *n*.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2)
 
 
 class StoreUnavailable(OSError):
@@ -140,9 +164,17 @@ class StoreUnavailable(OSError):
 
 
 def ensure_schema(pool: Pool) -> int:
-    """Create or upgrade the store's tables; how many migrations ran."""
+    """Create or upgrade the store's tables; how many migrations ran.
+
+    Also makes SEARCH's trigram index if it is missing; where the database
+    cannot (no ``pg_trgm``), one line says so and SEARCH reads every message.
+    """
     try:
         with pool.connection() as conn:
-            return migrate(conn, COMPONENT, MIGRATIONS)
+            ran = migrate(conn, COMPONENT, MIGRATIONS)
+            refused = ensure_text_index(conn)
     except (DatabaseUnavailable, SchemaTooNew) as exc:
         raise StoreUnavailable(f"mail store: {exc}") from None
+    if refused is not None:
+        log.warning("full-text search index unavailable, SEARCH reads every message: %s", refused)
+    return ran

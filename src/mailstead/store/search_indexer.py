@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Container, Iterable
 from pathlib import Path
+from typing import Protocol
 
 from mailstead.proto.imap.search_plan import Prefilter
 from mailstead.store.index import INDEX_NAME
@@ -111,6 +112,13 @@ class AccountTextIndex:
                 self._index = None
 
 
+class CatchesUp(Protocol):
+    """What :class:`BackgroundIndexer` catches up: an account's index (here), or a
+    mailbox's rows in the cluster database (store/pg_search.py)."""
+
+    def catch_up(self, mailbox_id: int, folder: Path, *, batches: int = 0) -> bool: ...
+
+
 class BackgroundIndexer:
     """One daemon thread per process that catches up the mailboxes it is told of.
 
@@ -119,14 +127,14 @@ class BackgroundIndexer:
     """
 
     def __init__(self) -> None:
-        self._waiting: collections.OrderedDict[tuple[int, int], tuple[AccountTextIndex, Path]] = (
+        self._waiting: collections.OrderedDict[tuple[int, int], tuple[CatchesUp, Path]] = (
             collections.OrderedDict()
         )
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._busy = 0
 
-    def kick(self, account: AccountTextIndex, mailbox_id: int, folder: Path) -> None:
+    def kick(self, account: CatchesUp, mailbox_id: int, folder: Path) -> None:
         """Have mailbox ``mailbox_id`` of ``account`` caught up soon."""
         with self._wake:
             self._waiting.setdefault((id(account), mailbox_id), (account, folder))
