@@ -60,6 +60,9 @@ _OURS = frozenset(
 )
 _END = h11.EndOfMessage()
 _READ_CHUNK = 64 * 1024
+# Parsed URLs and addresses the guard let through, remembered (one or two per
+# endpoint in practice); forgotten all at once past this many.
+_KNOWN_TARGETS = 256
 
 #: Seconds to set up TCP (and TLS) with one address.
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -267,6 +270,8 @@ class WebhookClient:
         self._max_idle = max_connections
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: dict[_Key, list[_Connection]] = {}
+        self._targets: dict[str, tuple[_Target, IPAddress | None]] = {}
+        self._passed: set[IPAddress] = set()
         self._clock = clock
 
     async def aclose(self) -> None:
@@ -282,14 +287,41 @@ class WebhookClient:
         result = await self._attempt(url, body, headers)
         return dataclasses.replace(result, elapsed=time.monotonic() - started)
 
-    async def _attempt(self, url: str, body: bytes, headers: Mapping[str, str]) -> DeliveryResult:
+    def _target(self, url: str) -> tuple[_Target, IPAddress | None] | DeliveryResult:
+        """The URL's parts and its host as an address literal (None: a name), or why
+        it cannot be used; remembered per URL, since every POST to an endpoint asks."""
+        known = self._targets.get(url)
+        if known is not None:
+            return known
         target = _parse_url(url)
         if isinstance(target, DeliveryResult):
             return target
         try:
-            literal = parse_host(target.host)
+            parsed = (target, parse_host(target.host))
         except MalformedHost as exc:
             return DeliveryResult(None, ErrorKind.INVALID_URL, str(exc))
+        if len(self._targets) >= _KNOWN_TARGETS:
+            self._targets.clear()
+        self._targets[url] = parsed
+        return parsed
+
+    def _check(self, addresses: Sequence[IPAddress]) -> Refused | None:
+        """The guard's verdict on ``addresses``; those it let through are remembered
+        (its verdict on an address never changes)."""
+        if all(a in self._passed for a in addresses):
+            return None
+        refused = self._guard.check_all(addresses)
+        if refused is None:
+            if len(self._passed) >= _KNOWN_TARGETS:
+                self._passed.clear()
+            self._passed.update(addresses)
+        return refused
+
+    async def _attempt(self, url: str, body: bytes, headers: Mapping[str, str]) -> DeliveryResult:
+        known = self._target(url)
+        if isinstance(known, DeliveryResult):
+            return known
+        target, literal = known
         if literal is not None:
             addresses: Sequence[IPAddress] = (literal,)
         else:
@@ -299,17 +331,20 @@ class WebhookClient:
                 return DeliveryResult(None, ErrorKind.DNS, f"{target.host}: {exc}")
             if not addresses:
                 return DeliveryResult(None, ErrorKind.DNS, f"{target.host}: no address")
-        refused = self._guard.check_all(addresses)
+        refused = self._check(addresses)
         if refused is not None:
             return DeliveryResult(None, ErrorKind.REFUSED, str(refused), refused=refused)
         request = self._request(target, body, headers)
         if isinstance(request, DeliveryResult):
             return request
-        try:
-            async with asyncio.timeout(self._connect_timeout):
-                await self._slots.acquire()
-        except TimeoutError:
-            return DeliveryResult(None, ErrorKind.TIMEOUT, "no free connection")
+        if self._slots.locked():  # else acquire() returns at once: no timer needed
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    await self._slots.acquire()
+            except TimeoutError:
+                return DeliveryResult(None, ErrorKind.TIMEOUT, "no free connection")
+        else:
+            await self._slots.acquire()
         try:
             return await self._exchange(target, addresses, request, body)
         except _Failure as failure:

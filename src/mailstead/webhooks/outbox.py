@@ -231,7 +231,9 @@ class Outbox:
         # when re-read (READ COMMITTED), so one delivery goes to one node.
         # SQLite: BEGIN IMMEDIATE already lets one claim run at a time.
         lock = " FOR UPDATE OF d SKIP LOCKED" if self._db.engine == "postgresql" else ""
-        with self._transaction() as conn:
+        # Not durable (no fsync of its own): a lease lost in a crash only lets
+        # the delivery be sent again, and serve frees every lease at start anyway.
+        with self._db.transaction(durable=False) as conn:
             rows = conn.execute(
                 "SELECT d.id, d.event_id, d.attempts FROM webhook_deliveries d"
                 " WHERE d.endpoint_id = ? AND d.state = 'pending' AND d.lease_until <= ?"

@@ -115,12 +115,23 @@ class Stored:
     stored_as: str | None
 
 
+# data.message of an event whose message is summarised when sent, as stored.
+_UNSUMMARISED = b'"message":null'
+
+
 def completed(payload: bytes, raw_message: bytes | None, body_limit: int | None) -> bytes:
     """The JSON body to send: with ``data.message`` summarised from the stored message."""
     if raw_message is None:
         return payload
+    summary = message_summary(bytes(raw_message), max_body_bytes=body_limit or 0)
+    encoded = json.dumps(summary, ensure_ascii=False, separators=(",", ":")).encode()
+    # The stored payload has data.message null. Inside a JSON string every '"'
+    # is escaped, so when the bytes '"message":null' occur once they are that
+    # member: the summary goes in its place without decoding the payload again.
+    at = payload.find(_UNSUMMARISED)
+    if at >= 0 and payload.find(_UNSUMMARISED, at + 1) < 0:
+        start = at + len(_UNSUMMARISED) - len(b"null")
+        return payload[:start] + encoded + payload[at + len(_UNSUMMARISED) :]
     document = json.loads(payload)
-    document["data"]["message"] = message_summary(
-        bytes(raw_message), max_body_bytes=body_limit or 0
-    )
+    document["data"]["message"] = summary
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import time
@@ -141,13 +142,20 @@ def _check_id(msg_id: str) -> None:
 
 def _digest(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:
     content = f"{msg_id}.{timestamp}.".encode() + body
-    return hmac.new(key, content, hashlib.sha256).digest()
+    # hmac.digest: OpenSSL's one-shot HMAC, half the cost of hmac.new().digest().
+    return hmac.digest(key, content, hashlib.sha256)
+
+
+@functools.lru_cache(maxsize=64)
+def _signing_key(secret: str) -> bytes:
+    """:func:`parse_secret`, remembered: a sender signs every POST with the same few."""
+    return parse_secret(secret)
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``v1,<base64>`` signature of one delivery attempt with one secret."""
     _check_id(msg_id)
-    digest = _digest(parse_secret(secret), msg_id, timestamp, body)
+    digest = _digest(_signing_key(secret), msg_id, timestamp, body)
     return f"{_SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
 
 
