@@ -122,6 +122,9 @@ def _mailstead_config(root: Path, dns: tuple[str, int], sink_port: int) -> Path:
         f'[listen]\nsmtp = ["127.0.0.1:{free_port()}"]\n'
         "submission = []\nsubmissions = []\nimap = []\nimaps = []\npop3 = []\npop3s = []\n"
         f'[delivery]\ndns_servers = ["{dns[0]}:{dns[1]}"]\nsmtp_port = {sink_port}\n'
+        # The benchmark runs as root (Postfix's master needs it); serve
+        # refuses root unless told, as on loopback here.
+        "[run]\nallow_root = true\n"
     )
     config = load_config(path)
     config.data_dir.mkdir(parents=True)
