@@ -31,6 +31,7 @@ How the pictures are made, and why:
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -66,6 +67,8 @@ MOBILE_WIDTH = 375
 # of very tall windows take seconds and hundreds of MB, and no reader
 # scrolls 16,000 px of one mail.
 MAX_HEIGHT = 16_384
+log = logging.getLogger("mailstead.templates")
+
 TIMEOUT = 60.0
 _PARALLEL = 2
 
@@ -319,6 +322,16 @@ class _Chromium:
             raise PreviewError(f"Chromium wrote no screenshot {png.name}")
 
     def _run(self, extra: list[str], page: Path, images: bool) -> str:
+        try:
+            return self._run_once(extra, page, images)
+        except PreviewTimeout:
+            # Headless Chromium now and then hangs before it loads anything
+            # (seen once in a CI run, gone at once when run again): one more
+            # start with a fresh profile, then the error.
+            log.warning("Chromium did not finish within %g s; starting it once more", self.timeout)
+            return self._run_once(extra, page, images)
+
+    def _run_once(self, extra: list[str], page: Path, images: bool) -> str:
         run = next(self.runs)
         profile = self.work / f"profile-{run}"
         argv = [self.binary, *_FLAGS, f"--user-data-dir={profile}"]
