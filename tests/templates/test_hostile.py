@@ -136,3 +136,16 @@ def test_the_render_stops_itself_in_the_callers_thread(tmp_path: Path) -> None:
     before = set(threading.enumerate())
     failure(tmp_path, "{% for i in range(10**12) %}{% endfor %}")
     assert set(threading.enumerate()) <= before
+
+
+@pytest.mark.parametrize("value", ["a \ue0000\ue001 b", "\ue0021\ue003", "x\ue002", "\ue001"])
+def test_a_value_holding_the_layouts_own_marks_is_text(tmp_path: Path, value: str) -> None:
+    # U+E000–U+E003 mark placeholders and link slots inside the text layout;
+    # a value carrying them once raised IndexError there.
+    page = tmp_path / "t.html"
+    page.write_text('<p>Hello {{ name }}</p><p><a href="https://x.test/">go</a></p>')
+    template = EmailTemplate(page)
+    for _ in range(2):  # the first message of a shape is laid out whole, the next filled
+        rendered = template.render({"name": value})
+        assert "Hello " in rendered.text
+        assert not any(mark in rendered.text for mark in "\ue000\ue001\ue002\ue003")

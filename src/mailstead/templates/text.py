@@ -42,12 +42,21 @@ _TEXT = etree.XPath("string()", smart_strings=False)  # as lxml.html's text_cont
 _PARSER = etree.HTMLParser()
 
 
+_OWN_MARKS = str.maketrans(dict.fromkeys("\ue000\ue001\ue002\ue003", "\ufffd"))
+
+
 def html_to_text(markup: str, *, preheader: str | None = None) -> str:
     """A plain-text rendering of ``markup`` for the text/plain alternative.
 
     ``preheader`` comes first; when it is not given, the text of an element
     with the class ``preheader`` (usually hidden) takes its place.
     """
+    # The layout marks placeholders and link slots with U+E000–U+E003: in a
+    # whole message they can only be the content's own, written as U+FFFD
+    # rather than read as marks (one once raised IndexError here).
+    markup = markup.translate(_OWN_MARKS)
+    if preheader:
+        preheader = preheader.translate(_OWN_MARKS)
     plan = plan_text(markup)
     if plan is None:
         return preheader + "\n" if preheader else ""
