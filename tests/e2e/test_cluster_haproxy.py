@@ -11,37 +11,28 @@ of its mail.
 
 from __future__ import annotations
 
-import imaplib
 import re
 import smtplib
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from mailstead.config import load_config
 from mailstead.logs import parse_line
+from tests.e2e.haproxy import (
+    BALANCER,
+    CLIENT,
+    IMAPFromClient,
+    proxy_protocol_line,
+    running_haproxy,
+)
 from tests.e2e.harness import client_tls_context, free_port
 from tests.e2e.process import ServerProcess
 from tests.e2e.test_cluster import ALICE, PASSWORD, cluster, message
-from tests.tools import require
 
-CLIENT = "127.0.0.3"  # the test's clients, in front of HAProxy
-BALANCER = "127.0.0.2"  # HAProxy's source towards the nodes: the listed network
 PROXIED = ("smtp", "imap")
 MESSAGES = 4
 
-_HAPROXY_CFG = """\
-global
-    maxconn 64
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-"""
 _SECTION = """\
 frontend {name}
     bind 127.0.0.1:{front}
@@ -53,55 +44,28 @@ backend {name}
 """
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-        return False
-
-
 @contextmanager
 def _haproxy(tmp_path: Path, a: ServerProcess, b: ServerProcess) -> Iterator[dict[str, int]]:
-    haproxy = require("haproxy")
     fronts = {name: free_port() for name in PROXIED}
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(
-        _HAPROXY_CFG
-        + "".join(
-            _SECTION.format(
-                name=name,
-                front=fronts[name],
-                port_a=a.ports[name],
-                port_b=b.ports[name],
-                source=BALANCER,
-            )
-            for name in PROXIED
+    sections = "".join(
+        _SECTION.format(
+            name=name,
+            front=fronts[name],
+            port_a=a.ports[name],
+            port_b=b.ports[name],
+            source=BALANCER,
         )
+        for name in PROXIED
     )
-    check = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    proc = subprocess.Popen(
-        [haproxy, "-db", "-f", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not all(_listening(port) for port in fronts.values()):
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "HAProxy did not listen within 10 s"
-            time.sleep(0.05)
+    with running_haproxy(tmp_path, sections, fronts.values()):
         yield fronts
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _behind_the_balancer(server: ServerProcess) -> None:
     """List HAProxy's address in the node's ``[listen] proxy_protocol``."""
     text = server.config_path.read_text()
     server.config_path.write_text(
-        text.replace("[listen]\n", f'[listen]\nproxy_protocol = ["{BALANCER}/32"]\n', 1)
+        text.replace("[listen]\n", "[listen]\n" + proxy_protocol_line(), 1)
     )
     server.config = load_config(server.config_path)
 
@@ -109,13 +73,6 @@ def _behind_the_balancer(server: ServerProcess) -> None:
 def _log(server: ServerProcess) -> list[dict[str, str]]:
     lines = (parse_line(line) for line in server.log_path.read_text().splitlines())
     return [line for line in lines if line is not None]
-
-
-class _IMAPFrom(imaplib.IMAP4):
-    """imaplib from the client's source address (imaplib has no such option)."""
-
-    def _create_socket(self, timeout: float | None) -> socket.socket:
-        return socket.create_connection((self.host, self.port), timeout, source_address=(CLIENT, 0))
 
 
 def test_haproxy_in_front_of_two_nodes_keeps_the_client_address(
@@ -133,7 +90,7 @@ def test_haproxy_in_front_of_two_nodes_keeps_the_client_address(
             # IMAP: two logins, one on each node; each sees every message.
             seen = []
             for _ in range(2):
-                imap = _IMAPFrom("127.0.0.1", fronts["imap"], timeout=10)
+                imap = IMAPFromClient("127.0.0.1", fronts["imap"], timeout=10)
                 imap.starttls(client_tls_context())
                 imap.login(ALICE, PASSWORD)
                 typ, data = imap.select("INBOX", readonly=True)

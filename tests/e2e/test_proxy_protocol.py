@@ -14,13 +14,9 @@ clear before the handshake.
 from __future__ import annotations
 
 import contextlib
-import imaplib
 import logging
 import smtplib
 import socket
-import ssl
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +26,14 @@ import pytest
 
 from mailstead.config import load_config
 from mailstead.logs import LogfmtFormatter, parse_line
+from tests.e2e.haproxy import (
+    BALANCER,
+    CLIENT,
+    IMAPFromClient,
+    IMAPSFromClient,
+    proxy_protocol_line,
+    running_haproxy,
+)
 from tests.e2e.harness import (
     ServerHandle,
     client_tls_context,
@@ -38,21 +42,9 @@ from tests.e2e.harness import (
     write_config,
 )
 from tests.e2e.test_webhooks import Receiver, wait_for, webhook_config
-from tests.tools import require
 
-CLIENT = "127.0.0.3"  # the test's clients, in front of HAProxy
-BALANCER = "127.0.0.2"  # HAProxy's source towards the server: the listed network
 PROXIED = ("smtp", "imap", "imaps")
 
-_HAPROXY_CFG = """\
-global
-    maxconn 64
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-"""
 _SECTION = """\
 frontend {name}
     bind 127.0.0.1:{front}
@@ -89,53 +81,24 @@ class _Lines(logging.Handler):
             self.out.append(parsed)
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-        return False
-
-
 @contextmanager
 def _haproxy(
     tmp_path: Path, send: str, ports: dict[str, int], options: str
 ) -> Iterator[dict[str, int]]:
-    haproxy = require("haproxy")
     fronts = {name: free_port() for name in PROXIED}
-    config = tmp_path / "haproxy.cfg"
-    config.write_text(
-        _HAPROXY_CFG
-        + "".join(
-            _SECTION.format(
-                name=name,
-                front=fronts[name],
-                port=ports[name],
-                send=send,
-                source=BALANCER,
-                options=options,
-            )
-            for name in PROXIED
+    sections = "".join(
+        _SECTION.format(
+            name=name,
+            front=fronts[name],
+            port=ports[name],
+            send=send,
+            source=BALANCER,
+            options=options,
         )
+        for name in PROXIED
     )
-    check = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    proc = subprocess.Popen(
-        [haproxy, "-db", "-f", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not all(_listening(port) for port in fronts.values()):
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "HAProxy did not listen within 10 s"
-            time.sleep(0.05)
+    with running_haproxy(tmp_path, sections, fronts.values()):
         yield fronts
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @contextmanager
@@ -151,9 +114,7 @@ def balanced(tmp_path: Path, send: str, options: str = "") -> Iterator[Balanced]
             tmp_path, ports=ports, extra=webhook_config(webhooks.url, '["message.*", "auth.*"]')
         )
         text = path.read_text()
-        path.write_text(
-            text.replace("[listen]\n", f'[listen]\nproxy_protocol = ["{BALANCER}/32"]\n', 1)
-        )
+        path.write_text(text.replace("[listen]\n", "[listen]\n" + proxy_protocol_line(), 1))
         try:
             with (
                 running_config(load_config(path)) as server,
@@ -163,20 +124,6 @@ def balanced(tmp_path: Path, send: str, options: str = "") -> Iterator[Balanced]
         finally:
             logger.removeHandler(lines)
             logger.setLevel(level)
-
-
-class _IMAPFrom(imaplib.IMAP4):
-    """imaplib from the client's source address (imaplib has no such option)."""
-
-    def _create_socket(self, timeout: float | None) -> socket.socket:
-        return socket.create_connection((self.host, self.port), timeout, source_address=(CLIENT, 0))
-
-
-class _IMAPSFrom(imaplib.IMAP4_SSL):
-    def _create_socket(self, timeout: float | None) -> socket.socket:
-        sock = socket.create_connection((self.host, self.port), timeout, source_address=(CLIENT, 0))
-        context: ssl.SSLContext = self.ssl_context
-        return context.wrap_socket(sock, server_hostname=self.host)
 
 
 MESSAGE = b"From: zoe@sender.test\r\nTo: alice@example.test\r\nSubject: via HAProxy\r\n\r\nhi\r\n"
@@ -193,12 +140,12 @@ def test_the_client_address_crosses_haproxy(tmp_path: Path, send: str) -> None:
             smtp.sendmail("zoe@sender.test", ["alice@example.test"], MESSAGE)
         (stored,) = b.server.new_messages("alice@example.test")  # before IMAP sees it
         # IMAP with STARTTLS, then IMAP over implicit TLS.
-        imap = _IMAPFrom("127.0.0.1", b.fronts["imap"], timeout=10)
+        imap = IMAPFromClient("127.0.0.1", b.fronts["imap"], timeout=10)
         imap.starttls(client_tls_context())
         imap.login("alice@example.test", "alice-pw")
         assert imap.select("INBOX") == ("OK", [b"1"])
         imap.logout()
-        imaps = _IMAPSFrom("127.0.0.1", b.fronts["imaps"], ssl_context=client_tls_context())
+        imaps = IMAPSFromClient("127.0.0.1", b.fronts["imaps"], ssl_context=client_tls_context())
         imaps.login("alice@example.test", "alice-pw")
         imaps.select("INBOX", readonly=True)
         typ, data = imaps.fetch("1", "(BODY.PEEK[HEADER.FIELDS (RECEIVED)])")
